@@ -1,0 +1,87 @@
+"""The actor base: typed handlers chosen by message kind.
+
+A handler's name is decided by the kind it answers (textual's convention):
+``echo.request`` is handled by ``on_echo_request(self, msg, payload)``, where
+``payload`` is already validated against the kind's model. Returning a
+payload replies to the sender (which also acks the request); returning None
+acks it. Handlers run on a worker thread, so they may block (a model call);
+``@inline`` marks a fast handler that runs on the mailbox loop itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from shoal.mailbox.envelope import Envelope, Payload
+
+if TYPE_CHECKING:
+    from shoal.paths import Home
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def inline(handler: F) -> F:
+    """Run this handler on the mailbox loop: it must be quick and never block."""
+    handler.__shoal_inline__ = True  # type: ignore[attr-defined]
+    return handler
+
+
+def is_inline(handler: Callable[..., Any]) -> bool:
+    return getattr(handler, "__shoal_inline__", False)
+
+
+class ActorContext:
+    """What an actor may use of its process: its identity, home, and outgoing mail."""
+
+    def __init__(
+        self,
+        name: str,
+        role: str,
+        home: Home,
+        post: Callable[[Envelope], None],
+    ) -> None:
+        self.name = name
+        self.role = role
+        self.home = home
+        self.log = logging.getLogger(f"shoal.actor.{name}")
+        self._post = post
+
+    def send(
+        self,
+        recipient: str,
+        payload: Payload,
+        *,
+        task_id: str | None = None,
+        reply_to: str | None = None,
+    ) -> Envelope:
+        """Send a message; safe to call from handler threads (never blocks)."""
+        env = Envelope.of(
+            payload, sender=self.name, recipient=recipient, task_id=task_id, reply_to=reply_to
+        )
+        self._post(env)
+        return env
+
+    def publish(self, payload: Payload, *, task_id: str | None = None) -> Envelope:
+        return self.send("*", payload, task_id=task_id)
+
+
+class Actor:
+    """Subclass, set ``role``, and add ``on_<kind>`` handlers."""
+
+    role: ClassVar[str]
+    concurrency: ClassVar[int] = 1
+    """How many handlers may run at once on worker threads."""
+
+    def __init__(self, ctx: ActorContext) -> None:
+        self.ctx = ctx
+
+    def setup(self) -> None:
+        """Called once in the actor process before the first message."""
+
+    def teardown(self) -> None:
+        """Called once when the process stops gracefully."""
+
+    def handler_for(self, kind: str) -> Callable[[Envelope, Payload], Payload | None] | None:
+        return getattr(self, "on_" + kind.replace(".", "_"), None)

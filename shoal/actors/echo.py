@@ -1,0 +1,14 @@
+"""The echo role: answers every ``echo.request`` with its text. Used by tests and benchmarks."""
+
+from __future__ import annotations
+
+from shoal.actors.base import Actor, inline
+from shoal.mailbox.envelope import EchoReply, EchoRequest, Envelope
+
+
+class EchoActor(Actor):
+    role = "echo"
+
+    @inline
+    def on_echo_request(self, msg: Envelope, payload: EchoRequest) -> EchoReply:
+        return EchoReply(text=payload.text, seq=payload.seq, handled_by=self.ctx.name)

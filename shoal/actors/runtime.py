@@ -1,0 +1,280 @@
+"""The actor process: one mailbox loop around one actor.
+
+The loop (main thread) owns the DEALER socket: it receives messages, drops
+duplicates by id, dispatches them to handlers, sends replies and acks, and
+heartbeats. Handlers run on worker threads and hand their results back through
+a queue plus a wake-up pipe, so the loop keeps heartbeating during long calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import signal
+import sys
+import time
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import zmq
+from pydantic import ValidationError
+
+from shoal.actors import registry
+from shoal.actors.base import Actor, ActorContext, is_inline
+from shoal.launchers import ActorSpec
+from shoal.mailbox import sockets, wire
+from shoal.mailbox.envelope import Envelope, ErrorReply, Payload, UnknownKind
+from shoal.paths import Home
+
+log = logging.getLogger(__name__)
+
+# Remember this many handled ids (and their replies) to answer redeliveries.
+_DONE_MEMORY = 20_000
+
+
+def run_actor(spec_json: str) -> None:
+    """Entry point of an actor process (whatever launched it)."""
+    spec = ActorSpec.model_validate_json(spec_json)
+    home = Home.resolve(spec.home)
+    if os.getpid() != os.getpgid(0):
+        os.setsid()  # own process group: the supervisor stops the actor and its children at once
+    _log_to(home.actor_log(spec.name))
+    code = ActorRuntime(spec, registry.load(spec.role)).run()
+    sys.stdout.flush()
+    os._exit(code)
+
+
+def _log_to(path: os.PathLike[str]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+class ActorRuntime:
+    def __init__(self, spec: ActorSpec, actor_cls: type[Actor]) -> None:
+        self.spec = spec
+        self.home = Home.resolve(spec.home)
+        self.instance = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._results: queue.SimpleQueue[tuple[Envelope, Any]] = queue.SimpleQueue()
+        self._outgoing: queue.SimpleQueue[Envelope] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._held: dict[str, Envelope] = {}
+        self._waiting: deque[Envelope] = deque()
+        self._done: OrderedDict[str, bytes | None] = OrderedDict()
+        self._acks: list[str] = []
+        self._running = 0
+        self._busy_since: float | None = None
+        self._stopping = False
+        self._last_pong = time.monotonic()
+        ctx = ActorContext(spec.name, spec.role, self.home, self._post)
+        self.actor = actor_cls(ctx)
+        self._pool = ThreadPoolExecutor(max(1, actor_cls.concurrency), thread_name_prefix="handler")
+
+    # --- process lifetime --------------------------------------------------
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+        zctx = zmq.Context()
+        self._sock = sockets.dealer(zctx, self.spec.name, self.home.mailbox_endpoint)
+        try:
+            self.actor.setup()
+            log.info(
+                "actor %s (%s) ready, instance %s", self.spec.name, self.spec.role, self.instance
+            )
+            self._loop()
+            return 0
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            try:
+                self.actor.teardown()
+            finally:
+                self._sock.close()
+                zctx.term()
+
+    def _request_stop(self, *_: Any) -> None:
+        self._stopping = True
+        os.write(self._wake_w, b"!")
+
+    def _post(self, env: Envelope) -> None:
+        self._outgoing.put(env)
+        os.write(self._wake_w, b".")
+
+    # --- the loop ------------------------------------------------------------
+
+    def _loop(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        interval = self.spec.heartbeat_interval
+        next_beat = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_beat:
+                self._beat()
+                next_beat = now + interval
+                if now - self._last_pong > self.spec.orphan_timeout:
+                    log.warning("no orchestrator for %.0fs; exiting", now - self._last_pong)
+                    return
+            if self._stopping and self._running == 0:
+                self._flush_acks()
+                return
+            events = dict(poller.poll(max(0, int((next_beat - now) * 1000)) + 1))
+            if self._sock in events:
+                self._receive_all()
+            if self._wake_r in events:
+                self._drain_wake()
+            self._collect_results()
+            self._send_outgoing()
+            self._dispatch()
+            self._flush_acks()
+
+    def _receive_all(self) -> None:
+        while True:
+            try:
+                frames = self._sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                continue
+            tag, body = frames
+            if tag == wire.MSG:
+                self._accept(body)
+            elif tag == wire.PONG:
+                self._last_pong = time.monotonic()
+
+    def _accept(self, body: bytes) -> None:
+        try:
+            env = Envelope.decode(body)
+        except ValidationError:
+            log.warning("dropped a malformed message")
+            return
+        if env.id in self._done:
+            # Handled before (our ack or reply was lost): answer again, never re-run.
+            reply = self._done[env.id]
+            if reply is not None:
+                self._sock.send_multipart([wire.MSG, reply])
+            self._acks.append(env.id)
+            return
+        if env.id in self._held:
+            return  # already queued or running
+        self._held[env.id] = env
+        self._waiting.append(env)
+
+    def _dispatch(self) -> None:
+        while self._waiting and not self._stopping:
+            env = self._waiting[0]
+            handler = self.actor.handler_for(env.kind)
+            if handler is not None and not is_inline(handler):
+                if self._running >= max(1, self.actor.concurrency):
+                    return
+                self._waiting.popleft()
+                payload = self._payload(env)
+                if payload is not None:
+                    self._running += 1
+                    self._busy_since = self._busy_since or time.time()
+                    self._pool.submit(self._call, handler, env, payload)
+                continue
+            self._waiting.popleft()
+            if handler is None:
+                self._finish(
+                    env,
+                    ErrorReply(
+                        code="no_handler",
+                        message=f"{self.spec.role} actor {self.spec.name} has no handler for {env.kind}",
+                    ),
+                )
+                continue
+            payload = self._payload(env)
+            if payload is not None:
+                self._finish(env, self._invoke(handler, env, payload))
+
+    def _payload(self, env: Envelope) -> Payload | None:
+        try:
+            return env.parse_payload()
+        except (ValidationError, UnknownKind) as exc:
+            self._finish(env, ErrorReply(code="bad_payload", message=f"{env.kind}: {exc}"))
+            return None
+
+    def _invoke(self, handler: Any, env: Envelope, payload: Payload) -> Payload | None:
+        try:
+            return handler(env, payload)
+        except Exception as exc:
+            log.exception("handler for %s failed", env.kind)
+            return ErrorReply(code="handler_failed", message=f"{type(exc).__name__}: {exc}")
+
+    def _call(self, handler: Any, env: Envelope, payload: Payload) -> None:
+        self._results.put((env, self._invoke(handler, env, payload)))
+        os.write(self._wake_w, b".")
+
+    def _collect_results(self) -> None:
+        while True:
+            try:
+                env, result = self._results.get_nowait()
+            except queue.Empty:
+                return
+            self._running -= 1
+            if self._running == 0:
+                self._busy_since = None
+            self._finish(env, result)
+
+    def _finish(self, env: Envelope, result: Payload | None) -> None:
+        reply_body = None
+        if result is not None:
+            reply_body = env.reply(result, sender=self.spec.name).encode()
+            self._sock.send_multipart([wire.MSG, reply_body])  # a reply acks the request
+        else:
+            self._acks.append(env.id)
+        self._held.pop(env.id, None)
+        self._done[env.id] = reply_body
+        if len(self._done) > _DONE_MEMORY:
+            self._done.popitem(last=False)
+
+    def _send_outgoing(self) -> None:
+        while True:
+            try:
+                env = self._outgoing.get_nowait()
+            except queue.Empty:
+                return
+            self._sock.send_multipart([wire.MSG, env.encode()])
+
+    def _flush_acks(self) -> None:
+        if self._acks:
+            self._sock.send_multipart([wire.ACK, wire.encode_acks(self._acks)])
+            self._acks = []
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _beat(self) -> None:
+        held = list(self._held)
+        beat = wire.Beat(
+            name=self.spec.name,
+            role=self.spec.role,
+            pid=os.getpid(),
+            instance=self.instance,
+            held=held[: wire.MAX_HELD_IDS],
+            held_total=len(held),
+            busy_since=self._busy_since,
+        )
+        try:
+            self._sock.send_multipart([wire.BEAT, beat.model_dump_json().encode()], zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # not connected yet; the next beat tries again

@@ -1,0 +1,235 @@
+"""The envelope every message travels in, and the payload of every message kind.
+
+One envelope for every message (DESIGN.md §2). The payload is a JSON object
+whose shape is fixed per ``kind`` by the models registered below; a receiver
+validates it with :meth:`Envelope.parse_payload`. Frames are JSON: nothing is
+ever unpickled from the wire.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shoal.ids import new_id
+
+# Recipient that is not an actor but the orchestrator itself (control requests).
+ORCHESTRATOR = "orchestrator"
+# Recipient meaning "publish on the event bus" (topic = kind).
+PUBLISH = "*"
+# Prefix of a recipient that names a role: the broker picks a ready actor of it.
+ROLE_PREFIX = "role:"
+
+_KIND = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
+_ADDRESS = r"^[A-Za-z0-9_.:*@/-]{1,128}$"
+
+
+class Payload(BaseModel):
+    """Base of every payload model; ``kind`` is the message kind it travels as."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: ClassVar[str]
+
+
+PAYLOADS: dict[str, type[Payload]] = {}
+P = TypeVar("P", bound=Payload)
+
+
+def message(kind: str):
+    """Register a payload model as the payload of ``kind``."""
+
+    def register(cls: type[P]) -> type[P]:
+        if kind in PAYLOADS:
+            raise ValueError(f"message kind {kind!r} registered twice")
+        cls.kind = kind
+        PAYLOADS[kind] = cls
+        return cls
+
+    return register
+
+
+class UnknownKind(ValueError):
+    """A message's kind has no registered payload model."""
+
+
+class Envelope(BaseModel):
+    """One message, exactly as it travels and as it is recorded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(default_factory=new_id, min_length=1, max_length=64)
+    """Sortable unique id (ULID); handlers are idempotent by it."""
+    kind: str = Field(pattern=_KIND)
+    """What the message is, e.g. ``echo.request``; selects the payload model and handler."""
+    sender: str = Field(pattern=_ADDRESS)
+    """Address of the sending actor or client (its DEALER identity)."""
+    recipient: str = Field(pattern=_ADDRESS)
+    """An actor or client address, ``role:<role>``, ``orchestrator``, or ``*`` to publish."""
+    task_id: str | None = Field(None, max_length=64)
+    """The task this message belongs to, if any."""
+    reply_to: str | None = Field(None, max_length=64)
+    """Id of the message this one answers; a reply also acks that message."""
+    attempt: int = Field(1, ge=1)
+    """Delivery attempt, raised by the broker on each redelivery."""
+    sent_at: float = Field(default_factory=time.time)
+    """Unix time at which the sender made the message."""
+    payload: dict[str, Any] = Field(default_factory=dict)
+    """The kind's payload as a JSON object."""
+
+    @classmethod
+    def of(cls, payload: Payload, *, sender: str, recipient: str, **fields: Any) -> Envelope:
+        return cls(
+            kind=payload.kind,
+            sender=sender,
+            recipient=recipient,
+            payload=payload.model_dump(mode="json"),
+            **fields,
+        )
+
+    def reply(self, payload: Payload, *, sender: str | None = None) -> Envelope:
+        """A message answering this one, addressed to its sender."""
+        return Envelope.of(
+            payload,
+            sender=sender or self.recipient,
+            recipient=self.sender,
+            task_id=self.task_id,
+            reply_to=self.id,
+        )
+
+    def parse_payload(self) -> Payload:
+        """The payload validated against its kind's model."""
+        model = PAYLOADS.get(self.kind)
+        if model is None:
+            raise UnknownKind(f"no payload model for message kind {self.kind!r}")
+        return model.model_validate(self.payload)
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Envelope:
+        return cls.model_validate_json(data)
+
+
+# --- mailbox -----------------------------------------------------------------
+
+
+@message("mailbox.error")
+class ErrorReply(Payload):
+    """A request could not be handled; sent to the requester in place of a reply."""
+
+    code: Literal["no_handler", "bad_payload", "handler_failed", "undeliverable", "refused"]
+    message: str
+
+
+# --- echo (the built-in role used by tests and benchmarks) --------------------
+
+
+@message("echo.request")
+class EchoRequest(Payload):
+    text: str = ""
+    seq: int | None = None
+
+
+@message("echo.reply")
+class EchoReply(Payload):
+    text: str = ""
+    seq: int | None = None
+    handled_by: str
+
+
+# --- orchestrator control (recipient "orchestrator") -------------------------
+
+
+@message("orchestrator.status")
+class StatusRequest(Payload):
+    pass
+
+
+class ActorStatus(BaseModel):
+    name: str
+    role: str
+    pid: int | None
+    state: str
+    restarts: int
+    last_heartbeat: str | None
+    launcher: str
+
+
+class MessageCounters(BaseModel):
+    routed: int
+    recorded: int
+    dropped: int
+    undeliverable: int = 0
+    redelivered: int = 0
+    pending: int = 0
+
+
+@message("orchestrator.status.result")
+class StatusReply(Payload):
+    pid: int
+    home: str
+    started_at: float
+    actors: list[ActorStatus]
+    messages: MessageCounters
+
+
+@message("orchestrator.stop")
+class StopRequest(Payload):
+    pass
+
+
+@message("orchestrator.ok")
+class OkReply(Payload):
+    detail: str = ""
+
+
+@message("actor.spawn")
+class SpawnRequest(Payload):
+    role: str
+    count: int = Field(1, ge=1, le=64)
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    launcher: str = "local"
+
+
+@message("actor.spawned")
+class SpawnReply(Payload):
+    names: list[str]
+
+
+@message("actor.retire")
+class RetireRequest(Payload):
+    name: str
+
+
+@message("store.query")
+class QueryRequest(Payload):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+@message("store.rows")
+class QueryReply(Payload):
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+# --- events (published by the orchestrator) ----------------------------------
+
+
+@message("actor.started")
+class ActorStarted(Payload):
+    name: str
+    role: str
+    pid: int | None
+    restarts: int
+
+
+@message("actor.exited")
+class ActorExited(Payload):
+    name: str
+    role: str
+    pid: int | None
+    reason: str

@@ -1,0 +1,387 @@
+"""The broker: the orchestrator's ROUTER loop.
+
+Each turn it takes every waiting frame off the ROUTER, validates it (anything
+malformed or oversized is dropped and counted), appends the turn's messages
+and acks to the journal with one write, hands them to the recorder, and only
+then routes them. ``post`` lets the orchestrator's other threads send too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import zmq
+from pydantic import ValidationError
+
+from shoal.mailbox import sockets, wire
+from shoal.mailbox.envelope import (
+    ORCHESTRATOR,
+    PUBLISH,
+    ROLE_PREFIX,
+    Envelope,
+    ErrorReply,
+    MessageCounters,
+    Payload,
+)
+from shoal.orchestrator.delivery import Deliveries, Unacked
+from shoal.orchestrator.recorder import MessageRow
+from shoal.store import journal as jr
+
+if TYPE_CHECKING:
+    from shoal.orchestrator.control import Control
+    from shoal.orchestrator.recorder import Recorder
+    from shoal.orchestrator.supervisor import Supervisor
+    from shoal.paths import Home
+    from shoal.settings import OrchestratorSettings
+    from shoal.store.journal import Journal
+
+log = logging.getLogger(__name__)
+
+_MAX_FRAMES_PER_TURN = 5_000
+_TICK = 0.1
+_REDELIVERY_SCAN = 1.0
+_JOURNAL_MAX = 8 * 1024 * 1024
+
+
+@dataclass
+class Peer:
+    role: str
+    pid: int
+    instance: str
+    last_beat: float
+
+
+@dataclass
+class Turn:
+    """What one loop turn received, journaled and recorded before it is routed."""
+
+    messages: list[tuple[Envelope, bytes, str | None, bool]] = field(default_factory=list)
+    acks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Waiting:
+    env: Envelope
+    body: bytes
+    expires: float
+
+
+class Broker:
+    def __init__(
+        self,
+        home: Home,
+        settings: OrchestratorSettings,
+        recorder: Recorder,
+        journal: Journal,
+        supervisor: Supervisor,
+    ) -> None:
+        self.home = home
+        self.settings = settings
+        self.recorder = recorder
+        self.journal = journal
+        self.supervisor = supervisor
+        self.control: Control | None = None
+        self.ctx = zmq.Context()
+        self.router = sockets.router(self.ctx, home.mailbox_endpoint, settings.max_frame_bytes)
+        self.pub = sockets.publisher(self.ctx, home.events_endpoint)
+        for path in (home.mailbox_socket, home.events_socket):
+            os.chmod(path, 0o600)
+        self.deliveries = Deliveries(settings.ack_timeout)
+        self.peers: dict[str, Peer] = {}
+        self.waiting: dict[str, list[Waiting]] = {}
+        self.started_at = time.time()
+        self.routed = 0
+        self.dropped = 0
+        self.undeliverable = 0
+        self.redelivered = 0
+        self._seq = 0
+        self._posted: queue.SimpleQueue[Envelope] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._running = True
+        self._draining_until: float | None = None
+        self._last_activity = time.monotonic()
+        self._pong = wire.Pong(broker_pid=os.getpid(), broker_started_at=self.started_at)
+        self._pong_body = self._pong.model_dump_json().encode()
+
+    # --- called from other threads -----------------------------------------
+
+    def post(
+        self,
+        payload: Payload,
+        recipient: str,
+        *,
+        reply_to: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        """Send a message from the orchestrator itself (thread-safe)."""
+        env = Envelope.of(
+            payload, sender=ORCHESTRATOR, recipient=recipient, reply_to=reply_to, task_id=task_id
+        )
+        self._posted.put(env)
+        os.write(self._wake_w, b".")
+
+    def stop(self, drain: float = 10.0) -> None:
+        """Stop after the supervisor has stopped the actors (at most ``drain`` seconds)."""
+        self._draining_until = time.monotonic() + drain
+        os.write(self._wake_w, b"!")
+
+    def counters(self) -> MessageCounters:
+        return MessageCounters(
+            routed=self.routed,
+            recorded=self.recorder.recorded,
+            dropped=self.dropped,
+            undeliverable=self.undeliverable,
+            redelivered=self.redelivered,
+            pending=len(self.deliveries) + sum(len(w) for w in self.waiting.values()),
+        )
+
+    # --- the loop ------------------------------------------------------------
+
+    def load_unacked(self, items: list[tuple[Envelope, bytes]]) -> None:
+        """Messages unacked when the last orchestrator died: delivered when their actor beats."""
+        far = time.monotonic() + self.settings.ack_timeout
+        for env, body in items:
+            if env.recipient.startswith(ROLE_PREFIX):
+                self.waiting.setdefault(env.recipient, []).append(Waiting(env, body, far))
+            else:
+                self.deliveries.track(env, body, env.recipient)
+
+    def serve(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        next_tick = next_scan = 0.0
+        while self._running:
+            events = dict(poller.poll(int(_TICK * 1000)))
+            now = time.monotonic()
+            turn = Turn()
+            if self.router in events:
+                self._receive(turn, now)
+            if self._wake_r in events:
+                self._drain_wake()
+            self._take_posted(turn)
+            if turn.messages or turn.acks:
+                self._commit(turn)
+                self._route(turn, now)
+            if now >= next_tick:
+                next_tick = now + _TICK
+                self._tick(now, scan=now >= next_scan)
+                if now >= next_scan:
+                    next_scan = now + _REDELIVERY_SCAN
+
+    def close(self) -> None:
+        for sock in (self.router, self.pub):
+            sock.close()
+        self.ctx.term()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    # --- receiving -------------------------------------------------------------
+
+    def _receive(self, turn: Turn, now: float) -> None:
+        for _ in range(_MAX_FRAMES_PER_TURN):
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                self._frame(frames, turn, now)
+            except (ValidationError, ValueError, UnicodeDecodeError) as exc:
+                self._drop(frames, str(exc).splitlines()[0])
+            except Exception:
+                log.exception("unexpected error on a frame; dropped")
+                self._drop(frames, "internal error")
+
+    def _frame(self, frames: list[bytes], turn: Turn, now: float) -> None:
+        if len(frames) != 3:
+            raise ValueError(f"{len(frames) - 1} frames after the identity, expected 2")
+        identity, tag, body = frames
+        if len(body) > self.settings.max_frame_bytes:
+            raise ValueError(f"body of {len(body)} bytes over the limit")
+        if tag == wire.MSG:
+            env = Envelope.decode(body)
+            if env.sender.encode() != identity:
+                raise ValueError(f"sender {env.sender!r} is not the connection's identity")
+            self._last_activity = now
+            self._classify(env, body, turn)
+        elif tag == wire.ACK:
+            for message_id in wire.decode_acks(body):
+                if self.deliveries.ack(message_id, by=identity.decode()):
+                    turn.acks.append(message_id)
+        elif tag == wire.BEAT:
+            self._beat(identity, wire.Beat.model_validate_json(body), now)
+        else:
+            raise ValueError(f"unknown tag {tag[:8]!r}")
+
+    def _drop(self, frames: list[bytes], reason: str) -> None:
+        self.dropped += 1
+        if self.dropped <= 10 or self.dropped % 1000 == 0:
+            log.warning("dropped frame #%d (%d parts): %s", self.dropped, len(frames), reason)
+
+    def _take_posted(self, turn: Turn) -> None:
+        while True:
+            try:
+                env = self._posted.get_nowait()
+            except queue.Empty:
+                return
+            self._classify(env, env.encode(), turn)
+
+    def _classify(self, env: Envelope, body: bytes, turn: Turn) -> None:
+        """Decide where a message goes and whether it is tracked until acked."""
+        if env.reply_to and self.deliveries.ack(env.reply_to, by=env.sender):
+            turn.acks.append(env.reply_to)
+        recipient = env.recipient
+        if recipient in (ORCHESTRATOR, PUBLISH):
+            turn.messages.append((env, body, recipient, False))
+        elif recipient.startswith(ROLE_PREFIX):
+            target = self._pick(recipient[len(ROLE_PREFIX) :])
+            turn.messages.append((env, body, target, target is not None))
+        else:
+            durable = recipient in self.peers or self.supervisor.is_actor(recipient)
+            turn.messages.append((env, body, recipient, durable))
+
+    def _pick(self, role: str) -> str | None:
+        """The actor of ``role`` with the least unacked work, connected ones first."""
+        names = [n for n, p in self.peers.items() if p.role == role and self.supervisor.is_actor(n)]
+        names = names or self.supervisor.names_of(role)
+        return min(names, key=self.deliveries.load) if names else None
+
+    # --- journal, record, route -------------------------------------------------
+
+    def _commit(self, turn: Turn) -> None:
+        now = time.time()
+        records = [jr.message_record(tracked, now, body) for _, body, _, tracked in turn.messages]
+        if turn.acks:
+            records.append(jr.ack_record(now, turn.acks))
+        self.journal.append(records)
+        self._seq += 1
+        self.recorder.submit(
+            self._seq,
+            [MessageRow(env, body, now, tracked) for env, body, _, tracked in turn.messages],
+            [(now, message_id) for message_id in turn.acks],
+        )
+
+    def _route(self, turn: Turn, now: float) -> None:
+        for env, body, target, tracked in turn.messages:
+            self.routed += 1
+            if target == ORCHESTRATOR:
+                if self.control is not None:
+                    self.control.handle(env)
+            elif target == PUBLISH:
+                self.pub.send_multipart([env.kind.encode(), body])
+            elif tracked and target is not None:
+                self._deliver(self.deliveries.track(env, body, target), now)
+            elif target is None or not self._send(target, body):
+                self._wait(env, body, target or env.recipient, now)
+
+    def _send(self, target: str, body: bytes) -> bool:
+        try:
+            self.router.send_multipart([target.encode(), wire.MSG, body], zmq.NOBLOCK)
+        except zmq.ZMQError:  # EHOSTUNREACH (not connected) or EAGAIN (peer full)
+            return False
+        return True
+
+    def _deliver(self, item: Unacked, now: float) -> None:
+        if self._send(item.target, item.body):
+            self.deliveries.delivered(item, now)
+
+    def _wait(self, env: Envelope, body: bytes, key: str, now: float) -> None:
+        self.waiting.setdefault(key, []).append(Waiting(env, body, now + self.settings.pending_ttl))
+
+    # --- heartbeats -----------------------------------------------------------
+
+    def _beat(self, identity: bytes, beat: wire.Beat, now: float) -> None:
+        name = identity.decode()
+        if beat.name != name:
+            raise ValueError(f"beat for {beat.name!r} from identity {name!r}")
+        peer = self.peers.get(name)
+        new_instance = peer is None or peer.instance != beat.instance
+        self.peers[name] = Peer(beat.role, beat.pid, beat.instance, now)
+        self.supervisor.on_beat(name, beat, new_instance)
+        try:
+            self.router.send_multipart([identity, wire.PONG, self._pong_body], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+        if new_instance:
+            self._redeliver_to(name, now)
+            # Messages that waited for this actor (or its role) are now tracked for it.
+            for key in (name, ROLE_PREFIX + beat.role):
+                for item in self.waiting.pop(key, []):
+                    self._deliver(self.deliveries.track(item.env, item.body, name), now)
+        else:
+            self.deliveries.held(name, beat.held, beat.held_total, now)
+
+    def _redeliver_to(self, name: str, now: float) -> None:
+        for item in self.deliveries.for_target(name):
+            if item.delivered:
+                item.next_attempt()
+                self.redelivered += 1
+            self._deliver(item, now)
+
+    # --- periodic work ----------------------------------------------------------
+
+    def _tick(self, now: float, *, scan: bool) -> None:
+        self._expire_waiting(now)
+        if scan:
+            for item in self.deliveries.overdue(now):
+                if item.target in self.peers:
+                    item.next_attempt()
+                    self.redelivered += 1
+                    self._deliver(item, now)
+            for item in self.deliveries.undelivered():
+                if item.target in self.peers:
+                    self._deliver(item, now)
+        if self.journal.size > _JOURNAL_MAX and self.recorder.flushed_seq >= self._seq:
+            self.journal.truncate()
+        self._check_stop(now)
+
+    def _expire_waiting(self, now: float) -> None:
+        for key in list(self.waiting):
+            keep = []
+            for item in self.waiting[key]:
+                if item.expires > now:
+                    keep.append(item)
+                    continue
+                self.undeliverable += 1
+                if item.env.kind != ErrorReply.kind:
+                    reason = f"no actor or client {key!r} took the message in {self.settings.pending_ttl:g}s"
+                    self.post(
+                        ErrorReply(code="undeliverable", message=reason),
+                        item.env.sender,
+                        reply_to=item.env.id,
+                    )
+            if keep:
+                self.waiting[key] = keep
+            else:
+                del self.waiting[key]
+
+    def _check_stop(self, now: float) -> None:
+        if self._draining_until is not None:
+            if self.supervisor.all_stopped() or now >= self._draining_until:
+                self._running = False
+            return
+        idle = self.settings.idle_timeout
+        if (
+            idle
+            and now - self._last_activity > idle
+            and not self.waiting
+            and not len(self.deliveries)
+        ):
+            log.info("idle for %.0fs; exiting", now - self._last_activity)
+            self.supervisor.stop_all()
+            self.stop()
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        if self._draining_until is not None and not self.supervisor.stopping:
+            self.supervisor.stop_all()

@@ -1,0 +1,165 @@
+"""The orchestrator's lifecycle, seen from a client: is it running, start it, stop it, ask it.
+
+Running means holding ``run/orchestrator.lock`` (flock): the kernel drops the
+lock when the process dies, however it dies, so a stale pid file or socket
+can never make a dead orchestrator look alive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from shoal.paths import Home
+
+if TYPE_CHECKING:
+    from shoal.mailbox.client import MailboxClient
+    from shoal.mailbox.envelope import QueryReply, StatusReply
+
+
+class OrchestratorError(Exception):
+    """The orchestrator could not be started, reached or stopped; the message says why."""
+
+
+def running_pid(home: Home) -> int | None:
+    """The running orchestrator's pid, or None if none holds the home's lock."""
+    try:
+        fd = os.open(home.lock_file, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _pid_from_file(home)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _pid_from_file(home: Home) -> int | None:
+    for _ in range(50):  # the pid file is written just after the lock is taken
+        with contextlib.suppress(OSError, ValueError):
+            return int(home.pid_file.read_text())
+        time.sleep(0.01)
+    return None
+
+
+def start(
+    home: Home, *, timeout: float = 20.0, env: dict[str, str] | None = None
+) -> tuple[int, bool]:
+    """Start the orchestrator unless one runs. Returns (pid, started_by_this_call)."""
+    pid = running_pid(home)
+    if pid is not None:
+        return pid, False
+    home.ensure()
+    read_fd, write_fd = os.pipe()
+    log = open(home.logs / "orchestrator.out", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "shoal.orchestrator.server",
+                "--home",
+                str(home.root),
+                "--ready-fd",
+                str(write_fd),
+            ],
+            pass_fds=[write_fd],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env={**os.environ, **(env or {}), "SHOAL_HOME": str(home.root)},
+        )
+    finally:
+        os.close(write_fd)
+        log.close()
+    line = _read_line(read_fd, timeout)
+    word, _, rest = line.partition(" ")
+    if word == "ready":
+        return int(rest), True
+    if word == "busy":
+        pid = running_pid(home)
+        if pid is not None:
+            return pid, False
+    detail = rest or f"it exited without a word; see {home.logs / 'orchestrator.out'}"
+    raise OrchestratorError(f"the orchestrator did not start: {detail}")
+
+
+def _read_line(fd: int, timeout: float) -> str:
+    data = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while b"\n" not in data:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                return "timeout did not report ready in time"
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    return data.decode(errors="replace").strip()
+
+
+def ensure(home: Home) -> int:
+    """The running orchestrator's pid, starting one if needed (auto-start)."""
+    return start(home)[0]
+
+
+def stop(home: Home, timeout: float = 20.0) -> int | None:
+    """Stop the orchestrator gracefully (SIGTERM: drain and flush), killing it after ``timeout``."""
+    pid = running_pid(home)
+    if pid is None:
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running_pid(home) is None:
+            return pid
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    raise OrchestratorError(f"orchestrator {pid} did not stop in {timeout:g}s and was killed")
+
+
+def connect(home: Home, name: str | None = None) -> MailboxClient:
+    from shoal.mailbox.client import MailboxClient
+
+    return MailboxClient(home.mailbox_endpoint, name)
+
+
+def request(home: Home, payload: Any, timeout: float = 10.0) -> Any:
+    """One request to the orchestrator; returns the reply's validated payload."""
+    from shoal.mailbox.envelope import ORCHESTRATOR
+    from shoal.mailbox.errors import MailboxTimeout
+
+    with connect(home) as client:
+        try:
+            return client.request(ORCHESTRATOR, payload, timeout=timeout).parse_payload()
+        except MailboxTimeout as exc:
+            raise OrchestratorError(f"the orchestrator did not answer: {exc}") from exc
+
+
+def status(home: Home, timeout: float = 10.0) -> StatusReply:
+    from shoal.mailbox.envelope import StatusRequest
+
+    return request(home, StatusRequest(), timeout)
+
+
+def query(home: Home, name: str, params: dict[str, Any], timeout: float = 10.0) -> QueryReply:
+    from shoal.mailbox.envelope import QueryRequest
+
+    return request(home, QueryRequest(name=name, params=params), timeout)

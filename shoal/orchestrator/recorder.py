@@ -1,0 +1,197 @@
+"""The recorder: the only writer of the DuckDB file, batching rows through Arrow.
+
+The broker hands over rows with :meth:`Recorder.submit` (never blocks); a
+thread flushes them at least every ``flush_interval`` seconds and on stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
+
+from shoal.mailbox.envelope import Envelope
+
+if TYPE_CHECKING:
+    import duckdb
+
+log = logging.getLogger(__name__)
+
+_BATCH_ROWS = 20_000
+_INSERT_MESSAGES = """
+    INSERT INTO messages
+    SELECT id, kind, sender, recipient, task_id, reply_to, attempt,
+           make_timestamp(sent_us), make_timestamp(recorded_us), tracked, body
+    FROM batch {where}
+"""
+_INSERT_ACKS = "INSERT INTO acks SELECT message_id, make_timestamp(acked_us) FROM batch {where}"
+
+
+class MessageRow(NamedTuple):
+    env: Envelope
+    body: bytes
+    recorded_at: float
+    tracked: bool
+
+
+class EventRow(NamedTuple):
+    at: float
+    name: str
+    role: str
+    pid: int | None
+    event: str
+    detail: str
+
+
+@dataclass
+class _Batch:
+    seq: int = 0
+    messages: list[MessageRow] = field(default_factory=list)
+    acks: list[tuple[float, str]] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.messages) + len(self.acks) + len(self.events)
+
+
+def _us(seconds: float) -> int:
+    return int(seconds * 1_000_000)
+
+
+def insert_messages(
+    cur: duckdb.DuckDBPyConnection, rows: list[MessageRow], *, skip_known: bool = False
+) -> None:
+    import pyarrow as pa
+
+    envs = [r.env for r in rows]
+    table = pa.table(
+        {
+            "id": pa.array([e.id for e in envs], pa.string()),
+            "kind": pa.array([e.kind for e in envs], pa.string()),
+            "sender": pa.array([e.sender for e in envs], pa.string()),
+            "recipient": pa.array([e.recipient for e in envs], pa.string()),
+            "task_id": pa.array([e.task_id for e in envs], pa.string()),
+            "reply_to": pa.array([e.reply_to for e in envs], pa.string()),
+            "attempt": pa.array([e.attempt for e in envs], pa.int32()),
+            "sent_us": pa.array([_us(e.sent_at) for e in envs], pa.int64()),
+            "recorded_us": pa.array([_us(r.recorded_at) for r in rows], pa.int64()),
+            "tracked": pa.array([r.tracked for r in rows], pa.bool_()),
+            "body": pa.array([r.body.decode() for r in rows], pa.string()),
+        }
+    )
+    where = (
+        "WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = batch.id)" if skip_known else ""
+    )
+    cur.register("batch", table)
+    try:
+        cur.execute(_INSERT_MESSAGES.format(where=where))
+    finally:
+        cur.unregister("batch")
+
+
+def insert_acks(
+    cur: duckdb.DuckDBPyConnection, acks: list[tuple[float, str]], *, skip_known: bool = False
+) -> None:
+    import pyarrow as pa
+
+    table = pa.table(
+        {
+            "message_id": pa.array([a[1] for a in acks], pa.string()),
+            "acked_us": pa.array([_us(a[0]) for a in acks], pa.int64()),
+        }
+    )
+    where = (
+        "WHERE NOT EXISTS (SELECT 1 FROM acks a WHERE a.message_id = batch.message_id)"
+        if skip_known
+        else ""
+    )
+    cur.register("batch", table)
+    try:
+        cur.execute(_INSERT_ACKS.format(where=where))
+    finally:
+        cur.unregister("batch")
+
+
+def insert_events(cur: duckdb.DuckDBPyConnection, events: list[EventRow]) -> None:
+    import datetime as dt
+
+    cur.executemany(
+        "INSERT INTO actor_events VALUES (?, ?, ?, ?, ?, ?)",
+        [(dt.datetime.fromtimestamp(e.at, dt.UTC).replace(tzinfo=None), *e[1:]) for e in events],
+    )
+
+
+class Recorder:
+    def __init__(self, con: duckdb.DuckDBPyConnection, flush_interval: float) -> None:
+        self._con = con
+        self._interval = flush_interval
+        self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+        self.recorded = 0
+        self.flushed_seq = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(
+        self,
+        seq: int,
+        messages: list[MessageRow],
+        acks: list[tuple[float, str]] | None = None,
+    ) -> None:
+        self._queue.put(_Batch(seq, messages, acks or []))
+
+    def event(self, row: EventRow) -> None:
+        self._queue.put(_Batch(0, events=[row]))
+
+    def stop(self) -> None:
+        """Flush everything submitted so far, then end the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        cur = self._con.cursor()
+        pending = _Batch()
+        stopping = False
+        deadline = time.monotonic() + self._interval
+        while not stopping:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                if item is None:
+                    stopping = True
+                else:
+                    pending.seq = max(pending.seq, item.seq)
+                    pending.messages += item.messages
+                    pending.acks += item.acks
+                    pending.events += item.events
+            except queue.Empty:
+                pass
+            if stopping or len(pending) >= _BATCH_ROWS or time.monotonic() >= deadline:
+                if pending and self._flush(cur, pending):
+                    pending = _Batch(seq=pending.seq)
+                deadline = time.monotonic() + self._interval
+        cur.close()
+
+    def _flush(self, cur: duckdb.DuckDBPyConnection, batch: _Batch) -> bool:
+        try:
+            cur.execute("BEGIN")
+            if batch.messages:
+                insert_messages(cur, batch.messages)
+            if batch.acks:
+                insert_acks(cur, batch.acks)
+            if batch.events:
+                insert_events(cur, batch.events)
+            cur.execute("COMMIT")
+        except Exception:
+            # Rows stay in memory (and in the journal) and are tried again.
+            log.exception("recorder flush failed; will retry")
+            self.failures += 1
+            cur.execute("ROLLBACK")
+            return False
+        self.recorded += len(batch.messages)
+        self.flushed_seq = batch.seq
+        return True

@@ -1,0 +1,201 @@
+"""The orchestrator daemon's main: one per SHOAL_HOME.
+
+Start-up order matters: take the home's lock (a second orchestrator stops
+here), clean what a crashed predecessor left, replay its journal into DuckDB,
+then start the recorder, the broker and the supervisor, and only then tell the
+starting client we are ready. SIGTERM drains: actors stop, records flush.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import fcntl
+import logging
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+from shoal.paths import Home
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from shoal.mailbox.envelope import Envelope
+
+log = logging.getLogger("shoal.orchestrator")
+
+# Unacked messages older than this are not redelivered after a crash.
+_REDELIVER_WINDOW = dt.timedelta(days=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shoal-orchestrator")
+    parser.add_argument("--home", required=True)
+    parser.add_argument("--ready-fd", type=int, default=None)
+    args = parser.parse_args(argv)
+    os.umask(0o077)
+    home = Home.resolve(args.home).ensure()
+    ready = os.fdopen(args.ready_fd, "w") if args.ready_fd is not None else None
+
+    lock_fd = os.open(home.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _tell(ready, f"busy {_read_pid(home)}")
+        return 3
+    try:
+        return _serve(home, ready)
+    except Exception as exc:
+        log.exception("orchestrator failed")
+        _tell(ready, f"error {type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        with contextlib.suppress(OSError):
+            home.pid_file.unlink()
+        os.close(lock_fd)
+
+
+def _serve(home: Home, ready: object) -> int:
+    from shoal.launchers.local import LocalLauncher
+    from shoal.orchestrator.broker import Broker
+    from shoal.orchestrator.control import Control
+    from shoal.orchestrator.recorder import Recorder
+    from shoal.orchestrator.supervisor import Supervisor
+    from shoal.settings import OrchestratorSettings
+    from shoal.store.database import open_writer
+    from shoal.store.journal import Journal
+
+    _setup_logging(home)
+    settings = OrchestratorSettings.load(home)
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    home.pid_file.write_text(f"{os.getpid()}\n")
+    for stale in (home.mailbox_socket, home.events_socket):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+
+    con = open_writer(home.database)
+    recovered = _recover(con, home)
+    unacked = _unacked(con)
+    log.info(
+        "started pid %d; recovered %d journaled records; %d unacked messages",
+        os.getpid(),
+        recovered,
+        len(unacked),
+    )
+
+    recorder = Recorder(con, settings.flush_interval)
+    journal = Journal(home.journal)
+    launchers = {"local": LocalLauncher(settings.preload)}
+    broker: Broker | None = None
+
+    def publish(payload: object) -> None:
+        if broker is not None:
+            broker.post(payload, "*")  # type: ignore[arg-type]
+
+    supervisor = Supervisor(home, settings, launchers, recorder, publish)  # type: ignore[arg-type]
+    broker = Broker(home, settings, recorder, journal, supervisor)
+    broker.control = Control(broker, supervisor, con)
+    broker.load_unacked(unacked)
+    supervisor.adopt()
+    recorder.start()
+    supervisor.start()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %d: draining", signum)
+        assert broker is not None
+        broker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _tell(ready, f"ready {os.getpid()}")
+    try:
+        broker.serve()
+    finally:
+        supervisor.stop_all()
+        supervisor.wait_stopped(6.0)
+        broker.close()
+        recorder.stop()
+        if recorder.flushed_seq >= broker._seq:
+            journal.truncate()
+        journal.close()
+        con.close()
+        for path in (home.mailbox_socket, home.events_socket, home.roster_file):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        log.info(
+            "stopped; routed %d, recorded %d, dropped %d",
+            broker.routed,
+            recorder.recorded,
+            broker.dropped,
+        )
+    return 0
+
+
+def _recover(con: duckdb.DuckDBPyConnection, home: Home) -> int:
+    """Put what the last run journaled but never flushed into DuckDB, then empty the journal."""
+    from pydantic import ValidationError
+
+    from shoal.mailbox.envelope import Envelope
+    from shoal.orchestrator.recorder import MessageRow, insert_acks, insert_messages
+    from shoal.store.journal import Journal
+
+    replayed = Journal.replay(home.journal)
+    rows = []
+    for tracked, recorded_at, body in replayed.messages:
+        with contextlib.suppress(ValidationError):
+            rows.append(MessageRow(Envelope.decode(body), body, recorded_at, tracked))
+    con.execute("BEGIN")
+    if rows:
+        insert_messages(con, rows, skip_known=True)
+    if replayed.acks:
+        insert_acks(con, replayed.acks, skip_known=True)
+    con.execute("COMMIT")
+    with contextlib.suppress(FileNotFoundError):
+        os.truncate(home.journal, 0)
+    return len(rows) + len(replayed.acks)
+
+
+def _unacked(con: duckdb.DuckDBPyConnection) -> list[tuple[Envelope, bytes]]:
+    from shoal.mailbox.envelope import Envelope
+
+    since = dt.datetime.now(dt.UTC).replace(tzinfo=None) - _REDELIVER_WINDOW
+    rows = con.execute(
+        """SELECT m.body FROM messages m
+           WHERE m.tracked AND m.recorded_at > ?
+             AND NOT EXISTS (SELECT 1 FROM acks a WHERE a.message_id = m.id)
+           ORDER BY m.id""",
+        [since],
+    ).fetchall()
+    return [(Envelope.decode(r[0].encode()), r[0].encode()) for r in rows]
+
+
+def _setup_logging(home: Home) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(process)d %(threadName)s %(name)s %(levelname)s %(message)s",
+        filename=home.logs / "orchestrator.log",
+        force=True,
+    )
+
+
+def _read_pid(home: Home) -> str:
+    try:
+        return home.pid_file.read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _tell(ready: object, line: str) -> None:
+    if ready is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        ready.write(line + "\n")  # type: ignore[attr-defined]
+        ready.close()  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Runtime settings of the orchestrator and its actors.
+
+Order: environment (``SHOAL_<NAME>``) > ``$SHOAL_HOME/config.toml`` section
+``[orchestrator]`` > defaults. A bad value is reported with where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shoal.paths import Home
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message names it and its source."""
+
+
+class OrchestratorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    idle_timeout: float = Field(900.0, ge=0)
+    """Seconds without routed traffic after which the orchestrator exits (0: never)."""
+
+    heartbeat_interval: float = Field(1.0, gt=0)
+    """Seconds between an actor's heartbeats."""
+
+    heartbeat_timeout: float = Field(10.0, gt=0)
+    """Seconds without a heartbeat after which the supervisor restarts an actor."""
+
+    ack_timeout: float = Field(300.0, gt=0)
+    """Seconds a delivered message may stay unacked (and not held by its actor) before redelivery."""
+
+    pending_ttl: float = Field(30.0, gt=0)
+    """Seconds a message to an unknown recipient waits for it before it is refused."""
+
+    orphan_timeout: float = Field(30.0, gt=0)
+    """Seconds an actor waits for a lost orchestrator before it exits."""
+
+    flush_interval: float = Field(0.05, gt=0, le=0.1)
+    """Seconds between recorder flushes to DuckDB (at most 0.1)."""
+
+    max_frame_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    """Largest accepted message body; larger frames are dropped and counted."""
+
+    restart_backoff_max: float = Field(10.0, gt=0)
+    """Upper bound of the supervisor's exponential restart backoff, in seconds."""
+
+    preload: list[str] = Field(default_factory=lambda: ["litellm"])
+    """Modules the actor forkserver imports once, so new actors start warm."""
+
+    @classmethod
+    def load(cls, home: Home) -> OrchestratorSettings:
+        values: dict[str, Any] = {}
+        if home.config_file.exists():
+            try:
+                data = tomllib.loads(home.config_file.read_text())
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise SettingsError(f"{home.config_file}: {exc}; fix or remove the file") from exc
+            values.update(data.get("orchestrator", {}))
+        for name in cls.model_fields:
+            raw = os.environ.get(f"SHOAL_{name.upper()}")
+            if raw is not None:
+                values[name] = [m for m in raw.split(",") if m] if name == "preload" else raw
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise SettingsError(
+                f"setting {field!r} ({'SHOAL_' + field.upper()} or [orchestrator] in "
+                f"{home.config_file}): {first['msg']}"
+            ) from exc

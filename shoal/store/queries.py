@@ -1,0 +1,109 @@
+"""Named read queries, the same whether the orchestrator runs them or a reader does.
+
+Clients never send SQL: they name a query and give parameters, which are
+validated here. ``read`` asks the running orchestrator, or opens the file
+read-only when none runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shoal.mailbox.envelope import QueryReply
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from shoal.paths import Home
+
+
+class QueryError(Exception):
+    """Unknown query or bad parameters."""
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RecentMessages(_Params):
+    limit: int = Field(20, ge=1, le=10_000)
+    kind: str | None = None
+    task_id: str | None = None
+
+
+class NoParams(_Params):
+    pass
+
+
+QUERIES: dict[str, tuple[type[_Params], str]] = {
+    "messages.recent": (
+        RecentMessages,
+        """SELECT id, kind, sender, recipient, task_id, reply_to, attempt, sent_at
+           FROM messages
+           WHERE ($kind IS NULL OR kind = $kind) AND ($task_id IS NULL OR task_id = $task_id)
+           ORDER BY recorded_at DESC, id DESC LIMIT $limit""",
+    ),
+    "messages.summary": (
+        NoParams,
+        """SELECT kind, count(*) AS messages, count(DISTINCT id) AS distinct_ids,
+                  max(recorded_at) AS last_at
+           FROM messages GROUP BY kind ORDER BY messages DESC""",
+    ),
+    "actor_events.recent": (
+        RecentMessages,
+        """SELECT happened_at, name, role, pid, event, detail FROM actor_events
+           WHERE $kind IS NULL OR event = $kind
+           ORDER BY happened_at DESC LIMIT $limit""",
+    ),
+    "schema.version": (NoParams, "SELECT max(version) AS version FROM schema_version"),
+}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+def run_query(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any]) -> QueryReply:
+    if name not in QUERIES:
+        raise QueryError(f"unknown query {name!r}; known: {', '.join(sorted(QUERIES))}")
+    model, sql = QUERIES[name]
+    try:
+        values = model.model_validate(params).model_dump()
+    except ValidationError as exc:
+        raise QueryError(f"{name}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
+    used = {k: v for k, v in values.items() if f"${k}" in sql}
+    cur = con.execute(sql, used)
+    columns = [d[0] for d in cur.description]
+    rows = [[_jsonable(v) for v in row] for row in cur.fetchall()]
+    return QueryReply(columns=columns, rows=rows)
+
+
+def read(
+    home: Home, name: str, params: dict[str, Any] | None = None, timeout: float = 10.0
+) -> QueryReply:
+    """Run a named query through the orchestrator if one runs, else on the file read-only."""
+    from shoal.orchestrator import daemon
+    from shoal.store.database import DatabaseBusy, open_reader
+
+    params = params or {}
+    for _ in range(3):
+        if daemon.running_pid(home) is not None:
+            return daemon.query(home, name, params, timeout=timeout)
+        if not home.database.exists():
+            raise QueryError(
+                f"no database yet at {home.database}; run a command that records first"
+            )
+        try:
+            con = open_reader(home.database)
+        except DatabaseBusy:
+            continue  # an orchestrator started meanwhile: ask it
+        try:
+            return run_query(con, name, params)
+        finally:
+            con.close()
+    raise QueryError(f"{home.database} is busy; try again")
