@@ -1,26 +1,19 @@
-"""Sortable unique ids (ULID layout: 48-bit milliseconds + 80 random bits, Crockford base32).
+"""Sortable unique ids: 48-bit milliseconds + 80 random bits, in base32hex (26 characters).
 
-Ids made in one process are strictly increasing, so sorting by id sorts by
-creation time, and DuckDB's zone maps can prune on them.
+base32hex ("0-9A-V") keeps byte order, so sorting ids as strings sorts them by
+creation time, and DuckDB's zone maps can prune on them. Ids made in one
+process are strictly increasing.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
 
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _lock = threading.Lock()
 _last = 0
-
-
-def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        value, rem = divmod(value, 32)
-        chars.append(_ALPHABET[rem])
-    return "".join(reversed(chars))
 
 
 def new_id() -> str:
@@ -31,12 +24,10 @@ def new_id() -> str:
         if value <= _last:
             value = _last + 1
         _last = value
-    return _encode(value, 26)
+    return base64.b32hexencode(value.to_bytes(16, "big"))[:26].decode()
 
 
 def id_time(identifier: str) -> float:
     """The creation time (unix seconds) encoded in an id from :func:`new_id`."""
-    value = 0
-    for char in identifier[:10]:
-        value = value * 32 + _ALPHABET.index(char)
-    return value / 1000
+    raw = base64.b32hexdecode(identifier[:16])  # 16 characters = the first 10 bytes
+    return int.from_bytes(raw[:6], "big") / 1000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from shoal.actors.base import Actor, inline
 from shoal.mailbox.envelope import EchoReply, EchoRequest, Envelope
 
@@ -11,4 +13,6 @@ class EchoActor(Actor):
 
     @inline
     def on_echo_request(self, msg: Envelope, payload: EchoRequest) -> EchoReply:
+        if payload.delay:
+            time.sleep(payload.delay)
         return EchoReply(text=payload.text, seq=payload.seq, handled_by=self.ctx.name)

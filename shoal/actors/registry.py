@@ -1,7 +1,8 @@
 """The role registry: role name -> actor class, by import path so nothing loads early.
 
 Only roles that really work are listed here; the planner, executor, evaluator,
-learner and pattern-miner join when their behaviour exists.
+learner and pattern-miner join when their behaviour exists. A role may also be
+given as an import path, ``package.module:ActorClass`` (plugins and tests).
 """
 
 from __future__ import annotations
@@ -23,11 +24,39 @@ class UnknownRole(LookupError):
 
 
 def check(role: str) -> None:
-    if role not in ROLES:
+    if role not in ROLES and ":" not in role:
         raise UnknownRole(role)
+    if ":" in role:
+        load(role)
 
 
 def load(role: str) -> type[Actor]:
-    check(role)
-    module, _, attr = ROLES[role].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    from shoal.actors.base import Actor
+
+    if role not in ROLES and ":" not in role:
+        raise UnknownRole(role)
+    module, _, attr = ROLES.get(role, role).partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UnknownRole(role) from exc
+    if not (isinstance(cls, type) and issubclass(cls, Actor)):
+        raise UnknownRole(role)
+    return cls
+
+
+def parse_members(text: str) -> list[tuple[str, int]]:
+    """Parse ``"planner,executor*3"`` into ``[("planner", 1), ("executor", 3)]``."""
+    members = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        role, _, count = part.partition("*")
+        role = role.strip()
+        check(role)
+        try:
+            n = int(count) if count else 1
+        except ValueError:
+            raise ValueError(f"bad count in {part!r}; write ROLE*N, e.g. echo*2") from None
+        if not 1 <= n <= 64:
+            raise ValueError(f"count in {part!r} must be between 1 and 64")
+        members.append((role, n))
+    return members

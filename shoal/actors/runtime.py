@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # Remember this many handled ids (and their replies) to answer redeliveries.
 _DONE_MEMORY = 20_000
+# Seconds of inline handling per loop turn before the loop beats and receives again.
+_TURN_BUDGET = 0.05
 
 
 def run_actor(spec_json: str) -> None:
@@ -132,7 +134,8 @@ class ActorRuntime:
             if self._stopping and self._running == 0:
                 self._flush_acks()
                 return
-            events = dict(poller.poll(max(0, int((next_beat - now) * 1000)) + 1))
+            wait_ms = 0 if self._ready_to_dispatch() else max(0, int((next_beat - now) * 1000)) + 1
+            events = dict(poller.poll(wait_ms))
             if self._sock in events:
                 self._receive_all()
             if self._wake_r in events:
@@ -141,6 +144,15 @@ class ActorRuntime:
             self._send_outgoing()
             self._dispatch()
             self._flush_acks()
+
+    def _ready_to_dispatch(self) -> bool:
+        """True if the next waiting message could be dispatched right now."""
+        if not self._waiting or self._stopping:
+            return False
+        handler = self.actor.handler_for(self._waiting[0].kind)
+        if handler is None or is_inline(handler):
+            return True
+        return self._running < max(1, self.actor.concurrency)
 
     def _receive_all(self) -> None:
         while True:
@@ -175,7 +187,9 @@ class ActorRuntime:
         self._waiting.append(env)
 
     def _dispatch(self) -> None:
-        while self._waiting and not self._stopping:
+        # Bounded per turn, so a long queue of inline work never starves heartbeats.
+        budget_end = time.monotonic() + _TURN_BUDGET
+        while self._waiting and not self._stopping and time.monotonic() < budget_end:
             env = self._waiting[0]
             handler = self.actor.handler_for(env.kind)
             if handler is not None and not is_inline(handler):

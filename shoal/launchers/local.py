@@ -49,4 +49,8 @@ class LocalLauncher:
         return ProcessHandle(proc)
 
     def close(self) -> None:
-        pass
+        """Stop the forkserver (it would also exit on its own once we are gone)."""
+        server = multiprocessing.forkserver._forkserver
+        stop = getattr(server, "_stop", None)  # CPython's own (private) shutdown hook
+        if stop is not None:
+            stop()

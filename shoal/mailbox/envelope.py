@@ -131,6 +131,8 @@ class ErrorReply(Payload):
 class EchoRequest(Payload):
     text: str = ""
     seq: int | None = None
+    delay: float = Field(0.0, ge=0, le=1.0)
+    """Seconds the echo actor waits before answering (to simulate work in tests)."""
 
 
 @message("echo.reply")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_BATCH_ROWS = 20_000
 _INSERT_MESSAGES = """
     INSERT INTO messages
     SELECT id, kind, sender, recipient, task_id, reply_to, attempt,
@@ -128,7 +126,8 @@ class Recorder:
     def __init__(self, con: duckdb.DuckDBPyConnection, flush_interval: float) -> None:
         self._con = con
         self._interval = flush_interval
-        self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Batch] = queue.SimpleQueue()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self.recorded = 0
         self.flushed_seq = 0
@@ -150,30 +149,28 @@ class Recorder:
 
     def stop(self) -> None:
         """Flush everything submitted so far, then end the thread."""
-        self._queue.put(None)
+        self._stop.set()
         self._thread.join()
 
     def _run(self) -> None:
+        # Sleep between flushes instead of waking on every submit: a wake-up per
+        # message would hand the GIL back and forth with the broker thread.
         cur = self._con.cursor()
         pending = _Batch()
         stopping = False
-        deadline = time.monotonic() + self._interval
         while not stopping:
-            try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                if item is None:
-                    stopping = True
-                else:
-                    pending.seq = max(pending.seq, item.seq)
-                    pending.messages += item.messages
-                    pending.acks += item.acks
-                    pending.events += item.events
-            except queue.Empty:
-                pass
-            if stopping or len(pending) >= _BATCH_ROWS or time.monotonic() >= deadline:
-                if pending and self._flush(cur, pending):
-                    pending = _Batch(seq=pending.seq)
-                deadline = time.monotonic() + self._interval
+            stopping = self._stop.wait(self._interval)
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                pending.seq = max(pending.seq, item.seq)
+                pending.messages += item.messages
+                pending.acks += item.acks
+                pending.events += item.events
+            if pending and self._flush(cur, pending):
+                pending = _Batch(seq=pending.seq)
         cur.close()
 
     def _flush(self, cur: duckdb.DuckDBPyConnection, batch: _Batch) -> bool:

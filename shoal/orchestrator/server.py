@@ -117,6 +117,8 @@ def _serve(home: Home, ready: object) -> int:
     finally:
         supervisor.stop_all()
         supervisor.wait_stopped(6.0)
+        for launcher in launchers.values():
+            launcher.close()
         broker.close()
         recorder.stop()
         if recorder.flushed_seq >= broker._seq:

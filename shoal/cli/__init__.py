@@ -1,0 +1,1 @@
+"""The ``shoal`` command. Each module holds one command group; heavy imports stay inside commands."""

@@ -1,0 +1,65 @@
+"""The ``shoal`` command line. Sub-command groups live in their own modules."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from shoal import __version__
+
+app = typer.Typer(
+    name="shoal",
+    help="shoal: a local-first AI coding agent for the terminal, built as a team of actors.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    # Plain click help: rich help formatting costs ~70 ms of imports on every --help.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"shoal {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """shoal: a local-first AI coding agent for the terminal, built as a team of actors.
+
+    State lives under $SHOAL_HOME (default ~/.shoal).
+    """
+
+
+def _register() -> None:
+    from shoal.cli import demo, doctor, messages, orchestrator
+
+    app.add_typer(orchestrator.app, name="orchestrator")
+    app.command("messages")(messages.messages)
+    app.command("doctor")(doctor.doctor)
+    app.command("demo")(demo.demo)
+
+
+_register()
+
+
+def main() -> None:
+    from shoal.cli.errors import known_errors
+
+    try:
+        app()
+    except SystemExit:
+        raise
+    except known_errors() as exc:
+        sys.stderr.write(f"shoal: error: {str(exc).strip().splitlines()[0]}\n")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.stderr.write("shoal: interrupted\n")
+        sys.exit(130)

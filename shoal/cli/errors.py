@@ -1,0 +1,23 @@
+"""The exceptions the CLI turns into one-line errors instead of tracebacks."""
+
+from __future__ import annotations
+
+
+def known_errors() -> tuple[type[Exception], ...]:
+    from shoal.actors.registry import UnknownRole
+    from shoal.mailbox.errors import MailboxError
+    from shoal.orchestrator.daemon import OrchestratorError
+    from shoal.paths import HomeError
+    from shoal.settings import SettingsError
+    from shoal.store.database import DatabaseBusy
+    from shoal.store.queries import QueryError
+
+    return (
+        HomeError,
+        SettingsError,
+        OrchestratorError,
+        MailboxError,
+        QueryError,
+        DatabaseBusy,
+        UnknownRole,
+    )

@@ -1,0 +1,130 @@
+"""Shared fixtures: a private SHOAL_HOME per test, orchestrators the test owns, leak checks.
+
+Every test gets a short temp home (unix socket paths are limited to 107
+bytes) and fast supervision settings. Whatever a test starts is stopped by
+pid at teardown, and a test fails if any process with its SHOAL_HOME is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from shoal.orchestrator import daemon
+from shoal.paths import Home
+
+REPO = Path(__file__).resolve().parent.parent
+SESSION_PREFIX = f"/tmp/shT{os.getpid()}-"
+
+
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float = 15.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        return "?"
+
+
+def processes_with_home(prefix: str) -> list[int]:
+    """Pids of processes whose environment has SHOAL_HOME under ``prefix``."""
+    found = []
+    needle = f"SHOAL_HOME={prefix}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and any(v.startswith(needle) for v in environ.split(b"\0")):
+            found.append(int(entry))
+    return found
+
+
+def shoal(
+    *args: str, timeout: float = 60.0, check: bool = False, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess, as a user would."""
+    result = subprocess.run(
+        [sys.executable, "-m", "shoal", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"shoal {' '.join(args)} -> {result.returncode}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
+    root = tempfile.mkdtemp(prefix=SESSION_PREFIX)
+    monkeypatch.setenv("SHOAL_HOME", root)
+    monkeypatch.setenv("SHOAL_HEARTBEAT_INTERVAL", "0.2")
+    monkeypatch.setenv("SHOAL_HEARTBEAT_TIMEOUT", "2")
+    monkeypatch.setenv("SHOAL_IDLE_TIMEOUT", "0")
+    monkeypatch.setenv("SHOAL_ORPHAN_TIMEOUT", "10")
+    monkeypatch.setenv("SHOAL_RESTART_BACKOFF_MAX", "0.5")
+    # Tests skip the litellm preload (3 s per orchestrator); the CLI demo test keeps it.
+    monkeypatch.setenv("SHOAL_PRELOAD", "")
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    )
+    h = Home.resolve(root)
+    yield h
+    with contextlib.suppress(Exception):
+        daemon.stop(h, timeout=15)
+    try:
+        wait_for(lambda: not processes_with_home(root), timeout=5, what="processes to exit")
+    except AssertionError:
+        pass
+    left = {pid: _cmdline(pid) for pid in processes_with_home(root)}
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(root, ignore_errors=True)
+    assert not left, f"processes left behind under {root}: {left}"
+
+
+@pytest.fixture
+def orchestrator(home: Home) -> Home:
+    """A running orchestrator under ``home`` (stopped by the ``home`` fixture)."""
+    daemon.start(home)
+    return home
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    left = processes_with_home(SESSION_PREFIX)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if left:
+        sys.stderr.write(f"\nFAIL: test processes left behind and killed: {left}\n")
+        session.exitstatus = 1

@@ -1,0 +1,89 @@
+"""Actor roles used only by tests, loaded by import path (``tests.roles:CounterActor``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+from shoal.actors.base import Actor, inline
+from shoal.mailbox.envelope import EchoReply, EchoRequest, Envelope, Payload, message
+
+
+@message("test.count")
+class CountRequest(Payload):
+    fail: bool = False
+
+
+@message("test.count.result")
+class CountReply(Payload):
+    total: int
+    handled_by: str
+
+
+class CounterActor(Actor):
+    """Counts the messages its handler really ran for (to prove idempotency)."""
+
+    role = "counter"
+
+    def setup(self) -> None:
+        self.total = 0
+
+    @inline
+    def on_test_count(self, msg: Envelope, payload: CountRequest) -> CountReply:
+        if payload.fail:
+            raise RuntimeError("asked to fail")
+        self.total += 1
+        return CountReply(total=self.total, handled_by=self.ctx.name)
+
+
+@message("test.ping")
+class PingRequest(Payload):
+    target: str
+    count: int
+    timeout: float = 60.0
+
+
+@message("test.ping.result")
+class PingResult(Payload):
+    received: int
+    duplicates: int
+    missing: list[int]
+    seconds: float
+
+
+class PingerActor(Actor):
+    """Sends ``count`` echo requests to another actor and checks every reply arrives once."""
+
+    role = "pinger"
+
+    def setup(self) -> None:
+        self.lock = threading.Lock()
+        self.seen: Counter[int] = Counter()
+        self.expected = 0
+        self.done = threading.Event()
+
+    def on_test_ping(self, msg: Envelope, payload: PingRequest) -> PingResult:
+        with self.lock:
+            self.seen.clear()
+            self.expected = payload.count
+            self.done.clear()
+        start = time.monotonic()
+        for seq in range(payload.count):
+            self.ctx.send(payload.target, EchoRequest(text="ping", seq=seq))
+        self.done.wait(payload.timeout)
+        with self.lock:
+            missing = [s for s in range(payload.count) if s not in self.seen]
+            return PingResult(
+                received=sum(self.seen.values()),
+                duplicates=sum(c - 1 for c in self.seen.values()),
+                missing=missing[:100],
+                seconds=time.monotonic() - start,
+            )
+
+    @inline
+    def on_echo_reply(self, msg: Envelope, payload: EchoReply) -> None:
+        with self.lock:
+            self.seen[payload.seq or 0] += 1
+            if len(self.seen) >= self.expected:
+                self.done.set()

@@ -1,0 +1,76 @@
+"""The envelope, ids and wire frames: what may and may not travel."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from shoal.ids import id_time, new_id
+from shoal.mailbox import wire
+from shoal.mailbox.envelope import PAYLOADS, EchoReply, EchoRequest, Envelope, UnknownKind
+
+
+def test_round_trip_keeps_every_field() -> None:
+    env = Envelope.of(
+        EchoRequest(text="hi", seq=3), sender="a-1", recipient="role:echo", task_id="t1"
+    )
+    back = Envelope.decode(env.encode())
+    assert back == env
+    assert isinstance(back.parse_payload(), EchoRequest)
+    assert back.parse_payload().seq == 3
+
+
+def test_reply_is_addressed_to_the_sender_and_answers_the_id() -> None:
+    env = Envelope.of(EchoRequest(text="x"), sender="client-1", recipient="echo-1", task_id="t")
+    reply = env.reply(EchoReply(text="x", handled_by="echo-1"))
+    assert (reply.sender, reply.recipient, reply.reply_to, reply.task_id) == (
+        "echo-1",
+        "client-1",
+        env.id,
+        "t",
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"kind": "echo.request"}',
+        b'{"kind": "NoDots", "sender": "a", "recipient": "b"}',
+        b'{"kind": "echo.request", "sender": "a b", "recipient": "b"}',
+        b'{"kind": "echo.request", "sender": "a", "recipient": "b", "attempt": 0}',
+        b'{"kind": "echo.request", "sender": "a", "recipient": "b", "extra": 1}',
+        b'{"kind": "echo.request", "sender": "a", "recipient": "b", "payload": [1]}',
+    ],
+)
+def test_malformed_envelopes_are_rejected(body: bytes) -> None:
+    with pytest.raises(ValidationError):
+        Envelope.decode(body)
+
+
+def test_payload_is_validated_per_kind() -> None:
+    env = Envelope(kind="echo.request", sender="a", recipient="b", payload={"seq": "x"})
+    with pytest.raises(ValidationError):
+        env.parse_payload()
+    with pytest.raises(UnknownKind):
+        Envelope(kind="no.such", sender="a", recipient="b").parse_payload()
+    assert "echo.request" in PAYLOADS and "orchestrator.status" in PAYLOADS
+
+
+def test_ids_are_unique_increasing_and_carry_their_time() -> None:
+    ids = [new_id() for _ in range(5000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 26 for i in ids)
+    import time
+
+    assert abs(id_time(ids[-1]) - time.time()) < 5
+
+
+def test_ack_frames_are_checked() -> None:
+    assert wire.decode_acks(wire.encode_acks(["a", "b"])) == ["a", "b"]
+    for bad in (b"{}", b"[1]", b'["' + b"x" * 65 + b'"]', b"nope"):
+        with pytest.raises(ValueError):
+            wire.decode_acks(bad)

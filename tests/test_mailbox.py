@@ -1,0 +1,193 @@
+"""Delivery through the real broker: request/reply, acks, redelivery, malformed traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+
+import pytest
+import zmq
+
+from shoal.mailbox import wire
+from shoal.mailbox.aio import AsyncMailboxClient
+from shoal.mailbox.client import MailboxClient
+from shoal.mailbox.envelope import EchoRequest, Envelope, SpawnRequest
+from shoal.mailbox.errors import RemoteError
+from shoal.mailbox.events import Subscriber
+from shoal.orchestrator import daemon
+from shoal.paths import Home
+from shoal.store.queries import read
+from tests.conftest import wait_for
+from tests.roles import CountReply, CountRequest, PingRequest, PingResult
+
+
+def spawn(home: Home, role: str, count: int = 1, name: str | None = None) -> list[str]:
+    return daemon.request(home, SpawnRequest(role=role, count=count, name=name)).names
+
+
+def actor(home: Home, name: str):
+    return next(a for a in daemon.status(home).actors if a.name == name)
+
+
+def test_two_actors_exchange_10000_requests_none_lost_none_duplicated(orchestrator: Home) -> None:
+    spawn(orchestrator, "echo")
+    spawn(orchestrator, "tests.roles:PingerActor", name="pinger")
+    with MailboxClient(orchestrator.mailbox_endpoint) as client:
+        reply = client.request("pinger", PingRequest(target="echo-1", count=10_000), timeout=120)
+    result = reply.parse_payload()
+    assert isinstance(result, PingResult)
+    assert result.missing == []
+    assert result.duplicates == 0
+    assert result.received == 10_000
+    counts = {row[0]: row[1:] for row in read(orchestrator, "messages.summary").rows}
+    wait_for(lambda: read(orchestrator, "messages.summary").rows, what="records")
+    counts = {row[0]: row[1:] for row in read(orchestrator, "messages.summary").rows}
+    assert counts["echo.request"][:2] == [10_000, 10_000]
+    assert counts["echo.reply"][:2] == [10_000, 10_000]
+
+
+def test_kill_9_of_an_actor_mid_stream_loses_nothing(orchestrator: Home) -> None:
+    spawn(orchestrator, "echo")
+    with MailboxClient(orchestrator.mailbox_endpoint) as client:
+        client.request("echo-1", EchoRequest(text="warm"), timeout=30)
+        for seq in range(1000):
+            client.send("echo-1", EchoRequest(text="m", seq=seq, delay=0.002))
+        seen: set[int] = set()
+        killed_pid = None
+        while len(seen) < 1000:
+            env = client.recv(timeout=60)
+            assert env is not None, f"stream stalled after {len(seen)} replies"
+            seen.add(env.payload["seq"])
+            if killed_pid is None and len(seen) >= 250:
+                killed_pid = actor(orchestrator, "echo-1").pid
+                os.kill(killed_pid, signal.SIGKILL)
+    assert seen == set(range(1000))
+    status = daemon.status(orchestrator)
+    echo = next(a for a in status.actors if a.name == "echo-1")
+    assert echo.restarts == 1 and echo.pid != killed_pid and echo.state == "ready"
+    assert status.messages.redelivered >= 1
+
+
+def test_an_actor_that_stops_heartbeating_is_restarted(orchestrator: Home) -> None:
+    spawn(orchestrator, "echo")
+    with MailboxClient(orchestrator.mailbox_endpoint) as client:
+        client.request("echo-1", EchoRequest(text="warm"), timeout=30)
+        frozen = actor(orchestrator, "echo-1").pid
+        os.kill(frozen, signal.SIGSTOP)
+        reply = client.request("echo-1", EchoRequest(text="still there?"), timeout=30)
+    assert reply.payload["text"] == "still there?"
+    echo = actor(orchestrator, "echo-1")
+    assert echo.restarts == 1 and echo.pid != frozen
+    wait_for(lambda: not os.path.exists(f"/proc/{frozen}"), what="frozen actor killed")
+
+
+def test_handlers_are_idempotent_by_message_id(orchestrator: Home) -> None:
+    spawn(orchestrator, "tests.roles:CounterActor", name="counter")
+    with MailboxClient(orchestrator.mailbox_endpoint) as client:
+        env = Envelope.of(CountRequest(), sender=client.name, recipient="counter")
+        client.send_envelope(env)
+        first = client.recv(timeout=30)
+        client.send_envelope(env)  # the same id again: answered again, not handled again
+        second = client.recv(timeout=30)
+        assert first is not None and second is not None
+        assert first.payload["total"] == second.payload["total"] == 1
+        assert first.id == second.id  # the very same reply, resent
+        again = client.request("counter", CountRequest(), timeout=10)
+        assert CountReply.model_validate(again.payload).total == 2
+
+
+def test_errors_come_back_as_remote_errors(orchestrator: Home) -> None:
+    spawn(orchestrator, "tests.roles:CounterActor", name="counter")
+    with MailboxClient(orchestrator.mailbox_endpoint) as client:
+        with pytest.raises(RemoteError) as failed:
+            client.request("counter", CountRequest(fail=True), timeout=30)
+        assert failed.value.code == "handler_failed" and "asked to fail" in failed.value.message
+        with pytest.raises(RemoteError) as unhandled:
+            client.request("counter", EchoRequest(text="?"), timeout=10)
+        assert unhandled.value.code == "no_handler"
+        with pytest.raises(RemoteError) as refused:
+            client.request("orchestrator", SpawnRequest(role="no-such-role"), timeout=10)
+        assert refused.value.code == "refused" and "unknown actor role" in refused.value.message
+
+
+def test_message_to_nobody_is_refused_after_the_pending_ttl(home: Home, monkeypatch) -> None:
+    monkeypatch.setenv("SHOAL_PENDING_TTL", "0.5")
+    daemon.start(home)
+    with MailboxClient(home.mailbox_endpoint) as client:
+        with pytest.raises(RemoteError) as failed:
+            client.request("nobody-here", EchoRequest(text="?"), timeout=10)
+    assert failed.value.code == "undeliverable"
+    assert daemon.status(home).messages.undeliverable == 1
+
+
+def test_role_addressing_reaches_an_actor_started_later(orchestrator: Home) -> None:
+    spawn(orchestrator, "echo", count=2)
+    with MailboxClient(orchestrator.mailbox_endpoint) as client:
+        handled_by = {
+            client.request("role:echo", EchoRequest(text="r"), timeout=30).payload["handled_by"]
+            for _ in range(20)
+        }
+    assert handled_by <= {"echo-1", "echo-2"} and handled_by
+
+
+def test_1000_malformed_frames_are_dropped_and_counted(home: Home, monkeypatch) -> None:
+    monkeypatch.setenv("SHOAL_MAX_FRAME_BYTES", "65536")
+    daemon.start(home)
+    spawn(home, "echo")
+    rng = random.Random(7)
+    ctx = zmq.Context()
+    fuzzer = ctx.socket(zmq.DEALER)
+    fuzzer.setsockopt(zmq.IDENTITY, b"fuzzer")
+    fuzzer.setsockopt(zmq.LINGER, 0)
+    fuzzer.connect(home.mailbox_endpoint)
+    spoofed = Envelope.of(EchoRequest(text="x"), sender="echo-1", recipient="echo-1").encode()
+    makers = [
+        lambda: [rng.randbytes(rng.randint(0, 64))],
+        lambda: [wire.MSG, rng.randbytes(rng.randint(1, 200))],
+        lambda: [wire.MSG, json.dumps({"kind": "echo.request"}).encode()],
+        lambda: [b"Z", b"{}"],
+        lambda: [wire.ACK, b"not json"],
+        lambda: [wire.BEAT, b"{}"],
+        lambda: [wire.MSG, spoofed],
+        lambda: [wire.MSG, b"{" + b" " * 70_000 + b"}"],
+        lambda: [wire.MSG, b"{}", b"extra"],
+    ]
+    try:
+        with MailboxClient(home.mailbox_endpoint) as client:
+            client.request("echo-1", EchoRequest(text="warm"), timeout=30)
+            for i in range(1000):
+                fuzzer.send_multipart(makers[i % len(makers)]())
+                if i % 50 == 0:
+                    reply = client.request("echo-1", EchoRequest(text="ok", seq=i), timeout=10)
+                    assert reply.payload["seq"] == i
+            wait_for(lambda: daemon.status(home).messages.dropped >= 1000, what="drops counted")
+            assert daemon.status(home).messages.dropped == 1000
+            assert client.request("echo-1", EchoRequest(text="after"), timeout=10)
+    finally:
+        fuzzer.close()
+        ctx.term()
+
+
+def test_async_client_and_event_bus(orchestrator: Home) -> None:
+    with Subscriber(orchestrator.events_endpoint, ["actor."]) as events:
+        wait_for(lambda: True)  # a SUB needs a moment before it receives
+
+        async def run() -> str:
+            async with AsyncMailboxClient(orchestrator.mailbox_endpoint) as client:
+                await client.request("orchestrator", SpawnRequest(role="echo"), timeout=10)
+                replies = await asyncio.gather(
+                    *(
+                        client.request("echo-1", EchoRequest(text=str(i)), timeout=30)
+                        for i in range(50)
+                    )
+                )
+                assert sorted(int(r.payload["text"]) for r in replies) == list(range(50))
+                return "ok"
+
+        assert asyncio.run(run()) == "ok"
+        started = events.recv(timeout=10)
+    assert started is not None and started.kind == "actor.started"
+    assert started.payload["name"] == "echo-1"
