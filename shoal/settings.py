@@ -32,7 +32,7 @@ class OrchestratorSettings(BaseModel):
     """Seconds without a heartbeat after which the supervisor restarts an actor."""
 
     ack_timeout: float = Field(300.0, gt=0)
-    """Seconds a delivered message may stay unacked (and not held by its actor) before redelivery."""
+    """Seconds a delivered, unacked message not held by its actor waits before redelivery."""
 
     pending_ttl: float = Field(30.0, gt=0)
     """Seconds a message to an unknown recipient waits for it before it is refused."""

@@ -101,10 +101,8 @@ def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
     yield h
     with contextlib.suppress(Exception):
         daemon.stop(h, timeout=15)
-    try:
+    with contextlib.suppress(AssertionError):
         wait_for(lambda: not processes_with_home(root), timeout=5, what="processes to exit")
-    except AssertionError:
-        pass
     left = {pid: _cmdline(pid) for pid in processes_with_home(root)}
     for pid in left:
         with contextlib.suppress(ProcessLookupError):

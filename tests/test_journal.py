@@ -34,3 +34,27 @@ def test_truncate_empties_the_file_and_it_is_owner_only(tmp_path: Path) -> None:
     journal.truncate()
     assert path.stat().st_size == 0 and journal.size == 0
     journal.close()
+
+
+def test_recovery_puts_journaled_messages_into_duckdb_once(tmp_path: Path) -> None:
+    from shoal.mailbox.envelope import EchoRequest, Envelope
+    from shoal.orchestrator.recorder import MessageRow, insert_messages
+    from shoal.orchestrator.server import _recover
+    from shoal.paths import Home
+    from shoal.store.database import open_writer
+
+    home = Home(tmp_path).ensure()
+    envs = [Envelope.of(EchoRequest(seq=i), sender="c", recipient="echo-1") for i in range(5)]
+    con = open_writer(home.database)
+    insert_messages(con, [MessageRow(envs[0], envs[0].encode(), 1.0, True)])  # flushed before
+    journal = Journal(home.journal)
+    journal.append([message_record(True, 2.0, e.encode()) for e in envs])
+    journal.append([ack_record(3.0, [envs[1].id])])
+    journal.close()
+    assert _recover(con, home) == 6
+    ids = [r[0] for r in con.execute("SELECT id FROM messages ORDER BY id").fetchall()]
+    acks = con.execute("SELECT message_id FROM acks").fetchall()
+    con.close()
+    assert ids == [e.id for e in envs]
+    assert acks == [(envs[1].id,)]
+    assert home.journal.stat().st_size == 0

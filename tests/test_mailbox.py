@@ -116,9 +116,8 @@ def test_errors_come_back_as_remote_errors(orchestrator: Home) -> None:
 def test_message_to_nobody_is_refused_after_the_pending_ttl(home: Home, monkeypatch) -> None:
     monkeypatch.setenv("SHOAL_PENDING_TTL", "0.5")
     daemon.start(home)
-    with MailboxClient(home.mailbox_endpoint) as client:
-        with pytest.raises(RemoteError) as failed:
-            client.request("nobody-here", EchoRequest(text="?"), timeout=10)
+    with MailboxClient(home.mailbox_endpoint) as client, pytest.raises(RemoteError) as failed:
+        client.request("nobody-here", EchoRequest(text="?"), timeout=10)
     assert failed.value.code == "undeliverable"
     assert daemon.status(home).messages.undeliverable == 1
 

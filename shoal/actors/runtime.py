@@ -208,7 +208,7 @@ class ActorRuntime:
                     env,
                     ErrorReply(
                         code="no_handler",
-                        message=f"{self.spec.role} actor {self.spec.name} has no handler for {env.kind}",
+                        message=f"{self.spec.name} has no handler for {env.kind}",
                     ),
                 )
                 continue

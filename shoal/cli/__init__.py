@@ -1,1 +1,1 @@
-"""The ``shoal`` command. Each module holds one command group; heavy imports stay inside commands."""
+"""The ``shoal`` command: one module per command group; heavy imports stay inside commands."""

@@ -136,13 +136,15 @@ def _model_check() -> Check:
 def doctor(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Check Python, tools, SHOAL_HOME, sockets, the database and model configuration."""
     py_ok = sys.version_info >= (3, 11)
+    home_checks = _home_checks()
+    home_ok = all(c.ok for c in home_checks)
     checks = [
         Check("python", py_ok, f"{sys.version.split()[0]} (need 3.11 or newer)"),
         _tool("git", ["--version"], True, "workspaces and diffs need it"),
         _tool("tmux", ["-V"], False, "needed for teammates in tmux panes"),
         _tool("rg", ["--version"], False, "grep falls back to Python without it"),
-        *_home_checks(),
-        *_orchestrator_checks(),
+        *home_checks,
+        *(_orchestrator_checks() if home_ok else []),
         _model_check(),
     ]
     failed = [c for c in checks if c.required and not c.ok]

@@ -20,4 +20,5 @@ def known_errors() -> tuple[type[Exception], ...]:
         QueryError,
         DatabaseBusy,
         UnknownRole,
+        OSError,
     )

@@ -8,6 +8,7 @@ then routes them. ``post`` lets the orchestrator's other threads send too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -304,10 +305,8 @@ class Broker:
         new_instance = peer is None or peer.instance != beat.instance
         self.peers[name] = Peer(beat.role, beat.pid, beat.instance, now)
         self.supervisor.on_beat(name, beat, new_instance)
-        try:
+        with contextlib.suppress(zmq.ZMQError):
             self.router.send_multipart([identity, wire.PONG, self._pong_body], zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
         if new_instance:
             self._redeliver_to(name, now)
             # Messages that waited for this actor (or its role) are now tracked for it.
@@ -350,7 +349,8 @@ class Broker:
                     continue
                 self.undeliverable += 1
                 if item.env.kind != ErrorReply.kind:
-                    reason = f"no actor or client {key!r} took the message in {self.settings.pending_ttl:g}s"
+                    ttl = self.settings.pending_ttl
+                    reason = f"no actor or client {key!r} took the message in {ttl:g}s"
                     self.post(
                         ErrorReply(code="undeliverable", message=reason),
                         item.env.sender,

@@ -32,7 +32,7 @@ def running_pid(home: Home) -> int | None:
     """The running orchestrator's pid, or None if none holds the home's lock."""
     try:
         fd = os.open(home.lock_file, os.O_RDONLY)
-    except FileNotFoundError:
+    except OSError:  # no home, no run dir, or not a directory: nothing runs there
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -60,7 +60,10 @@ def start(
     pid = running_pid(home)
     if pid is not None:
         return pid, False
+    from shoal.settings import OrchestratorSettings
+
     home.ensure()
+    OrchestratorSettings.load(home)  # a bad setting fails here, in the user's terminal
     read_fd, write_fd = os.pipe()
     log = open(home.logs / "orchestrator.out", "ab")  # noqa: SIM115 - handed to the child
     try:

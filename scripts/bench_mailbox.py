@@ -1,0 +1,480 @@
+"""Benchmark shoal's mailbox against raw pyzmq on this machine, and print the figures.
+
+Run it from the repository root (shoal installed, e.g. ``pip install -e .``)::
+
+    python3 scripts/bench_mailbox.py           # a table
+    python3 scripts/bench_mailbox.py --json    # one JSON object
+
+What it measures, in one run:
+
+1. Raw pyzmq baseline, client and server in separate processes over ``ipc://``:
+   the median round trip of a 2-frame message through a ROUTER echo server, and
+   PUSH/PULL throughput of small (~200 byte) messages.
+2. shoal, with a fresh orchestrator under a temporary ``SHOAL_HOME``:
+   a. the median round trip of ``echo.request`` to an echo actor, routed by the broker;
+   b. routed+recorded throughput: a client sends N one-way ``echo.request`` messages to
+      a second client; done when that client has them all and the orchestrator's
+      ``recorded`` counter covers them;
+   c. actor spawn-to-ready: from ``actor.spawn`` to the new actor's first reply
+      (forkserver already warm);
+   d. ``shoal --help`` wall time, and ``python3 -c pass`` for reference.
+
+The orchestrator is always stopped and the temporary home removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+RAW_WARMUP = 500
+RAW_ROUND_TRIPS = 5_000
+RAW_PUSH_MESSAGES = 200_000
+RAW_MESSAGE_BYTES = 200
+SHOAL_WARMUP = 300
+SHOAL_ROUND_TRIPS = 3_000
+SHOAL_ONE_WAY = 50_000
+SPAWNS = 10
+RTT_BLOCKS = 5
+HELP_RUNS = 10
+
+TARGET_RTT_RATIO = 3.0
+TARGET_MSGS_PER_S = 20_000.0
+TARGET_HELP_S = 0.15
+
+_STOP = b"stop"
+
+
+# --- raw pyzmq helpers (run in spawned child processes) ---------------------------
+
+
+def _router_echo(endpoint: str, ready: Connection) -> None:
+    """A ROUTER that sends every message back to its sender, until a ``stop`` frame."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(endpoint)
+    ready.send("ready")
+    try:
+        while True:
+            frames = sock.recv_multipart()
+            if frames[1] == _STOP:
+                return
+            sock.send_multipart(frames)
+    finally:
+        sock.close()
+        ctx.term()
+
+
+def _pull_sink(endpoint: str, count: int, ready: Connection) -> None:
+    """A PULL socket that receives ``count`` messages, then reports when it got the last."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PULL)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, 0)
+    sock.bind(endpoint)
+    ready.send("ready")
+    try:
+        sock.recv()  # warm-up message
+        ready.send("warm")
+        for _ in range(count):
+            sock.recv()
+        ready.send(time.monotonic())
+    finally:
+        sock.close()
+        ctx.term()
+
+
+@contextlib.contextmanager
+def _child(
+    target: Callable[..., None], *args: Any, timeout: float = 30.0
+) -> Iterator[tuple[Connection, Any]]:
+    """Run ``target(*args, conn)`` in a spawned process.
+
+    Yields our end of the pipe and the first thing the child sent on it (it is ready).
+    """
+    mp = multiprocessing.get_context("spawn")
+    ours, theirs = mp.Pipe()
+    proc = mp.Process(target=target, args=(*args, theirs), daemon=True)
+    proc.start()
+    theirs.close()
+    try:
+        if not ours.poll(timeout):
+            raise RuntimeError(f"{target.__name__} did not start in {timeout:g}s")
+        yield ours, ours.recv()
+    finally:
+        proc.join(5.0)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5.0)
+        ours.close()
+
+
+class RawEcho:
+    """A DEALER here and a ROUTER echo server in a spawned process, over ``ipc://``."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.endpoint = f"ipc://{tmp / 'raw-rtt.sock'}"
+        self._stack = contextlib.ExitStack()
+        self._body = b"x" * RAW_MESSAGE_BYTES
+
+    def __enter__(self) -> RawEcho:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(_child(_router_echo, self.endpoint))
+            self._ctx = zmq.Context()
+            stack.callback(self._ctx.term)
+            self._sock = self._ctx.socket(zmq.DEALER)
+            stack.callback(self._sock.close)
+            self._sock.setsockopt(zmq.LINGER, 1_000)
+            self._sock.setsockopt(zmq.IDENTITY, b"bench-dealer")
+            self._sock.connect(self.endpoint)
+            self.round_trips(RAW_WARMUP)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._stack:
+            self._sock.send_multipart([b"M", _STOP])
+
+    def round_trips(self, count: int) -> list[float]:
+        """Seconds of each of ``count`` round trips of a 2-frame message."""
+        times = []
+        for _ in range(count):
+            start = time.perf_counter()
+            self._sock.send_multipart([b"M", self._body])
+            self._sock.recv_multipart()
+            times.append(time.perf_counter() - start)
+        return times
+
+
+def raw_push_pull(tmp: Path) -> float:
+    """Messages per second from a PUSH process to a PULL process (send start to last receipt)."""
+    endpoint = f"ipc://{tmp / 'raw-push.sock'}"
+    with _child(_pull_sink, endpoint, RAW_PUSH_MESSAGES) as (conn, _):
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 1_000)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.connect(endpoint)
+        body = b"x" * RAW_MESSAGE_BYTES
+        try:
+            sock.send(body)
+            if not conn.poll(10.0):
+                raise RuntimeError("the PULL process did not get the warm-up message")
+            conn.recv()
+            start = time.monotonic()
+            for _ in range(RAW_PUSH_MESSAGES):
+                sock.send(body)
+            if not conn.poll(60.0):
+                raise RuntimeError("the PULL process did not get every message in 60s")
+            end: float = conn.recv()
+        finally:
+            sock.close()
+            ctx.term()
+    return RAW_PUSH_MESSAGES / (end - start)
+
+
+# --- shoal ------------------------------------------------------------------------
+
+
+def _shoal_sink(endpoint: str, count: int, conn: Connection) -> None:
+    """A plain shoal client that receives ``count`` messages, then reports when it got the last.
+
+    It runs in its own process so that decoding what it receives does not take the GIL
+    from the sending client.
+    """
+    from shoal.mailbox.client import MailboxClient
+    from shoal.mailbox.envelope import ORCHESTRATOR, StatusRequest
+
+    with MailboxClient(endpoint) as client:
+        # A request makes sure the broker knows our identity before anyone sends to us.
+        client.request(ORCHESTRATOR, StatusRequest(), timeout=30.0)
+        conn.send(client.name)
+        if client.recv(timeout=30.0) is None:
+            conn.send("the warm-up message never reached the sink")
+            return
+        conn.send("warm")
+        for got in range(count):
+            if client.recv(timeout=60.0) is None:
+                conn.send(f"the sink received {got} of {count} messages")
+                return
+        conn.send(time.monotonic())
+
+
+@dataclass
+class ShoalFigures:
+    raw_rtt_s: float
+    routed_rtt_s: float
+    one_way_msgs_per_s: float
+    one_way_send_msgs_per_s: float
+    one_way_recorded_after_s: float
+    spawn_to_ready_s: float
+    spawn_to_ready_max_s: float
+    first_spawn_s: float
+
+
+def shoal_figures(one_way: int, raw: RawEcho) -> ShoalFigures:
+    from shoal.mailbox.client import MailboxClient
+    from shoal.mailbox.envelope import (
+        ORCHESTRATOR,
+        EchoRequest,
+        RetireRequest,
+        SpawnReply,
+        SpawnRequest,
+        StatusReply,
+        StatusRequest,
+    )
+    from shoal.orchestrator import daemon
+    from shoal.paths import Home
+
+    home = Home.resolve()
+
+    def status(client: MailboxClient) -> StatusReply:
+        reply = client.request(ORCHESTRATOR, StatusRequest(), timeout=30.0).parse_payload()
+        assert isinstance(reply, StatusReply)
+        return reply
+
+    daemon.start(home)
+    with MailboxClient(home.mailbox_endpoint) as client:
+        # Warm-up: the first spawn waits for the forkserver to import its preloads.
+        start = time.monotonic()
+        spawned = daemon.request(home, SpawnRequest(role="echo", count=1), timeout=30.0)
+        assert isinstance(spawned, SpawnReply)
+        echo = spawned.names[0]
+        client.request(echo, EchoRequest(text="warm-up"), timeout=60.0)
+        first_spawn = time.monotonic() - start
+
+        # a. routed round trip, in blocks alternating with raw round trips so that
+        # whatever else the machine is doing weighs on both alike.
+        text = "x" * 100
+        for i in range(SHOAL_WARMUP):
+            client.request(echo, EchoRequest(text=text, seq=i), timeout=10.0)
+        raw_times: list[float] = []
+        times = []
+        for _ in range(RTT_BLOCKS):
+            raw_times += raw.round_trips(RAW_ROUND_TRIPS // RTT_BLOCKS)
+            for i in range(SHOAL_ROUND_TRIPS // RTT_BLOCKS):
+                t0 = time.perf_counter()
+                client.request(echo, EchoRequest(text=text, seq=i), timeout=10.0)
+                times.append(time.perf_counter() - t0)
+        routed_rtt = statistics.median(times)
+        raw_rtt = statistics.median(raw_times)
+
+        # b. routed + recorded one-way throughput
+        with _child(_shoal_sink, home.mailbox_endpoint, one_way, timeout=60.0) as (
+            sink,
+            sink_name,
+        ):
+            client.send(sink_name, EchoRequest(text="warm-up"))
+            word = sink.recv() if sink.poll(30.0) else "no word in 30s"
+            if word != "warm":
+                raise RuntimeError(f"sink: {word}")
+            start = time.monotonic()
+            for i in range(one_way):
+                client.send(sink_name, EchoRequest(text=text, seq=i))
+            sent = time.monotonic()
+            if not sink.poll(300.0):
+                raise RuntimeError("the sink did not receive every message in 300s")
+            received = sink.recv()
+            if not isinstance(received, float):
+                raise RuntimeError(f"sink: {received}")
+        # Every message routed before this status was submitted to the recorder first,
+        # in order; once ``recorded`` reaches this ``routed``, all N are in DuckDB.
+        routed = status(client).messages.routed
+        deadline = time.monotonic() + 120.0
+        while status(client).messages.recorded < routed:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the orchestrator did not record every message in 120s")
+            time.sleep(0.005)
+        recorded_at = time.monotonic()
+        one_way_rate = one_way / (max(received, recorded_at) - start)
+        send_rate = one_way / (sent - start)
+        recorded_after = recorded_at - received
+
+        # c. spawn-to-ready, forkserver warm
+        spawn_times = []
+        names = []
+        try:
+            for i in range(SPAWNS):
+                name = f"bench-{i}"
+                t0 = time.perf_counter()
+                client.request(ORCHESTRATOR, SpawnRequest(role="echo", name=name), timeout=30.0)
+                names.append(name)
+                client.request(name, EchoRequest(text="ready?"), timeout=60.0)
+                spawn_times.append(time.perf_counter() - t0)
+        finally:
+            for name in names:
+                with contextlib.suppress(Exception):
+                    client.request(ORCHESTRATOR, RetireRequest(name=name), timeout=10.0)
+
+    return ShoalFigures(
+        raw_rtt_s=raw_rtt,
+        routed_rtt_s=routed_rtt,
+        one_way_msgs_per_s=one_way_rate,
+        one_way_send_msgs_per_s=send_rate,
+        one_way_recorded_after_s=recorded_after,
+        spawn_to_ready_s=statistics.median(spawn_times),
+        spawn_to_ready_max_s=max(spawn_times),
+        first_spawn_s=first_spawn,
+    )
+
+
+def median_wall(argv: list[str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# --- main -------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3f} ms" if seconds < 0.01 else f"{seconds * 1000:.0f} ms"
+
+
+def _verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--messages", type=int, default=SHOAL_ONE_WAY, help="one-way messages sent through shoal"
+    )
+    args = parser.parse_args(argv)
+
+    def say(line: str) -> None:
+        if not args.json:
+            print(line, file=sys.stderr, flush=True)
+
+    tmp = Path(tempfile.mkdtemp(prefix="sb", dir="/tmp"))
+    os.environ["SHOAL_HOME"] = str(tmp)  # short: ipc paths are limited to 107 bytes
+    try:
+        say("raw pyzmq PUSH/PULL ...")
+        raw_rate = raw_push_pull(tmp)
+        say("shoal (orchestrator, echo actor, RTT vs raw RTT, one-way, spawns) ...")
+        try:
+            with RawEcho(tmp) as raw:
+                fig = shoal_figures(args.messages, raw)
+        finally:
+            from shoal.orchestrator import daemon
+            from shoal.paths import Home
+
+            daemon.stop(Home.resolve())
+        say("shoal --help ...")
+        shoal_exe = shutil.which("shoal")
+        if shoal_exe is None:
+            raise RuntimeError("no `shoal` on PATH; run `pip install -e .` first")
+        help_s = median_wall([shoal_exe, "--help"], HELP_RUNS)
+        # pyenv puts a bash shim first on PATH; the installed entry point is next to python.
+        direct = Path(sys.executable).parent / "shoal"
+        direct_help_s = (
+            median_wall([str(direct), "--help"], HELP_RUNS)
+            if direct.exists() and direct.resolve() != Path(shoal_exe).resolve()
+            else None
+        )
+        python_pass_s = median_wall([sys.executable, "-c", "pass"], HELP_RUNS)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    figures: dict[str, Any] = {
+        "raw_rtt_s": fig.raw_rtt_s,
+        "raw_push_pull_msgs_per_s": raw_rate,
+        "routed_rtt_s": fig.routed_rtt_s,
+        "routed_rtt_ratio": fig.routed_rtt_s / fig.raw_rtt_s,
+        "routed_recorded_msgs_per_s": fig.one_way_msgs_per_s,
+        "routed_recorded_messages": args.messages,
+        "one_way_send_msgs_per_s": fig.one_way_send_msgs_per_s,
+        "recorded_after_received_s": fig.one_way_recorded_after_s,
+        "spawn_to_ready_s": fig.spawn_to_ready_s,
+        "spawn_to_ready_max_s": fig.spawn_to_ready_max_s,
+        "first_spawn_to_reply_s": fig.first_spawn_s,
+        "shoal_help_s": help_s,
+        "shoal_help_direct_s": direct_help_s,
+        "python_pass_s": python_pass_s,
+        "shoal_exe": shoal_exe,
+        "targets": {
+            "routed_rtt_ratio_max": TARGET_RTT_RATIO,
+            "routed_recorded_msgs_per_s_min": TARGET_MSGS_PER_S,
+            "shoal_help_s_max": TARGET_HELP_S,
+        },
+        "cpus": os.cpu_count(),
+    }
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+
+    ratio = figures["routed_rtt_ratio"]
+    rows = [
+        ("raw pyzmq RTT (median)", _ms(fig.raw_rtt_s), f"{RAW_ROUND_TRIPS:,} round trips"),
+        ("raw PUSH/PULL", f"{raw_rate:,.0f} msg/s", ""),
+        (
+            "shoal routed RTT (median)",
+            _ms(fig.routed_rtt_s),
+            f"{ratio:.1f}x raw (target <= {TARGET_RTT_RATIO:g}x) "
+            f"{_verdict(ratio <= TARGET_RTT_RATIO)}",
+        ),
+        (
+            "shoal routed+recorded",
+            f"{fig.one_way_msgs_per_s:,.0f} msg/s",
+            f"target >= {TARGET_MSGS_PER_S:,.0f} "
+            f"{_verdict(fig.one_way_msgs_per_s >= TARGET_MSGS_PER_S)}; "
+            f"{fig.one_way_msgs_per_s / raw_rate:.1%} of raw PUSH/PULL",
+        ),
+        (
+            "  client send rate",
+            f"{fig.one_way_send_msgs_per_s:,.0f} msg/s",
+            f"N={args.messages:,}; recorded {_ms(fig.one_way_recorded_after_s)} "
+            "after the last receipt",
+        ),
+        (
+            "shoal spawn-to-ready (median)",
+            _ms(fig.spawn_to_ready_s),
+            f"max {_ms(fig.spawn_to_ready_max_s)}; first spawn (cold) {fig.first_spawn_s:.2f} s",
+        ),
+        (
+            "shoal --help (median)",
+            _ms(help_s),
+            f"target <= {TARGET_HELP_S * 1000:.0f} ms {_verdict(help_s <= TARGET_HELP_S)}; "
+            f"{shoal_exe}",
+        ),
+    ]
+    if direct_help_s is not None:
+        rows.append(
+            (
+                "  entry point, no shim",
+                _ms(direct_help_s),
+                f"{_verdict(direct_help_s <= TARGET_HELP_S)}; {direct}",
+            )
+        )
+    rows.append(("python3 -c pass (median)", _ms(python_pass_s), ""))
+    width = max(len(r[0]) for r in rows)
+    value_width = max(len(r[1]) for r in rows)
+    print(f"shoal mailbox benchmark ({os.cpu_count()} CPUs, python {sys.version.split()[0]})")
+    for label, value, note in rows:
+        print(f"{label:<{width}}  {value:>{value_width}}  {note}".rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

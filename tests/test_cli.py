@@ -1,0 +1,89 @@
+"""The shoal command as a user runs it: output, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from shoal.paths import Home
+from tests.conftest import shoal
+
+
+def assert_one_line_error(result, *needles: str) -> None:
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("shoal: error: ") or lines[0].startswith("Usage"), lines
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_help_and_version() -> None:
+    result = shoal("--help", check=True)
+    for command in ("orchestrator", "doctor", "demo", "messages"):
+        assert command in result.stdout
+    assert shoal("--version", check=True).stdout.startswith("shoal ")
+
+
+def test_start_status_stop_through_the_cli(home: Home) -> None:
+    started = shoal("orchestrator", "start", "--actors", "echo*2", check=True)
+    assert "orchestrator started" in started.stdout and "echo-1, echo-2" in started.stdout
+    status = json.loads(shoal("orchestrator", "status", "--json", check=True).stdout)
+    assert set(status) >= {"pid", "home", "actors", "messages"}
+    assert status["home"] == str(home.root)
+    assert set(status["messages"]) >= {"routed", "recorded", "dropped"}
+    assert {a["name"] for a in status["actors"]} == {"echo-1", "echo-2"}
+    for actor in status["actors"]:
+        assert set(actor) >= {"name", "role", "pid", "state", "restarts", "last_heartbeat"}
+    human = shoal("orchestrator", "status", check=True).stdout
+    assert "echo-1" in human and "messages:" in human
+    stopped = shoal("orchestrator", "stop", check=True)
+    assert f"orchestrator stopped (pid {status['pid']})" in stopped.stdout
+    assert shoal("orchestrator", "status").returncode == 3
+
+
+def test_unknown_role_is_a_usage_error(home: Home) -> None:
+    result = shoal("orchestrator", "spawn", "wizard")
+    assert result.returncode == 2
+    assert_one_line_error(result, "unknown actor role 'wizard'", "echo")
+    bad = shoal("orchestrator", "start", "--actors", "echo*x")
+    assert bad.returncode == 2
+    assert_one_line_error(bad, "bad count")
+
+
+def test_bad_config_is_one_clear_line(home: Home) -> None:
+    home.ensure()
+    home.config_file.write_text("[orchestrator]\nflush_interval = 5\n")
+    result = shoal("orchestrator", "start")
+    assert result.returncode == 1
+    assert_one_line_error(result, "flush_interval", "SHOAL_FLUSH_INTERVAL")
+    home.config_file.write_text("not = [valid")
+    assert_one_line_error(shoal("orchestrator", "start"), "config.toml")
+
+
+def test_unusable_home_is_one_clear_line(home: Home) -> None:
+    long_home = str(home.root / ("x" * 120))
+    result = shoal("orchestrator", "start", env={"SHOAL_HOME": long_home})
+    assert result.returncode == 1
+    assert_one_line_error(result, "too long for a unix socket")
+
+
+def test_doctor_reports_and_fails_on_missing_requirements(home: Home, tmp_path) -> None:
+    ok = shoal("doctor", "--json")
+    report = json.loads(ok.stdout)
+    assert ok.returncode == 0 and report["ok"] is True
+    assert {c["name"] for c in report["checks"]} >= {"python", "git", "tmux", "home", "model"}
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    bad = shoal("doctor", "--json", env={"SHOAL_HOME": str(blocker / "home")})
+    assert bad.returncode == 1 and json.loads(bad.stdout)["ok"] is False
+
+
+def test_demo_runs_the_runtime_end_to_end(home: Home) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SHOAL_PRELOAD"}
+    env["SHOAL_PRELOAD"] = "litellm"  # the real default: actors fork from a warm forkserver
+    result = shoal("demo", "-n", "200", env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "200 request/replies" in result.stdout
+    assert "restarted as pid" in result.stdout and "(restarts 1)" in result.stdout
+    assert "echo.request" in result.stdout
