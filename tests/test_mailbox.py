@@ -190,3 +190,11 @@ def test_async_client_and_event_bus(orchestrator: Home) -> None:
         started = events.recv(timeout=10)
     assert started is not None and started.kind == "actor.started"
     assert started.payload["name"] == "echo-1"
+
+
+def test_a_message_waits_for_a_client_that_connects_later(orchestrator: Home) -> None:
+    with MailboxClient(orchestrator.mailbox_endpoint) as sender:
+        sent = sender.send("late-client", EchoRequest(text="for later"))
+        with MailboxClient(orchestrator.mailbox_endpoint, name="late-client") as late:
+            got = late.recv(timeout=10)
+    assert got is not None and got.id == sent.id

@@ -8,6 +8,7 @@ a queue plus a wake-up pipe, so the loop keeps heartbeating during long calls.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -288,7 +289,6 @@ class ActorRuntime:
             held_total=len(held),
             busy_since=self._busy_since,
         )
-        try:
+        # Not connected yet (zmq.Again): the next beat tries again.
+        with contextlib.suppress(zmq.Again):
             self._sock.send_multipart([wire.BEAT, beat.model_dump_json().encode()], zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # not connected yet; the next beat tries again

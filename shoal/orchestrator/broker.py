@@ -272,14 +272,26 @@ class Broker:
         for env, body, target, tracked in turn.messages:
             self.routed += 1
             if target == ORCHESTRATOR:
-                if self.control is not None:
-                    self.control.handle(env)
+                self._control(env)
             elif target == PUBLISH:
                 self.pub.send_multipart([env.kind.encode(), body])
             elif tracked and target is not None:
                 self._deliver(self.deliveries.track(env, body, target), now)
             elif target is None or not self._send(target, body):
                 self._wait(env, body, target or env.recipient, now)
+
+    def _control(self, env: Envelope) -> None:
+        if self.control is None:
+            return
+        try:
+            self.control.handle(env)
+        except Exception as exc:  # a bug in one request must not stop routing
+            log.exception("control request %s failed", env.kind)
+            self.post(
+                ErrorReply(code="handler_failed", message=f"{type(exc).__name__}: {exc}"),
+                env.sender,
+                reply_to=env.id,
+            )
 
     def _send(self, target: str, body: bytes) -> bool:
         try:
@@ -341,9 +353,12 @@ class Broker:
         self._check_stop(now)
 
     def _expire_waiting(self, now: float) -> None:
+        """Retry waiting messages to plain names; refuse those that waited too long."""
         for key in list(self.waiting):
             keep = []
             for item in self.waiting[key]:
+                if not key.startswith(ROLE_PREFIX) and self._send(key, item.body):
+                    continue  # a client that connected late, or whose queue had room again
                 if item.expires > now:
                     keep.append(item)
                     continue

@@ -194,9 +194,11 @@ class Supervisor:
             if warm is not None:
                 warm()
         while True:
-            to_launch = self._check(time.monotonic())
-            for member in to_launch:
-                self._launch(member)
+            try:
+                for member in self._check(time.monotonic()):
+                    self._launch(member)
+            except Exception:  # keep supervising whatever one pass ran into
+                log.exception("supervisor pass failed")
             if self.stopping and self.all_stopped():
                 self._stopped.set()
             time.sleep(_TICK)
