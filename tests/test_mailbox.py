@@ -14,7 +14,7 @@ import zmq
 from shoal.mailbox import wire
 from shoal.mailbox.aio import AsyncMailboxClient
 from shoal.mailbox.client import MailboxClient
-from shoal.mailbox.envelope import EchoRequest, Envelope, SpawnRequest
+from shoal.mailbox.envelope import EchoRequest, Envelope, RetireRequest, SpawnRequest
 from shoal.mailbox.errors import RemoteError
 from shoal.mailbox.events import Subscriber
 from shoal.orchestrator import daemon
@@ -198,3 +198,17 @@ def test_a_message_waits_for_a_client_that_connects_later(orchestrator: Home) ->
         with MailboxClient(orchestrator.mailbox_endpoint, name="late-client") as late:
             got = late.recv(timeout=10)
     assert got is not None and got.id == sent.id
+
+
+def test_work_for_a_retired_actor_is_refused_not_kept_forever(orchestrator: Home) -> None:
+    spawn(orchestrator, "echo")
+    with MailboxClient(orchestrator.mailbox_endpoint) as client:
+        client.request("echo-1", EchoRequest(text="warm"), timeout=30)
+        pid = actor(orchestrator, "echo-1").pid
+        os.kill(pid, signal.SIGSTOP)  # it holds the next message without answering
+        sent = client.send("echo-1", EchoRequest(text="lost cause"))
+        daemon.request(orchestrator, RetireRequest(name="echo-1"))
+        reply = client.recv(timeout=30)
+    assert reply is not None and reply.reply_to == sent.id
+    assert reply.kind == "mailbox.error" and reply.payload["code"] == "undeliverable"
+    assert daemon.status(orchestrator).messages.pending == 0

@@ -156,11 +156,9 @@ class ActorRuntime:
         return self._running < max(1, self.actor.concurrency)
 
     def _receive_all(self) -> None:
-        while True:
-            try:
-                frames = self._sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        sock = self._sock
+        while sock.get(zmq.EVENTS) & zmq.POLLIN:
+            frames = sock.recv_multipart(zmq.NOBLOCK)
             if len(frames) != 2:
                 continue
             tag, body = frames
@@ -236,11 +234,8 @@ class ActorRuntime:
         os.write(self._wake_w, b".")
 
     def _collect_results(self) -> None:
-        while True:
-            try:
-                env, result = self._results.get_nowait()
-            except queue.Empty:
-                return
+        while not self._results.empty():
+            env, result = self._results.get_nowait()  # only this thread takes from it
             self._running -= 1
             if self._running == 0:
                 self._busy_since = None
@@ -259,11 +254,8 @@ class ActorRuntime:
             self._done.popitem(last=False)
 
     def _send_outgoing(self) -> None:
-        while True:
-            try:
-                env = self._outgoing.get_nowait()
-            except queue.Empty:
-                return
+        while not self._outgoing.empty():
+            env = self._outgoing.get_nowait()  # only this thread takes from it
             self._sock.send_multipart([wire.MSG, env.encode()])
 
     def _flush_acks(self) -> None:

@@ -72,6 +72,9 @@ class Deliveries:
     def load(self, target: str) -> int:
         return len(self._by_target.get(target, ()))
 
+    def all(self) -> list[Unacked]:
+        return list(self._unacked.values())
+
     def overdue(self, now: float) -> list[Unacked]:
         return [u for u in self._unacked.values() if u.delivered and u.deadline <= now]
 

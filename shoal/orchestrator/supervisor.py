@@ -143,6 +143,11 @@ class Supervisor:
     def is_actor(self, name: str) -> bool:
         return name in self._names
 
+    def knows(self, name: str) -> bool:
+        """True for any actor this supervisor ever ran, stopped or not."""
+        with self._lock:
+            return name in self._members
+
     def names_of(self, role: str) -> list[str]:
         with self._lock:
             return [
@@ -279,6 +284,7 @@ class Supervisor:
         if m.handle is not None and m.handle.alive():
             m.handle.signal(signal.SIGTERM)
             m.state, m.since = "stopping", time.monotonic()
+            self._changed()
         else:
             self._set_stopped(m)
 
@@ -307,7 +313,8 @@ class Supervisor:
     def _changed(self) -> None:
         """Publish the set of actor names and save the roster (lock held)."""
         live = [m for m in self._members.values() if m.state != "stopped"]
-        self._names = frozenset(m.name for m in live)
+        # A stopping actor takes no new work: its unacked messages are refused.
+        self._names = frozenset(m.name for m in live if m.state != "stopping")
         roster = [
             {"name": m.name, "role": m.role, "launcher": m.launcher, "pid": m.pid} for m in live
         ]
