@@ -7,11 +7,18 @@ Run it from the repository root (shoal installed, e.g. ``pip install -e .``)::
 
 What it measures, in one run:
 
-1. Raw pyzmq baseline, client and server in separate processes over ``ipc://``:
-   the median round trip of a 2-frame message through a ROUTER echo server, and
-   PUSH/PULL throughput of small (~200 byte) messages.
+1. Raw pyzmq baselines, every party in its own process, over ``ipc://``:
+   a. the median round trip of a 2-frame message through a ROUTER echo server (direct);
+   b. the median round trip over the same 4 hops as shoal's routed round trip, with no
+      shoal code: client DEALER -> relay ROUTER -> echo DEALER -> relay -> client. The
+      relay forwards ``[identity, dest, body]`` as ``[dest, identity, body]``; the echo
+      (identity ``echo``) answers ``[src, body]`` with ``[src, body]``. This is the floor
+      for any broker-routed round trip on this machine;
+   c. PUSH/PULL throughput of small (~200 byte) messages.
 2. shoal, with a fresh orchestrator under a temporary ``SHOAL_HOME``:
-   a. the median round trip of ``echo.request`` to an echo actor, routed by the broker;
+   a. the median round trip of ``echo.request`` to an echo actor, routed by the broker
+      (in blocks alternating with the raw round trips of 1a. and 1b., so that other load
+      on the machine weighs on all three figures alike);
    b. routed+recorded throughput: a client sends N one-way ``echo.request`` messages to
       a second client; done when that client has them all and the orchestrator's
       ``recorded`` counter covers them;
@@ -19,7 +26,8 @@ What it measures, in one run:
       (forkserver already warm);
    d. ``shoal --help`` wall time, and ``python3 -c pass`` for reference.
 
-The orchestrator is always stopped and the temporary home removed at the end.
+The orchestrator and every helper process are always stopped, and the temporary home
+removed, at the end.
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ TARGET_MSGS_PER_S = 20_000.0
 TARGET_HELP_S = 0.15
 
 _STOP = b"stop"
+RELAY_ECHO = b"echo"
 
 
 # --- raw pyzmq helpers (run in spawned child processes) ---------------------------
@@ -77,6 +86,53 @@ def _router_echo(endpoint: str, ready: Connection) -> None:
             if frames[1] == _STOP:
                 return
             sock.send_multipart(frames)
+    finally:
+        sock.close()
+        ctx.term()
+
+
+def _relay(endpoint: str, ready: Connection) -> None:
+    """A ROUTER that forwards ``[identity, dest, body]`` as ``[dest, identity, body]``.
+
+    A message whose destination frame is ``stop`` ends it.
+    """
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 1_000)  # let a forwarded ``stop`` reach the echo
+    sock.bind(endpoint)
+    ready.send("ready")
+    try:
+        while True:
+            identity, dest, *rest = sock.recv_multipart()
+            if dest == _STOP:
+                return
+            sock.send_multipart([dest, identity, *rest])
+    finally:
+        sock.close()
+        ctx.term()
+
+
+def _relay_echo(endpoint: str, ready: Connection) -> None:
+    """A DEALER with identity ``echo`` behind the relay: answers ``[src, body]`` in kind."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.IDENTITY, RELAY_ECHO)
+    sock.connect(endpoint)
+    try:
+        # A message to ourselves through the relay: once it is back, the relay knows us
+        # and routes to ``echo``; anything sent to us before that would be dropped.
+        sock.send_multipart([RELAY_ECHO, b"hello"])
+        if not sock.poll(10_000):
+            ready.send("no hello back from the relay in 10s")
+            return
+        sock.recv_multipart()
+        ready.send("ready")
+        while True:
+            src, body = sock.recv_multipart()
+            if body == _STOP:
+                return
+            sock.send_multipart([src, body])
     finally:
         sock.close()
         ctx.term()
@@ -123,6 +179,9 @@ def _child(
         if proc.is_alive():
             proc.terminate()
             proc.join(5.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5.0)
         ours.close()
 
 
@@ -158,6 +217,57 @@ class RawEcho:
         for _ in range(count):
             start = time.perf_counter()
             self._sock.send_multipart([b"M", self._body])
+            self._sock.recv_multipart()
+            times.append(time.perf_counter() - start)
+        return times
+
+
+class RawRelay:
+    """The 4-hop path of a routed round trip in pure pyzmq, over ``ipc://``.
+
+    A DEALER here, a relay ROUTER and an echo DEALER, each in its own spawned process.
+    """
+
+    def __init__(self, tmp: Path) -> None:
+        self.endpoint = f"ipc://{tmp / 'raw-relay.sock'}"
+        self._stack = contextlib.ExitStack()
+        self._body = b"x" * RAW_MESSAGE_BYTES
+
+    def __enter__(self) -> RawRelay:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(_child(_relay, self.endpoint))
+            _, word = stack.enter_context(_child(_relay_echo, self.endpoint))
+            if word != "ready":
+                raise RuntimeError(f"relay echo: {word}")
+            self._ctx = zmq.Context()
+            stack.callback(self._ctx.term)
+            self._sock = self._ctx.socket(zmq.DEALER)
+            stack.callback(self._sock.close)
+            self._sock.setsockopt(zmq.LINGER, 1_000)
+            self._sock.setsockopt(zmq.RCVTIMEO, 10_000)  # a lost message raises zmq.Again
+            self._sock.setsockopt(zmq.IDENTITY, b"bench-relay-client")
+            self._sock.connect(self.endpoint)
+            stack.callback(self._stop)  # first thing on the way out, error or not
+            self.round_trips(RAW_WARMUP)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _stop(self) -> None:
+        # In order on one connection: the relay forwards the echo's stop, then stops.
+        # (Whatever is not stopped here is terminated when its process is joined.)
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.send_multipart([RELAY_ECHO, _STOP], zmq.NOBLOCK)
+            self._sock.send_multipart([_STOP], zmq.NOBLOCK)
+
+    def round_trips(self, count: int) -> list[float]:
+        """Seconds of each of ``count`` round trips client -> relay -> echo -> relay -> client."""
+        times = []
+        for _ in range(count):
+            start = time.perf_counter()
+            self._sock.send_multipart([RELAY_ECHO, self._body])
             self._sock.recv_multipart()
             times.append(time.perf_counter() - start)
         return times
@@ -220,6 +330,7 @@ def _shoal_sink(endpoint: str, count: int, conn: Connection) -> None:
 @dataclass
 class ShoalFigures:
     raw_rtt_s: float
+    relay_rtt_s: float
     routed_rtt_s: float
     one_way_msgs_per_s: float
     one_way_send_msgs_per_s: float
@@ -229,7 +340,7 @@ class ShoalFigures:
     first_spawn_s: float
 
 
-def shoal_figures(one_way: int, raw: RawEcho) -> ShoalFigures:
+def shoal_figures(one_way: int, raw: RawEcho, relay: RawRelay) -> ShoalFigures:
     from shoal.mailbox.client import MailboxClient
     from shoal.mailbox.envelope import (
         ORCHESTRATOR,
@@ -260,21 +371,24 @@ def shoal_figures(one_way: int, raw: RawEcho) -> ShoalFigures:
         client.request(echo, EchoRequest(text="warm-up"), timeout=60.0)
         first_spawn = time.monotonic() - start
 
-        # a. routed round trip, in blocks alternating with raw round trips so that
-        # whatever else the machine is doing weighs on both alike.
+        # a. routed round trip, in blocks alternating with raw direct and raw relay round
+        # trips so that whatever else the machine is doing weighs on all three alike.
         text = "x" * 100
         for i in range(SHOAL_WARMUP):
             client.request(echo, EchoRequest(text=text, seq=i), timeout=10.0)
         raw_times: list[float] = []
+        relay_times: list[float] = []
         times = []
         for _ in range(RTT_BLOCKS):
             raw_times += raw.round_trips(RAW_ROUND_TRIPS // RTT_BLOCKS)
+            relay_times += relay.round_trips(RAW_ROUND_TRIPS // RTT_BLOCKS)
             for i in range(SHOAL_ROUND_TRIPS // RTT_BLOCKS):
                 t0 = time.perf_counter()
                 client.request(echo, EchoRequest(text=text, seq=i), timeout=10.0)
                 times.append(time.perf_counter() - t0)
         routed_rtt = statistics.median(times)
         raw_rtt = statistics.median(raw_times)
+        relay_rtt = statistics.median(relay_times)
 
         # b. routed + recorded one-way throughput
         with _child(_shoal_sink, home.mailbox_endpoint, one_way, timeout=60.0) as (
@@ -325,6 +439,7 @@ def shoal_figures(one_way: int, raw: RawEcho) -> ShoalFigures:
 
     return ShoalFigures(
         raw_rtt_s=raw_rtt,
+        relay_rtt_s=relay_rtt,
         routed_rtt_s=routed_rtt,
         one_way_msgs_per_s=one_way_rate,
         one_way_send_msgs_per_s=send_rate,
@@ -372,10 +487,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         say("raw pyzmq PUSH/PULL ...")
         raw_rate = raw_push_pull(tmp)
-        say("shoal (orchestrator, echo actor, RTT vs raw RTT, one-way, spawns) ...")
+        say("shoal (orchestrator, echo actor, RTT vs raw and relay RTT, one-way, spawns) ...")
         try:
-            with RawEcho(tmp) as raw:
-                fig = shoal_figures(args.messages, raw)
+            with RawEcho(tmp) as raw, RawRelay(tmp) as relay:
+                fig = shoal_figures(args.messages, raw, relay)
         finally:
             from shoal.orchestrator import daemon
             from shoal.paths import Home
@@ -402,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
         "raw_push_pull_msgs_per_s": raw_rate,
         "routed_rtt_s": fig.routed_rtt_s,
         "routed_rtt_ratio": fig.routed_rtt_s / fig.raw_rtt_s,
+        "relay_rtt_s": fig.relay_rtt_s,
+        "routed_vs_relay_ratio": fig.routed_rtt_s / fig.relay_rtt_s,
         "routed_recorded_msgs_per_s": fig.one_way_msgs_per_s,
         "routed_recorded_messages": args.messages,
         "one_way_send_msgs_per_s": fig.one_way_send_msgs_per_s,
@@ -425,14 +542,25 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     ratio = figures["routed_rtt_ratio"]
+    relay_ratio = figures["routed_vs_relay_ratio"]
     rows = [
         ("raw pyzmq RTT (median)", _ms(fig.raw_rtt_s), f"{RAW_ROUND_TRIPS:,} round trips"),
+        (
+            "raw pyzmq relay RTT (median)",
+            _ms(fig.relay_rtt_s),
+            f"4 hops via a pure-pyzmq ROUTER relay; {fig.relay_rtt_s / fig.raw_rtt_s:.1f}x raw",
+        ),
         ("raw PUSH/PULL", f"{raw_rate:,.0f} msg/s", ""),
         (
             "shoal routed RTT (median)",
             _ms(fig.routed_rtt_s),
             f"{ratio:.1f}x raw (target <= {TARGET_RTT_RATIO:g}x) "
             f"{_verdict(ratio <= TARGET_RTT_RATIO)}",
+        ),
+        (
+            "shoal routed / raw relay (4-hop floor)",
+            f"{relay_ratio:.2f}x",
+            "same path, shoal's broker, client and actor vs pure pyzmq",
         ),
         (
             "shoal routed+recorded",

@@ -235,3 +235,226 @@ class ActorExited(Payload):
     role: str
     pid: int | None
     reason: str
+
+
+# --- the loop: plan -> execute -> evaluate -> refine ----------------------------
+
+
+class Step(BaseModel):
+    title: str
+    detail: str = ""
+
+
+class Subtask(BaseModel):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    title: str
+    detail: str = ""
+    files: list[str] = Field(default_factory=list)
+    """Files this subtask owns (team runs give each subtask its own worktree)."""
+    depends_on: list[str] = Field(default_factory=list)
+
+
+class Plan(BaseModel):
+    """What the planner submits through its ``submit_plan`` tool call."""
+
+    steps: list[Step] = Field(min_length=1)
+    subtasks: list[Subtask] = Field(default_factory=list)
+
+
+class Finding(BaseModel):
+    severity: Literal["blocker", "important", "minor"]
+    title: str
+    detail: str = ""
+    fix: str = ""
+
+
+class Usage(BaseModel):
+    """Tokens and cost of the model calls behind one reply."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    calls: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+            calls=self.calls + other.calls,
+        )
+
+
+class ModelChoice(BaseModel):
+    """A role's model as the task asked for it (keys never travel: actors read their env)."""
+
+    model: str
+    base_url: str | None = None
+
+
+class TaskOptions(BaseModel):
+    iterations: int = Field(3, ge=1, le=50)
+    quality: float = Field(0.8, ge=0, le=1)
+    budget_usd: float | None = Field(None, gt=0)
+    budget_tokens: int | None = Field(None, gt=0)
+    timeout: float | None = Field(None, gt=0)
+    """Wall-clock budget of the whole task, in seconds."""
+    plateau: float = Field(0.02, ge=0)
+    """A refinement that improves the score by less than this stops the loop."""
+    permission_mode: Literal["default", "plan", "accept-edits", "bypass"] = "accept-edits"
+    models: dict[str, ModelChoice] = Field(default_factory=dict)
+    """Per role (planner, executor, evaluator, small): the model to use."""
+
+
+@message("task.submit")
+class TaskSubmit(Payload):
+    description: str = Field(min_length=1)
+    cwd: str
+    options: TaskOptions = Field(default_factory=TaskOptions)
+
+
+@message("task.accepted")
+class TaskAccepted(Payload):
+    task_id: str
+
+
+@message("task.cancel")
+class TaskCancel(Payload):
+    task_id: str
+
+
+@message("task.progress")
+class TaskProgress(Payload):
+    """Published at every step of a task, for live views."""
+
+    task_id: str
+    phase: Literal["planning", "executing", "evaluating", "refining", "restoring", "done"]
+    iteration: int = 0
+    score: float | None = None
+    tokens: int = 0
+    cost_usd: float = 0.0
+    detail: str = ""
+
+
+@message("task.done")
+class TaskDone(Payload):
+    """Published when a task ends; the learner and pattern-miner will subscribe."""
+
+    task_id: str
+    status: Literal["accepted", "unaccepted", "failed", "cancelled"]
+    decision: str
+    """Why it stopped: quality, max_iterations, plateau, regression, budget_*, error, cancelled."""
+    score: float | None
+    iterations: int
+    tokens: int
+    cost_usd: float
+    files_changed: list[str]
+    summary: str
+
+
+@message("plan.request")
+class PlanRequest(Payload):
+    description: str
+    cwd: str
+    model: ModelChoice
+
+
+@message("plan.result")
+class PlanResult(Payload):
+    plan: Plan
+    usage: Usage
+
+
+@message("exec.request")
+class ExecRequest(Payload):
+    description: str
+    cwd: str
+    iteration: int
+    plan: Plan
+    findings: list[Finding] = Field(default_factory=list)
+    """The previous iteration's findings: this iteration's instructions."""
+    model: ModelChoice
+    permission_mode: str = "accept-edits"
+    max_turns: int = Field(60, ge=1)
+    token_budget: int | None = None
+
+
+@message("exec.event")
+class ExecEvent(Payload):
+    """Published for live views: one tool call or one piece of model output."""
+
+    iteration: int
+    type: Literal["tool_call", "text", "turn"]
+    name: str = ""
+    detail: str = ""
+    ok: bool = True
+
+
+@message("exec.result")
+class ExecResult(Payload):
+    iteration: int
+    summary: str
+    turns: int
+    tool_calls: int
+    usage: Usage
+    base: str
+    """Snapshot (commit) of the workspace before iteration 1."""
+    snapshot: str
+    """Snapshot of the workspace after this iteration, kept on refs/shoal/<task>/<n>."""
+    error: str | None = None
+
+
+@message("eval.request")
+class EvalRequest(Payload):
+    description: str
+    cwd: str
+    iteration: int
+    plan: Plan
+    base: str
+    snapshot: str
+    model: ModelChoice
+    rubric: str | None = None
+
+
+class CheckOutcome(BaseModel):
+    name: str
+    kind: str
+    passed: bool
+    output: str = ""
+
+
+class Evaluation(BaseModel):
+    """What the judge submits through its ``submit_evaluation`` tool call."""
+
+    score: float = Field(ge=0, le=1)
+    dimensions: dict[str, float] = Field(default_factory=dict)
+    findings: list[Finding] = Field(default_factory=list)
+
+
+@message("eval.result")
+class EvalResult(Payload):
+    iteration: int
+    score: float
+    """The composite: tests, lint and judge weighed together."""
+    judge: Evaluation
+    checks: list[CheckOutcome] = Field(default_factory=list)
+    usage: Usage
+
+
+@message("workspace.restore")
+class RestoreRequest(Payload):
+    """Leave the workspace with the files of ``snapshot`` (the best iteration)."""
+
+    cwd: str
+    base: str
+    snapshot: str
+
+
+@message("workspace.restored")
+class RestoreResult(Payload):
+    files_changed: list[str]
+    """Files that differ between the task's start and what the user is left with."""

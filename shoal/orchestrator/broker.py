@@ -119,13 +119,14 @@ class Broker:
         *,
         reply_to: str | None = None,
         task_id: str | None = None,
-    ) -> None:
+    ) -> Envelope:
         """Send a message from the orchestrator itself (thread-safe)."""
         env = Envelope.of(
             payload, sender=ORCHESTRATOR, recipient=recipient, reply_to=reply_to, task_id=task_id
         )
         self._posted.put(env)
         os.write(self._wake_w, b".")
+        return env
 
     def stop(self, drain: float = 10.0) -> None:
         """Stop after the supervisor has stopped the actors (at most ``drain`` seconds)."""
@@ -350,6 +351,8 @@ class Broker:
             for item in self.deliveries.undelivered():
                 if item.target in self.peers:
                     self._deliver(item, now)
+        if self.control is not None:
+            self.control.tick(now)
         if self.journal.size > _JOURNAL_MAX and self.recorder.flushed_seq >= self._seq:
             self.journal.truncate()
         self._check_stop(now)

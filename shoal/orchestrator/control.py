@@ -27,8 +27,12 @@ from shoal.mailbox.envelope import (
     StatusReply,
     StatusRequest,
     StopRequest,
+    TaskAccepted,
+    TaskCancel,
+    TaskSubmit,
     UnknownKind,
 )
+from shoal.orchestrator.scheduler import Scheduler
 from shoal.store.queries import QueryError, run_query
 
 if TYPE_CHECKING:
@@ -47,8 +51,15 @@ class Control:
         self.broker = broker
         self.supervisor = supervisor
         self._con = con
+        self.scheduler = Scheduler(broker, supervisor, broker.recorder)
+
+    def tick(self, now: float) -> None:
+        self.scheduler.tick(now)
 
     def handle(self, env: Envelope) -> None:
+        if self.scheduler.owns(env.reply_to):
+            self.scheduler.on_reply(env)  # an actor answering one of our task steps
+            return
         handler = getattr(self, "on_" + env.kind.replace(".", "_"), None)
         if handler is None:
             self._reply(
@@ -93,6 +104,14 @@ class Control:
     def on_actor_retire(self, env: Envelope, payload: RetireRequest) -> OkReply:
         self.supervisor.retire(payload.name)
         return OkReply(detail=f"retiring {payload.name}")
+
+    def on_task_submit(self, env: Envelope, payload: TaskSubmit) -> TaskAccepted:
+        return self.scheduler.submit(env, payload)
+
+    def on_task_cancel(self, env: Envelope, payload: TaskCancel) -> OkReply:
+        if not self.scheduler.cancel(payload.task_id):
+            raise LookupError(f"no running task {payload.task_id}")
+        return OkReply(detail=f"cancelling {payload.task_id}")
 
     def on_store_query(self, env: Envelope, payload: QueryRequest) -> None:
         threading.Thread(target=self._query, args=(env, payload), daemon=True).start()

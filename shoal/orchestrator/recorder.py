@@ -10,7 +10,7 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from shoal.mailbox.envelope import Envelope
 
@@ -50,9 +50,10 @@ class _Batch:
     messages: list[MessageRow] = field(default_factory=list)
     acks: list[tuple[float, str]] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
+    statements: list[tuple[str, list[Any]]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.messages) + len(self.acks) + len(self.events)
+        return len(self.messages) + len(self.acks) + len(self.events) + len(self.statements)
 
 
 def _us(seconds: float) -> int:
@@ -147,6 +148,10 @@ class Recorder:
     def event(self, row: EventRow) -> None:
         self._queue.put(_Batch(0, events=[row]))
 
+    def write(self, sql: str, params: list[Any]) -> None:
+        """Queue one low-volume statement (task rows); run in order with the next flush."""
+        self._queue.put(_Batch(0, statements=[(sql, params)]))
+
     def stop(self) -> None:
         """Flush everything submitted so far, then end the thread."""
         self._stop.set()
@@ -169,6 +174,7 @@ class Recorder:
                 pending.messages += item.messages
                 pending.acks += item.acks
                 pending.events += item.events
+                pending.statements += item.statements
             if pending and self._flush(cur, pending):
                 pending = _Batch(seq=pending.seq)
         cur.close()
@@ -191,4 +197,10 @@ class Recorder:
             return False
         self.recorded += len(batch.messages)
         self.flushed_seq = batch.seq
+        for sql, params in batch.statements:
+            # Each on its own: one bad row must never hold back the message log.
+            try:
+                cur.execute(sql, params)
+            except Exception:
+                log.exception("recorder statement failed and was skipped: %s", sql.split()[:4])
         return True

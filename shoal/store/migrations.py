@@ -42,6 +42,72 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     ),
 ]
 
+MIGRATIONS.append(
+    (
+        2,
+        "tasks, iterations, findings and usage",
+        """
+        CREATE TABLE tasks (
+            id            VARCHAR PRIMARY KEY,
+            description   VARCHAR NOT NULL,
+            cwd           VARCHAR NOT NULL,
+            options       JSON NOT NULL,
+            requester     VARCHAR,
+            status        VARCHAR NOT NULL,  -- running, accepted, unaccepted, failed, cancelled
+            phase         VARCHAR NOT NULL,  -- planning, executing, evaluating, restoring, done
+            decision      VARCHAR,
+            score         DOUBLE,
+            best_iteration INTEGER,
+            iterations    INTEGER NOT NULL,
+            tokens        BIGINT NOT NULL,
+            cost_usd      DOUBLE NOT NULL,
+            plan          JSON,
+            base          VARCHAR,           -- snapshot before iteration 1
+            files_changed JSON,
+            summary       VARCHAR,
+            created_at    TIMESTAMP NOT NULL,
+            updated_at    TIMESTAMP NOT NULL,
+            finished_at   TIMESTAMP
+        );
+        CREATE TABLE iterations (
+            task_id     VARCHAR NOT NULL,
+            n           INTEGER NOT NULL,
+            score       DOUBLE,
+            judge_score DOUBLE,
+            dimensions  JSON,
+            checks      JSON,
+            snapshot    VARCHAR,
+            summary     VARCHAR,
+            tool_calls  INTEGER,
+            tokens      BIGINT NOT NULL,
+            cost_usd    DOUBLE NOT NULL,
+            duration_s  DOUBLE,
+            decision    VARCHAR,
+            finished_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (task_id, n)
+        );
+        CREATE TABLE findings (
+            task_id   VARCHAR NOT NULL,
+            iteration INTEGER NOT NULL,
+            severity  VARCHAR NOT NULL,
+            title     VARCHAR NOT NULL,
+            detail    VARCHAR,
+            fix       VARCHAR
+        );
+        CREATE TABLE usage_events (
+            happened_at       TIMESTAMP NOT NULL,
+            task_id           VARCHAR,
+            role              VARCHAR NOT NULL,
+            model             VARCHAR,
+            calls             INTEGER NOT NULL,
+            prompt_tokens     BIGINT NOT NULL,
+            completion_tokens BIGINT NOT NULL,
+            cost_usd          DOUBLE NOT NULL
+        );
+        """,
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -1,0 +1,134 @@
+"""Task configuration: which model each role uses, and the loop's defaults.
+
+Order: CLI flags > environment > project ``.shoal/config.toml`` > ``$SHOAL_HOME/config.toml``
+> defaults. Environment: ``SHOAL_MODEL``, ``SHOAL_BASE_URL``, and per role
+``SHOAL_<ROLE>_MODEL`` / ``SHOAL_<ROLE>_BASE_URL`` (planner, executor, evaluator,
+small, embedding), each falling back to the universal one. Keys are never part
+of the configuration that travels: actors read ``SHOAL_<ROLE>_API_KEY``,
+``SHOAL_API_KEY`` or the provider's own variable (``OPENAI_API_KEY``, …) from
+their environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shoal.mailbox.envelope import ModelChoice, TaskOptions
+from shoal.paths import Home
+from shoal.settings import SettingsError
+
+ROLES = ("planner", "executor", "evaluator", "small", "embedding")
+# Variables that decide which model an actor calls and how; the orchestrator's
+# actors must have been started with the same values as the CLI asking for work.
+_MODEL_ENV_PREFIXES = (
+    "OPENAI_",
+    "ANTHROPIC_",
+    "GEMINI_",
+    "AZURE_",
+    "OPENROUTER_",
+    "MISTRAL_",
+    "GROQ_",
+    "DEEPSEEK_",
+    "OLLAMA_",
+    "TOGETHER",
+    "XAI_",
+    "AWS_",
+)
+
+
+class LoopConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    """Model for every role without its own (a litellm model string, e.g. ``openai/gpt-4o``)."""
+    base_url: str | None = None
+    """API base for every role without its own."""
+    planner_model: str | None = None
+    executor_model: str | None = None
+    evaluator_model: str | None = None
+    small_model: str | None = None
+    embedding_model: str | None = None
+    planner_base_url: str | None = None
+    executor_base_url: str | None = None
+    evaluator_base_url: str | None = None
+    small_base_url: str | None = None
+    embedding_base_url: str | None = None
+    iterations: int = Field(3, ge=1, le=50)
+    quality: float = Field(0.8, ge=0, le=1)
+    budget_usd: float | None = Field(None, gt=0)
+    budget_tokens: int | None = Field(None, gt=0)
+    timeout: float | None = Field(None, gt=0)
+    permission_mode: str = "accept-edits"
+
+    def models(self) -> dict[str, ModelChoice]:
+        chosen = {}
+        for role in ROLES:
+            model = getattr(self, f"{role}_model") or self.model
+            if model:
+                base = getattr(self, f"{role}_base_url") or self.base_url
+                chosen[role] = ModelChoice(model=model, base_url=base)
+        return chosen
+
+    def task_options(self) -> TaskOptions:
+        return TaskOptions(
+            iterations=self.iterations,
+            quality=self.quality,
+            budget_usd=self.budget_usd,
+            budget_tokens=self.budget_tokens,
+            timeout=self.timeout,
+            permission_mode=self.permission_mode,  # type: ignore[arg-type]
+            models=self.models(),
+        )
+
+
+def _file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"{path}: {exc}; fix or remove the file") from exc
+    return {k.replace("-", "_"): v for k, v in data.get("shoal", data.get("loop", {})).items()}
+
+
+def load(home: Home, cwd: Path, flags: dict[str, Any] | None = None) -> LoopConfig:
+    values: dict[str, Any] = {}
+    values.update(_file(home.config_file))
+    values.update(_file(cwd / ".shoal" / "config.toml"))
+    for name in LoopConfig.model_fields:
+        raw = os.environ.get(f"SHOAL_{name.upper()}")
+        if raw:
+            values[name] = raw
+    values.update({k: v for k, v in (flags or {}).items() if v is not None})
+    try:
+        return LoopConfig.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise SettingsError(
+            f"setting {field!r} (flag, SHOAL_{field.upper()}, or [shoal] in config.toml): "
+            f"{first['msg']}"
+        ) from exc
+
+
+def api_key(role: str) -> str | None:
+    """The key an actor uses for ``role``; None lets litellm find the provider's variable."""
+    return os.environ.get(f"SHOAL_{role.upper()}_API_KEY") or os.environ.get("SHOAL_API_KEY")
+
+
+def model_env_fingerprint(env: dict[str, str] | None = None) -> str:
+    """A hash of the variables that decide model access (the values never leave the process)."""
+    env = dict(os.environ) if env is None else env
+    items = sorted(
+        (k, v)
+        for k, v in env.items()
+        if k.startswith(_MODEL_ENV_PREFIXES)
+        or (k.startswith("SHOAL_") and k.endswith(("MODEL", "BASE_URL", "API_KEY")))
+    )
+    return hashlib.sha256(repr(items).encode()).hexdigest()[:16]

@@ -1,0 +1,437 @@
+"""The task loop: plan -> execute -> evaluate -> refine, as a state machine per task.
+
+It runs inside the orchestrator and is driven by messages, so many tasks run at
+once: each step sends a request to a role (``role:planner``, ``role:executor``,
+``role:evaluator``) and the reply moves the task on. Every step is written to
+DuckDB (tasks, iterations, findings, usage_events). Budgets (iterations,
+tokens, cost, wall time) are checked before every step and on a timer; no
+option turns them off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from shoal.ids import new_id
+from shoal.mailbox.envelope import (
+    PUBLISH,
+    ROLE_PREFIX,
+    Envelope,
+    ErrorReply,
+    EvalRequest,
+    EvalResult,
+    ExecRequest,
+    ExecResult,
+    Finding,
+    ModelChoice,
+    Payload,
+    Plan,
+    PlanRequest,
+    PlanResult,
+    RestoreRequest,
+    RestoreResult,
+    TaskAccepted,
+    TaskCancel,
+    TaskDone,
+    TaskProgress,
+    TaskSubmit,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from shoal.orchestrator.broker import Broker
+    from shoal.orchestrator.recorder import Recorder
+    from shoal.orchestrator.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+LOOP_ROLES = ("planner", "executor", "evaluator")
+# After a time-budget stop, how long the in-flight step may take to come back.
+_STOP_GRACE = 30.0
+
+
+@dataclass
+class Iteration:
+    n: int
+    score: float
+    snapshot: str
+
+
+@dataclass
+class TaskRun:
+    """Everything the loop knows about one running task."""
+
+    id: str
+    submit: TaskSubmit
+    requester: str
+    started: float = field(default_factory=time.monotonic)
+    created_at: float = field(default_factory=time.time)
+    phase: str = "planning"
+    status: str = "running"  # then accepted, unaccepted, failed or cancelled
+    plan: Plan | None = None
+    iteration: int = 0
+    usage: Usage = field(default_factory=Usage)
+    base: str | None = None
+    history: list[Iteration] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    pending: str | None = None  # id of the request we wait for
+    exec_started: float = 0.0
+    exec_result: ExecResult | None = None
+    stop: str | None = None  # a budget decision taken while a step was running
+    stop_deadline: float | None = None
+    last_summary: str = ""
+
+    @property
+    def best(self) -> Iteration | None:
+        return max(self.history, key=lambda i: i.score, default=None)
+
+
+def _ts(seconds: float) -> str:
+    micros = int(seconds % 1 * 1e6)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}"
+
+
+class Scheduler:
+    def __init__(self, broker: Broker, supervisor: Supervisor, recorder: Recorder) -> None:
+        self.broker = broker
+        self.supervisor = supervisor
+        self.recorder = recorder
+        self.tasks: dict[str, TaskRun] = {}
+        self._waiting: dict[str, str] = {}  # request id -> task id
+
+    # --- entry points (called on the broker thread) --------------------------
+
+    def submit(self, env: Envelope, payload: TaskSubmit) -> TaskAccepted:
+        task = TaskRun(new_id(), payload, env.sender)
+        self.tasks[task.id] = task
+        self._ensure_actors()
+        self._save_task(task, status="running")
+        self._request(
+            task,
+            "planner",
+            PlanRequest(
+                description=payload.description, cwd=payload.cwd, model=self._model(task, "planner")
+            ),
+        )
+        self._progress(task, "planning")
+        return TaskAccepted(task_id=task.id)
+
+    def cancel(self, task_id: str) -> bool:
+        task = self.tasks.get(task_id)
+        if task is None:
+            return False
+        self._stop_soon(task, "cancelled")
+        return True
+
+    def owns(self, reply_to: str | None) -> bool:
+        return reply_to is not None and reply_to in self._waiting
+
+    def on_reply(self, env: Envelope) -> None:
+        task = self.tasks.get(self._waiting.pop(env.reply_to or "", ""))
+        if task is None or task.pending != env.reply_to:
+            return  # a duplicate or a reply for a task already finished
+        task.pending = None
+        if env.kind == ErrorReply.kind:
+            error = ErrorReply.model_validate(env.payload)
+            self._finish(task, "failed", f"error: {error.message}")
+            return
+        payload = env.parse_payload()
+        handler = getattr(self, "_on_" + env.kind.replace(".", "_"))
+        handler(task, payload)
+
+    def tick(self, now: float) -> None:
+        """Wall-clock budgets and the grace period of a stop."""
+        for task in list(self.tasks.values()):
+            timeout = task.submit.options.timeout
+            if timeout and now - task.started > timeout and task.stop is None:
+                self._stop_soon(task, "budget_time")
+            if task.stop_deadline is not None and now > task.stop_deadline:
+                task.pending = None
+                self._conclude(task, task.stop or "cancelled")
+
+    # --- replies -------------------------------------------------------------
+
+    def _on_plan_result(self, task: TaskRun, result: PlanResult) -> None:
+        task.plan = result.plan
+        self._charge(task, "planner", result.usage)
+        self._save_task(task, status="running")
+        if not self._over_budget(task):
+            self._execute(task)
+
+    def _on_exec_result(self, task: TaskRun, result: ExecResult) -> None:
+        self._charge(task, "executor", result.usage)
+        task.base = task.base or result.base
+        task.exec_result = result
+        task.last_summary = result.summary
+        if result.error and not result.snapshot:
+            self._finish(task, "failed", f"error: {result.error}")
+            return
+        # Even past a budget, evaluate what was done so the best iteration is known.
+        task.stop = task.stop or self._budget_hit(task)
+        self._evaluate(task, result)
+
+    def _on_eval_result(self, task: TaskRun, result: EvalResult) -> None:
+        self._charge(task, "evaluator", result.usage)
+        assert task.exec_result is not None
+        snapshot = task.exec_result.snapshot
+        previous = task.history[-1].score if task.history else None
+        task.history.append(Iteration(task.iteration, result.score, snapshot))
+        task.findings = result.judge.findings
+        decision = self._decide(task, result.score, previous)
+        self._save_iteration(task, result, decision)
+        if decision == "refine":
+            self._progress(task, "refining", score=result.score)
+            self._execute(task)
+        else:
+            self._conclude(task, decision)
+
+    def _on_workspace_restored(self, task: TaskRun, result: RestoreResult) -> None:
+        self._done(task, result.files_changed)
+
+    # --- the steps -----------------------------------------------------------
+
+    def _execute(self, task: TaskRun) -> None:
+        assert task.plan is not None
+        task.iteration += 1
+        task.exec_started = time.monotonic()
+        budget = task.submit.options.budget_tokens
+        self._request(
+            task,
+            "executor",
+            ExecRequest(
+                description=task.submit.description,
+                cwd=task.submit.cwd,
+                iteration=task.iteration,
+                plan=task.plan,
+                findings=task.findings,
+                model=self._model(task, "executor"),
+                permission_mode=task.submit.options.permission_mode,
+                token_budget=None if budget is None else max(1, budget - task.usage.tokens),
+            ),
+        )
+        self._progress(task, "executing")
+
+    def _evaluate(self, task: TaskRun, result: ExecResult) -> None:
+        assert task.plan is not None
+        self._request(
+            task,
+            "evaluator",
+            EvalRequest(
+                description=task.submit.description,
+                cwd=task.submit.cwd,
+                iteration=task.iteration,
+                plan=task.plan,
+                base=result.base,
+                snapshot=result.snapshot,
+                model=self._model(task, "evaluator"),
+            ),
+        )
+        self._progress(task, "evaluating")
+
+    def _decide(self, task: TaskRun, score: float, previous: float | None) -> str:
+        options = task.submit.options
+        if task.stop:
+            return task.stop
+        if score >= options.quality:
+            return "quality"
+        budget = self._budget_hit(task)
+        if budget:
+            return budget
+        if task.iteration >= options.iterations:
+            return "max_iterations"
+        if previous is not None and score < previous:
+            return "regression"
+        if previous is not None and score - previous < options.plateau:
+            return "plateau"
+        return "refine"
+
+    def _conclude(self, task: TaskRun, decision: str, status: str | None = None) -> None:
+        """Leave the user with the best iteration's files, then finish."""
+        task.stop = task.stop or decision
+        best = task.best
+        if status is None:
+            status = {"quality": "accepted", "cancelled": "cancelled"}.get(decision, "unaccepted")
+        task.status = status
+        if best is None or task.base is None:
+            self._done(task, [])
+            return
+        self._progress(task, "restoring", score=best.score)
+        self._request(
+            task,
+            "executor",
+            RestoreRequest(cwd=task.submit.cwd, base=task.base, snapshot=best.snapshot),
+        )
+
+    # --- budgets ---------------------------------------------------------------
+
+    def _budget_hit(self, task: TaskRun) -> str | None:
+        options = task.submit.options
+        if options.budget_tokens is not None and task.usage.tokens >= options.budget_tokens:
+            return "budget_tokens"
+        if options.budget_usd is not None and task.usage.cost_usd >= options.budget_usd:
+            return "budget_usd"
+        if options.timeout is not None and time.monotonic() - task.started > options.timeout:
+            return "budget_time"
+        return None
+
+    def _over_budget(self, task: TaskRun) -> bool:
+        hit = self._budget_hit(task)
+        if hit is not None:
+            self._conclude(task, hit)
+        return hit is not None
+
+    def _stop_soon(self, task: TaskRun, decision: str) -> None:
+        task.stop = decision
+        if task.pending is None:
+            self._conclude(task, decision)
+            return
+        # Tell the executors to stop; conclude when the step answers, or after a grace.
+        for name in self.supervisor.names_of("executor"):
+            self.broker.post(TaskCancel(task_id=task.id), name, task_id=task.id)
+        task.stop_deadline = time.monotonic() + _STOP_GRACE
+
+    # --- ending ------------------------------------------------------------------
+
+    def _finish(self, task: TaskRun, status: str, decision: str) -> None:
+        """End a task that went wrong, still leaving the best iteration's files."""
+        task.stop = decision
+        task.status = status
+        if task.history and task.base:
+            self._conclude(task, decision, status)
+        else:
+            self._done(task, [])
+
+    def _done(self, task: TaskRun, files_changed: list[str]) -> None:
+        best = task.best
+        status = task.status if task.status != "running" else "failed"
+        done = TaskDone(
+            task_id=task.id,
+            status=status,  # type: ignore[arg-type]
+            decision=task.stop or "error",
+            score=best.score if best else None,
+            iterations=task.iteration,
+            tokens=task.usage.tokens,
+            cost_usd=task.usage.cost_usd,
+            files_changed=files_changed,
+            summary=task.last_summary,
+        )
+        self._save_task(task, status=status, done=done)
+        task.phase = "done"
+        self.tasks.pop(task.id, None)
+        self.broker.post(done, PUBLISH, task_id=task.id)
+        self.broker.post(done, task.requester, task_id=task.id)
+        self._progress(task, "done", score=done.score)
+
+    # --- plumbing ------------------------------------------------------------------
+
+    def _request(self, task: TaskRun, role: str, payload: Payload) -> None:
+        env = self.broker.post(payload, ROLE_PREFIX + role, task_id=task.id)
+        task.pending = env.id
+        self._waiting[env.id] = task.id
+
+    def _ensure_actors(self) -> None:
+        for role in LOOP_ROLES:
+            if not self.supervisor.names_of(role):
+                self.supervisor.spawn(role)
+
+    def _model(self, task: TaskRun, role: str) -> ModelChoice:
+        models = task.submit.options.models
+        choice = models.get(role) or models.get("default")
+        if choice is None:
+            raise ValueError(f"no model configured for the {role}")
+        return choice
+
+    def _charge(self, task: TaskRun, role: str, usage: Usage) -> None:
+        task.usage = task.usage + usage
+        model = self._model(task, role).model
+        self.recorder.write(
+            "INSERT INTO usage_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                _ts(time.time()),
+                task.id,
+                role,
+                model,
+                usage.calls,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cost_usd,
+            ],
+        )
+
+    def _progress(self, task: TaskRun, phase: str, score: float | None = None) -> None:
+        task.phase = phase
+        self.broker.post(
+            TaskProgress(
+                task_id=task.id,
+                phase=phase,
+                iteration=task.iteration,
+                score=score,  # type: ignore[arg-type]
+                tokens=task.usage.tokens,
+                cost_usd=task.usage.cost_usd,
+            ),
+            PUBLISH,
+            task_id=task.id,
+        )
+
+    def _save_task(self, task: TaskRun, status: str, done: TaskDone | None = None) -> None:
+        now = time.time()
+        best = task.best
+        self.recorder.write(
+            "INSERT OR REPLACE INTO tasks VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                task.id,
+                task.submit.description,
+                task.submit.cwd,
+                task.submit.options.model_dump_json(),
+                task.requester,
+                status,
+                "done" if done else task.phase,
+                done.decision if done else None,
+                best.score if best else None,
+                best.n if best else None,
+                task.iteration,
+                task.usage.tokens,
+                task.usage.cost_usd,
+                task.plan.model_dump_json() if task.plan else None,
+                task.base,
+                json.dumps(done.files_changed) if done else None,
+                done.summary if done else task.last_summary,
+                _ts(task.created_at),
+                _ts(now),
+                _ts(now) if done else None,
+            ],
+        )
+
+    def _save_iteration(self, task: TaskRun, result: EvalResult, decision: str) -> None:
+        assert task.exec_result is not None
+        ex = task.exec_result
+        self.recorder.write(
+            "INSERT OR REPLACE INTO iterations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                task.id,
+                task.iteration,
+                result.score,
+                result.judge.score,
+                json.dumps(result.judge.dimensions),
+                json.dumps([c.model_dump() for c in result.checks]),
+                ex.snapshot,
+                ex.summary,
+                ex.tool_calls,
+                ex.usage.tokens + result.usage.tokens,
+                ex.usage.cost_usd + result.usage.cost_usd,
+                time.monotonic() - task.exec_started,
+                decision,
+                _ts(time.time()),
+            ],
+        )
+        for f in result.judge.findings:
+            self.recorder.write(
+                "INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?)",
+                [task.id, task.iteration, f.severity, f.title, f.detail, f.fix],
+            )
+        self._save_task(task, status="running")
