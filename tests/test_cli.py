@@ -82,7 +82,7 @@ def test_doctor_reports_and_fails_on_missing_requirements(home: Home, tmp_path) 
 def test_demo_runs_the_runtime_end_to_end(home: Home) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SHOAL_PRELOAD"}
     env["SHOAL_PRELOAD"] = "litellm"  # the real default: actors fork from a warm forkserver
-    result = shoal("demo", "-n", "200", env=env, timeout=120)
+    result = shoal("orchestrator", "demo", "-n", "200", env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "200 request/replies" in result.stdout
     assert "restarted as pid" in result.stdout and "(restarts 1)" in result.stdout

@@ -1,7 +1,7 @@
 """The role registry: role name -> actor class, by import path so nothing loads early.
 
-Only roles that really work are listed here; the planner, executor, evaluator,
-learner and pattern-miner join when their behaviour exists. A role may also be
+Only roles that really work are listed here; the learner and pattern-miner join
+when their behaviour exists. A role may also be
 given as an import path, ``package.module:ActorClass`` (plugins and tests).
 """
 
@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 ROLES: dict[str, str] = {
     "echo": "shoal.actors.echo:EchoActor",
+    "planner": "shoal.actors.planner:PlannerActor",
+    "executor": "shoal.actors.executor:ExecutorActor",
+    "evaluator": "shoal.actors.evaluator:EvaluatorActor",
 }
 
 

@@ -5,11 +5,23 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from shoal import __version__
 
+
+class _RunByDefault(TyperGroup):
+    """``shoal "fix the failing test"`` means ``shoal run "fix the failing test"``."""
+
+    def resolve_command(self, ctx, args):  # type: ignore[no-untyped-def]
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().resolve_command(ctx, args)
+
+
 app = typer.Typer(
     name="shoal",
+    cls=_RunByDefault,
     help="shoal: a local-first AI coding agent for the terminal, built as a team of actors.",
     no_args_is_help=True,
     add_completion=False,
@@ -39,8 +51,13 @@ def _root(
 
 
 def _register() -> None:
-    from shoal.cli import demo, doctor, messages, orchestrator
+    from shoal.cli import demo, doctor, messages, orchestrator, run, runtime_demo, tasks
 
+    app.command("run")(run.run)
+    app.command("tasks")(tasks.tasks)
+    app.command("show")(tasks.show)
+    app.command("status")(tasks.status)
+    orchestrator.app.command("demo")(runtime_demo.runtime_demo)
     app.add_typer(orchestrator.app, name="orchestrator")
     app.command("messages")(messages.messages)
     app.command("doctor")(doctor.doctor)

@@ -1,74 +1,170 @@
-"""``shoal demo``: the actor runtime at work, with no model and no key.
+"""``shoal demo``: the whole loop on a small broken repository, with a scripted model.
 
-It starts the orchestrator (unless one runs), puts two supervised echo actors
-under it, routes a thousand request/replies through the broker, kills one
-actor to show it come back, prints the status and what DuckDB recorded, and
-leaves things as it found them.
+No API key is needed: a scripted, OpenAI-compatible model server runs inside
+this command and every role talks to it through litellm over HTTP, exactly as
+it would talk to a provider. The script is fixed: the first attempt is judged
+insufficient (a blocker finding), the second fixes the bug and is accepted.
+The repository's own test really runs, fails before and passes after.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import time
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import typer
 
 from shoal.cli.output import console
 
+BUGGY = '''def average(numbers):
+    """The mean of a non-empty list of numbers."""
+    return sum(numbers) / (len(numbers) + 1)
+'''
+TEST = """from stats import average
+
+
+def test_average():
+    assert average([2, 4, 6]) == 4
+"""
+FINDING = {
+    "severity": "blocker",
+    "title": "average([]) now returns None but average([2, 4, 6]) is still 3.0",
+    "detail": "The divisor is still len(numbers) + 1, so the test still fails.",
+    "fix": "Divide by len(numbers).",
+}
+
+
+def _call(name: str, **arguments: Any) -> dict[str, Any]:
+    return {"tool_calls": [{"name": name, "arguments": arguments}]}
+
+
+def demo_script() -> dict[str, Any]:
+    """What the scripted planner, executor and evaluator answer, in order."""
+    return {
+        "models": {
+            "scripted-planner": [
+                _call(
+                    "submit_plan",
+                    steps=[
+                        {
+                            "title": "Read stats.py and its test",
+                            "detail": "Find why average is wrong.",
+                        },
+                        {"title": "Fix the divisor", "detail": "The mean divides by the count."},
+                    ],
+                )
+            ],
+            "scripted-executor": [
+                _call("read_file", path="stats.py"),
+                _call(
+                    "edit_file",
+                    path="stats.py",
+                    old_string="    return sum(numbers)",
+                    new_string="    if not numbers:\n        return None\n    return sum(numbers)",
+                ),
+                _call("finish", summary="Guarded against an empty list."),
+                _call("read_file", path="stats.py"),
+                _call(
+                    "edit_file",
+                    path="stats.py",
+                    old_string="(len(numbers) + 1)",
+                    new_string="len(numbers)",
+                ),
+                _call("finish", summary="average now divides by len(numbers); the test passes."),
+            ],
+            "scripted-evaluator": [
+                _call(
+                    "submit_evaluation",
+                    score=0.3,
+                    findings=[FINDING],
+                    dimensions={"correctness": 0.2, "completeness": 0.3},
+                ),
+                _call(
+                    "submit_evaluation",
+                    score=0.95,
+                    findings=[],
+                    dimensions={"correctness": 1.0, "completeness": 0.9},
+                ),
+            ],
+        }
+    }
+
+
+def make_repo(root: Path) -> Path:
+    repo = root / "demo-repo"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "stats.py").write_text(BUGGY)
+    (repo / "tests" / "test_stats.py").write_text(TEST)
+    (repo / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
+    git = ["git", "-C", str(repo), "-c", "user.name=shoal demo", "-c", "user.email=demo@shoal"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "a bug to fix"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    return repo
+
+
+def _tests_pass(repo: Path) -> bool:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=repo,
+        capture_output=True,
+    )
+    return result.returncode == 0
+
 
 def demo(
-    messages: int = typer.Option(1000, "--messages", "-n", min=1, max=1_000_000),
+    directory: Path | None = typer.Option(
+        None,
+        "--dir",
+        help="Where to make the demo repository (default: a new temporary directory).",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Run the actor runtime end to end (orchestrator, echo actors, restart, records)."""
-    from shoal.mailbox.envelope import EchoRequest, RetireRequest, SpawnRequest
-    from shoal.orchestrator import daemon
+    """Fix a bug in a small repository: plan, execute, evaluate, refine (scripted model)."""
+    from shoal.cli.output import print_json
+    from shoal.cli.run import submit_and_follow
+    from shoal.llm.script import Script
+    from shoal.llm.scripted import ScriptedModelServer
+    from shoal.mailbox.envelope import ModelChoice, TaskOptions, TaskSubmit
     from shoal.paths import Home
 
-    out = console()
-    home = Home.resolve()
-    pid, started = daemon.start(home)
+    out = console(stderr=True)
+    root = Path(tempfile.mkdtemp(prefix="shoal-demo-")) if directory is None else directory
+    repo = make_repo(root.absolute())
     out.print(
-        f"[bold]orchestrator[/bold] {'started' if started else 'already running'} "
-        f"(pid {pid}, home {home.root})"
+        "[bold]shoal demo[/bold]: the model is [bold]scripted[/bold] (no API key, no "
+        "network): a local OpenAI-compatible server answers every role from a fixed "
+        "script, through litellm, as a real provider would."
     )
-    names = daemon.request(home, SpawnRequest(role="echo", count=2)).names
-    out.print(f"[bold]actors[/bold] spawned {', '.join(names)} (echo role, supervised)")
-    try:
-        with daemon.connect(home) as client:
-            client.request(names[0], EchoRequest(text="warm-up"), timeout=60)
-            client.request(names[1], EchoRequest(text="warm-up"), timeout=60)
-            t0 = time.perf_counter()
-            for i in range(messages):
-                client.request(names[i % 2], EchoRequest(text="hello", seq=i), timeout=10)
-            elapsed = time.perf_counter() - t0
-            out.print(
-                f"[bold]mailbox[/bold] {messages} request/replies in {elapsed:.2f}s "
-                f"({elapsed / messages * 1e6:.0f} µs each), every one recorded"
-            )
-            victim = next(a for a in daemon.status(home).actors if a.name == names[0])
-            os.kill(victim.pid, signal.SIGKILL)
-            out.print(
-                f"[bold]supervisor[/bold] killed {victim.name} (pid {victim.pid}) with SIGKILL"
-            )
-            reply = client.request(names[0], EchoRequest(text="are you back?"), timeout=30)
-            back = next(a for a in daemon.status(home).actors if a.name == names[0])
-            out.print(
-                f"[bold]supervisor[/bold] {back.name} restarted as pid {back.pid} "
-                f"(restarts {back.restarts}); it answered {reply.payload['text']!r}"
-            )
-        from shoal.cli.orchestrator import _print_status
-
-        _print_status(daemon.status(home))
-    finally:
-        for name in names:
-            daemon.request(home, RetireRequest(name=name))
-        if started:
-            daemon.stop(home)
-            out.print(f"[bold]orchestrator[/bold] stopped; records flushed to {home.database}")
-    from shoal.store.queries import read
-
-    summary = read(home, "messages.summary")
-    kinds = ", ".join(f"{row[0]} {row[1]}" for row in summary.rows[:4])
-    out.print(f"[bold]duckdb[/bold] messages by kind: {kinds}")
-    out.print("see them with: shoal messages --limit 10")
+    out.print(f"repository: {repo} (tests pass before: {_tests_pass(repo)})")
+    with ScriptedModelServer(Script.model_validate(demo_script())) as server:
+        models = {
+            role: ModelChoice(model=f"openai/scripted-{role}", base_url=server.base_url)
+            for role in ("planner", "executor", "evaluator")
+        }
+        submit = TaskSubmit(
+            description="Make the failing test in tests/test_stats.py pass.",
+            cwd=str(repo),
+            options=TaskOptions(models=models),
+        )
+        done = submit_and_follow(Home.resolve(), submit, quiet=json_out)
+    passing = _tests_pass(repo)
+    if json_out:
+        print_json(
+            {
+                **done.model_dump(mode="json", exclude={"kind"}),
+                "tests_pass": passing,
+                "repository": str(repo),
+            }
+        )
+    else:
+        diff = subprocess.run(["git", "-C", str(repo), "diff"], capture_output=True, text=True)
+        out.print(
+            f"[bold]{done.status}[/bold] after {done.iterations} iterations, score "
+            f"{done.score:.2f} ({done.decision}); tests pass now: {passing}"
+        )
+        console().print(diff.stdout.rstrip())
+        out.print(f"every step is in DuckDB: shoal show {done.task_id}")
+    raise typer.Exit(0 if done.status == "accepted" and passing else 1)

@@ -176,6 +176,9 @@ class StatusReply(Payload):
     started_at: float
     actors: list[ActorStatus]
     messages: MessageCounters
+    running_tasks: int = 0
+    env_fingerprint: str = ""
+    """Hash of the model variables the actors were started with (never the values)."""
 
 
 @message("orchestrator.stop")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from shoal.actors.registry import UnknownRole
+from shoal.config import model_env_fingerprint
 from shoal.mailbox.envelope import (
     Envelope,
     ErrorReply,
@@ -91,6 +92,8 @@ class Control:
             started_at=self.broker.started_at,
             actors=self.supervisor.snapshot(),
             messages=self.broker.counters(),
+            running_tasks=len(self.scheduler.tasks),
+            env_fingerprint=model_env_fingerprint(),
         )
 
     def on_orchestrator_stop(self, env: Envelope, payload: StopRequest) -> OkReply:

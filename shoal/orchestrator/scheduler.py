@@ -106,9 +106,10 @@ class Scheduler:
     # --- entry points (called on the broker thread) --------------------------
 
     def submit(self, env: Envelope, payload: TaskSubmit) -> TaskAccepted:
-        task = TaskRun(new_id(), payload, env.sender)
-        self.tasks[task.id] = task
         self._ensure_actors()
+        task = TaskRun(new_id(), payload, env.sender)
+        self._model(task, "planner")  # refuse a task no model can run, before it exists
+        self.tasks[task.id] = task
         self._save_task(task, status="running")
         self._request(
             task,
@@ -167,7 +168,7 @@ class Scheduler:
         task.base = task.base or result.base
         task.exec_result = result
         task.last_summary = result.summary
-        if result.error and not result.snapshot:
+        if result.error:
             self._finish(task, "failed", f"error: {result.error}")
             return
         # Even past a budget, evaluate what was done so the best iteration is known.
@@ -241,12 +242,12 @@ class Scheduler:
         budget = self._budget_hit(task)
         if budget:
             return budget
-        if task.iteration >= options.iterations:
-            return "max_iterations"
         if previous is not None and score < previous:
             return "regression"
         if previous is not None and score - previous < options.plateau:
             return "plateau"
+        if task.iteration >= options.iterations:
+            return "max_iterations"
         return "refine"
 
     def _conclude(self, task: TaskRun, decision: str, status: str | None = None) -> None:

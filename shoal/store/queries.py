@@ -38,6 +38,10 @@ class NoParams(_Params):
     pass
 
 
+class TaskParams(_Params):
+    task_id: str = Field(min_length=4, max_length=64, pattern=r"^[0-9A-Za-z]+$")
+
+
 QUERIES: dict[str, tuple[type[_Params], str]] = {
     "messages.recent": (
         RecentMessages,
@@ -59,6 +63,48 @@ QUERIES: dict[str, tuple[type[_Params], str]] = {
            ORDER BY happened_at DESC LIMIT $limit""",
     ),
     "schema.version": (NoParams, "SELECT max(version) AS version FROM schema_version"),
+    "tasks.recent": (
+        RecentMessages,
+        """SELECT id, status, decision, score, iterations, tokens, cost_usd, created_at,
+                  description
+           FROM tasks WHERE $kind IS NULL OR status = $kind
+           ORDER BY created_at DESC LIMIT $limit""",
+    ),
+    "task.get": (
+        TaskParams,
+        """SELECT id, description, cwd, status, phase, decision, score, best_iteration,
+                  iterations, tokens, cost_usd, plan, files_changed, summary, created_at,
+                  finished_at
+           FROM tasks WHERE id = $task_id OR id LIKE $task_id || '%' ORDER BY created_at DESC
+           LIMIT 2""",
+    ),
+    "task.iterations": (
+        TaskParams,
+        """SELECT n, score, judge_score, dimensions, checks, snapshot, summary, tool_calls,
+                  tokens, cost_usd, duration_s, decision
+           FROM iterations WHERE task_id = $task_id ORDER BY n""",
+    ),
+    "task.findings": (
+        TaskParams,
+        """SELECT iteration, severity, title, detail, fix FROM findings
+           WHERE task_id = $task_id ORDER BY iteration, severity""",
+    ),
+    "task.tool_calls": (
+        TaskParams,
+        """SELECT (body->'payload'->>'iteration') AS iteration,
+                  (body->'payload'->>'name') AS name,
+                  (body->'payload'->>'detail') AS detail, (body->'payload'->>'ok') AS ok
+           FROM messages
+           WHERE kind = 'exec.event' AND task_id = $task_id
+             AND (body->'payload'->>'type') = 'tool_call'
+           ORDER BY id""",
+    ),
+    "costs.summary": (
+        NoParams,
+        """SELECT role, model, sum(calls) AS calls, sum(prompt_tokens) AS prompt_tokens,
+                  sum(completion_tokens) AS completion_tokens, sum(cost_usd) AS cost_usd
+           FROM usage_events GROUP BY role, model ORDER BY cost_usd DESC, role""",
+    ),
 }
 
 

@@ -1,0 +1,172 @@
+"""The executor: the tool loop that edits the repository, one iteration per request.
+
+Each iteration starts from the plan (and the previous iteration's findings),
+runs the model with the workspace tools until it answers without tool calls
+or calls ``finish(summary)``, then snapshots the work tree on a scratch ref
+so the loop can always go back to the best iteration. It also restores that
+snapshot when the loop ends (``workspace.restore``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from shoal.actors.base import Actor, inline
+from shoal.actors.llm import clip, function_tool, model_config, usage_of
+from shoal.mailbox.envelope import (
+    Envelope,
+    ExecEvent,
+    ExecRequest,
+    ExecResult,
+    RestoreRequest,
+    RestoreResult,
+    TaskCancel,
+    Usage,
+)
+
+SYSTEM = """You are the executor of shoal, a coding agent. You work in the git repository
+at {cwd} using the tools you have: read files before editing them, make exact edits, and
+keep changes minimal and focused on the task. When the work is done, call
+finish(summary) with a short summary of what you changed and why.
+
+Plan:
+{plan}
+{findings}"""
+
+FINISH = function_tool(
+    "finish",
+    "Call when the task is done, with a short summary of what you changed and why.",
+    {"type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"]},
+)
+
+
+class ExecutorActor(Actor):
+    role = "executor"
+
+    def setup(self) -> None:
+        self.cancelled: set[str] = set()
+
+    @inline
+    def on_task_cancel(self, msg: Envelope, payload: TaskCancel) -> None:
+        self.cancelled.add(payload.task_id)
+
+    def on_exec_request(self, msg: Envelope, payload: ExecRequest) -> ExecResult:
+        from shoal.llm.errors import ModelError
+        from shoal.workspace import snapshots
+
+        task_id = msg.task_id or msg.id
+        base = snapshots.list_snapshots(payload.cwd, task_id).get(0) or snapshots.base_snapshot(
+            payload.cwd, task_id
+        )
+        loop = _ToolLoop(self, task_id, payload)
+        error = None
+        try:
+            loop.run()
+        except ModelError as exc:
+            error = str(exc)
+        snapshot = snapshots.snapshot(payload.cwd, task_id, payload.iteration)
+        return ExecResult(
+            iteration=payload.iteration,
+            summary=loop.summary,
+            turns=loop.turns,
+            tool_calls=loop.calls,
+            usage=loop.usage,
+            base=base,
+            snapshot=snapshot,
+            error=error,
+        )
+
+    def on_workspace_restore(self, msg: Envelope, payload: RestoreRequest) -> RestoreResult:
+        from shoal.workspace import snapshots
+
+        snapshots.restore(payload.cwd, payload.snapshot)
+        return RestoreResult(
+            files_changed=snapshots.changed_files(payload.cwd, payload.base, payload.snapshot)
+        )
+
+
+class _ToolLoop:
+    """One iteration's conversation with the model."""
+
+    def __init__(self, actor: ExecutorActor, task_id: str, request: ExecRequest) -> None:
+        from shoal.tools import Permissions, Toolbox, Workspace
+
+        self.actor = actor
+        self.task_id = task_id
+        self.request = request
+        outputs = actor.ctx.home.root / "outputs"
+        outputs.mkdir(mode=0o700, exist_ok=True)
+        workspace = Workspace([Path(request.cwd)], outputs)
+        self.toolbox = Toolbox(workspace, Permissions(mode=request.permission_mode))
+        self.usage = Usage()
+        self.turns = self.calls = 0
+        self.summary = ""
+
+    def run(self) -> None:
+        from shoal.llm.client import complete
+
+        config = model_config(self.request.model, "executor")
+        tools = [*self.toolbox.schemas(), FINISH]
+        messages = self._opening()
+        for _ in range(self.request.max_turns):
+            if self.task_id in self.actor.cancelled:
+                self.summary = self.summary or "stopped: the task was cancelled"
+                return
+            completion = complete(config, messages, tools)
+            self.turns += 1
+            self.usage = self.usage + usage_of(completion)
+            if completion.pruned and completion.messages:
+                messages = completion.messages
+            messages.append(completion.to_message())
+            if completion.content:
+                self.summary = completion.content
+            if not completion.tool_calls:
+                return
+            if self._call_tools(completion.tool_calls, messages):
+                return
+            budget = self.request.token_budget
+            if budget is not None and self.usage.tokens >= budget:
+                self.summary += "\n(stopped: token budget reached)"
+                return
+
+    def _opening(self) -> list[dict[str, Any]]:
+        r = self.request
+        plan = "\n".join(f"{i}. {s.title}: {s.detail}" for i, s in enumerate(r.plan.steps, 1))
+        findings = ""
+        if r.findings:
+            items = "\n".join(
+                f"- [{f.severity}] {f.title}: {f.detail} Fix: {f.fix}" for f in r.findings
+            )
+            findings = f"\nA reviewer judged the previous attempt. Address these findings:\n{items}"
+        system = SYSTEM.format(cwd=r.cwd, plan=plan, findings=findings)
+        return [
+            {"role": "system", "content": system},
+            {"role": "user", "content": f"Task: {r.description}"},
+        ]
+
+    def _call_tools(self, calls: list[Any], messages: list[dict[str, Any]]) -> bool:
+        finished = False
+        for call in calls:
+            self.calls += 1
+            if call.name == "finish":
+                self.summary = str(call.arguments.get("summary") or self.summary)
+                output, ok, finished = "finished", True, True
+            elif call.error:
+                output, ok = f"arguments were not valid JSON ({call.error}); send them again", False
+            else:
+                result = self.toolbox.call(call.name, call.arguments)
+                output, ok = result.output, result.ok
+            self._event(call.name, call.arguments, ok)
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
+        return finished
+
+    def _event(self, name: str, arguments: dict[str, Any], ok: bool) -> None:
+        detail = clip(json.dumps(arguments, ensure_ascii=False), 200)
+        self.actor.ctx.publish(
+            ExecEvent(
+                iteration=self.request.iteration, type="tool_call", name=name, detail=detail, ok=ok
+            ),
+            task_id=self.task_id,
+        )

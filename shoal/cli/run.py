@@ -1,0 +1,196 @@
+"""``shoal run "task"`` (and bare ``shoal "task"``): one task through plan -> execute -> evaluate.
+
+The command is a thin client: it submits ``task.submit`` to the orchestrator,
+shows the task's events on stderr, and prints the result. Exit 0 when the task
+was accepted, 1 when it ended unaccepted or failed, 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from shoal.cli.output import fail, print_json
+
+if TYPE_CHECKING:
+    from shoal.mailbox.envelope import TaskDone, TaskSubmit
+    from shoal.paths import Home
+
+
+def run(
+    task: str = typer.Argument(..., help="What to do, in plain words."),
+    iterations: int | None = typer.Option(
+        None, "--iterations", "-i", min=1, max=50, help="Most iterations (default 3)."
+    ),
+    quality: float | None = typer.Option(
+        None, "--quality", min=0.0, max=1.0, help="Score that accepts the result (default 0.8)."
+    ),
+    model: str | None = typer.Option(None, "--model", "-m", help="litellm model for every role."),
+    budget_usd: float | None = typer.Option(None, "--budget-usd", help="Stop at this cost."),
+    budget_tokens: int | None = typer.Option(
+        None, "--budget-tokens", help="Stop at this many tokens."
+    ),
+    timeout: float | None = typer.Option(None, "--timeout", help="Stop after this many seconds."),
+    cwd: Path | None = typer.Option(None, "--cwd", "-C", help="Repository to work in."),
+    permission_mode: str | None = typer.Option(
+        None, "--permission-mode", help="default, plan (read-only), accept-edits, bypass."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+    print_only: bool = typer.Option(False, "--print", "-p", help="Print only the final answer."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Run a task: plan, execute, evaluate, refine until the result is good enough."""
+    from shoal import config
+    from shoal.mailbox.envelope import TaskSubmit
+    from shoal.paths import Home
+
+    home = Home.resolve()
+    workdir = (cwd or Path.cwd()).resolve()
+    if not workdir.is_dir():
+        fail(f"--cwd {workdir} is not a directory", code=2)
+    if not _is_git_repo(workdir):
+        fail(
+            f"{workdir} is not a git repository; shoal keeps each iteration in git "
+            "(run `git init` there first)",
+            code=2,
+        )
+    flags = {
+        "iterations": iterations,
+        "quality": quality,
+        "model": model,
+        "budget_usd": budget_usd,
+        "budget_tokens": budget_tokens,
+        "timeout": timeout,
+        "permission_mode": permission_mode,
+    }
+    options = config.load(home, workdir, flags).task_options()
+    if not options.models:
+        fail(
+            "no model configured: set SHOAL_MODEL (e.g. openai/gpt-4o) and its provider key, "
+            "or pass -m; `shoal demo` runs the loop with a scripted model",
+            code=2,
+        )
+    submit = TaskSubmit(description=task, cwd=str(workdir), options=options)
+    done = submit_and_follow(home, submit, quiet=quiet or print_only or json_out)
+    _report(done, json_out=json_out, print_only=print_only)
+    raise typer.Exit(0 if done.status == "accepted" else 1)
+
+
+def submit_and_follow(home: Home, submit: TaskSubmit, *, quiet: bool) -> TaskDone:
+    """Send the task, show its progress on stderr, and return its TaskDone."""
+    from shoal.mailbox.client import MailboxClient
+    from shoal.mailbox.envelope import ORCHESTRATOR, TaskAccepted, TaskCancel, TaskDone
+    from shoal.mailbox.events import Subscriber
+
+    _ensure_orchestrator(home)
+    progress = _Progress(quiet)
+    with (
+        Subscriber(home.events_endpoint, ["task.progress", "exec.event"]) as events,
+        MailboxClient(home.mailbox_endpoint) as client,
+    ):
+        accepted = client.request(ORCHESTRATOR, submit, timeout=30).parse_payload()
+        assert isinstance(accepted, TaskAccepted)
+        progress.started(accepted.task_id, submit)
+        interrupted = False
+        while True:
+            try:
+                env = client.recv(timeout=0.02)
+                if env is not None and env.kind == TaskDone.kind:
+                    return TaskDone.model_validate(env.payload)
+                event = events.recv(timeout=0.02)
+                if event is not None and event.task_id == accepted.task_id:
+                    progress.show(event)
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise
+                interrupted = True
+                sys.stderr.write("\nshoal: cancelling (Ctrl-C again to leave it running)\n")
+                client.send(ORCHESTRATOR, TaskCancel(task_id=accepted.task_id))
+
+
+def _ensure_orchestrator(home: Home) -> None:
+    """Start the orchestrator, or restart an idle one whose model settings differ from ours."""
+    from shoal.config import model_env_fingerprint
+    from shoal.orchestrator import daemon
+
+    _, started = daemon.start(home)
+    if started:
+        return
+    status = daemon.status(home)
+    if status.env_fingerprint == model_env_fingerprint():
+        return
+    if status.running_tasks:
+        fail(
+            "the orchestrator was started with other model settings and is running "
+            f"{status.running_tasks} task(s); wait for them or run `shoal orchestrator stop`"
+        )
+    daemon.stop(home)
+    daemon.start(home)
+
+
+def _is_git_repo(path: Path) -> bool:
+    result = subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "--is-inside-work-tree"],
+        capture_output=True,
+        text=True,
+    )
+    return result.returncode == 0 and result.stdout.strip() == "true"
+
+
+def _report(done: TaskDone, *, json_out: bool, print_only: bool) -> None:
+    if json_out:
+        print_json(done.model_dump(mode="json", exclude={"kind"}))
+    elif print_only:
+        sys.stdout.write(done.summary.rstrip() + "\n")
+    else:
+        score = "-" if done.score is None else f"{done.score:.2f}"
+        sys.stdout.write(
+            f"{done.status}: score {score} after {done.iterations} iteration(s) "
+            f"({done.decision}); {done.tokens} tokens, ${done.cost_usd:.4f}\n"
+        )
+        if done.files_changed:
+            sys.stdout.write("files changed: " + ", ".join(done.files_changed) + "\n")
+        if done.summary:
+            sys.stdout.write(done.summary.rstrip() + "\n")
+        sys.stdout.write(f"details: shoal show {done.task_id}\n")
+
+
+class _Progress:
+    """One line per step and per tool call on stderr (rich; plain when not a terminal)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.t0 = time.monotonic()
+        if not quiet:
+            from rich.console import Console
+
+            self.console = Console(
+                stderr=True,
+                highlight=False,
+                no_color=not sys.stderr.isatty() or "NO_COLOR" in os.environ,
+            )
+
+    def _line(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(f"[dim]{time.monotonic() - self.t0:6.1f}s[/dim] {text}")
+
+    def started(self, task_id: str, submit: TaskSubmit) -> None:
+        self._line(f"task {task_id} in {submit.cwd}")
+
+    def show(self, env: Any) -> None:
+        p = env.payload
+        if env.kind == "task.progress":
+            score = "" if p.get("score") is None else f" score {p['score']:.2f}"
+            self._line(
+                f"[bold]{p['phase']}[/bold] iteration {p['iteration']}{score} · "
+                f"{p['tokens']} tokens · ${p['cost_usd']:.4f}"
+            )
+        elif p.get("type") == "tool_call":
+            mark = "" if p.get("ok", True) else " [red]✗[/red]"
+            self._line(f"  {p['name']} {p.get('detail', '')[:100]}{mark}")

@@ -1,0 +1,218 @@
+"""Who may do what: permission rules and modes, and the decision for one tool call.
+
+Order of precedence, first that applies wins:
+
+1. a matching ``deny`` rule denies (in every mode);
+2. plan mode denies anything that is not a read (it is read-only);
+3. bypass mode allows;
+4. a matching ``ask`` rule asks;
+5. a matching ``allow`` rule allows;
+6. the mode's default: reads are allowed; in ``accept-edits`` edits are too;
+   everything else asks.
+
+"Ask" goes to the injected asker (a terminal prompt); without one it is a
+denial that tells the user which flag or rule would allow the call.
+
+Patterns are :func:`fnmatch.fnmatchcase` patterns (``*`` also matches ``/``)
+over a path for file tools (the workspace-relative and the absolute form), over
+the command for shell, and over the space-joined arguments for git. For shell,
+a deny or ask rule matches if it matches the whole command or any part of it
+split at ``;``, ``&&``, ``||``, ``|``, ``&`` or a newline, and allow rules only
+allow a command if every such part is allowed and it has no ``$(...)`` or
+backticks that could hide another command.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from fnmatch import fnmatchcase
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ToolKind(StrEnum):
+    """What a tool call can do, which decides the default permission."""
+
+    READ = "read"
+    """Reads files or repository state (read_file, glob, grep, read-only git)."""
+    EDIT = "edit"
+    """Creates or changes files in the workspace (write_file, edit_file)."""
+    EXEC = "exec"
+    """Runs arbitrary commands (shell)."""
+    GIT_WRITE = "git-write"
+    """Changes the index, work tree or history through git (add, commit, restore)."""
+
+
+class PermissionMode(StrEnum):
+    DEFAULT = "default"
+    """Reads allowed; edits, shell and git writes ask."""
+    PLAN = "plan"
+    """Read-only: edits, shell and git writes are denied."""
+    ACCEPT_EDITS = "accept-edits"
+    """Reads and edits allowed; shell and git writes ask."""
+    BYPASS = "bypass"
+    """Everything allowed except what a deny rule denies."""
+
+
+Action = Literal["allow", "deny", "ask"]
+
+
+class Rule(BaseModel):
+    """One permission rule, e.g. ``Rule(action="deny", tool="shell", pattern="rm -rf *")``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    action: Action
+    """What to do with a matching call."""
+    tool: str = Field(pattern=r"^(\*|[a-z][a-z_]*)$")
+    """The tool name the rule applies to, or ``*`` for every tool."""
+    pattern: str | None = None
+    """fnmatch pattern over the call's subject (path, command, git args); None matches all."""
+
+    def describe(self) -> str:
+        return f"{self.action} {self.tool}" + (f" {self.pattern!r}" if self.pattern else "")
+
+
+class Permissions(BaseModel):
+    """The mode and the rules of a run."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    mode: PermissionMode = PermissionMode.DEFAULT
+    """The permission mode (``--permission-mode``)."""
+    rules: list[Rule] = Field(default_factory=list)
+    """Rules in any order; deny beats ask beats allow."""
+
+    def decide(self, request: PermissionRequest) -> Decision:
+        """The decision before anyone is asked: allow, deny or ask."""
+        rules = [r for r in self.rules if r.tool in ("*", request.tool)]
+        for rule in rules:
+            if rule.action == "deny" and _matches_any_part(rule, request):
+                return Decision(
+                    "deny",
+                    f"{request.tool} {request.subject} is denied by the permission rule "
+                    f"({rule.describe()}); it is not allowed here, so take another approach "
+                    "that does not need it",
+                    rule,
+                )
+        if self.mode is PermissionMode.PLAN and request.kind is not ToolKind.READ:
+            return Decision(
+                "deny",
+                f"the run is in plan mode (read-only), so {request.tool} is not allowed; use "
+                "read_file, glob, grep and read-only git to investigate and describe the "
+                "changes in your plan instead",
+            )
+        if self.mode is PermissionMode.BYPASS:
+            return Decision("allow", "bypass mode")
+        for rule in rules:
+            if rule.action == "ask" and _matches_any_part(rule, request):
+                return Decision("ask", f"the rule {rule.describe()} asks", rule)
+        allows = [r for r in rules if r.action == "allow"]
+        if allows and _allowed(allows, request):
+            return Decision("allow", "an allow rule", allows[0])
+        if request.kind is ToolKind.READ or (
+            request.kind is ToolKind.EDIT and self.mode is PermissionMode.ACCEPT_EDITS
+        ):
+            return Decision("allow", f"{self.mode} mode")
+        return Decision("ask", f"{self.mode} mode asks before {request.kind} calls")
+
+    def authorize(self, request: PermissionRequest, asker: Asker | None) -> Decision:
+        """The final decision, allow or deny: an ``ask`` goes to ``asker`` if there is one."""
+        decision = self.decide(request)
+        if decision.action != "ask":
+            return decision
+        if asker is None:
+            return Decision(
+                "deny",
+                f"{request.tool} needs approval and there is no terminal to ask; rerun with "
+                f"{_hint(request.kind)} or add an allow rule for {request.tool}",
+                decision.rule,
+            )
+        try:
+            approved = asker(request)
+        except Exception as exc:
+            return Decision("deny", f"could not ask for approval of {request.tool}: {exc}")
+        if approved:
+            return Decision("allow", "approved by the user", decision.rule)
+        return Decision(
+            "deny",
+            f"the user declined {request.tool} {request.subject}; do not retry it, ask the "
+            "user what they want instead or take another approach",
+            decision.rule,
+        )
+
+
+@dataclass(frozen=True)
+class PermissionRequest:
+    """One tool call, as the permission rules and the asker see it."""
+
+    tool: str
+    kind: ToolKind
+    subject: str
+    """What the call acts on: a workspace-relative path, a command, or git's arguments."""
+    aliases: tuple[str, ...] = ()
+    """Other spellings of the subject that rules may match (e.g. the absolute path)."""
+    summary: str = ""
+    """A one-line description for a person approving the call."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    """Why; for a denial, the message the model gets."""
+    rule: Rule | None = None
+    """The rule that decided, if one did."""
+
+    @property
+    def allowed(self) -> bool:
+        return self.action == "allow"
+
+
+Asker = Callable[[PermissionRequest], bool]
+"""Asks a person whether a call may run; True allows it."""
+
+_SEPARATORS = re.compile(r"&&|\|\||[;|&\n]")
+_HIDDEN_COMMAND = re.compile(r"\$\(|`|<\(|>\(")
+
+
+def _subjects(request: PermissionRequest) -> tuple[str, ...]:
+    return (request.subject, *request.aliases)
+
+
+def _matches(rule: Rule, subjects: tuple[str, ...]) -> bool:
+    return rule.pattern is None or any(fnmatchcase(s, rule.pattern) for s in subjects)
+
+
+def _parts(command: str) -> list[str]:
+    return [p.strip() for p in _SEPARATORS.split(command) if p.strip()]
+
+
+def _matches_any_part(rule: Rule, request: PermissionRequest) -> bool:
+    subjects = _subjects(request)
+    if _matches(rule, subjects):
+        return True
+    return request.kind is ToolKind.EXEC and any(_matches(rule, (p,)) for p in _parts(subjects[0]))
+
+
+def _allowed(allows: list[Rule], request: PermissionRequest) -> bool:
+    if request.kind is not ToolKind.EXEC:
+        return any(_matches(rule, _subjects(request)) for rule in allows)
+    command = request.subject
+    if any(rule.pattern is None for rule in allows):
+        return True
+    if _HIDDEN_COMMAND.search(command):
+        return False
+    parts = _parts(command)
+    return bool(parts) and all(any(_matches(r, (p,)) for r in allows) for p in parts)
+
+
+def _hint(kind: ToolKind) -> str:
+    # accept-edits only covers edits; shell, git writes and ask-ruled reads need bypass.
+    if kind is ToolKind.EDIT:
+        return "--permission-mode accept-edits (or bypass)"
+    return "--permission-mode bypass"

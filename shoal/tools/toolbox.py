@@ -1,0 +1,171 @@
+"""Toolbox: one tool call from the model, checked, run and cut to size.
+
+:meth:`Toolbox.call` never raises for anything the model sent or a tool hit:
+bad JSON, unknown tools, invalid arguments, refusals and failures all come back
+as a :class:`ToolResult` with ``ok=False`` and a message saying what to do next.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
+
+from shoal.tools.base import ToolError, ToolOutput
+from shoal.tools.output import fit
+from shoal.tools.permissions import Asker, Permissions
+from shoal.tools.registry import TOOLS, Tool, schemas
+from shoal.tools.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+class ToolResult(BaseModel):
+    """The outcome of one tool call, as recorded and as given back to the model."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+
+    name: str
+    """The tool called (as the model spelled it)."""
+    ok: bool
+    """False if the call was refused or failed, or its command exited non-zero."""
+    output: str
+    """The text for the model: output, or what went wrong and what to do next."""
+    truncated_path: str | None = None
+    """Where the full output was saved when ``output`` had to be cut."""
+    duration_s: float = 0.0
+    """Wall time of the call, in seconds."""
+    exit_code: int | None = None
+    """Exit code of the command run by shell or git (None if none ran or it timed out)."""
+    denied: bool = False
+    """True if permissions refused the call (nothing ran)."""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def is_error(self) -> bool:
+        return not self.ok
+
+
+class Toolbox:
+    """The tools of one workspace under one set of permissions."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        permissions: Permissions | None = None,
+        *,
+        asker: Asker | None = None,
+    ) -> None:
+        """``asker`` decides calls that need approval; without one they are denied."""
+        self.workspace = workspace
+        self.permissions = permissions or Permissions()
+        self.asker = asker
+        unknown = sorted({r.tool for r in self.permissions.rules} - {"*", *TOOLS})
+        if unknown:
+            # A typo in a deny rule must not silently let the call through.
+            raise ValueError(
+                f"permission rules name unknown tools {', '.join(unknown)}; "
+                f"the tools are {', '.join(TOOLS)}"
+            )
+
+    @property
+    def names(self) -> list[str]:
+        return list(TOOLS)
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return schemas()
+
+    def call(self, name: str, arguments: dict[str, Any] | str | None) -> ToolResult:
+        started = time.monotonic()
+        denied = False
+        try:
+            output, denied = self._call(name, arguments)
+        except ToolError as exc:
+            output = ToolOutput(str(exc), ok=False)
+        except PermissionError as exc:
+            output = ToolOutput(f"{name} failed: permission denied: {exc.filename}", ok=False)
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            output = ToolOutput(f"{name} failed: {exc.strerror or exc}{where}", ok=False)
+        except Exception as exc:
+            log.exception("tool %s failed", name)
+            output = ToolOutput(f"{name} failed: {type(exc).__name__}: {exc}", ok=False)
+        fitted = fit(output, self.workspace.outputs_dir, name)
+        return ToolResult(
+            name=name,
+            ok=output.ok,
+            output=fitted.text,
+            truncated_path=str(fitted.saved) if fitted.saved else None,
+            duration_s=round(time.monotonic() - started, 6),
+            exit_code=output.exit_code,
+            denied=denied,
+        )
+
+    def _call(self, name: str, arguments: dict[str, Any] | str | None) -> tuple[ToolOutput, bool]:
+        tool = TOOLS.get(name)
+        if tool is None:
+            raise ToolError(f"there is no tool named {name!r}; the tools are {', '.join(TOOLS)}")
+        try:
+            args = tool.args.model_validate(_parse(tool, arguments))
+        except ValidationError as exc:
+            raise ToolError(_invalid(tool, exc)) from None
+        request = tool.request(self.workspace, args)
+        decision = self.permissions.authorize(request, self.asker)
+        if not decision.allowed:
+            return ToolOutput(decision.reason, ok=False), True
+        return tool.run(self.workspace, args), False
+
+
+def _parse(tool: Tool, arguments: dict[str, Any] | str | None) -> dict[str, Any]:
+    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
+        arguments = {}
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError as exc:
+            raise ToolError(
+                f"the arguments for {tool.name} are not valid JSON ({exc.msg} at "
+                f"character {exc.pos}); send a JSON object such as {_example(tool)}"
+            ) from None
+    if not isinstance(arguments, dict):
+        raise ToolError(
+            f"the arguments for {tool.name} must be a JSON object such as {_example(tool)}, "
+            f"not {type(arguments).__name__}"
+        )
+    return arguments
+
+
+def _invalid(tool: Tool, exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"]) or "arguments"
+        if error["type"] == "missing":
+            problems.append(f"{field} is required")
+        elif error["type"] == "extra_forbidden":
+            problems.append(f"{field} is not an argument of {tool.name}")
+        else:
+            problems.append(f"{field}: {error['msg']} (got {_short(error.get('input'))})")
+    return (
+        f"invalid arguments for {tool.name}: {'; '.join(problems)}. "
+        f"{tool.name} takes {_signature(tool)}"
+    )
+
+
+def _signature(tool: Tool) -> str:
+    parts = []
+    for name, field in tool.args.model_fields.items():
+        parts.append(name if field.is_required() else f"{name} (optional)")
+    return ", ".join(parts)
+
+
+def _example(tool: Tool) -> str:
+    required = [n for n, f in tool.args.model_fields.items() if f.is_required()]
+    return "{" + ", ".join(f'"{n}": ...' for n in required) + "}"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,115 @@
+"""Running git for shoal: no prompts, no hooks, a fixed identity, only the repository asked for.
+
+Every call goes through :func:`git`, so a machine without ``user.name``, a
+repository with hooks, or a ``GIT_DIR`` inherited from the caller's shell
+cannot change what shoal's plumbing does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Collection
+from pathlib import Path
+
+
+class WorkspaceError(Exception):
+    """A workspace operation failed; the message is one line that says why."""
+
+
+# Inherited from a hook or a wrapper script, these would point git at another
+# repository, index or object store than the one we name with -C.
+_REDIRECTING = frozenset(
+    {
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_COMMON_DIR",
+        "GIT_NAMESPACE",
+        "GIT_PREFIX",
+    }
+)
+
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "shoal",
+    "GIT_AUTHOR_EMAIL": "shoal@localhost",
+    "GIT_COMMITTER_NAME": "shoal",
+    "GIT_COMMITTER_EMAIL": "shoal@localhost",
+}
+
+_CONFIG = (
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "commit.gpgSign=false",
+    # A whole temporary index; a split one would write shared-index files into .git.
+    "-c",
+    "core.splitIndex=false",
+    # With core.safecrlf=true and autocrlf, `git add` refuses files instead of snapshotting them.
+    "-c",
+    "core.safecrlf=false",
+    "-c",
+    "gc.auto=0",
+    "-c",
+    "maintenance.auto=false",
+)
+
+
+def git(
+    repo: Path,
+    *args: str,
+    index: Path | None = None,
+    input: bytes | None = None,
+    ok: Collection[int] = (0,),
+) -> bytes:
+    """Run ``git -C repo args`` and return its stdout; other exit codes raise WorkspaceError.
+
+    ``index`` sets ``GIT_INDEX_FILE``: the user's own index is never written through here.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in _REDIRECTING}
+    env.update(IDENTITY, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+    if index is not None:
+        env["GIT_INDEX_FILE"] = str(index)
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(repo), *_CONFIG, *args],
+            # An empty stdin, never the caller's terminal.
+            input=input if input is not None else b"",
+            capture_output=True,
+            env=env,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise WorkspaceError("git is not installed (not found on PATH)") from exc
+    if proc.returncode not in ok:
+        lines = [ln for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
+        reason = lines[-1].strip() if lines else f"exit code {proc.returncode}"
+        raise WorkspaceError(f"git {args[0]} failed in {repo}: {reason}")
+    return proc.stdout
+
+
+def toplevel(repo: str | Path) -> Path:
+    """The root of the work tree containing ``repo``; WorkspaceError if there is none."""
+    path = Path(repo).expanduser().absolute()
+    if not path.is_dir():
+        raise WorkspaceError(f"{path} is not a directory")
+    try:
+        out = git(path, "rev-parse", "--show-toplevel")
+    except WorkspaceError as exc:
+        if "not installed" in str(exc):
+            raise
+        raise WorkspaceError(f"{path} is not inside a git work tree") from None
+    return Path(out.decode().strip())
+
+
+def head(root: Path) -> str | None:
+    """The commit HEAD points at, or None in a repository without commits."""
+    out = git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", ok=(0, 1))
+    return out.decode().strip() or None
+
+
+def split_z(out: bytes) -> list[str]:
+    """NUL-separated paths from a ``-z`` listing (file names may hold any byte but NUL)."""
+    return [p for p in out.decode(errors="surrogateescape").split("\0") if p]

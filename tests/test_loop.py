@@ -1,0 +1,283 @@
+"""The agent loop end to end, through the CLI, with a scripted model over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shoal.llm.script import Script
+from shoal.llm.scripted import ScriptedModelServer
+from shoal.paths import Home
+from shoal.store.queries import read
+from tests.conftest import shoal
+
+BUGGY = "def add(a, b):\n    return a - b\n"
+TEST = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+
+
+def make_repo(root: Path) -> Path:
+    repo = root / "repo"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "calc.py").write_text(BUGGY)
+    (repo / "tests" / "test_calc.py").write_text(TEST)
+    (repo / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
+    for cmd in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start"],
+    ):
+        subprocess.run(["git", "-C", str(repo), *cmd], check=True)
+    return repo
+
+
+def call(name: str, **arguments: Any) -> dict[str, Any]:
+    return {"tool_calls": [{"name": name, "arguments": arguments}]}
+
+
+def plan() -> dict[str, Any]:
+    return call("submit_plan", steps=[{"title": "fix add in calc.py", "detail": "a - b -> a + b"}])
+
+
+def verdict(score: float, *findings: dict[str, str]) -> dict[str, Any]:
+    return call(
+        "submit_evaluation",
+        score=score,
+        dimensions={"correctness": score, "completeness": score},
+        findings=list(findings),
+    )
+
+
+def model_env(server: ScriptedModelServer) -> dict[str, str]:
+    return {
+        "SHOAL_PLANNER_MODEL": "openai/scripted-planner",
+        "SHOAL_EXECUTOR_MODEL": "openai/scripted-executor",
+        "SHOAL_EVALUATOR_MODEL": "openai/scripted-evaluator",
+        "SHOAL_BASE_URL": server.base_url,
+        "SHOAL_PRELOAD": "litellm",
+    }
+
+
+def run_task(server: ScriptedModelServer, repo: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    result = shoal(
+        "run",
+        "fix the add function",
+        "-C",
+        str(repo),
+        "--json",
+        *args,
+        env=model_env(server),
+        timeout=120,
+    )
+    assert result.stdout.strip(), result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def pytest_passes(repo: Path) -> bool:
+    return (
+        subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+            cwd=repo,
+            capture_output=True,
+        ).returncode
+        == 0
+    )
+
+
+def test_a_bug_is_fixed_and_every_step_is_recorded(home: Home, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": [
+                    call("read_file", path="calc.py"),
+                    call("edit_file", path="calc.py", old_string="a - b", new_string="a + b"),
+                    call("finish", summary="add now adds"),
+                ],
+                "scripted-evaluator": [verdict(0.95)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        code, out = run_task(server, repo)
+    assert code == 0, out
+    assert out["status"] == "accepted" and out["decision"] == "quality"
+    assert out["iterations"] == 1 and out["score"] >= 0.8
+    assert out["files_changed"] == ["calc.py"] and out["summary"] == "add now adds"
+    assert out["tokens"] > 0
+    assert "a + b" in (repo / "calc.py").read_text() and pytest_passes(repo)
+    shown = json.loads(shoal("show", out["task_id"], "--json", check=True).stdout)
+    assert shown["status"] == "accepted" and shown["score"] == out["score"]
+    assert [it["n"] for it in shown["iterations_detail"]] == [1]
+    assert [c["name"] for c in shown["tool_calls"]] == ["read_file", "edit_file", "finish"]
+    assert shown["plan"]["steps"][0]["title"] == "fix add in calc.py"
+    checks = shown["iterations_detail"][0]["checks"]
+    assert any(c["kind"] == "test" and c["passed"] for c in checks)
+    listed = read(home, "tasks.recent", {"limit": 5})
+    assert listed.rows[0][0] == out["task_id"]
+
+
+def test_findings_drive_the_next_iteration_and_a_regression_keeps_the_best(
+    home: Home, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path)
+    blocker = {
+        "severity": "blocker",
+        "title": "add(2, 3) is still wrong",
+        "detail": "it returns -1",
+        "fix": "use a + b",
+    }
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": [
+                    # iteration 1: a wrong fix
+                    call("read_file", path="calc.py"),
+                    call("edit_file", path="calc.py", old_string="a - b", new_string="a * b"),
+                    call("finish", summary="tried multiplication"),
+                    # iteration 2: the right fix (after reading the finding)
+                    call("read_file", path="calc.py"),
+                    call("edit_file", path="calc.py", old_string="a * b", new_string="a + b"),
+                    call("finish", summary="add now adds"),
+                    # iteration 3: a regression
+                    call("read_file", path="calc.py"),
+                    call("edit_file", path="calc.py", old_string="a + b", new_string="a + b + 1"),
+                    call("finish", summary="made it worse"),
+                ],
+                "scripted-evaluator": [verdict(0.2, blocker), verdict(0.7), verdict(0.3, blocker)],
+            }
+        }
+    )
+    with ScriptedModelServer(script, requests_log=tmp_path / "requests.jsonl") as server:
+        code, out = run_task(server, repo, "--quality", "0.9", "--iterations", "3")
+    assert code == 1 and out["status"] == "unaccepted"
+    assert out["decision"] == "regression" and out["iterations"] == 3
+    assert out["score"] == pytest.approx(0.7, abs=0.31)  # the best iteration's composite
+    assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+    requests = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    executor = [r for r in requests if r["model"] == "scripted-executor"]
+    assert "add(2, 3) is still wrong" in json.dumps(executor[3]["messages"])  # iteration 2
+    assert "add(2, 3) is still wrong" not in json.dumps(executor[0]["messages"])
+    shown = json.loads(shoal("show", out["task_id"], "--json", check=True).stdout)
+    assert [it["decision"] for it in shown["iterations_detail"]] == [
+        "refine",
+        "refine",
+        "regression",
+    ]
+    assert shown["best_iteration"] == 2
+    assert [f["title"] for f in shown["findings"] if f["iteration"] == 1] == [blocker["title"]]
+
+
+def test_shoal_demo_fixes_its_repository_in_two_iterations(home: Home, tmp_path: Path) -> None:
+    result = shoal(
+        "demo", "--json", "--dir", str(tmp_path), env={"SHOAL_PRELOAD": "litellm"}, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["status"] == "accepted" and out["iterations"] == 2 and out["tests_pass"] is True
+    assert "scripted" in result.stderr
+    assert "len(numbers)" in (tmp_path / "demo-repo" / "stats.py").read_text()
+
+
+def test_no_model_or_no_repository_is_a_usage_error(home: Home, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    no_model = shoal("run", "do it", "-C", str(repo), env={"SHOAL_MODEL": ""})
+    assert no_model.returncode == 2 and "no model configured" in no_model.stderr
+    not_repo = shoal("run", "do it", "-C", str(tmp_path), env={"SHOAL_MODEL": "openai/x"})
+    assert not_repo.returncode == 2 and "not a git repository" in not_repo.stderr
+
+
+def test_a_budget_breaker_stops_a_run_that_would_go_on(home: Home, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    costly = {"usage": {"prompt_tokens": 1000, "completion_tokens": 0}}
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": [
+                    {**call("read_file", path="calc.py"), **costly},
+                    {**call("finish", summary="looked around"), **costly},
+                ],
+                "scripted-evaluator": [verdict(0.3)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        code, out = run_task(server, repo, "--budget-tokens", "1500", "--iterations", "5")
+        executor_calls = len(server.requests_for("scripted-executor"))
+    assert code == 1
+    assert (out["status"], out["decision"], out["iterations"]) == ("unaccepted", "budget_tokens", 1)
+    assert executor_calls == 2  # no second iteration was started
+
+
+def test_a_model_that_keeps_failing_fails_the_task_clearly(home: Home, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": [{"status": 500}],
+                "scripted-evaluator": [verdict(0.9)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        code, out = run_task(server, repo)
+    assert code == 1 and out["status"] == "failed"
+    assert out["decision"].startswith("error: model openai/scripted-executor: HTTP 500 after")
+    shown = json.loads(shoal("show", out["task_id"], "--json", check=True).stdout)
+    assert shown["status"] == "failed" and shown["plan"]["steps"]
+    assert (repo / "calc.py").read_text() == BUGGY
+
+
+def test_refused_tool_calls_reach_the_model_and_leave_files_alone(
+    home: Home, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path)
+    (tmp_path / "secret.txt").write_text("outside")
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": [
+                    call("read_file", path="calc.py"),
+                    call("edit_file", path="calc.py", old_string="a", new_string="x"),
+                    call("read_file", path="../secret.txt"),
+                    call("finish", summary="could not"),
+                ],
+                "scripted-evaluator": [verdict(0.9)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        run_task(server, repo)  # unaccepted: the bug stays, the tests fail
+        executor = server.requests_for("scripted-executor")
+    assert "occurs" in executor[2]["messages"][-1]["content"]
+    assert "outside the workspace" in executor[3]["messages"][-1]["content"]
+    assert (repo / "calc.py").read_text() == BUGGY
+
+
+def test_tasks_and_costs_list_what_ran(home: Home, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": [call("finish", summary="nothing to do")],
+                "scripted-evaluator": [verdict(0.9)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        _, out = run_task(server, repo)
+    listed = [json.loads(line) for line in shoal("tasks", "--json", check=True).stdout.splitlines()]
+    assert listed[0]["id"] == out["task_id"] and listed[0]["status"] == out["status"]
+    costs = json.loads(shoal("status", "--costs", "--json", check=True).stdout)["costs"]
+    assert {c["role"] for c in costs} == {"planner", "executor", "evaluator"}
+    assert sum(c["prompt_tokens"] + c["completion_tokens"] for c in costs) == out["tokens"]
