@@ -281,3 +281,52 @@ def test_tasks_and_costs_list_what_ran(home: Home, tmp_path: Path) -> None:
     costs = json.loads(shoal("status", "--costs", "--json", check=True).stdout)["costs"]
     assert {c["role"] for c in costs} == {"planner", "executor", "evaluator"}
     assert sum(c["prompt_tokens"] + c["completion_tokens"] for c in costs) == out["tokens"]
+
+
+def test_the_time_budget_cancels_a_slow_iteration(home: Home, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": [{**call("read_file", path="calc.py"), "delay": 1.5}],
+                "scripted-evaluator": [verdict(0.9)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        code, out = run_task(server, repo, "--timeout", "4")
+        evaluations = len(server.requests_for("scripted-evaluator"))
+    assert code == 1 and (out["status"], out["decision"]) == ("unaccepted", "budget_time")
+    assert evaluations == 0
+
+
+def test_rate_limits_and_context_overflow_do_not_fail_the_task(home: Home, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    overflow = {
+        "status": 400,
+        "error": {
+            "message": "This model's maximum context length is 8192 tokens",
+            "code": "context_length_exceeded",
+        },
+    }
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [{"status": 429, "headers": {"Retry-After": "1"}}, plan()],
+                "scripted-executor": [
+                    call("read_file", path="calc.py"),
+                    call("edit_file", path="calc.py", old_string="a - b", new_string="a + b"),
+                    overflow,
+                    call("finish", summary="fixed after pruning"),
+                ],
+                "scripted-evaluator": [verdict(0.95)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        code, out = run_task(server, repo)
+        executor = server.requests_for("scripted-executor")
+    assert code == 0 and out["status"] == "accepted" and out["summary"] == "fixed after pruning"
+    assert "[pruned" in json.dumps(executor[3]["messages"])  # the retry after the overflow
+    assert pytest_passes(repo)

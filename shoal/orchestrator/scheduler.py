@@ -171,8 +171,11 @@ class Scheduler:
         if result.error:
             self._finish(task, "failed", f"error: {result.error}")
             return
-        # Even past a budget, evaluate what was done so the best iteration is known.
+        # A budget or a cancel ends the task here: an evaluation would spend more of it.
         task.stop = task.stop or self._budget_hit(task)
+        if task.stop:
+            self._conclude(task, task.stop)
+            return
         self._evaluate(task, result)
 
     def _on_eval_result(self, task: TaskRun, result: EvalResult) -> None:
