@@ -330,3 +330,40 @@ def test_rate_limits_and_context_overflow_do_not_fail_the_task(home: Home, tmp_p
     assert code == 0 and out["status"] == "accepted" and out["summary"] == "fixed after pruning"
     assert "[pruned" in json.dumps(executor[3]["messages"])  # the retry after the overflow
     assert pytest_passes(repo)
+
+
+def test_project_config_and_a_changed_model_env_restart_an_idle_orchestrator(
+    home: Home, tmp_path: Path
+) -> None:
+    from shoal.orchestrator import daemon
+
+    repo = make_repo(tmp_path)
+    (repo / ".shoal").mkdir()
+    (repo / ".shoal" / "config.toml").write_text(
+        '[shoal]\nplanner_model = "openai/scripted-planner"\n'
+        'executor_model = "openai/scripted-executor"\n'
+        'evaluator_model = "openai/scripted-evaluator"\n'
+    )
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    old_pid, _ = daemon.start(home)
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": [call("finish", summary="config works")],
+                "scripted-evaluator": [verdict(0.9)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        result = shoal(
+            "run",
+            "fix it",
+            "-C",
+            str(repo),
+            "--json",
+            env={"SHOAL_BASE_URL": server.base_url},
+            timeout=120,
+        )
+    assert json.loads(result.stdout)["summary"] == "config works", result.stderr
+    assert daemon.running_pid(home) != old_pid
