@@ -17,11 +17,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from shoal.mailbox.envelope import ModelChoice, TaskOptions
 from shoal.paths import Home
-from shoal.settings import SettingsError
+from shoal.settings import SettingsError, validated
 
 ROLES = ("planner", "executor", "evaluator", "small", "embedding")
 # Variables that decide which model an actor calls and how; the orchestrator's
@@ -106,15 +106,7 @@ def load(home: Home, cwd: Path, flags: dict[str, Any] | None = None) -> LoopConf
         if raw:
             values[name] = raw
     values.update({k: v for k, v in (flags or {}).items() if v is not None})
-    try:
-        return LoopConfig.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise SettingsError(
-            f"setting {field!r} (flag, SHOAL_{field.upper()}, or [shoal] in config.toml): "
-            f"{first['msg']}"
-        ) from exc
+    return validated(LoopConfig, values, "a flag, or [shoal] in config.toml")
 
 
 def api_key(role: str) -> str | None:

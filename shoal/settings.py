@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -17,6 +17,21 @@ from shoal.paths import Home
 
 class SettingsError(Exception):
     """A setting has a bad value; the message names it and its source."""
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], values: dict[str, Any], where: str) -> M:
+    """``model`` from ``values``, or a SettingsError naming the first bad setting."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise SettingsError(
+            f"setting {field!r} (SHOAL_{field.upper()} or {where}): {first['msg']}"
+        ) from exc
 
 
 class OrchestratorSettings(BaseModel):
@@ -65,12 +80,4 @@ class OrchestratorSettings(BaseModel):
             raw = os.environ.get(f"SHOAL_{name.upper()}")
             if raw is not None:
                 values[name] = [m for m in raw.split(",") if m] if name == "preload" else raw
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"])
-            raise SettingsError(
-                f"setting {field!r} ({'SHOAL_' + field.upper()} or [orchestrator] in "
-                f"{home.config_file}): {first['msg']}"
-            ) from exc
+        return validated(cls, values, f"[orchestrator] in {home.config_file}")
