@@ -367,3 +367,29 @@ def test_project_config_and_a_changed_model_env_restart_an_idle_orchestrator(
         )
     assert json.loads(result.stdout)["summary"] == "config works", result.stderr
     assert daemon.running_pid(home) != old_pid
+
+
+def test_print_and_quiet_output(home: Home, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": [
+                    call("edit_file", path="calc.py", old_string="a - b", new_string="a + b"),
+                    call("read_file", path="calc.py"),
+                    call("edit_file", path="calc.py", old_string="a - b", new_string="a + b"),
+                    call("finish", summary="The final answer."),
+                ],
+                "scripted-evaluator": [verdict(0.95)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        printed = shoal(
+            "run", "fix it", "-C", str(repo), "--print", env=model_env(server), timeout=120
+        )
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == "The final answer.\n" and printed.stderr == ""
+    # the edit before any read was refused, the one after the read went through
+    assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
