@@ -393,3 +393,54 @@ def test_print_and_quiet_output(home: Home, tmp_path: Path) -> None:
     assert printed.stdout == "The final answer.\n" and printed.stderr == ""
     # the edit before any read was refused, the one after the read went through
     assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+
+
+def test_a_task_survives_a_kill_9_of_the_orchestrator(home: Home, tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    from shoal.orchestrator import daemon
+
+    repo = make_repo(tmp_path)
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": [
+                    call("read_file", path="calc.py"),
+                    {
+                        **call("edit_file", path="calc.py", old_string="a - b", new_string="a + b"),
+                        "delay": 3.0,
+                    },
+                    call("finish", summary="fixed across a crash"),
+                ],
+                "scripted-evaluator": [verdict(0.95)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shoal", "run", "fix it", "-C", str(repo), "--json"],
+            env={**os.environ, **model_env(server)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while len(server.requests_for("scripted-executor")) < 2:  # the slow call is running
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+            os.kill(daemon.running_pid(home), signal.SIGKILL)
+            time.sleep(0.5)
+            daemon.start(home, env=model_env(server))
+            stdout, stderr = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, stderr
+    out = json.loads(stdout)
+    assert out["status"] == "accepted" and out["summary"] == "fixed across a crash"
+    assert "resumed 1 running task" in (home.logs / "orchestrator.log").read_text()
+    assert pytest_passes(repo)

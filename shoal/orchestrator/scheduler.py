@@ -121,6 +121,16 @@ class Scheduler:
         self._progress(task, "planning")
         return TaskAccepted(task_id=task.id)
 
+    def adopt(self, task: TaskRun, pending: str | None) -> None:
+        """Take back a task rebuilt from the records after a restart (see resume.py)."""
+        self.tasks[task.id] = task
+        task.pending = pending
+        if pending is not None:
+            self._waiting[pending] = task.id
+
+    def fail(self, task: TaskRun, decision: str) -> None:
+        self._finish(task, "failed", decision)
+
     def cancel(self, task_id: str) -> bool:
         task = self.tasks.get(task_id)
         if task is None:

@@ -63,6 +63,7 @@ def _serve(home: Home, ready: object) -> int:
     from shoal.orchestrator.broker import Broker
     from shoal.orchestrator.control import Control
     from shoal.orchestrator.recorder import Recorder
+    from shoal.orchestrator.resume import resume
     from shoal.orchestrator.supervisor import Supervisor
     from shoal.settings import OrchestratorSettings
     from shoal.store.database import open_writer
@@ -98,9 +99,12 @@ def _serve(home: Home, ready: object) -> int:
     supervisor = Supervisor(home, settings, launchers, recorder, publish)  # type: ignore[arg-type]
     broker = Broker(home, settings, recorder, journal, supervisor)
     broker.control = Control(broker, supervisor, con)
+    resumed = resume(broker.control.scheduler, con)
     broker.load_unacked(unacked)
     supervisor.adopt()
     recorder.start()
+    if resumed:
+        log.info("resumed %d running task(s)", resumed)
     supervisor.start()
 
     def on_signal(signum: int, _frame: object) -> None:

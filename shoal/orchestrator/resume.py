@@ -1,0 +1,124 @@
+"""Rebuilding running tasks after an orchestrator restart, from what DuckDB recorded.
+
+Every step of a task is a row: the task row (plan, base snapshot, iteration
+count, status), one row per evaluated iteration, findings, and every message.
+The request a task was waiting for is the last step request the orchestrator
+sent for it; being tracked, it is redelivered to an actor on its own, so the
+task only has to wait for its reply again. A reply that was recorded but never
+handled (the crash came in between) is handled at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from shoal.mailbox.envelope import (
+    Envelope,
+    ExecResult,
+    Finding,
+    Plan,
+    TaskOptions,
+    TaskSubmit,
+    Usage,
+)
+from shoal.orchestrator.scheduler import Iteration, TaskRun
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from shoal.orchestrator.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+_STEP_KINDS = ("plan.request", "exec.request", "eval.request", "workspace.restore")
+
+
+def resume(scheduler: Scheduler, con: duckdb.DuckDBPyConnection) -> int:
+    """Put every task recorded as running back into ``scheduler``; returns how many."""
+    rows = con.execute(
+        """SELECT id, description, cwd, options, requester, plan, base, iterations, created_at
+           FROM tasks WHERE status = 'running' ORDER BY created_at"""
+    ).fetchall()
+    late_replies = []
+    for row in rows:
+        task = _task(con, row)
+        pending = con.execute(
+            f"""SELECT id FROM messages WHERE task_id = ? AND sender = 'orchestrator'
+                AND kind IN {_STEP_KINDS} ORDER BY id DESC LIMIT 1""",
+            [task.id],
+        ).fetchone()
+        if pending is None:
+            log.warning("task %s has no recorded step to wait for; failing it", task.id)
+            scheduler.adopt(task, None)
+            scheduler.fail(task, "error: orchestrator restarted before the first step")
+            continue
+        scheduler.adopt(task, pending[0])
+        reply = con.execute(
+            "SELECT body FROM messages WHERE reply_to = ? AND recipient = 'orchestrator' LIMIT 1",
+            [pending[0]],
+        ).fetchone()
+        if reply is not None:
+            late_replies.append(Envelope.decode(reply[0].encode()))
+        log.info(
+            "resumed task %s at iteration %d, waiting for %s", task.id, task.iteration, pending[0]
+        )
+    for env in late_replies:
+        scheduler.on_reply(env)
+    return len(rows)
+
+
+def _task(con: duckdb.DuckDBPyConnection, row: tuple) -> TaskRun:
+    task_id, description, cwd, options, requester, plan, base, iterations, created_at = row
+    submit = TaskSubmit(
+        description=description, cwd=cwd, options=TaskOptions.model_validate_json(options)
+    )
+    created = created_at.replace(tzinfo=dt.UTC).timestamp()
+    task = TaskRun(
+        task_id,
+        submit,
+        requester or "",
+        created_at=created,
+        started=time.monotonic() - (time.time() - created),
+    )
+    task.plan = Plan.model_validate_json(plan) if plan else None
+    task.base = base
+    task.iteration = iterations
+    task.usage = _usage(con, task_id)
+    task.history = [
+        Iteration(n, score, snapshot)
+        for n, score, snapshot in con.execute(
+            "SELECT n, score, snapshot FROM iterations WHERE task_id = ? ORDER BY n", [task_id]
+        ).fetchall()
+    ]
+    if task.history:
+        task.findings = [
+            Finding(severity=s, title=t, detail=d or "", fix=f or "")
+            for s, t, d, f in con.execute(
+                "SELECT severity, title, detail, fix FROM findings "
+                "WHERE task_id = ? AND iteration = ?",
+                [task_id, task.history[-1].n],
+            ).fetchall()
+        ]
+    last_exec = con.execute(
+        "SELECT body FROM messages WHERE task_id = ? AND kind = 'exec.result' "
+        "ORDER BY id DESC LIMIT 1",
+        [task_id],
+    ).fetchone()
+    if last_exec is not None:
+        task.exec_result = ExecResult.model_validate(json.loads(last_exec[0])["payload"])
+        task.last_summary = task.exec_result.summary
+    return task
+
+
+def _usage(con: duckdb.DuckDBPyConnection, task_id: str) -> Usage:
+    calls, prompt, completion, cost = con.execute(
+        """SELECT coalesce(sum(calls), 0), coalesce(sum(prompt_tokens), 0),
+                  coalesce(sum(completion_tokens), 0), coalesce(sum(cost_usd), 0)
+           FROM usage_events WHERE task_id = ?""",
+        [task_id],
+    ).fetchone()
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost, calls=calls)
