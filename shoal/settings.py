@@ -64,7 +64,16 @@ class OrchestratorSettings(BaseModel):
     restart_backoff_max: float = Field(10.0, gt=0)
     """Upper bound of the supervisor's exponential restart backoff, in seconds."""
 
-    preload: list[str] = Field(default_factory=lambda: ["litellm"])
+    preload: list[str] = Field(
+        default_factory=lambda: [
+            "litellm",
+            # What litellm imports lazily on the first call with tools (~1.2 s per
+            # actor otherwise): the OpenAI SDK's resources and its MCP tool handler.
+            "litellm.llms.openai.openai",
+            "openai.resources",
+            "litellm.responses.mcp.chat_completions_handler",
+        ]
+    )
     """Modules the actor forkserver imports once, so new actors start warm."""
 
     @classmethod

@@ -204,4 +204,10 @@ def _tell(ready: object, line: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Everything is flushed and closed by now; skipping interpreter teardown avoids
+    # DuckDB's binding reporting objects it still holds ("nanobind: leaked ...").
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
