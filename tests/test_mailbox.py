@@ -212,3 +212,17 @@ def test_work_for_a_retired_actor_is_refused_not_kept_forever(orchestrator: Home
     assert reply is not None and reply.reply_to == sent.id
     assert reply.kind == "mailbox.error" and reply.payload["code"] == "undeliverable"
     assert daemon.status(orchestrator).messages.pending == 0
+
+
+def test_an_answer_nobody_takes_does_not_bounce_errors(home: Home, monkeypatch) -> None:
+    import time
+
+    monkeypatch.setenv("SHOAL_PENDING_TTL", "0.3")
+    daemon.start(home)
+    with MailboxClient(home.mailbox_endpoint, name="gone-soon") as client:
+        client.send("orchestrator", SpawnRequest(role="no-such-role"))  # answered later
+    time.sleep(1.5)  # the answer waits, expires, and its error goes to the orchestrator
+    before = daemon.status(home).messages.routed
+    time.sleep(1.0)
+    after = daemon.status(home).messages.routed
+    assert after - before < 10  # only the status requests themselves

@@ -11,6 +11,7 @@ acks it. Handlers run on a worker thread, so they may block (a model call);
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -65,6 +66,19 @@ class ActorContext:
 
     def publish(self, payload: Payload, *, task_id: str | None = None) -> Envelope:
         return self.send("*", payload, task_id=task_id)
+
+    def ask(
+        self, payload: Payload, *, timeout: float = 10.0, task_id: str | None = None
+    ) -> Payload:
+        """A request/reply to the orchestrator on a connection of its own (from handler threads)."""
+        from shoal.mailbox.client import MailboxClient
+        from shoal.mailbox.envelope import ORCHESTRATOR
+
+        name = f"{self.name}.ask-{secrets.token_hex(3)}"
+        with MailboxClient(self.home.mailbox_endpoint, name) as client:
+            return client.request(
+                ORCHESTRATOR, payload, timeout=timeout, task_id=task_id
+            ).parse_payload()
 
 
 class Actor:

@@ -80,7 +80,8 @@ class EvaluatorActor(Actor):
             cwd / ".claude" / "skills",
         ]
         warnings: list = []
-        rubric = load_rubric(payload.rubric, None, [d for d in dirs if d.is_dir()], warnings)
+        category = category_of(payload.description)
+        rubric = load_rubric(payload.rubric, category, [d for d in dirs if d.is_dir()], warnings)
         for warning in warnings:
             self.ctx.log.warning("skill: %s", warning)
         return rubric
@@ -139,6 +140,23 @@ class EvaluatorActor(Actor):
             fix="run the task again or use another evaluator model",
         )
         return Evaluation(score=0.0, findings=[failed]), usage
+
+
+_CATEGORIES = {
+    "bugfix": ("fix", "bug", "broken", "failing", "crash", "error", "regression"),
+    "refactor": ("refactor", "rename", "clean up", "cleanup", "simplify", "extract"),
+    "review": ("review",),
+    "feature": ("add", "implement", "support", "new ", "create"),
+}
+
+
+def category_of(description: str) -> str | None:
+    """A task's category by its words, for picking an evaluator skill (``general`` if none)."""
+    text = description.lower()
+    for category, words in _CATEGORIES.items():
+        if any(w in text for w in words):
+            return category
+    return None
 
 
 def _judge_score(judge: Evaluation, rubric) -> float:

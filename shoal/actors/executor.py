@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.actors.base import Actor, inline
-from shoal.actors.llm import clip, function_tool, model_config, usage_of
+from shoal.actors.llm import clip, function_tool, model_config, recalled_context, usage_of
 from shoal.mailbox.envelope import (
     Envelope,
     ExecEvent,
@@ -34,6 +34,12 @@ finish(summary) with a short summary of what you changed and why.
 Plan:
 {plan}
 {findings}"""
+
+GET_SKILL = function_tool(
+    "get_skill",
+    "Load the full instructions of a skill listed in your prompt.",
+    {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+)
 
 FINISH = function_tool(
     "finish",
@@ -103,12 +109,15 @@ class _ToolLoop:
         self.usage = Usage()
         self.turns = self.calls = 0
         self.summary = ""
+        self.context = recalled_context(
+            actor.ctx, request.description, request.cwd, "executor", task_id
+        )
 
     def run(self) -> None:
         from shoal.llm.client import complete
 
         config = model_config(self.request.model, "executor")
-        tools = [*self.toolbox.schemas(), FINISH]
+        tools = [*self.toolbox.schemas(), FINISH, *([GET_SKILL] if self.context.skills else [])]
         messages = self._opening()
         for _ in range(self.request.max_turns):
             if self.task_id in self.actor.cancelled:
@@ -141,6 +150,8 @@ class _ToolLoop:
             )
             findings = f"\nA reviewer judged the previous attempt. Address these findings:\n{items}"
         system = SYSTEM.format(cwd=r.cwd, plan=plan, findings=findings)
+        if self.context.text:
+            system += f"\n\n{self.context.text}"
         return [
             {"role": "system", "content": system},
             {"role": "user", "content": f"Task: {r.description}"},
@@ -153,6 +164,8 @@ class _ToolLoop:
             if call.name == "finish":
                 self.summary = str(call.arguments.get("summary") or self.summary)
                 output, ok, finished = "finished", True, True
+            elif call.name == "get_skill":
+                output, ok = self._skill(str(call.arguments.get("name", ""))), True
             elif call.error:
                 output, ok = f"arguments were not valid JSON ({call.error}); send them again", False
             else:
@@ -161,6 +174,13 @@ class _ToolLoop:
             self._event(call.name, call.arguments, ok)
             messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
         return finished
+
+    def _skill(self, name: str) -> str:
+        from shoal.skills.catalog import discover_skills
+        from shoal.skills.selection import get_skill_text
+
+        catalog = discover_skills(self.actor.ctx.home.root / "skills", Path(self.request.cwd))
+        return get_skill_text(catalog, name)
 
     def _event(self, name: str, arguments: dict[str, Any], ok: bool) -> None:
         detail = clip(json.dumps(arguments, ensure_ascii=False), 200)

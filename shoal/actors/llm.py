@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shoal.mailbox.envelope import ModelChoice, Usage
+from shoal.mailbox.envelope import ContextResult, ModelChoice, Usage
 
 if TYPE_CHECKING:
     from shoal.llm.client import Completion, ModelConfig
@@ -48,3 +48,18 @@ def clip(text: str, limit: int) -> str:
         return text
     half = limit // 2
     return f"{text[:half]}\n[... {len(text) - limit} characters cut ...]\n{text[-half:]}"
+
+
+def recalled_context(
+    ctx: Any, text: str, cwd: str, role: str, task_id: str | None
+) -> ContextResult:
+    """Learnings and skills relevant to ``text`` (empty if none, or the orchestrator is busy)."""
+    from shoal.mailbox.envelope import ContextRequest, ContextResult
+    from shoal.mailbox.errors import MailboxError
+
+    try:
+        reply = ctx.ask(ContextRequest(text=text, cwd=cwd, role=role), task_id=task_id)
+    except MailboxError as exc:
+        ctx.log.warning("no recalled context: %s", exc)
+        return ContextResult()
+    return reply if isinstance(reply, ContextResult) else ContextResult()

@@ -11,7 +11,7 @@ import subprocess
 from pydantic import ValidationError
 
 from shoal.actors.base import Actor
-from shoal.actors.llm import function_tool, model_config, usage_of
+from shoal.actors.llm import function_tool, model_config, recalled_context, usage_of
 from shoal.mailbox.envelope import Envelope, Plan, PlanRequest, PlanResult, Usage
 
 SYSTEM = """You are the planner of shoal, a coding agent working in a git repository.
@@ -33,13 +33,13 @@ class PlannerActor(Actor):
         tool = function_tool(
             "submit_plan", "Submit the plan for this task.", Plan.model_json_schema()
         )
+        context = recalled_context(
+            self.ctx, payload.description, payload.cwd, "planner", msg.task_id
+        ).text
+        task = f"Task: {payload.description}\n\nRepository files:\n{_overview(payload.cwd)}"
         messages: list[dict] = [
             {"role": "system", "content": SYSTEM},
-            {
-                "role": "user",
-                "content": f"Task: {payload.description}\n\n"
-                f"Repository files:\n{_overview(payload.cwd)}",
-            },
+            {"role": "user", "content": f"{task}\n\n{context}" if context else task},
         ]
         usage = Usage()
         problem = "the model did not call submit_plan"

@@ -1,7 +1,6 @@
 """The role registry: role name -> actor class, by import path so nothing loads early.
 
-Only roles that really work are listed here; the learner and pattern-miner join
-when their behaviour exists. A role may also be
+Only roles that really work are listed here. A role may also be
 given as an import path, ``package.module:ActorClass`` (plugins and tests).
 """
 
@@ -18,6 +17,8 @@ ROLES: dict[str, str] = {
     "planner": "shoal.actors.planner:PlannerActor",
     "executor": "shoal.actors.executor:ExecutorActor",
     "evaluator": "shoal.actors.evaluator:EvaluatorActor",
+    "learner": "shoal.actors.learner:LearnerActor",
+    "pattern-miner": "shoal.actors.pattern_miner:PatternMinerActor",
 }
 
 

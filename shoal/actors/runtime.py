@@ -203,12 +203,14 @@ class ActorRuntime:
                 continue
             self._waiting.popleft()
             if handler is None:
+                # Never answer a reply or an error with an error: two parties without
+                # handlers for each other's answers would bounce errors forever.
+                unanswerable = env.reply_to is not None or env.kind == ErrorReply.kind
+                message = f"{self.spec.name} has no handler for {env.kind}"
+                if unanswerable:
+                    log.warning("dropped %s from %s: %s", env.kind, env.sender, message)
                 self._finish(
-                    env,
-                    ErrorReply(
-                        code="no_handler",
-                        message=f"{self.spec.name} has no handler for {env.kind}",
-                    ),
+                    env, None if unanswerable else ErrorReply(code="no_handler", message=message)
                 )
                 continue
             payload = self._payload(env)

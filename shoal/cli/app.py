@@ -51,7 +51,18 @@ def _root(
 
 
 def _register() -> None:
-    from shoal.cli import demo, doctor, messages, orchestrator, run, runtime_demo, tasks
+    from shoal.cli import (
+        demo,
+        doctor,
+        learn,
+        memory,
+        messages,
+        orchestrator,
+        run,
+        runtime_demo,
+        skills,
+        tasks,
+    )
 
     app.command("run")(run.run)
     app.command("tasks")(tasks.tasks)
@@ -59,6 +70,16 @@ def _register() -> None:
     app.command("status")(tasks.status)
     orchestrator.app.command("demo")(runtime_demo.runtime_demo)
     app.add_typer(orchestrator.app, name="orchestrator")
+    app.add_typer(memory.app, name="memory")
+    app.add_typer(learn.app, name="learn")
+    skills_app = typer.Typer(
+        help="Skills shoal can use: bundled, yours, the project's.",
+        no_args_is_help=True,
+        rich_markup_mode=None,
+    )
+    skills_app.command("list")(skills.skills_list)
+    skills_app.command("show")(skills.skills_show)
+    app.add_typer(skills_app, name="skills")
     app.command("messages")(messages.messages)
     app.command("doctor")(doctor.doctor)
     app.command("demo")(demo.demo)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 def known_errors() -> tuple[type[Exception], ...]:
+    import duckdb
+
     from shoal.actors.registry import UnknownRole
     from shoal.mailbox.errors import MailboxError
     from shoal.orchestrator.daemon import OrchestratorError
@@ -21,4 +23,5 @@ def known_errors() -> tuple[type[Exception], ...]:
         DatabaseBusy,
         UnknownRole,
         OSError,
+        duckdb.Error,
     )

@@ -98,7 +98,11 @@ def submit_and_follow(home: Home, submit: TaskSubmit, *, quiet: bool) -> TaskDon
         assert isinstance(accepted, TaskAccepted)
         progress.started(accepted.task_id, submit)
         interrupted = False
+        next_check = time.monotonic() + 2.0
         while True:
+            if time.monotonic() > next_check:
+                next_check = time.monotonic() + 2.0
+                _keep_orchestrator(home, progress)
             try:
                 env = client.recv(timeout=0.02)
                 if env is not None and env.kind == TaskDone.kind:
@@ -112,6 +116,15 @@ def submit_and_follow(home: Home, submit: TaskSubmit, *, quiet: bool) -> TaskDon
                 interrupted = True
                 sys.stderr.write("\nshoal: cancelling (Ctrl-C again to leave it running)\n")
                 client.send(ORCHESTRATOR, TaskCancel(task_id=accepted.task_id))
+
+
+def _keep_orchestrator(home: Home, progress: _Progress) -> None:
+    """If the orchestrator died under a running task, start it again: the task resumes."""
+    from shoal.orchestrator import daemon
+
+    if daemon.running_pid(home) is None:
+        progress.note("the orchestrator stopped; restarting it (the task resumes)")
+        daemon.ensure(home)
 
 
 def _ensure_orchestrator(home: Home) -> None:
@@ -179,6 +192,9 @@ class _Progress:
     def _line(self, text: str) -> None:
         if not self.quiet:
             self.console.print(f"[dim]{time.monotonic() - self.t0:6.1f}s[/dim] {text}")
+
+    def note(self, text: str) -> None:
+        sys.stderr.write(f"shoal: {text}\n")
 
     def started(self, task_id: str, submit: TaskSubmit) -> None:
         self._line(f"task {task_id} in {submit.cwd}")

@@ -73,7 +73,7 @@ class Envelope(BaseModel):
     """Id of the message this one answers; a reply also acks that message."""
     attempt: int = Field(1, ge=1)
     """Delivery attempt, raised by the broker on each redelivery."""
-    sent_at: float = Field(default_factory=time.time)
+    sent_at: float = Field(default_factory=time.time, ge=0, lt=1e11)
     """Unix time at which the sender made the message."""
     payload: dict[str, Any] = Field(default_factory=dict)
     """The kind's payload as a JSON object."""
@@ -461,3 +461,114 @@ class RestoreRequest(Payload):
 class RestoreResult(Payload):
     files_changed: list[str]
     """Files that differ between the task's start and what the user is left with."""
+
+
+# --- learning: memory, skills, learner ------------------------------------------
+
+
+@message("context.request")
+class ContextRequest(Payload):
+    """What a role asks before prompting: relevant learnings and skills for this text."""
+
+    text: str
+    cwd: str
+    role: str
+
+
+class Recalled(BaseModel):
+    id: str
+    kind: str
+    content: str
+    confidence: float
+    """Confidence after decay, at the time of recall."""
+
+
+@message("context.result")
+class ContextResult(Payload):
+    learnings: list[Recalled] = Field(default_factory=list)
+    skills: list[str] = Field(default_factory=list)
+    """Names of the skills selected for the task."""
+    text: str = ""
+    """The block to put in the prompt (empty when there is nothing relevant)."""
+
+
+class TaskRecord(BaseModel):
+    """What the learner gets about a finished task."""
+
+    task_id: str
+    description: str
+    cwd: str
+    status: str
+    decision: str
+    scores: list[float]
+    findings: list[Finding] = Field(default_factory=list)
+    """Findings of the last evaluated iteration (unresolved at the end)."""
+    model: ModelChoice | None = None
+    """The small model to draft learnings with, if the task had one."""
+
+
+@message("learn.request")
+class LearnRequest(Payload):
+    record: TaskRecord
+
+
+class NewLearning(BaseModel):
+    kind: str = Field(pattern=r"^[a-z_]{2,32}$")
+    content: str = Field(min_length=3, max_length=2000)
+    confidence: float = Field(ge=0, le=1)
+
+
+@message("memory.remember")
+class RememberRequest(Payload):
+    learnings: list[NewLearning]
+    source_task: str | None = None
+
+
+@message("memory.remembered")
+class RememberResult(Payload):
+    created: int
+    reinforced: int
+
+
+@message("memory.forget")
+class ForgetRequest(Payload):
+    id: str = Field(min_length=4)
+
+
+@message("memory.search")
+class MemorySearch(Payload):
+    """Learnings most similar to ``text`` (answered with ``store.rows``)."""
+
+    text: str = Field(min_length=1)
+    k: int = Field(10, ge=1, le=1000)
+
+
+class MinedPattern(BaseModel):
+    id: str
+    kind: str
+    summary: str
+    samples: int
+    confidence: float
+    task_ids: list[str]
+    proposal: str | None = None
+    """Name of the SKILL.md drafted from this pattern, if any."""
+
+
+@message("mine.request")
+class MineRequest(Payload):
+    """Mine the task history for patterns; draft skills for strong ones."""
+
+    model: ModelChoice | None = None
+    """Small model to draft SKILL.md files with; without one they come from a template."""
+
+
+@message("mine.result")
+class MineResult(Payload):
+    patterns: list[MinedPattern]
+    proposals: list[str]
+    """Names of SKILL.md files newly written to $SHOAL_HOME/skills/proposed/."""
+
+
+@message("patterns.record")
+class PatternsRecord(Payload):
+    patterns: list[MinedPattern]

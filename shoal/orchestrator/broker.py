@@ -364,8 +364,8 @@ class Broker:
             if not self.supervisor.is_actor(name):
                 del self.peers[name]
         for item in self.deliveries.all():
-            if self.supervisor.is_actor(item.target):
-                continue
+            if self.supervisor.is_actor(item.target) or self.supervisor.is_stopping(item.target):
+                continue  # a stopping actor finishes what it holds
             if item.target in self.peers and not self.supervisor.knows(item.target):
                 continue  # an actor started by hand, not supervised, still beating
             self.deliveries.ack(item.env.id)

@@ -7,21 +7,34 @@ query never stalls routing.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from shoal.actors.registry import UnknownRole
 from shoal.config import model_env_fingerprint
 from shoal.mailbox.envelope import (
+    ContextRequest,
+    ContextResult,
     Envelope,
     ErrorReply,
+    ForgetRequest,
+    MemorySearch,
+    MineResult,
     OkReply,
+    PatternsRecord,
     Payload,
+    QueryReply,
     QueryRequest,
+    Recalled,
+    RememberRequest,
+    RememberResult,
     RetireRequest,
     SpawnReply,
     SpawnRequest,
@@ -53,6 +66,7 @@ class Control:
         self.supervisor = supervisor
         self._con = con
         self.scheduler = Scheduler(broker, supervisor, broker.recorder)
+        self._embedder_instance: Any = None
 
     def tick(self, now: float) -> None:
         self.scheduler.tick(now)
@@ -62,6 +76,9 @@ class Control:
             self.scheduler.on_reply(env)  # an actor answering one of our task steps
             return
         handler = getattr(self, "on_" + env.kind.replace(".", "_"), None)
+        if handler is None and (env.reply_to is not None or env.kind == ErrorReply.kind):
+            log.warning("dropped unexpected %s from %s", env.kind, env.sender)
+            return  # never answer an answer with an error (see actors/runtime.py)
         if handler is None:
             self._reply(
                 env,
@@ -116,6 +133,160 @@ class Control:
             raise LookupError(f"no running task {payload.task_id}")
         return OkReply(detail=f"cancelling {payload.task_id}")
 
+    # --- memory and skills (on worker threads: embedding and search take time) ---
+
+    def on_context_request(self, env: Envelope, payload: ContextRequest) -> None:
+        self._in_thread(env, self._context, payload)
+
+    def on_memory_remember(self, env: Envelope, payload: RememberRequest) -> None:
+        self._in_thread(env, self._remember, payload)
+
+    def on_memory_search(self, env: Envelope, payload: MemorySearch) -> None:
+        self._in_thread(env, lambda cur, _env, p: search_rows(cur, self._embedder(), p), payload)
+
+    def on_mine_result(self, env: Envelope, payload: MineResult) -> None:
+        log.info(
+            "mining found %d patterns; proposed %s",
+            len(payload.patterns),
+            payload.proposals or "nothing new",
+        )
+
+    def on_patterns_record(self, env: Envelope, payload: PatternsRecord) -> None:
+        self._in_thread(env, self._patterns, payload)
+
+    def _patterns(self, cur: Any, env: Envelope, payload: PatternsRecord) -> OkReply:
+        for p in payload.patterns:
+            cur.execute(
+                "INSERT OR REPLACE INTO patterns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    p.id,
+                    p.kind,
+                    p.summary,
+                    p.samples,
+                    p.confidence,
+                    json.dumps(p.task_ids),
+                    p.proposal,
+                    "proposed" if p.proposal else "new",
+                    _utcnow(),
+                ],
+            )
+        return OkReply(detail=f"{len(payload.patterns)} patterns")
+
+    def on_memory_forget(self, env: Envelope, payload: ForgetRequest) -> None:
+        self._in_thread(env, self._forget, payload)
+
+    def _in_thread(self, env: Envelope, work: Any, payload: Payload) -> None:
+        def run() -> None:
+            cur = self._con.cursor()
+            try:
+                reply: Payload = work(cur, env, payload)
+            except (LookupError, ValueError) as exc:
+                reply = ErrorReply(code="refused", message=str(exc.args[0] if exc.args else exc))
+            except Exception as exc:
+                log.exception("%s failed", env.kind)
+                reply = ErrorReply(code="handler_failed", message=f"{type(exc).__name__}: {exc}")
+            finally:
+                cur.close()
+            self._reply(env, reply)
+
+        threading.Thread(target=run, name=env.kind, daemon=True).start()
+
+    def _context(self, cur: Any, env: Envelope, payload: ContextRequest) -> ContextResult:
+        from shoal.memory import store
+
+        now = _utcnow()
+        embedder = self._embedder()
+        # Hashed local vectors put unrelated text near 0.2-0.3: ask for more there.
+        floor = 0.3 if embedder.name.startswith("local") else 0.2
+        learnings = store.recall(
+            cur,
+            embedder.embed([payload.text])[0],
+            now,
+            min_similarity=floor,
+            embedder=embedder.name,
+        )
+        store.touch(cur, [item.id for item in learnings], now)
+        try:
+            skills, skills_text = self._skills(cur, env, payload, embedder)
+        except Exception:  # a broken skill catalog must not cost the task its learnings
+            log.exception("selecting skills failed")
+            skills, skills_text = [], ""
+        blocks = [store.format_for_prompt(learnings) if learnings else "", skills_text]
+        return ContextResult(
+            learnings=[
+                Recalled(
+                    id=item.id,
+                    kind=item.kind,
+                    content=item.content,
+                    confidence=item.effective_confidence or item.confidence,
+                )
+                for item in learnings
+            ],
+            skills=skills,
+            text="\n\n".join(b for b in blocks if b),
+        )
+
+    def _skills(
+        self, cur: Any, env: Envelope, payload: ContextRequest, embedder: Any
+    ) -> tuple[list[str], str]:
+        from shoal.skills.catalog import discover_skills
+        from shoal.skills.selection import prompt_block, select_skills
+
+        catalog = discover_skills(self.broker.home.root / "skills", Path(payload.cwd))
+        effectiveness = {
+            r[0]: (r[1], r[2])
+            for r in cur.execute(
+                "SELECT skill, mean_score, samples FROM skill_effectiveness"
+            ).fetchall()
+        }
+        skills = select_skills(
+            payload.text, catalog, effectiveness=effectiveness, embed=embedder.embed
+        )
+        if env.task_id:
+            for skill in skills:
+                cur.execute(
+                    "INSERT OR IGNORE INTO task_skills VALUES (?, ?)", [env.task_id, skill.name]
+                )
+        return [s.name for s in skills], prompt_block(skills) if skills else ""
+
+    def _remember(self, cur: Any, env: Envelope, payload: RememberRequest) -> RememberResult:
+        from shoal.memory import store
+
+        embedder = self._embedder()
+        vectors = embedder.embed([item.content for item in payload.learnings])
+        created = reinforced = 0
+        for item, vector in zip(payload.learnings, vectors, strict=True):
+            try:
+                _, new = store.remember(
+                    cur,
+                    item.kind,
+                    item.content,
+                    item.confidence,
+                    payload.source_task,
+                    vector,
+                    embedder.name,
+                    _utcnow(),
+                )
+            except ValueError as exc:  # e.g. content with no words to embed
+                log.warning("learning not stored: %s", exc)
+                continue
+            created, reinforced = created + new, reinforced + (not new)
+        return RememberResult(created=created, reinforced=reinforced)
+
+    def _forget(self, cur: Any, env: Envelope, payload: ForgetRequest) -> OkReply:
+        from shoal.memory import store
+
+        if not store.forget(cur, payload.id):
+            raise LookupError(f"no learning {payload.id!r} (or the prefix is not unique)")
+        return OkReply(detail=f"forgot {payload.id}")
+
+    def _embedder(self) -> Any:
+        if self._embedder_instance is None:
+            from shoal.memory.embedder import embedder_from_env
+
+            self._embedder_instance = embedder_from_env()
+        return self._embedder_instance
+
     def on_store_query(self, env: Envelope, payload: QueryRequest) -> None:
         threading.Thread(target=self._query, args=(env, payload), daemon=True).start()
 
@@ -131,3 +302,30 @@ class Control:
         finally:
             cur.close()
         self._reply(env, reply)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def search_rows(cur: Any, embedder: Any, payload: MemorySearch) -> QueryReply:
+    """Learnings like ``payload.text``, as rows (shared with the CLI's read-only path)."""
+    from shoal.memory import store
+
+    found = store.search(
+        cur, embedder.embed([payload.text])[0], _utcnow(), k=payload.k, embedder=embedder.name
+    )
+    columns = ["id", "kind", "content", "confidence", "score", "uses", "last_used_at"]
+    rows = [
+        [
+            item.id,
+            item.kind,
+            item.content,
+            item.effective_confidence,
+            item.score,
+            item.uses,
+            item.last_used_at.isoformat(),
+        ]
+        for item in found
+    ]
+    return QueryReply(columns=columns, rows=rows)

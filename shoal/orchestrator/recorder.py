@@ -86,7 +86,10 @@ def insert_messages(
     )
     cur.register("batch", table)
     try:
-        cur.execute(_INSERT_MESSAGES.format(where=where))
+        cur.execute(
+            _INSERT_MESSAGES.format(where=where)
+        ).fetchall()  # DuckDB refuses more work on a
+        # connection whose last result was not consumed
     finally:
         cur.unregister("batch")
 
@@ -109,7 +112,7 @@ def insert_acks(
     )
     cur.register("batch", table)
     try:
-        cur.execute(_INSERT_ACKS.format(where=where))
+        cur.execute(_INSERT_ACKS.format(where=where)).fetchall()
     finally:
         cur.unregister("batch")
 
@@ -133,6 +136,7 @@ class Recorder:
         self.recorded = 0
         self.flushed_seq = 0
         self.failures = 0
+        self.rejected = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -179,6 +183,29 @@ class Recorder:
                 pending = _Batch(seq=pending.seq)
         cur.close()
 
+    def _flush_rows(self, cur: duckdb.DuckDBPyConnection, batch: _Batch) -> bool:
+        """Insert one row at a time, setting aside the rows DuckDB refuses (they are logged)."""
+        for row in batch.messages:
+            try:
+                insert_messages(cur, [row])
+                self.recorded += 1
+            except Exception as exc:
+                self.rejected += 1
+                log.error("message %s could not be recorded and was set aside: %s", row.env.id, exc)
+        for ack in batch.acks:
+            try:
+                insert_acks(cur, [ack])
+            except Exception as exc:
+                log.error("ack of %s could not be recorded: %s", ack[1], exc)
+        if batch.events:
+            try:
+                insert_events(cur, batch.events)
+            except Exception as exc:
+                log.error("actor events could not be recorded: %s", exc)
+        self.flushed_seq = batch.seq
+        batch.messages, batch.acks, batch.events = [], [], []
+        return self._flush(cur, batch) if batch.statements else True
+
     def _flush(self, cur: duckdb.DuckDBPyConnection, batch: _Batch) -> bool:
         try:
             cur.execute("BEGIN")
@@ -190,11 +217,10 @@ class Recorder:
                 insert_events(cur, batch.events)
             cur.execute("COMMIT")
         except Exception:
-            # Rows stay in memory (and in the journal) and are tried again.
-            log.exception("recorder flush failed; will retry")
+            log.exception("recorder flush failed; inserting row by row")
             self.failures += 1
             cur.execute("ROLLBACK")
-            return False
+            return self._flush_rows(cur, batch)
         self.recorded += len(batch.messages)
         self.flushed_seq = batch.seq
         for sql, params in batch.statements:

@@ -40,39 +40,60 @@ _STEP_KINDS = ("plan.request", "exec.request", "eval.request", "workspace.restor
 def resume(scheduler: Scheduler, con: duckdb.DuckDBPyConnection) -> int:
     """Put every task recorded as running back into ``scheduler``; returns how many."""
     rows = con.execute(
-        """SELECT id, description, cwd, options, requester, plan, base, iterations, created_at
+        """SELECT id, description, cwd, options, requester, plan, base, iterations, created_at,
+                  decision
            FROM tasks WHERE status = 'running' ORDER BY created_at"""
     ).fetchall()
     late_replies = []
     for row in rows:
-        task = _task(con, row)
-        pending = con.execute(
-            f"""SELECT id FROM messages WHERE task_id = ? AND sender = 'orchestrator'
-                AND kind IN {_STEP_KINDS} ORDER BY id DESC LIMIT 1""",
-            [task.id],
-        ).fetchone()
-        if pending is None:
-            log.warning("task %s has no recorded step to wait for; failing it", task.id)
-            scheduler.adopt(task, None)
-            scheduler.fail(task, "error: orchestrator restarted before the first step")
+        try:
+            late = _resume_one(scheduler, con, row)
+        except Exception:
+            log.exception("task %s could not be resumed; it stays as recorded", row[0])
             continue
-        scheduler.adopt(task, pending[0])
-        reply = con.execute(
-            "SELECT body FROM messages WHERE reply_to = ? AND recipient = 'orchestrator' LIMIT 1",
-            [pending[0]],
-        ).fetchone()
-        if reply is not None:
-            late_replies.append(Envelope.decode(reply[0].encode()))
-        log.info(
-            "resumed task %s at iteration %d, waiting for %s", task.id, task.iteration, pending[0]
-        )
+        if late is not None:
+            late_replies.append(late)
     for env in late_replies:
         scheduler.on_reply(env)
     return len(rows)
 
 
+def _resume_one(
+    scheduler: Scheduler, con: duckdb.DuckDBPyConnection, row: tuple
+) -> Envelope | None:
+    """Adopt one task; return a reply recorded for it but never handled, if any."""
+    task = _task(con, row)
+    pending = con.execute(
+        f"""SELECT id, kind, body FROM messages WHERE task_id = ? AND sender = 'orchestrator'
+            AND kind IN {_STEP_KINDS} ORDER BY id DESC LIMIT 1""",
+        [task.id],
+    ).fetchall()
+    pending = pending[0] if pending else None
+    if pending is None:
+        log.warning("task %s has no recorded step to wait for; failing it", task.id)
+        scheduler.adopt(task, None)
+        scheduler.fail(task, "error: orchestrator restarted before the first step")
+        return None
+    request_id, kind, body = pending
+    if kind in ("exec.request", "eval.request"):
+        task.iteration = json.loads(body)["payload"]["iteration"]
+    task.phase = {
+        "plan.request": "planning",
+        "exec.request": "executing",
+        "eval.request": "evaluating",
+    }.get(kind, "restoring")
+    scheduler.adopt(task, request_id)
+    reply = con.execute(
+        "SELECT body FROM messages WHERE reply_to = ? AND recipient = 'orchestrator' LIMIT 1",
+        [request_id],
+    ).fetchall()
+    log.info("resumed task %s at iteration %d, waiting for %s", task.id, task.iteration, request_id)
+    return Envelope.decode(reply[0][0].encode()) if reply else None
+
+
 def _task(con: duckdb.DuckDBPyConnection, row: tuple) -> TaskRun:
-    task_id, description, cwd, options, requester, plan, base, iterations, created_at = row
+    task_id, description, cwd, options, requester, plan, base, iterations, created_at = row[:9]
+    decision = row[9]
     submit = TaskSubmit(
         description=description, cwd=cwd, options=TaskOptions.model_validate_json(options)
     )
@@ -87,6 +108,18 @@ def _task(con: duckdb.DuckDBPyConnection, row: tuple) -> TaskRun:
     task.plan = Plan.model_validate_json(plan) if plan else None
     task.base = base
     task.iteration = iterations
+    task.exec_started = time.monotonic()
+    if decision:  # it was concluding (restoring the best iteration) when the crash came
+        task.stop = decision
+        task.status = (
+            "accepted"
+            if decision == "quality"
+            else "cancelled"
+            if decision == "cancelled"
+            else "failed"
+            if decision.startswith("error")
+            else "unaccepted"
+        )
     task.usage = _usage(con, task_id)
     task.history = [
         Iteration(n, score, snapshot)
@@ -107,18 +140,18 @@ def _task(con: duckdb.DuckDBPyConnection, row: tuple) -> TaskRun:
         "SELECT body FROM messages WHERE task_id = ? AND kind = 'exec.result' "
         "ORDER BY id DESC LIMIT 1",
         [task_id],
-    ).fetchone()
-    if last_exec is not None:
-        task.exec_result = ExecResult.model_validate(json.loads(last_exec[0])["payload"])
+    ).fetchall()
+    if last_exec:
+        task.exec_result = ExecResult.model_validate(json.loads(last_exec[0][0])["payload"])
         task.last_summary = task.exec_result.summary
     return task
 
 
 def _usage(con: duckdb.DuckDBPyConnection, task_id: str) -> Usage:
-    calls, prompt, completion, cost = con.execute(
+    ((calls, prompt, completion, cost),) = con.execute(
         """SELECT coalesce(sum(calls), 0), coalesce(sum(prompt_tokens), 0),
                   coalesce(sum(completion_tokens), 0), coalesce(sum(cost_usd), 0)
            FROM usage_events WHERE task_id = ?""",
         [task_id],
-    ).fetchone()
+    ).fetchall()
     return Usage(prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost, calls=calls)

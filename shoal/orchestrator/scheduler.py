@@ -27,6 +27,8 @@ from shoal.mailbox.envelope import (
     ExecRequest,
     ExecResult,
     Finding,
+    LearnRequest,
+    MineRequest,
     ModelChoice,
     Payload,
     Plan,
@@ -38,6 +40,7 @@ from shoal.mailbox.envelope import (
     TaskCancel,
     TaskDone,
     TaskProgress,
+    TaskRecord,
     TaskSubmit,
     Usage,
 )
@@ -49,7 +52,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOOP_ROLES = ("planner", "executor", "evaluator")
+LOOP_ROLES = ("planner", "executor", "evaluator", "learner", "pattern-miner")
+# The pattern-miner looks at the history again after this many finished tasks.
+MINE_EVERY = 5
 # After a time-budget stop, how long the in-flight step may take to come back.
 _STOP_GRACE = 30.0
 
@@ -102,13 +107,15 @@ class Scheduler:
         self.recorder = recorder
         self.tasks: dict[str, TaskRun] = {}
         self._waiting: dict[str, str] = {}  # request id -> task id
+        self.finished = 0
 
     # --- entry points (called on the broker thread) --------------------------
 
     def submit(self, env: Envelope, payload: TaskSubmit) -> TaskAccepted:
         self._ensure_actors()
         task = TaskRun(new_id(), payload, env.sender)
-        self._model(task, "planner")  # refuse a task no model can run, before it exists
+        for role in ("planner", "executor", "evaluator"):
+            self._model(task, role)  # refuse a task no model can run, before it exists
         self.tasks[task.id] = task
         self._save_task(task, status="running")
         self._request(
@@ -150,9 +157,12 @@ class Scheduler:
             error = ErrorReply.model_validate(env.payload)
             self._finish(task, "failed", f"error: {error.message}")
             return
-        payload = env.parse_payload()
-        handler = getattr(self, "_on_" + env.kind.replace(".", "_"))
-        handler(task, payload)
+        try:
+            payload = env.parse_payload()
+            getattr(self, "_on_" + env.kind.replace(".", "_"))(task, payload)
+        except Exception as exc:  # a task must end, never hang, whatever went wrong
+            log.exception("task %s: handling %s failed", task.id, env.kind)
+            self._finish(task, "failed", f"error: {type(exc).__name__}: {exc}")
 
     def tick(self, now: float) -> None:
         """Wall-clock budgets and the grace period of a stop."""
@@ -161,7 +171,6 @@ class Scheduler:
             if timeout and now - task.started > timeout and task.stop is None:
                 self._stop_soon(task, "budget_time")
             if task.stop_deadline is not None and now > task.stop_deadline:
-                task.pending = None
                 self._conclude(task, task.stop or "cancelled")
 
     # --- replies -------------------------------------------------------------
@@ -227,6 +236,7 @@ class Scheduler:
                 token_budget=None if budget is None else max(1, budget - task.usage.tokens),
             ),
         )
+        self._save_task(task, status="running")  # a resumed task knows its iteration
         self._progress(task, "executing")
 
     def _evaluate(self, task: TaskRun, result: ExecResult) -> None:
@@ -266,10 +276,12 @@ class Scheduler:
     def _conclude(self, task: TaskRun, decision: str, status: str | None = None) -> None:
         """Leave the user with the best iteration's files, then finish."""
         task.stop = task.stop or decision
+        task.stop_deadline = None
         best = task.best
         if status is None:
             status = {"quality": "accepted", "cancelled": "cancelled"}.get(decision, "unaccepted")
         task.status = status
+        self._save_task(task, status="running")  # the decision survives a restart
         if best is None or task.base is None:
             self._done(task, [])
             return
@@ -314,7 +326,7 @@ class Scheduler:
         """End a task that went wrong, still leaving the best iteration's files."""
         task.stop = decision
         task.status = status
-        if task.history and task.base:
+        if task.history and task.base and task.phase != "restoring":
             self._conclude(task, decision, status)
         else:
             self._done(task, [])
@@ -335,14 +347,46 @@ class Scheduler:
         )
         self._save_task(task, status=status, done=done)
         task.phase = "done"
+        self._learn(task, done)
         self.tasks.pop(task.id, None)
         self.broker.post(done, PUBLISH, task_id=task.id)
         self.broker.post(done, task.requester, task_id=task.id)
         self._progress(task, "done", score=done.score)
 
+    def _learn(self, task: TaskRun, done: TaskDone) -> None:
+        """Hand the record to the learner, and credit the skills the task was shown."""
+        models = task.submit.options.models
+        record = TaskRecord(
+            task_id=task.id,
+            description=task.submit.description,
+            cwd=task.submit.cwd,
+            status=done.status,
+            decision=done.decision,
+            scores=[i.score for i in task.history],
+            findings=task.findings,
+            model=models.get("small") or models.get("default"),
+        )
+        self.broker.post(LearnRequest(record=record), ROLE_PREFIX + "learner", task_id=task.id)
+        self.finished += 1
+        if self.finished % MINE_EVERY == 0:
+            self.broker.post(MineRequest(model=record.model), ROLE_PREFIX + "pattern-miner")
+        now = _ts(time.time())
+        self.recorder.write(
+            """INSERT INTO skill_effectiveness
+               SELECT skill, 1, ?, ? FROM task_skills WHERE task_id = ?
+               ON CONFLICT (skill) DO UPDATE SET
+                   mean_score = (skill_effectiveness.mean_score * skill_effectiveness.samples
+                                 + excluded.mean_score) / (skill_effectiveness.samples + 1),
+                   samples = skill_effectiveness.samples + 1,
+                   updated_at = excluded.updated_at""",
+            [done.score or 0.0, now, task.id],
+        )
+
     # --- plumbing ------------------------------------------------------------------
 
     def _request(self, task: TaskRun, role: str, payload: Payload) -> None:
+        if task.pending is not None:
+            self._waiting.pop(task.pending, None)  # its answer no longer matters
         env = self.broker.post(payload, ROLE_PREFIX + role, task_id=task.id)
         task.pending = env.id
         self._waiting[env.id] = task.id
@@ -405,7 +449,7 @@ class Scheduler:
                 task.requester,
                 status,
                 "done" if done else task.phase,
-                done.decision if done else None,
+                done.decision if done else task.stop,
                 best.score if best else None,
                 best.n if best else None,
                 task.iteration,

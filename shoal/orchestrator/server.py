@@ -154,12 +154,17 @@ def _recover(con: duckdb.DuckDBPyConnection, home: Home) -> int:
     for tracked, recorded_at, body in replayed.messages:
         with contextlib.suppress(ValidationError):
             rows.append(MessageRow(Envelope.decode(body), body, recorded_at, tracked))
-    con.execute("BEGIN")
-    if rows:
-        insert_messages(con, rows, skip_known=True)
+    try:
+        if rows:
+            insert_messages(con, rows, skip_known=True)
+    except Exception:
+        for row in rows:  # one by one: a row DuckDB refuses must not block the start
+            try:
+                insert_messages(con, [row], skip_known=True)
+            except Exception as exc:
+                log.error("journaled message %s could not be recovered: %s", row.env.id, exc)
     if replayed.acks:
         insert_acks(con, replayed.acks, skip_known=True)
-    con.execute("COMMIT")
     with contextlib.suppress(FileNotFoundError):
         os.truncate(home.journal, 0)
     return len(rows) + len(replayed.acks)

@@ -143,6 +143,11 @@ class Supervisor:
     def is_actor(self, name: str) -> bool:
         return name in self._names
 
+    def is_stopping(self, name: str) -> bool:
+        with self._lock:
+            member = self._members.get(name)
+            return member is not None and member.state == "stopping"
+
     def knows(self, name: str) -> bool:
         """True for any actor this supervisor ever ran, stopped or not."""
         with self._lock:

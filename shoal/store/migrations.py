@@ -108,17 +108,63 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        3,
+        "learnings, skills used per task, skill effectiveness, patterns",
+        """
+        CREATE TABLE learnings (
+            id           VARCHAR PRIMARY KEY,
+            kind         VARCHAR NOT NULL,   -- regression, plateau, blocker, budget, insight, ...
+            content      VARCHAR NOT NULL,
+            confidence   DOUBLE NOT NULL,    -- stored base confidence; decay is computed on read
+            uses         INTEGER NOT NULL,
+            source_task  VARCHAR,
+            created_at   TIMESTAMP NOT NULL,
+            last_used_at TIMESTAMP NOT NULL,
+            embedding    FLOAT[256] NOT NULL,
+            embedder     VARCHAR NOT NULL,
+            forgotten    BOOLEAN NOT NULL DEFAULT false
+        );
+        CREATE TABLE task_skills (
+            task_id VARCHAR NOT NULL,
+            skill   VARCHAR NOT NULL,
+            PRIMARY KEY (task_id, skill)
+        );
+        CREATE TABLE skill_effectiveness (
+            skill      VARCHAR PRIMARY KEY,
+            samples    INTEGER NOT NULL,
+            mean_score DOUBLE NOT NULL,
+            updated_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE patterns (
+            id          VARCHAR PRIMARY KEY,
+            kind        VARCHAR NOT NULL,    -- task_cluster, tool_sequence, finding
+            summary     VARCHAR NOT NULL,
+            samples     INTEGER NOT NULL,
+            confidence  DOUBLE NOT NULL,
+            task_ids    JSON,
+            proposal    VARCHAR,             -- name of the SKILL.md drafted from it, if any
+            status      VARCHAR NOT NULL,    -- new, proposed, approved, dismissed
+            updated_at  TIMESTAMP NOT NULL
+        );
+        """,
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    # fetchall, never fetchone: DuckDB refuses other work on a connection while a
+    # result is only partly read.
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-    ).fetchone()
-    if not exists or not exists[0]:
+    ).fetchall()
+    if not exists[0][0]:
         return 0
-    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
-    return int(row[0] or 0) if row else 0
+    rows = con.execute("SELECT max(version) FROM schema_version").fetchall()
+    return int(rows[0][0] or 0)
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:

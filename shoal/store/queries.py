@@ -99,6 +99,31 @@ QUERIES: dict[str, tuple[type[_Params], str]] = {
              AND (body->'payload'->>'type') = 'tool_call'
            ORDER BY id""",
     ),
+    "memory.list": (
+        RecentMessages,
+        """SELECT id, kind, content, confidence, uses, source_task, created_at, last_used_at
+           FROM learnings WHERE NOT forgotten AND ($kind IS NULL OR kind = $kind)
+           ORDER BY last_used_at DESC LIMIT $limit""",
+    ),
+    "mining.tasks": (
+        NoParams,
+        """SELECT id, description, score FROM tasks WHERE status != 'running'
+           ORDER BY created_at DESC LIMIT 10000""",
+    ),
+    "mining.tool_calls": (
+        NoParams,
+        """SELECT task_id, (body->'payload'->>'name') AS name FROM messages
+           WHERE kind = 'exec.event' AND (body->'payload'->>'type') = 'tool_call'
+           ORDER BY id""",
+    ),
+    "mining.findings": (
+        NoParams,
+        "SELECT task_id, title FROM findings ORDER BY task_id, iteration",
+    ),
+    "skills.effectiveness": (
+        NoParams,
+        "SELECT skill, samples, mean_score, updated_at FROM skill_effectiveness ORDER BY skill",
+    ),
     "costs.summary": (
         NoParams,
         """SELECT role, model, sum(calls) AS calls, sum(prompt_tokens) AS prompt_tokens,
@@ -135,6 +160,7 @@ def read(
     """Run a named query through the orchestrator if one runs, else on the file read-only."""
     from shoal.orchestrator import daemon
     from shoal.store.database import DatabaseBusy, open_reader
+    from shoal.store.migrations import LATEST, current_version
 
     params = params or {}
     for _ in range(3):
@@ -149,6 +175,10 @@ def read(
         except DatabaseBusy:
             continue  # an orchestrator started meanwhile: ask it
         try:
+            if current_version(con) < LATEST:
+                con.close()
+                daemon.ensure(home)  # the writer migrates the file; then it answers
+                continue
             return run_query(con, name, params)
         finally:
             con.close()

@@ -1,0 +1,160 @@
+"""``shoal learn``: review the skills the pattern-miner proposed; ``--mine`` mines now.
+
+Proposals are SKILL.md folders under ``$SHOAL_HOME/skills/proposed/``. Approving
+moves one to ``$SHOAL_HOME/skills/`` (the user layer, so every later task may
+select it); dismissing moves it to ``skills/dismissed/`` so it is never
+proposed again. In a terminal, bare ``shoal learn`` walks through them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from shoal.cli.output import console, fail, print_json
+
+app = typer.Typer(
+    help="Review skills mined from your task history.",
+    rich_markup_mode=None,
+    invoke_without_command=True,
+)
+
+
+def _skills() -> Path:
+    from shoal.paths import Home
+
+    return Home.resolve().root / "skills"
+
+
+def _proposals() -> list[tuple[str, str]]:
+    folder = _skills() / "proposed"
+    found = []
+    for skill in sorted(folder.glob("*/SKILL.md")) if folder.is_dir() else []:
+        text = skill.read_text()
+        description = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in text.splitlines()
+                if line.startswith("description:")
+            ),
+            "",
+        )
+        found.append((skill.parent.name, description))
+    return found
+
+
+@app.callback()
+def learn(
+    ctx: typer.Context,
+    mine_now: bool = typer.Option(False, "--mine", help="Mine the task history now."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Review proposed skills (a picker in a terminal; a list otherwise)."""
+    if mine_now:
+        result = _mine()
+        if json_out:
+            print_json(result.model_dump(mode="json", exclude={"kind"}))
+        else:
+            typer.echo(
+                f"{len(result.patterns)} patterns; new proposals: "
+                f"{', '.join(result.proposals) or 'none'}"
+            )
+        return
+    if ctx.invoked_subcommand is not None:
+        return
+    if json_out or not sys.stdin.isatty():
+        list_(json_out=json_out)
+        return
+    _pick()
+
+
+def _mine() -> Any:
+    from shoal.config import load
+    from shoal.mailbox.client import MailboxClient
+    from shoal.mailbox.envelope import MineRequest, MineResult, SpawnRequest
+    from shoal.orchestrator import daemon
+    from shoal.paths import Home
+
+    home = Home.resolve()
+    daemon.ensure(home)
+    if not any(
+        a.role == "pattern-miner" and a.state != "stopped" for a in daemon.status(home).actors
+    ):
+        daemon.request(home, SpawnRequest(role="pattern-miner"))
+    models = load(home, Path.cwd()).models()
+    with MailboxClient(home.mailbox_endpoint) as client:
+        reply = client.request(
+            "role:pattern-miner", MineRequest(model=models.get("small")), timeout=300
+        )
+    result = reply.parse_payload()
+    assert isinstance(result, MineResult)
+    return result
+
+
+@app.command("list")
+def list_(json_out: bool = typer.Option(False, "--json", help="Print JSON lines.")) -> None:
+    """Proposed skills waiting for a decision."""
+    proposals = _proposals()
+    if json_out:
+        for name, description in proposals:
+            print_json({"name": name, "description": description})
+        return
+    if not proposals:
+        typer.echo("no proposed skills (shoal learn --mine looks for some)")
+    for name, description in proposals:
+        typer.echo(f"{name}  {description}")
+
+
+@app.command()
+def show(name: str = typer.Argument(..., help="Proposal name.")) -> None:
+    """Print a proposed SKILL.md."""
+    path = _skills() / "proposed" / name / "SKILL.md"
+    if not path.is_file():
+        fail(f"no proposed skill {name!r}; `shoal learn list` shows them")
+    sys.stdout.write(path.read_text())
+
+
+@app.command()
+def approve(name: str = typer.Argument(..., help="Proposal name.")) -> None:
+    """Install a proposed skill for every later task."""
+    _move(name, _skills() / name)
+    typer.echo(f"approved {name}: installed in {_skills() / name}")
+
+
+@app.command()
+def dismiss(name: str = typer.Argument(..., help="Proposal name.")) -> None:
+    """Drop a proposed skill; it is not proposed again."""
+    _move(name, _skills() / "dismissed" / name)
+    typer.echo(f"dismissed {name}")
+
+
+def _move(name: str, target: Path) -> None:
+    source = _skills() / "proposed" / name
+    if not (source / "SKILL.md").is_file():
+        fail(f"no proposed skill {name!r}; `shoal learn list` shows them")
+    if target.exists():
+        fail(f"{target} already exists; remove it first")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(source), str(target))
+
+
+def _pick() -> None:
+    from rich.prompt import Prompt
+
+    out = console()
+    proposals = _proposals()
+    if not proposals:
+        out.print("no proposed skills (shoal learn --mine looks for some)")
+        return
+    for name, description in proposals:
+        out.print(f"\n[bold]{name}[/bold]: {description}")
+        out.print((_skills() / "proposed" / name / "SKILL.md").read_text())
+        choice = Prompt.ask("approve, dismiss or skip", choices=["a", "d", "s"], default="s")
+        if choice == "a":
+            approve(name)
+        elif choice == "d":
+            dismiss(name)

@@ -1,0 +1,1 @@
+"""Learning from history: mining recurring work into patterns and skill proposals."""
