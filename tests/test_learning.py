@@ -217,3 +217,39 @@ def test_the_small_model_adds_its_own_learnings(home: Home, tmp_path: Path) -> N
     assert [(r["kind"], r["content"]) for r in rows] == [
         ("convention", "calc.py keeps one function per operation.")
     ]
+
+
+def test_the_executor_loads_a_selected_skill_on_demand(home: Home, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": [
+                    {
+                        "tool_calls": [
+                            {"name": "get_skill", "arguments": {"name": "python-testing"}}
+                        ]
+                    },
+                    call("finish", summary="read the skill"),
+                ],
+                "scripted-evaluator": [verdict(0.9)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        shoal(
+            "run",
+            "fix the failing pytest test in calc.py",
+            "-C",
+            str(repo),
+            "-i",
+            "1",
+            env=model_env(server),
+            timeout=120,
+        )
+        executor = server.requests_for("scripted-executor")
+    first = json.dumps(executor[0]["messages"])
+    assert "python-testing" in first and "get_skill" in json.dumps(executor[0]["tools"])
+    loaded = executor[1]["messages"][-1]
+    assert loaded["role"] == "tool" and "## " in loaded["content"] and "pytest" in loaded["content"]

@@ -124,7 +124,15 @@ def test_read_only_commands_work_with_and_without_an_orchestrator(orchestrator: 
     with MailboxClient(orchestrator.mailbox_endpoint) as client:
         client.request("orchestrator", SpawnRequest(role="echo"), timeout=10)
         client.request("echo-1", EchoRequest(text="x"), timeout=30)
-    running = read(orchestrator, "messages.recent", {"kind": "echo.request"})
+    # Recording trails routing by up to one flush interval.
+    running = wait_for(
+        lambda: (
+            read(orchestrator, "messages.recent", {"kind": "echo.request"})
+            if read(orchestrator, "messages.recent", {"kind": "echo.request"}).rows
+            else None
+        ),
+        what="the request recorded",
+    )
     daemon.stop(orchestrator)
     stopped = read(orchestrator, "messages.recent", {"kind": "echo.request"})
     assert running.rows == stopped.rows and len(stopped.rows) == 1

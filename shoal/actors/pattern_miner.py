@@ -67,7 +67,7 @@ class PatternMinerActor(Actor):
                     proposals.append(name)
             mined.append(
                 MinedPattern(
-                    **pattern.model_dump(exclude={"descriptions"}),
+                    **pattern.model_dump(exclude={"descriptions", "proposal"}),
                     proposal=name or _existing(self._skills_dir(), pattern),
                 )
             )

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, Field
 
+from shoal.mailbox.envelope import MinedPattern
+
 
 class MinedTask(BaseModel):
     id: str
@@ -32,14 +34,10 @@ class MinedTask(BaseModel):
     """Titles of the findings its evaluations reported."""
 
 
-class Pattern(BaseModel):
-    id: str
-    """Stable for the same kind and members, so mining twice updates, not duplicates."""
-    kind: str
-    summary: str
-    samples: int
-    confidence: float
-    task_ids: list[str]
+class Pattern(MinedPattern):
+    """A mined pattern (ids are stable for the same kind and members, so mining twice
+    updates instead of duplicating), with the member descriptions for drafting a skill."""
+
     descriptions: list[str] = Field(default_factory=list)
 
 

@@ -47,7 +47,7 @@ from shoal.mailbox.envelope import (
     UnknownKind,
 )
 from shoal.orchestrator.scheduler import Scheduler
-from shoal.store.queries import QueryError, run_query
+from shoal.store.queries import run_query
 
 if TYPE_CHECKING:
     import duckdb
@@ -288,20 +288,7 @@ class Control:
         return self._embedder_instance
 
     def on_store_query(self, env: Envelope, payload: QueryRequest) -> None:
-        threading.Thread(target=self._query, args=(env, payload), daemon=True).start()
-
-    def _query(self, env: Envelope, payload: QueryRequest) -> None:
-        cur = self._con.cursor()
-        try:
-            reply: Payload = run_query(cur, payload.name, payload.params)
-        except QueryError as exc:
-            reply = ErrorReply(code="refused", message=str(exc))
-        except Exception as exc:
-            log.exception("query %s failed", payload.name)
-            reply = ErrorReply(code="handler_failed", message=f"{type(exc).__name__}: {exc}")
-        finally:
-            cur.close()
-        self._reply(env, reply)
+        self._in_thread(env, lambda cur, _env, p: run_query(cur, p.name, p.params), payload)
 
 
 def _utcnow() -> dt.datetime:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from shoal.paths import Home
 
 
-class QueryError(Exception):
+class QueryError(ValueError):
     """Unknown query or bad parameters."""
 
 
