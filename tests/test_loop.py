@@ -444,3 +444,43 @@ def test_a_task_survives_a_kill_9_of_the_orchestrator(home: Home, tmp_path: Path
     assert out["status"] == "accepted" and out["summary"] == "fixed across a crash"
     assert "resumed 1 running task" in (home.logs / "orchestrator.log").read_text()
     assert pytest_passes(repo)
+
+
+def test_a_task_can_be_cancelled_while_it_runs(home: Home, tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    repo = make_repo(tmp_path)
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": [{**call("read_file", path="calc.py"), "delay": 1.0}],
+                "scripted-evaluator": [verdict(0.9)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shoal", "run", "fix it", "-C", str(repo), "--json"],
+            env={**os.environ, **model_env(server)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not server.requests_for("scripted-executor"):
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)  # what Ctrl-C does
+            stdout, stderr = proc.communicate(timeout=60)
+            evaluations = len(server.requests_for("scripted-evaluator"))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    out = json.loads(stdout)
+    assert (out["status"], out["decision"]) == ("cancelled", "cancelled"), stderr
+    assert "cancelling" in stderr and evaluations == 0
+    assert proc.returncode == 1

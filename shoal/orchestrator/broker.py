@@ -133,6 +133,11 @@ class Broker:
         self._draining_until = time.monotonic() + drain
         os.write(self._wake_w, b"!")
 
+    @property
+    def submitted_seq(self) -> int:
+        """The last turn handed to the recorder (compare with its ``flushed_seq``)."""
+        return self._seq
+
     def counters(self) -> MessageCounters:
         return MessageCounters(
             routed=self.routed,

@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shoal.paths import Home
 
@@ -119,26 +119,39 @@ def _serve(home: Home, ready: object) -> int:
     try:
         broker.serve()
     finally:
-        supervisor.stop_all()
-        supervisor.wait_stopped(6.0)
-        for launcher in launchers.values():
-            launcher.close()
-        broker.close()
-        recorder.stop()
-        if recorder.flushed_seq >= broker._seq:
-            journal.truncate()
-        journal.close()
-        con.close()
-        for path in (home.mailbox_socket, home.events_socket, home.roster_file):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        log.info(
-            "stopped; routed %d, recorded %d, dropped %d",
-            broker.routed,
-            recorder.recorded,
-            broker.dropped,
-        )
+        _shutdown(home, broker, supervisor, launchers, recorder, journal, con)
     return 0
+
+
+def _shutdown(
+    home: Home,
+    broker: Any,
+    supervisor: Any,
+    launchers: dict[str, Any],
+    recorder: Any,
+    journal: Any,
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """In order: actors stop, the forkserver goes, sockets close, records flush."""
+    supervisor.stop_all()
+    supervisor.wait_stopped(6.0)
+    for launcher in launchers.values():
+        launcher.close()
+    broker.close()
+    recorder.stop()
+    if recorder.flushed_seq >= broker.submitted_seq:
+        journal.truncate()  # everything in it is in DuckDB now
+    journal.close()
+    con.close()
+    for path in (home.mailbox_socket, home.events_socket, home.roster_file):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    log.info(
+        "stopped; routed %d, recorded %d, dropped %d",
+        broker.routed,
+        recorder.recorded,
+        broker.dropped,
+    )
 
 
 def _recover(con: duckdb.DuckDBPyConnection, home: Home) -> int:
