@@ -10,6 +10,7 @@ snapshot when the loop ends (``workspace.restore``).
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from shoal.mailbox.envelope import (
     RestoreRequest,
     RestoreResult,
     TaskCancel,
+    TeamMessage,
     Usage,
 )
 
@@ -53,10 +55,23 @@ class ExecutorActor(Actor):
 
     def setup(self) -> None:
         self.cancelled: set[str] = set()
+        self._inbox: list[TeamMessage] = []
+        self._inbox_lock = threading.Lock()
 
     @inline
     def on_task_cancel(self, msg: Envelope, payload: TaskCancel) -> None:
         self.cancelled.add(payload.task_id)
+
+    @inline
+    def on_team_message(self, msg: Envelope, payload: TeamMessage) -> None:
+        with self._inbox_lock:
+            self._inbox.append(payload)
+
+    def take_inbox(self) -> list[TeamMessage]:
+        """Messages that arrived since the last turn (each is handed out once)."""
+        with self._inbox_lock:
+            messages, self._inbox = self._inbox, []
+        return messages
 
     def on_exec_request(self, msg: Envelope, payload: ExecRequest) -> ExecResult:
         from shoal.llm.errors import ModelError
@@ -66,12 +81,14 @@ class ExecutorActor(Actor):
         base = snapshots.list_snapshots(payload.cwd, task_id).get(0) or snapshots.base_snapshot(
             payload.cwd, task_id
         )
-        loop = _ToolLoop(self, task_id, payload)
+        loop = ToolLoop(self, task_id, payload)
         error = None
         try:
             loop.run()
         except ModelError as exc:
             error = str(exc)
+        finally:
+            loop.close()
         snapshot = snapshots.snapshot(payload.cwd, task_id, payload.iteration)
         return ExecResult(
             iteration=payload.iteration,
@@ -93,7 +110,7 @@ class ExecutorActor(Actor):
         )
 
 
-class _ToolLoop:
+class ToolLoop:
     """One iteration's conversation with the model."""
 
     def __init__(self, actor: ExecutorActor, task_id: str, request: ExecRequest) -> None:
@@ -112,17 +129,30 @@ class _ToolLoop:
         self.context = recalled_context(
             actor.ctx, request.description, request.cwd, "executor", task_id
         )
+        from shoal.actors.agent_tools import provide
+
+        self.extras = {tool.name: tool for tool in provide(self)}
+
+    def close(self) -> None:
+        for tool in self.extras.values():
+            if tool.close is not None:
+                try:
+                    tool.close()
+                except Exception:
+                    self.actor.ctx.log.exception("closing tool %s failed", tool.name)
 
     def run(self) -> None:
         from shoal.llm.client import complete
 
         config = model_config(self.request.model, "executor")
         tools = [*self.toolbox.schemas(), FINISH, *([GET_SKILL] if self.context.skills else [])]
+        tools += [tool.schema for tool in self.extras.values()]
         messages = self._opening()
         for _ in range(self.request.max_turns):
             if self.task_id in self.actor.cancelled:
                 self.summary = self.summary or "stopped: the task was cancelled"
                 return
+            self._deliver_inbox(messages)
             completion = complete(config, messages, tools)
             self.turns += 1
             self.usage = self.usage + usage_of(completion)
@@ -157,6 +187,18 @@ class _ToolLoop:
             {"role": "user", "content": f"Task: {r.description}"},
         ]
 
+    def _deliver_inbox(self, messages: list[dict[str, Any]]) -> None:
+        """Steering from a person, teammates or subagents joins the conversation as user text."""
+        inbox = self.actor.take_inbox()
+        if not inbox:
+            return
+        lines = [f"- from {m.sender} ({m.source}): {m.text}" for m in inbox]
+        text = "Messages that arrived while you worked:\n" + "\n".join(lines)
+        if messages and messages[-1]["role"] == "user":
+            messages[-1] = {**messages[-1], "content": messages[-1]["content"] + "\n\n" + text}
+        else:
+            messages.append({"role": "user", "content": text})
+
     def _call_tools(self, calls: list[Any], messages: list[dict[str, Any]]) -> bool:
         finished = False
         for call in calls:
@@ -168,6 +210,8 @@ class _ToolLoop:
                 output, ok = self._skill(str(call.arguments.get("name", ""))), True
             elif call.error:
                 output, ok = f"arguments were not valid JSON ({call.error}); send them again", False
+            elif call.name in self.extras:
+                output, ok = self.extras[call.name].run(call.arguments or {})
             else:
                 result = self.toolbox.call(call.name, call.arguments)
                 output, ok = result.output, result.ok

@@ -27,7 +27,17 @@ class UnknownRole(LookupError):
         super().__init__(f"unknown actor role {role!r}; known roles: {', '.join(sorted(ROLES))}")
 
 
+def base_role(role: str) -> str:
+    """``executor@red`` (an executor of team red) -> ``executor``."""
+    return role.partition("@")[0]
+
+
+def team_of(role: str) -> str | None:
+    return role.partition("@")[2] or None
+
+
 def check(role: str) -> None:
+    role = base_role(role)
     if role not in ROLES and ":" not in role:
         raise UnknownRole(role)
     if ":" in role:
@@ -37,6 +47,7 @@ def check(role: str) -> None:
 def load(role: str) -> type[Actor]:
     from shoal.actors.base import Actor
 
+    role = base_role(role)
     if role not in ROLES and ":" not in role:
         raise UnknownRole(role)
     module, _, attr = ROLES.get(role, role).partition(":")

@@ -8,6 +8,7 @@ was accepted, 1 when it ended unaccepted or failed, 2 for usage errors.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -40,6 +41,9 @@ def run(
     cwd: Path | None = typer.Option(None, "--cwd", "-C", help="Repository to work in."),
     permission_mode: str | None = typer.Option(
         None, "--permission-mode", help="default, plan (read-only), accept-edits, bypass."
+    ),
+    team: str | None = typer.Option(
+        None, "--team", help="Run on the members of this team (see `shoal team up`)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     print_only: bool = typer.Option(False, "--print", "-p", help="Print only the final answer."),
@@ -76,6 +80,10 @@ def run(
             "or pass -m; `shoal demo` runs the loop with a scripted model",
             code=2,
         )
+    if team is not None:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", team):
+            fail(f"--team {team!r} is not a team name (letters, digits, - and _)", code=2)
+        options = options.model_copy(update={"team": team})
     submit = TaskSubmit(description=task, cwd=str(workdir), options=options)
     done = submit_and_follow(home, submit, quiet=quiet or print_only or json_out)
     _report(done, json_out=json_out, print_only=print_only)

@@ -311,6 +311,8 @@ class TaskOptions(BaseModel):
     permission_mode: Literal["default", "plan", "accept-edits", "bypass"] = "accept-edits"
     models: dict[str, ModelChoice] = Field(default_factory=dict)
     """Per role (planner, executor, evaluator, small): the model to use."""
+    team: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    """Run on this team's members (``executor@TEAM``…) where it has them."""
 
 
 @message("task.submit")
@@ -384,6 +386,8 @@ class ExecRequest(Payload):
     permission_mode: str = "accept-edits"
     max_turns: int = Field(60, ge=1)
     token_budget: int | None = None
+    team: str | None = None
+    """The team the task runs for: enables the team tools (messages, team memory)."""
 
 
 @message("exec.event")
@@ -572,3 +576,18 @@ class MineResult(Payload):
 @message("patterns.record")
 class PatternsRecord(Payload):
     patterns: list[MinedPattern]
+
+
+# --- teams ---------------------------------------------------------------------
+
+
+@message("team.message")
+class TeamMessage(Payload):
+    """Text for an agent from a person (typed into its pane), a teammate or the lead.
+
+    It reaches the agent's conversation on its next turn.
+    """
+
+    text: str = Field(min_length=1, max_length=20_000)
+    sender: str = Field(min_length=1, max_length=128)
+    source: Literal["person", "teammate", "lead", "subagent"] = "teammate"

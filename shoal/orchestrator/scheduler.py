@@ -234,6 +234,7 @@ class Scheduler:
                 model=self._model(task, "executor"),
                 permission_mode=task.submit.options.permission_mode,
                 token_budget=None if budget is None else max(1, budget - task.usage.tokens),
+                team=task.submit.options.team,
             ),
         )
         self._save_task(task, status="running")  # a resumed task knows its iteration
@@ -316,7 +317,8 @@ class Scheduler:
             self._conclude(task, decision)
             return
         # Tell the executors to stop; conclude when the step answers, or after a grace.
-        for name in self.supervisor.names_of("executor"):
+        executor = self._role_for(task, "executor")
+        for name in self.supervisor.names_of(executor):
             self.broker.post(TaskCancel(task_id=task.id), name, task_id=task.id)
         task.stop_deadline = time.monotonic() + _STOP_GRACE
 
@@ -387,9 +389,16 @@ class Scheduler:
     def _request(self, task: TaskRun, role: str, payload: Payload) -> None:
         if task.pending is not None:
             self._waiting.pop(task.pending, None)  # its answer no longer matters
-        env = self.broker.post(payload, ROLE_PREFIX + role, task_id=task.id)
+        env = self.broker.post(payload, ROLE_PREFIX + self._role_for(task, role), task_id=task.id)
         task.pending = env.id
         self._waiting[env.id] = task.id
+
+    def _role_for(self, task: TaskRun, role: str) -> str:
+        """A team's own member of ``role`` when the task runs for a team that has one."""
+        team = task.submit.options.team
+        if team and self.supervisor.names_of(f"{role}@{team}"):
+            return f"{role}@{team}"
+        return role
 
     def _ensure_actors(self) -> None:
         for role in LOOP_ROLES:
