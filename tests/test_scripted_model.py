@@ -210,6 +210,30 @@ def test_replies_in_order_per_model_then_last_repeats() -> None:
     assert len(server.requests_for("a")) == 3
 
 
+def test_routes_give_parallel_conversations_their_own_replies() -> None:
+    script = {
+        "models": {
+            "m": {
+                "replies": ["default"],
+                "routes": {"calc.py": ["calc 1", "calc 2"], "util.py": ["util 1"]},
+            }
+        }
+    }
+
+    def ask(server: ScriptedModelServer, text: str) -> str:
+        body = {"model": "m", "messages": [{"role": "system", "content": "util.py"}]}
+        body["messages"].append({"role": "user", "content": text})
+        _, _, raw = http_request(server, "POST", "/v1/chat/completions", body)
+        return json.loads(raw)["choices"][0]["message"]["content"]
+
+    with ScriptedModelServer(script) as server:
+        got = [ask(server, t) for t in ("fix calc.py", "fix util.py", "fix calc.py", "other")]
+    # The system message mentions util.py too: only the first user message routes.
+    assert got == ["calc 1", "util 1", "calc 2", "default"]
+    with pytest.raises(ValidationError, match="replies or routes"):
+        Script.model_validate({"models": {"m": {"replies": []}}})
+
+
 def test_error_replies_have_status_headers_and_openai_body() -> None:
     script = {
         "models": {

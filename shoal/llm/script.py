@@ -117,15 +117,29 @@ class ModelScript(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    replies: list[Reply] = Field(min_length=1)
+    replies: list[Reply] = Field(default_factory=list)
     """The N-th request gets the N-th reply."""
     repeat_last: bool = True
     """Past the end, repeat the last reply; if false, answer ``script_exhausted`` (400)."""
+    routes: dict[str, ModelScript] = Field(default_factory=dict)
+    """Conversations by a text their first user message contains, each with its own
+    reply counter: agents working in parallel on one model each get their own script.
+    A request no route matches gets ``replies``."""
 
     @model_validator(mode="before")
     @classmethod
     def _from_list(cls, data: Any) -> Any:
         return {"replies": data} if isinstance(data, list) else data
+
+    @model_validator(mode="after")
+    def _something_to_say(self) -> ModelScript:
+        if not self.replies and not self.routes:
+            raise ValueError("a model needs replies or routes")
+        return self
+
+    def route_for(self, first_user_text: str) -> str | None:
+        """The first route (in script order) whose key the text contains."""
+        return next((key for key in self.routes if key in first_user_text), None)
 
 
 class EmbeddingSpec(BaseModel):

@@ -122,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
         if model not in owner.script.models:
             self._send_model_not_found(model)
             return
-        picked = owner._next_reply(model)
+        picked = owner._next_reply(model, body)
         if picked is None:
             self._send_error(
                 400,
@@ -314,15 +314,29 @@ class ScriptedModelServer:
                 with self.requests_log.open("a", encoding="utf-8") as f:
                     f.write(json.dumps(body) + "\n")
 
-    def _next_reply(self, model: str) -> tuple[Reply, int] | None:
+    def _next_reply(self, model: str, body: dict[str, Any]) -> tuple[Reply, int] | None:
         """The reply to this request for ``model`` and its 0-based number; None if exhausted."""
         entry = self.script.models[model]
+        key = model
+        route = entry.route_for(_first_user_text(body)) if entry.routes else None
+        if route is not None:
+            entry, key = entry.routes[route], f"{model}\0{route}"
         with self._lock:
-            seq = self._served.get(model, 0)
-            self._served[model] = seq + 1
-        if seq >= len(entry.replies) and not entry.repeat_last:
+            seq = self._served.get(key, 0)
+            self._served[key] = seq + 1
+        if not entry.replies or (seq >= len(entry.replies) and not entry.repeat_last):
             return None
         return entry.replies[min(seq, len(entry.replies) - 1)], seq
+
+
+def _first_user_text(body: dict[str, Any]) -> str:
+    for message in body.get("messages") or []:
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):  # content parts
+                return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
 
 
 def read_requests_log(path: str | Path) -> list[dict[str, Any]]:
