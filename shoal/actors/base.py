@@ -64,6 +64,10 @@ class ActorContext:
         self._post(env)
         return env
 
+    def post(self, env: Envelope) -> None:
+        """Send an envelope built by the caller (who needs its id before a reply can arrive)."""
+        self._post(env)
+
     def publish(self, payload: Payload, *, task_id: str | None = None) -> Envelope:
         return self.send("*", payload, task_id=task_id)
 

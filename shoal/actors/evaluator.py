@@ -47,7 +47,8 @@ class EvaluatorActor(Actor):
         from shoal.workspace import snapshots
 
         diff = snapshots.diff(payload.cwd, payload.base, payload.snapshot)
-        results = [checks.run(c, CHECK_TIMEOUT) for c in checks.detect(payload.cwd)]
+        detected = [c for c in checks.detect(payload.cwd) if c.name not in payload.skip_checks]
+        results = [checks.run(c, CHECK_TIMEOUT) for c in detected]
         outcomes = [
             CheckOutcome(
                 name=r.name, kind=r.kind, passed=r.passed, output=clip(r.output, _OUTPUT_LIMIT)

@@ -20,6 +20,12 @@ concrete, ordered steps an engineer can follow (each with a title and a detail).
 Add subtasks (id, title, detail, files they own, depends_on) only when the work
 splits into independent parts; otherwise leave subtasks empty."""
 
+TEAM = """
+
+This is a team run: {size} executors work at once, each in its own git worktree.
+Split the work into subtasks that touch different files (list the files each owns),
+with depends_on only where one subtask needs another's result."""
+
 _ATTEMPTS = 2
 
 
@@ -37,6 +43,8 @@ class PlannerActor(Actor):
             self.ctx, payload.description, payload.cwd, "planner", msg.task_id
         ).text
         task = f"Task: {payload.description}\n\nRepository files:\n{_overview(payload.cwd)}"
+        if payload.team_size:
+            task += TEAM.format(size=payload.team_size)
         messages: list[dict] = [
             {"role": "system", "content": SYSTEM},
             {"role": "user", "content": f"{task}\n\n{context}" if context else task},

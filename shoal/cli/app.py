@@ -62,6 +62,7 @@ def _register() -> None:
         runtime_demo,
         skills,
         tasks,
+        team_run,
     )
 
     app.command("run")(run.run)
@@ -80,6 +81,11 @@ def _register() -> None:
     skills_app.command("list")(skills.skills_list)
     skills_app.command("show")(skills.skills_show)
     app.add_typer(skills_app, name="skills")
+    team_app = typer.Typer(
+        help="Teams: parallel runs in worktrees.", no_args_is_help=True, rich_markup_mode=None
+    )
+    team_app.command("run")(team_run.team_run)
+    app.add_typer(team_app, name="team")
     app.command("messages")(messages.messages)
     app.command("doctor")(doctor.doctor)
     app.command("demo")(demo.demo)

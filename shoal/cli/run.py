@@ -50,6 +50,25 @@ def run(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run a task: plan, execute, evaluate, refine until the result is good enough."""
+    flags = {
+        "iterations": iterations,
+        "quality": quality,
+        "model": model,
+        "budget_usd": budget_usd,
+        "budget_tokens": budget_tokens,
+        "timeout": timeout,
+        "permission_mode": permission_mode,
+    }
+    home, submit = prepare(task, cwd, flags, team=team)
+    done = submit_and_follow(home, submit, quiet=quiet or print_only or json_out)
+    report(done, json_out=json_out, print_only=print_only)
+    raise typer.Exit(0 if done.status == "accepted" else 1)
+
+
+def prepare(
+    task: str, cwd: Path | None, flags: dict[str, Any], *, team: str | None = None
+) -> tuple[Home, TaskSubmit]:
+    """Check the work tree and the model settings; build the task as ``shoal run`` sends it."""
     from shoal import config
     from shoal.mailbox.envelope import TaskSubmit
     from shoal.paths import Home
@@ -64,15 +83,6 @@ def run(
             "(run `git init` there first)",
             code=2,
         )
-    flags = {
-        "iterations": iterations,
-        "quality": quality,
-        "model": model,
-        "budget_usd": budget_usd,
-        "budget_tokens": budget_tokens,
-        "timeout": timeout,
-        "permission_mode": permission_mode,
-    }
     options = config.load(home, workdir, flags).task_options()
     if not options.models:
         fail(
@@ -84,10 +94,7 @@ def run(
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", team):
             fail(f"--team {team!r} is not a team name (letters, digits, - and _)", code=2)
         options = options.model_copy(update={"team": team})
-    submit = TaskSubmit(description=task, cwd=str(workdir), options=options)
-    done = submit_and_follow(home, submit, quiet=quiet or print_only or json_out)
-    _report(done, json_out=json_out, print_only=print_only)
-    raise typer.Exit(0 if done.status == "accepted" else 1)
+    return home, TaskSubmit(description=task, cwd=str(workdir), options=options)
 
 
 def submit_and_follow(home: Home, submit: TaskSubmit, *, quiet: bool) -> TaskDone:
@@ -164,7 +171,7 @@ def _is_git_repo(path: Path) -> bool:
     return result.returncode == 0 and result.stdout.strip() == "true"
 
 
-def _report(done: TaskDone, *, json_out: bool, print_only: bool) -> None:
+def report(done: TaskDone, *, json_out: bool, print_only: bool) -> None:
     if json_out:
         print_json(done.model_dump(mode="json", exclude={"kind"}))
     elif print_only:
@@ -177,6 +184,10 @@ def _report(done: TaskDone, *, json_out: bool, print_only: bool) -> None:
         )
         if done.files_changed:
             sys.stdout.write("files changed: " + ", ".join(done.files_changed) + "\n")
+        for sub in done.subtasks:
+            score = "-" if sub.score is None else f"{sub.score:.2f}"
+            detail = f" ({sub.detail})" if sub.status == "conflict" and sub.detail else ""
+            sys.stdout.write(f"  subtask {sub.id}: {sub.status}, score {score}{detail}\n")
         if done.summary:
             sys.stdout.write(done.summary.rstrip() + "\n")
         sys.stdout.write(f"details: shoal show {done.task_id}\n")

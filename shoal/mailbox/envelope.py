@@ -313,6 +313,16 @@ class TaskOptions(BaseModel):
     """Per role (planner, executor, evaluator, small): the model to use."""
     team: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
     """Run on this team's members (``executor@TEAM``…) where it has them."""
+    team_size: int | None = Field(None, ge=1, le=32)
+    """A team run: the plan's subtasks run on this many executors at once, each in its
+    own git worktree, and are merged before the final evaluation."""
+    keep_worktrees: bool = False
+    """Keep a team run's worktrees and branches afterwards (they are removed by default)."""
+    evaluate: bool = True
+    """False for a delegated subagent: one execution, no evaluation or refinement."""
+    skip_checks: list[str] = Field(default_factory=list)
+    """Project checks to leave out of the score: a team run's subtasks are not judged by
+    checks that already failed before the run (the merged result is)."""
 
 
 @message("task.submit")
@@ -320,6 +330,10 @@ class TaskSubmit(Payload):
     description: str = Field(min_length=1)
     cwd: str
     options: TaskOptions = Field(default_factory=TaskOptions)
+    plan: Plan | None = None
+    """A plan to follow instead of asking the planner (subtasks of a team run, subagents)."""
+    parent: str | None = None
+    """The task that started this one (a team run's subtask, a delegated subagent)."""
 
 
 @message("task.accepted")
@@ -337,7 +351,9 @@ class TaskProgress(Payload):
     """Published at every step of a task, for live views."""
 
     task_id: str
-    phase: Literal["planning", "executing", "evaluating", "refining", "restoring", "done"]
+    phase: Literal[
+        "planning", "teamwork", "executing", "evaluating", "refining", "restoring", "done"
+    ]
     iteration: int = 0
     score: float | None = None
     tokens: int = 0
@@ -359,6 +375,9 @@ class TaskDone(Payload):
     cost_usd: float
     files_changed: list[str]
     summary: str
+    subtasks: list[SubtaskOutcome] = Field(default_factory=list)
+    """A team run's subtasks and how each ended."""
+    parent: str | None = None
 
 
 @message("plan.request")
@@ -366,6 +385,8 @@ class PlanRequest(Payload):
     description: str
     cwd: str
     model: ModelChoice
+    team_size: int | None = None
+    """Plan for a team run: split the work into subtasks this many executors can share."""
 
 
 @message("plan.result")
@@ -425,6 +446,7 @@ class EvalRequest(Payload):
     snapshot: str
     model: ModelChoice
     rubric: str | None = None
+    skip_checks: list[str] = Field(default_factory=list)
 
 
 class CheckOutcome(BaseModel):
@@ -591,3 +613,83 @@ class TeamMessage(Payload):
     text: str = Field(min_length=1, max_length=20_000)
     sender: str = Field(min_length=1, max_length=128)
     source: Literal["person", "teammate", "lead", "subagent"] = "teammate"
+
+
+class SubtaskOutcome(BaseModel):
+    id: str
+    title: str = ""
+    status: Literal[
+        "pending", "running", "accepted", "unaccepted", "failed", "cancelled", "conflict"
+    ]
+    score: float | None = None
+    branch: str | None = None
+    task_id: str | None = None
+    """The child task that ran it (``shoal show`` it)."""
+    detail: str = ""
+    """Why it ended so, e.g. the files a merge conflict left unresolved."""
+
+
+@message("team.run")
+class TeamRunRequest(Payload):
+    """For the lead: run a plan's subtasks in parallel worktrees and merge them."""
+
+    task_id: str
+    description: str
+    cwd: str
+    plan: Plan
+    options: TaskOptions
+
+
+@message("team.run.result")
+class TeamRunResult(Payload):
+    subtasks: list[SubtaskOutcome]
+    base: str
+    """Snapshot of the work tree before the run."""
+    snapshot: str
+    """Snapshot of the merged result, now in the work tree."""
+    usage: Usage = Field(default_factory=Usage)
+    summary: str = ""
+    error: str | None = None
+
+
+TEAM_TASK_DONE = ("accepted", "unaccepted", "done")
+"""Statuses of a team task that unblock the tasks depending on it."""
+
+
+@message("team.tasks.create")
+class TeamTasksCreate(Payload):
+    """Create (or replace) a team task list: a team run's subtasks, or a team's backlog."""
+
+    list_id: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    tasks: list[Subtask] = Field(min_length=1, max_length=500)
+    owner: str | None = None
+
+
+@message("team.task.update")
+class TeamTaskUpdate(Payload):
+    list_id: str
+    id: str
+    status: str
+    task_id: str | None = None
+    score: float | None = None
+    branch: str | None = None
+    detail: str = ""
+
+
+@message("team.task.claim")
+class TeamTaskClaim(Payload):
+    """Claim a task for ``owner``: exactly one of concurrent claims wins."""
+
+    list_id: str
+    id: str
+    owner: str = Field(min_length=1, max_length=128)
+
+
+@message("team.task.claimed")
+class TeamTaskClaimed(Payload):
+    won: bool
+    reason: str = ""
+    """Why the claim lost: taken by whom, blocked by what, or no such task."""
+
+
+TaskDone.model_rebuild()

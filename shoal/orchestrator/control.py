@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,9 @@ from shoal.mailbox.envelope import (
     TaskAccepted,
     TaskCancel,
     TaskSubmit,
+    TeamTaskClaim,
+    TeamTasksCreate,
+    TeamTaskUpdate,
     UnknownKind,
 )
 from shoal.orchestrator.scheduler import Scheduler
@@ -67,6 +71,8 @@ class Control:
         self._con = con
         self.scheduler = Scheduler(broker, supervisor, broker.recorder)
         self._embedder_instance: Any = None
+        # Team task lists change on one thread, in arrival order: claims are atomic.
+        self._serial = ThreadPoolExecutor(1, thread_name_prefix="team-tasks")
 
     def tick(self, now: float) -> None:
         self.scheduler.tick(now)
@@ -175,7 +181,9 @@ class Control:
     def on_memory_forget(self, env: Envelope, payload: ForgetRequest) -> None:
         self._in_thread(env, self._forget, payload)
 
-    def _in_thread(self, env: Envelope, work: Any, payload: Payload) -> None:
+    def _in_thread(
+        self, env: Envelope, work: Any, payload: Payload, *, serial: bool = False
+    ) -> None:
         def run() -> None:
             cur = self._con.cursor()
             try:
@@ -189,7 +197,10 @@ class Control:
                 cur.close()
             self._reply(env, reply)
 
-        threading.Thread(target=run, name=env.kind, daemon=True).start()
+        if serial:
+            self._serial.submit(run)
+        else:
+            threading.Thread(target=run, name=env.kind, daemon=True).start()
 
     def _context(self, cur: Any, env: Envelope, payload: ContextRequest) -> ContextResult:
         from shoal.memory import store
@@ -286,6 +297,21 @@ class Control:
 
             self._embedder_instance = embedder_from_env()
         return self._embedder_instance
+
+    def on_team_tasks_create(self, env: Envelope, payload: TeamTasksCreate) -> None:
+        from shoal.orchestrator import team_tasks
+
+        self._in_thread(env, lambda cur, _e, p: team_tasks.create(cur, p), payload, serial=True)
+
+    def on_team_task_update(self, env: Envelope, payload: TeamTaskUpdate) -> None:
+        from shoal.orchestrator import team_tasks
+
+        self._in_thread(env, lambda cur, _e, p: team_tasks.update(cur, p), payload, serial=True)
+
+    def on_team_task_claim(self, env: Envelope, payload: TeamTaskClaim) -> None:
+        from shoal.orchestrator import team_tasks
+
+        self._in_thread(env, lambda cur, _e, p: team_tasks.claim(cur, p), payload, serial=True)
 
     def on_store_query(self, env: Envelope, payload: QueryRequest) -> None:
         self._in_thread(env, lambda cur, _env, p: run_query(cur, p.name, p.params), payload)

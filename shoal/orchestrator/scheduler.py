@@ -36,12 +36,15 @@ from shoal.mailbox.envelope import (
     PlanResult,
     RestoreRequest,
     RestoreResult,
+    SubtaskOutcome,
     TaskAccepted,
     TaskCancel,
     TaskDone,
     TaskProgress,
     TaskRecord,
     TaskSubmit,
+    TeamRunRequest,
+    TeamRunResult,
     Usage,
 )
 
@@ -89,6 +92,7 @@ class TaskRun:
     stop: str | None = None  # a budget decision taken while a step was running
     stop_deadline: float | None = None
     last_summary: str = ""
+    subtasks: list[SubtaskOutcome] = field(default_factory=list)
 
     @property
     def best(self) -> Iteration | None:
@@ -117,12 +121,20 @@ class Scheduler:
         for role in ("planner", "executor", "evaluator"):
             self._model(task, role)  # refuse a task no model can run, before it exists
         self.tasks[task.id] = task
+        if payload.plan is not None:  # a subtask or a subagent: its plan came with it
+            task.plan = payload.plan
+            self._save_task(task, status="running")
+            self._after_plan(task)
+            return TaskAccepted(task_id=task.id)
         self._save_task(task, status="running")
         self._request(
             task,
             "planner",
             PlanRequest(
-                description=payload.description, cwd=payload.cwd, model=self._model(task, "planner")
+                description=payload.description,
+                cwd=payload.cwd,
+                model=self._model(task, "planner"),
+                team_size=payload.options.team_size,
             ),
         )
         self._progress(task, "planning")
@@ -180,7 +192,38 @@ class Scheduler:
         self._charge(task, "planner", result.usage)
         self._save_task(task, status="running")
         if not self._over_budget(task):
+            self._after_plan(task)
+
+    def _after_plan(self, task: TaskRun) -> None:
+        assert task.plan is not None
+        if task.submit.options.team_size and task.plan.subtasks:
+            self._teamwork(task)
+        else:
             self._execute(task)
+
+    def _on_team_run_result(self, task: TaskRun, result: TeamRunResult) -> None:
+        task.usage = task.usage + result.usage  # the children's own rows hold the details
+        task.subtasks = result.subtasks
+        task.last_summary = result.summary
+        if result.error:
+            self._finish(task, "failed", f"error: {result.error}")
+            return
+        task.base = result.base
+        task.exec_result = ExecResult(
+            iteration=task.iteration,
+            summary=result.summary,
+            turns=0,
+            tool_calls=0,
+            usage=Usage(),
+            base=result.base,
+            snapshot=result.snapshot,
+        )
+        task.stop = task.stop or self._budget_hit(task)
+        if task.stop:
+            task.history.append(Iteration(task.iteration, 0.0, result.snapshot))
+            self._conclude(task, task.stop)
+            return
+        self._evaluate(task, task.exec_result)  # the final evaluation, on the merged result
 
     def _on_exec_result(self, task: TaskRun, result: ExecResult) -> None:
         self._charge(task, "executor", result.usage)
@@ -189,6 +232,11 @@ class Scheduler:
         task.last_summary = result.summary
         if result.error:
             self._finish(task, "failed", f"error: {result.error}")
+            return
+        if not task.submit.options.evaluate:  # a subagent: its execution is the result
+            task.status = "cancelled" if task.stop == "cancelled" else "accepted"
+            task.stop = task.stop or "done"
+            self._done(task, [])
             return
         # A budget or a cancel ends the task here: an evaluation would spend more of it.
         task.stop = task.stop or self._budget_hit(task)
@@ -240,6 +288,34 @@ class Scheduler:
         self._save_task(task, status="running")  # a resumed task knows its iteration
         self._progress(task, "executing")
 
+    def _teamwork(self, task: TaskRun) -> None:
+        """Hand the subtasks to the lead, with enough executors to run them at once."""
+        assert task.plan is not None
+        options = task.submit.options
+        size = options.team_size or 1
+        if not options.team:
+            for role in ("executor", "evaluator"):
+                missing = size - len(self.supervisor.names_of(role))
+                if missing > 0:
+                    self.supervisor.spawn(role, missing)
+        if not self.supervisor.names_of("lead"):
+            self.supervisor.spawn("lead")
+        task.iteration += 1
+        task.exec_started = time.monotonic()
+        self._request(
+            task,
+            "lead",
+            TeamRunRequest(
+                task_id=task.id,
+                description=task.submit.description,
+                cwd=task.submit.cwd,
+                plan=task.plan,
+                options=options,
+            ),
+        )
+        self._save_task(task, status="running")
+        self._progress(task, "teamwork")
+
     def _evaluate(self, task: TaskRun, result: ExecResult) -> None:
         assert task.plan is not None
         self._request(
@@ -253,6 +329,7 @@ class Scheduler:
                 base=result.base,
                 snapshot=result.snapshot,
                 model=self._model(task, "evaluator"),
+                skip_checks=task.submit.options.skip_checks,
             ),
         )
         self._progress(task, "evaluating")
@@ -317,7 +394,7 @@ class Scheduler:
             self._conclude(task, decision)
             return
         # Tell the executors to stop; conclude when the step answers, or after a grace.
-        executor = self._role_for(task, "executor")
+        executor = "lead" if task.phase == "teamwork" else self._role_for(task, "executor")
         for name in self.supervisor.names_of(executor):
             self.broker.post(TaskCancel(task_id=task.id), name, task_id=task.id)
         task.stop_deadline = time.monotonic() + _STOP_GRACE
@@ -346,6 +423,8 @@ class Scheduler:
             cost_usd=task.usage.cost_usd,
             files_changed=files_changed,
             summary=task.last_summary,
+            subtasks=task.subtasks,
+            parent=task.submit.parent,
         )
         self._save_task(task, status=status, done=done)
         task.phase = "done"
@@ -449,7 +528,7 @@ class Scheduler:
         best = task.best
         self.recorder.write(
             "INSERT OR REPLACE INTO tasks VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 task.id,
                 task.submit.description,
@@ -471,6 +550,8 @@ class Scheduler:
                 _ts(task.created_at),
                 _ts(now),
                 _ts(now) if done else None,
+                task.submit.parent,
+                json.dumps([o.model_dump() for o in task.subtasks]) if task.subtasks else None,
             ],
         )
 

@@ -152,7 +152,35 @@ MIGRATIONS.append(
     )
 )
 
-LATEST = MIGRATIONS[-1][0]
+MIGRATIONS.append(
+    (
+        4,
+        "teams: task lists with claims, a task's parent and subtasks, team memory",
+        """
+        ALTER TABLE tasks ADD COLUMN parent VARCHAR;
+        ALTER TABLE tasks ADD COLUMN subtasks JSON;
+        ALTER TABLE learnings ADD COLUMN team VARCHAR;
+        CREATE TABLE team_tasks (
+            list_id    VARCHAR NOT NULL,     -- a team run's task id, or a team's name
+            id         VARCHAR NOT NULL,
+            title      VARCHAR NOT NULL,
+            detail     VARCHAR,
+            files      JSON,
+            depends_on JSON,
+            status     VARCHAR NOT NULL,     -- pending, claimed, running, accepted, ...
+            owner      VARCHAR,
+            task_id    VARCHAR,
+            score      DOUBLE,
+            branch     VARCHAR,
+            note       VARCHAR,
+            updated_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (list_id, id)
+        );
+        """,
+    )
+)
+
+LATEST = max(version for version, _, _ in MIGRATIONS)
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
@@ -174,7 +202,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
         "(version INTEGER NOT NULL, description VARCHAR, applied_at TIMESTAMP NOT NULL)"
     )
     version = current_version(con)
-    for number, description, sql in MIGRATIONS:
+    for number, description, sql in sorted(MIGRATIONS, key=lambda m: m[0]):
         if number <= version:
             continue
         con.execute("BEGIN")

@@ -42,7 +42,22 @@ class TaskParams(_Params):
     task_id: str = Field(min_length=4, max_length=64, pattern=r"^[0-9A-Za-z]+$")
 
 
+class ListParams(_Params):
+    list_id: str = Field(min_length=1, max_length=64)
+
+
 QUERIES: dict[str, tuple[type[_Params], str]] = {
+    "team.tasks": (
+        ListParams,
+        """SELECT id, title, status, owner, depends_on, task_id, score, branch, note, updated_at
+           FROM team_tasks WHERE list_id = $list_id ORDER BY rowid""",
+    ),
+    "tasks.children": (
+        TaskParams,
+        """SELECT id, status, phase, decision, score, iterations, tokens, cost_usd,
+                  summary, created_at, finished_at
+           FROM tasks WHERE parent = $task_id ORDER BY created_at""",
+    ),
     "messages.recent": (
         RecentMessages,
         """SELECT id, kind, sender, recipient, task_id, reply_to, attempt, sent_at

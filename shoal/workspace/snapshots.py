@@ -44,6 +44,11 @@ def snapshot(repo: str | Path, task_id: str, n: int) -> str:
     return commit
 
 
+def keep(repo: str | Path, task_id: str, n: int, sha: str) -> None:
+    """Record an existing commit (e.g. a team run's merge) as iteration ``n`` of ``task_id``."""
+    git(toplevel(repo), "update-ref", "-m", f"shoal snapshot {task_id}/{n}", _ref(task_id, n), sha)
+
+
 def base_snapshot(repo: str | Path, task_id: str) -> str:
     """The state before the first iteration (n = 0)."""
     return snapshot(repo, task_id, 0)

@@ -1,0 +1,425 @@
+"""The lead: runs a team run's subtasks on parallel executors, each in its own worktree.
+
+The scheduler hands the lead a plan with subtasks (``team.run``). The lead
+creates a worktree and branch per subtask from the integration branch, submits
+each ready subtask as a child task of its own (so it is planned by the plan it
+came with, executed, evaluated and refined like any task, and recorded), at most
+``team_size`` at once and only once the subtasks it depends on are merged. As
+children finish, their branches are merged into the integration branch in
+dependency order; a conflict goes to an executor as a child task of its own,
+and what it cannot resolve is reported, never dropped (the branch is kept).
+The merged result is put into the user's work tree, and the scheduler runs the
+final evaluation on it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from shoal.actors.base import Actor, inline
+from shoal.mailbox.envelope import (
+    ORCHESTRATOR,
+    Envelope,
+    ErrorReply,
+    OkReply,
+    Plan,
+    Step,
+    Subtask,
+    SubtaskOutcome,
+    TaskAccepted,
+    TaskCancel,
+    TaskDone,
+    TaskSubmit,
+    TeamMessage,
+    TeamRunRequest,
+    TeamRunResult,
+    TeamTasksCreate,
+    TeamTaskUpdate,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from shoal.mailbox.envelope import Payload
+
+MERGED = "_merged"
+_SUBMIT_TIMEOUT = 30.0
+
+
+class LeadActor(Actor):
+    role = "lead"
+    concurrency = 8  # team runs at once; each mostly waits for its children
+
+    def setup(self) -> None:
+        self._lock = threading.Lock()
+        self._replies: dict[str, Future[Payload]] = {}
+        self._runs: dict[
+            str, queue.Queue[TaskDone | None]
+        ] = {}  # parent task id -> children's ends
+        self._cancelled: set[str] = set()
+
+    # --- mail that arrives while runs wait (inline: never blocks) ----------------
+
+    @inline
+    def on_task_accepted(self, msg: Envelope, payload: TaskAccepted) -> None:
+        self._resolve(msg, payload)
+
+    @inline
+    def on_mailbox_error(self, msg: Envelope, payload: ErrorReply) -> None:
+        self._resolve(msg, payload)
+
+    @inline
+    def on_task_done(self, msg: Envelope, payload: TaskDone) -> None:
+        with self._lock:
+            run = self._runs.get(payload.parent or "")
+        if run is not None:
+            run.put(payload)
+
+    @inline
+    def on_task_cancel(self, msg: Envelope, payload: TaskCancel) -> None:
+        with self._lock:
+            self._cancelled.add(payload.task_id)
+            run = self._runs.get(payload.task_id)
+        if run is not None:
+            run.put(None)  # wake the run up: it cancels its children
+
+    @inline
+    def on_orchestrator_ok(self, msg: Envelope, payload: OkReply) -> None:
+        """Acknowledgements of the task-list updates: nothing to do."""
+
+    @inline
+    def on_team_message(self, msg: Envelope, payload: TeamMessage) -> None:
+        self.ctx.log.info("message from %s: %s", payload.sender, payload.text)
+
+    def _resolve(self, msg: Envelope, payload: Payload) -> None:
+        with self._lock:
+            future = self._replies.pop(msg.reply_to or "", None)
+        if future is not None:
+            future.set_result(payload)
+
+    # --- the run (a worker thread) ----------------------------------------------
+
+    def on_team_run(self, msg: Envelope, payload: TeamRunRequest) -> TeamRunResult:
+        from shoal.workspace.git import WorkspaceError
+
+        done: queue.Queue[TaskDone | None] = queue.Queue()
+        with self._lock:
+            self._runs[payload.task_id] = done
+        run = TeamRun(self, payload, done)
+        try:
+            return run.run()
+        except WorkspaceError as exc:
+            return run.result(error=str(exc))
+        finally:
+            run.cleanup()
+            with self._lock:
+                self._runs.pop(payload.task_id, None)
+
+    def cancelled(self, task_id: str) -> bool:
+        with self._lock:
+            return task_id in self._cancelled
+
+    def submit(self, submit: TaskSubmit, task_id: str) -> str:
+        """Submit a child task from the lead's own address, so its TaskDone comes here."""
+        future: Future[Payload] = Future()
+        env = Envelope.of(submit, sender=self.ctx.name, recipient=ORCHESTRATOR, task_id=task_id)
+        with self._lock:
+            self._replies[env.id] = future
+        self.ctx.post(env)
+        reply = future.result(timeout=_SUBMIT_TIMEOUT)
+        if isinstance(reply, ErrorReply):
+            raise RuntimeError(reply.message)
+        assert isinstance(reply, TaskAccepted)
+        return reply.task_id
+
+
+class TeamRun:
+    """One team run: worktrees, children, merges."""
+
+    def __init__(
+        self, lead: LeadActor, request: TeamRunRequest, done: queue.Queue[TaskDone | None]
+    ) -> None:
+        from shoal.workspace.git import toplevel
+
+        self.lead = lead
+        self.request = request
+        self.done = done
+        self.id = request.task_id
+        self.repo = toplevel(request.cwd)
+        self.root = lead.ctx.home.root / "worktrees" / self.id
+        self.size = request.options.team_size or 1
+        self.subtasks = ordered(request.plan.subtasks)
+        self.outcomes = {
+            s.id: SubtaskOutcome(id=s.id, title=s.title, status="pending") for s in self.subtasks
+        }
+        self.running: dict[str, Subtask] = {}  # child task id -> subtask
+        self.merged: set[str] = set()
+        self.usage = Usage()
+        self.base = ""
+        self.integration = self.root / MERGED
+        self.worktrees: list[Path] = []
+        self.branches: list[str] = []
+        self.failing_before: list[str] = []
+
+    def run(self) -> TeamRunResult:
+        from shoal.workspace import snapshots, worktrees
+
+        self.base = snapshots.base_snapshot(self.request.cwd, self.id)
+        self._add_worktree(MERGED, self.base)
+        self.failing_before = failing_checks(self.integration)
+        self._publish_list()
+        while self._pending() or self.running:
+            if self.lead.cancelled(self.id):
+                self._cancel_children()
+                break
+            self._start_ready()
+            if not self.running:
+                self._block_the_rest()
+                break
+            try:
+                child = self.done.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if child is not None and child.task_id in self.running:
+                self._finished(self.running.pop(child.task_id), child)
+        merged = worktrees.head(self.integration)
+        # The merged commit is iteration 1 of the task: referenced, so removing the
+        # branches never loses it, and the loop can restore it as its best.
+        snapshots.keep(self.request.cwd, self.id, 1, merged)
+        snapshots.restore(self.request.cwd, merged)
+        return self.result(snapshot=merged)
+
+    def result(self, *, snapshot: str = "", error: str | None = None) -> TeamRunResult:
+        outcomes = [self.outcomes[s.id] for s in self.subtasks]
+        merged = [o.id for o in outcomes if o.id in self.merged]
+        summary = f"merged {len(merged)} of {len(outcomes)} subtasks" + (
+            f" ({', '.join(merged)})" if merged else ""
+        )
+        unresolved = [o for o in outcomes if o.status == "conflict"]
+        if unresolved:
+            summary += "; unresolved conflicts kept on " + ", ".join(
+                f"{o.branch} ({o.detail})" for o in unresolved
+            )
+        return TeamRunResult(
+            subtasks=outcomes,
+            base=self.base,
+            snapshot=snapshot or self.base,
+            usage=self.usage,
+            summary=summary,
+            error=error,
+        )
+
+    def cleanup(self) -> None:
+        from shoal.workspace import worktrees
+
+        if self.request.options.keep_worktrees:
+            return
+        keep = {o.branch for o in self.outcomes.values() if o.status == "conflict"}
+        for path in self.worktrees:
+            worktrees.remove(self.repo, path)
+        for branch in self.branches:
+            if branch not in keep:
+                worktrees.delete_branch(self.repo, branch)
+
+    # --- scheduling ----------------------------------------------------------------
+
+    def _pending(self) -> list[Subtask]:
+        return [s for s in self.subtasks if self.outcomes[s.id].status == "pending"]
+
+    def _ready(self) -> list[Subtask]:
+        return [s for s in self._pending() if all(d in self.merged for d in s.depends_on)]
+
+    def _start_ready(self) -> None:
+        from shoal.workspace import worktrees
+
+        for subtask in self._ready():
+            if len(self.running) >= self.size:
+                return
+            start = worktrees.head(self.integration)  # includes the merged dependencies
+            path = self._add_worktree(subtask.id, start)
+            child = self._submit(subtask, path)
+            self.running[child] = subtask
+            self._update(
+                subtask.id,
+                status="running",
+                task_id=child,
+                branch=worktrees.branch_name(self.id, subtask.id),
+            )
+
+    def _block_the_rest(self) -> None:
+        """Subtasks whose dependencies failed can never start: say so instead of waiting."""
+        for subtask in self._pending():
+            failed = [d for d in subtask.depends_on if d not in self.merged]
+            self._update(
+                subtask.id,
+                status="failed",
+                detail=f"not started: depends on {', '.join(failed)}, which did not merge",
+            )
+
+    def _submit(self, subtask: Subtask, path: Path) -> str:
+        options = self.request.options.model_copy(
+            update={
+                "team_size": None,
+                "keep_worktrees": False,
+                "skip_checks": self.failing_before,
+            }
+        )
+        detail = subtask.detail or subtask.title
+        files = f" Files you own: {', '.join(subtask.files)}." if subtask.files else ""
+        description = (
+            f"{subtask.title} (subtask {subtask.id} of: {self.request.description}).{files}"
+        )
+        plan = Plan(steps=[Step(title=subtask.title, detail=detail)])
+        return self.lead.submit(
+            TaskSubmit(
+                description=description, cwd=str(path), options=options, plan=plan, parent=self.id
+            ),
+            self.id,
+        )
+
+    def _finished(self, subtask: Subtask, child: TaskDone) -> None:
+        from shoal.workspace import worktrees
+
+        self.usage = self.usage + Usage(prompt_tokens=child.tokens, cost_usd=child.cost_usd)
+        status = child.status
+        self._update(subtask.id, status=status, score=child.score, detail=child.decision)
+        if status in ("failed", "cancelled"):
+            return
+        path = self.root / subtask.id
+        worktrees.commit_all(path, f"{subtask.id}: {subtask.title}\n\nshoal team run {self.id}")
+        self._merge(subtask)
+
+    def _merge(self, subtask: Subtask) -> None:
+        from shoal.workspace import worktrees
+
+        branch = worktrees.branch_name(self.id, subtask.id)
+        merge = worktrees.merge(self.integration, branch, f"Merge subtask {subtask.id}")
+        if merge.ok:
+            self.merged.add(subtask.id)
+            return
+        left = self._resolve(subtask, merge.conflicts)
+        if left:
+            worktrees.abort_merge(self.integration)
+            self._update(subtask.id, status="conflict", detail="conflicts in " + ", ".join(left))
+            return
+        worktrees.conclude_merge(self.integration)
+        self.merged.add(subtask.id)
+
+    def _resolve(self, subtask: Subtask, files: list[str]) -> list[str]:
+        """Give the conflicted merge to an executor; return the files still conflicted."""
+        from shoal.workspace import worktrees
+
+        description = (
+            f"Resolve the merge conflicts of subtask {subtask.id} ({subtask.title}) in "
+            f"{', '.join(files)}: edit each file so no conflict markers remain and both "
+            f"sides' changes are kept where they do not contradict (task: "
+            f"{self.request.description})."
+        )
+        step = Step(title="resolve merge conflicts", detail=", ".join(files))
+        options = self.request.options.model_copy(
+            update={"team_size": None, "iterations": 1, "skip_checks": self.failing_before}
+        )
+        try:
+            child = self.lead.submit(
+                TaskSubmit(
+                    description=description,
+                    cwd=str(self.integration),
+                    options=options,
+                    plan=Plan(steps=[step]),
+                    parent=self.id,
+                ),
+                self.id,
+            )
+        except (RuntimeError, TimeoutError):
+            return files
+        deadline = time.monotonic() + (options.timeout or 1800)
+        others: list[TaskDone] = []  # subtasks that end meanwhile are handled afterwards
+        while time.monotonic() < deadline and not self.lead.cancelled(self.id):
+            try:
+                done = self.done.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if done is not None and done.task_id == child:
+                self.usage = self.usage + Usage(prompt_tokens=done.tokens, cost_usd=done.cost_usd)
+                break
+            if done is not None:
+                others.append(done)
+        for done in others:
+            self.done.put(done)
+        return worktrees.with_markers(self.integration, files)
+
+    def _cancel_children(self) -> None:
+        for child in self.running:
+            self.lead.ctx.send(ORCHESTRATOR, TaskCancel(task_id=child), task_id=self.id)
+        for subtask in self.running.values():
+            self._update(subtask.id, status="cancelled")
+        for subtask in self._pending():
+            self._update(subtask.id, status="cancelled", detail="not started")
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    def _add_worktree(self, name: str, start: str) -> Path:
+        from shoal.workspace import worktrees
+
+        branch = worktrees.branch_name(self.id, name)
+        path = worktrees.add(self.repo, self.root / name, branch, start)
+        self.worktrees.append(path)
+        self.branches.append(branch)
+        return path
+
+    def _publish_list(self) -> None:
+        """The run's subtasks become the team task list the members (and `shoal team`) see."""
+        self.lead.ctx.send(
+            ORCHESTRATOR,
+            TeamTasksCreate(list_id=self.id, tasks=self.subtasks, owner="lead"),
+            task_id=self.id,
+        )
+
+    def _update(self, subtask_id: str, **changes: object) -> None:
+        outcome = self.outcomes[subtask_id]
+        self.outcomes[subtask_id] = outcome.model_copy(update=changes)
+        o = self.outcomes[subtask_id]
+        self.lead.ctx.send(
+            ORCHESTRATOR,
+            TeamTaskUpdate(
+                list_id=self.id,
+                id=subtask_id,
+                status=o.status,
+                task_id=o.task_id,
+                score=o.score,
+                branch=o.branch,
+                detail=o.detail,
+            ),
+            task_id=self.id,
+        )
+
+
+def ordered(subtasks: list[Subtask]) -> list[Subtask]:
+    """Subtasks in dependency order (stable); unknown dependencies dropped, cycles refused."""
+    known = {s.id for s in subtasks}
+    if len(known) != len(subtasks):
+        raise ValueError("the plan names a subtask id twice")
+    deps = {s.id: [d for d in s.depends_on if d in known and d != s.id] for s in subtasks}
+    out: list[Subtask] = []
+    placed: set[str] = set()
+    while len(out) < len(subtasks):
+        ready = [s for s in subtasks if s.id not in placed and all(d in placed for d in deps[s.id])]
+        if not ready:
+            cycle = sorted(set(known) - placed)
+            raise ValueError(f"the plan's subtasks depend on each other in a cycle: {cycle}")
+        for s in ready:
+            out.append(s.model_copy(update={"depends_on": deps[s.id]}))
+            placed.add(s.id)
+    return out
+
+
+def failing_checks(path: Path) -> list[str]:
+    """The project checks that fail before any subtask ran (the other subtasks' bugs)."""
+    from shoal.actors.evaluator import CHECK_TIMEOUT
+    from shoal.evaluation import checks
+
+    return [c.name for c in checks.detect(path) if not checks.run(c, CHECK_TIMEOUT).passed]

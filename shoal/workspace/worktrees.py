@@ -1,0 +1,107 @@
+"""Git worktrees for team runs: one branch and directory per subtask, merged back in order.
+
+Worktrees live under ``$SHOAL_HOME/worktrees/<run>/`` (outside the repository,
+so the project's own globs and test discovery never see them) and share the
+repository's object store and refs, so a subtask's snapshots and branches are
+visible from the main checkout at once. Nothing here touches the user's HEAD,
+branch or index: the merged result reaches the work tree through
+:func:`shoal.workspace.snapshots.restore`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shoal.workspace.git import WorkspaceError, git, split_z
+
+BRANCH_PREFIX = "shoal/team"
+CONFLICT_MARKERS = (b"<<<<<<< ", b"\n=======\n", b">>>>>>> ")
+
+
+@dataclass
+class Merge:
+    ok: bool
+    conflicts: list[str] = field(default_factory=list)
+    """Paths git could not merge (left with conflict markers in the worktree)."""
+
+
+def branch_name(run_id: str, subtask: str) -> str:
+    return f"{BRANCH_PREFIX}/{run_id}/{subtask}"
+
+
+def add(repo: Path, path: Path, branch: str, start: str) -> Path:
+    """A new worktree at ``path`` on a new ``branch`` starting at commit ``start``."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.exists():  # left by an earlier attempt of the same run
+        remove(repo, path)
+    git(repo, "worktree", "add", "--quiet", "-B", branch, str(path), start)
+    return path
+
+
+def remove(repo: Path, path: Path) -> None:
+    """Remove a worktree, whatever state it is in (a merge in progress, untracked files)."""
+    with contextlib.suppress(WorkspaceError):
+        git(repo, "worktree", "remove", "--force", "--force", str(path))
+    shutil.rmtree(path, ignore_errors=True)
+    git(repo, "worktree", "prune")
+
+
+def delete_branch(repo: Path, branch: str) -> None:
+    with contextlib.suppress(WorkspaceError):
+        git(repo, "branch", "-D", "--quiet", branch)
+
+
+def commit_all(path: Path, message: str) -> str | None:
+    """Commit everything in the worktree (new files too); None when nothing changed."""
+    git(path, "add", "-A")
+    if not git(path, "diff", "--cached", "--name-only", "-z"):
+        return None
+    git(path, "commit", "--quiet", "--no-verify", "-m", message)
+    return head(path)
+
+
+def head(path: Path) -> str:
+    return git(path, "rev-parse", "HEAD").decode().strip()
+
+
+def merge(path: Path, branch: str, message: str) -> Merge:
+    """Merge ``branch`` into the worktree's branch; on conflict leave the markers for a resolver."""
+    out = git(path, "merge", "--no-ff", "--no-edit", "-m", message, branch, ok=(0, 1))
+    if not unmerged(path):
+        if b"CONFLICT" in out:  # e.g. a rename/delete git did not leave in the index
+            raise WorkspaceError(f"merging {branch} failed: {out.decode(errors='replace')[:300]}")
+        return Merge(ok=True)
+    return Merge(ok=False, conflicts=unmerged(path))
+
+
+def unmerged(path: Path) -> list[str]:
+    out = git(path, "diff", "--name-only", "--diff-filter=U", "-z")
+    return sorted(set(split_z(out)))
+
+
+def with_markers(path: Path, files: list[str]) -> list[str]:
+    """Which of ``files`` still hold conflict markers."""
+    left = []
+    for name in files:
+        try:
+            data = (path / name).read_bytes()
+        except OSError:
+            continue
+        if all(marker in data for marker in CONFLICT_MARKERS):
+            left.append(name)
+    return left
+
+
+def conclude_merge(path: Path) -> str:
+    """Commit a merge whose conflicts were resolved in the work tree."""
+    git(path, "add", "-A")
+    git(path, "commit", "--quiet", "--no-verify", "--no-edit")
+    return head(path)
+
+
+def abort_merge(path: Path) -> None:
+    with contextlib.suppress(WorkspaceError):
+        git(path, "merge", "--abort")

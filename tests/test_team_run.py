@@ -1,0 +1,207 @@
+"""Team runs: subtasks in parallel git worktrees, merged, evaluated; claims on the task list."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+from shoal.llm.script import Script
+from shoal.llm.scripted import ScriptedModelServer
+from shoal.mailbox.client import MailboxClient
+from shoal.mailbox.envelope import (
+    ORCHESTRATOR,
+    Subtask,
+    TeamTaskClaim,
+    TeamTaskClaimed,
+    TeamTasksCreate,
+    TeamTaskUpdate,
+)
+from shoal.paths import Home
+from shoal.store.queries import read
+from tests.conftest import shoal, wait_for
+from tests.test_loop import call, model_env, pytest_passes, verdict
+
+FILES = {
+    "calc.py": ("def add(a, b):\n    return a - b\n", "a - b", "a + b"),
+    "strs.py": ("def shout(s):\n    return s.lower()\n", "s.lower()", "s.upper()"),
+    "nums.py": ("def double(n):\n    return n * 3\n", "n * 3", "n * 2"),
+}
+TESTS = (
+    "from calc import add\nfrom nums import double\nfrom strs import shout\n\n\n"
+    "def test_all():\n    assert add(2, 3) == 5\n    assert shout('a') == 'A'\n"
+    "    assert double(4) == 8\n"
+)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def make_repo(root: Path, buggy: tuple[str, ...] = tuple(FILES)) -> Path:
+    repo = root / "repo"
+    (repo / "tests").mkdir(parents=True)
+    for name, (text, old, new) in FILES.items():
+        (repo / name).write_text(text if name in buggy else text.replace(old, new))
+    (repo / "tests" / "test_all.py").write_text(TESTS)
+    (repo / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "start")
+    return repo
+
+
+def subtask(sid: str, name: str, **extra: Any) -> dict[str, Any]:
+    return {"id": sid, "title": f"fix {name}", "detail": "", "files": [name], **extra}
+
+
+def fix(name: str, old: str, new: str) -> list[dict[str, Any]]:
+    return [
+        call("read_file", path=name),
+        call("edit_file", path=name, old_string=old, new_string=new),
+        call("finish", summary=f"fixed {name}"),
+    ]
+
+
+def run_team(server: ScriptedModelServer, repo: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    result = shoal(
+        "team", "run", "fix the three bugs", "-C", str(repo), "--json", *args,
+        env=model_env(server), timeout=150,
+    )  # fmt: skip
+    assert result.stdout.strip(), result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_three_executors_fix_three_files_in_parallel_and_all_branches_merge(
+    home: Home, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path)
+    ids = {"calc.py": "fix-add", "strs.py": "fix-shout", "nums.py": "fix-double"}
+    plan = call(
+        "submit_plan",
+        steps=[{"title": "fix each function"}],
+        subtasks=[subtask(ids[name], name) for name in FILES],
+    )
+    routes = {f"subtask {ids[name]} ": fix(name, old, new) for name, (_, old, new) in FILES.items()}
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan],
+                # Each executor's reply takes a while: the three must overlap to finish in time.
+                "scripted-executor": {
+                    "routes": {k: [{**r, "delay": 0.3} for r in v] for k, v in routes.items()}
+                },
+                "scripted-evaluator": [verdict(0.95)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        code, out = run_team(server, repo, "--size", "3")
+    assert code == 0, out
+    assert out["status"] == "accepted" and out["iterations"] == 1
+    assert sorted(out["files_changed"]) == sorted(FILES)
+    subtasks = {s["id"]: s for s in out["subtasks"]}
+    assert set(subtasks) == set(ids.values())
+    assert all(s["status"] == "accepted" and s["score"] >= 0.8 for s in subtasks.values()), out[
+        "subtasks"
+    ]
+    assert all(s["branch"] == f"shoal/team/{out['task_id']}/{s['id']}" for s in subtasks.values())
+    assert pytest_passes(repo)
+    # The user's branch and index are untouched: the fixes are work-tree changes.
+    assert git(repo, "log", "--oneline").count("\n") == 1
+    # Worktrees and branches are removed afterwards.
+    assert "shoal/team" not in git(repo, "branch", "--list", "-a")
+    assert git(repo, "worktree", "list").count("\n") == 1
+    children = read(home, "tasks.children", {"task_id": out["task_id"]}).rows
+    assert len(children) == 3 and all(row[1] == "accepted" for row in children)
+    listed = read(home, "team.tasks", {"list_id": out["task_id"]}).rows
+    assert sorted((r[0], r[2]) for r in listed) == sorted((i, "accepted") for i in ids.values())
+    # The three ran at once: their executions overlapped in time.
+    started = [r[9] for r in children]
+    finished = [r[10] for r in children]
+    assert max(started) < min(finished)
+
+
+def test_a_merge_conflict_goes_to_an_executor_that_resolves_it(home: Home, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, buggy=("calc.py",))
+    plan = call(
+        "submit_plan",
+        steps=[{"title": "fix add twice"}],
+        subtasks=[subtask("left", "calc.py"), subtask("right", "calc.py")],
+    )
+    resolved = "def add(a, b):\n    return a + b  # both\n"
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan],
+                "scripted-executor": {
+                    "routes": {
+                        "Resolve the merge conflicts": [
+                            call("write_file", path="calc.py", content=resolved),
+                            call("finish", summary="kept both"),
+                        ],
+                        "subtask left ": fix("calc.py", "a - b", "a + b"),
+                        "subtask right ": fix("calc.py", "a - b", "b + a"),
+                    }
+                },
+                "scripted-evaluator": [verdict(0.95)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        code, out = run_team(server, repo, "--size", "2")
+    assert code == 0, out
+    assert [s["status"] for s in out["subtasks"]] == ["accepted", "accepted"]
+    assert (repo / "calc.py").read_text() == resolved
+    assert "<<<<<<<" not in (repo / "calc.py").read_text()
+    children = read(home, "tasks.children", {"task_id": out["task_id"]}).rows
+    assert len(children) == 3  # two subtasks and the resolver
+
+
+def test_two_concurrent_claims_have_one_winner_and_a_blocked_task_cannot_be_claimed(
+    orchestrator: Home,
+) -> None:
+    tasks = [Subtask(id="a", title="a"), Subtask(id="b", title="b", depends_on=["a"])]
+    with MailboxClient(orchestrator.mailbox_endpoint) as client:
+        client.request(ORCHESTRATOR, TeamTasksCreate(list_id="L1", tasks=tasks), timeout=10)
+    results: list[TeamTaskClaimed] = []
+
+    def claim(owner: str) -> None:
+        with MailboxClient(orchestrator.mailbox_endpoint) as client:
+            reply = client.request(
+                ORCHESTRATOR, TeamTaskClaim(list_id="L1", id="a", owner=owner), timeout=10
+            )
+            results.append(reply.parse_payload())  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=claim, args=(f"member-{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.won for r in results) == [False, False, False, True]
+    assert all("already claimed by member-" in r.reason for r in results if not r.won)
+    with MailboxClient(orchestrator.mailbox_endpoint) as client:
+        blocked = client.request(
+            ORCHESTRATOR, TeamTaskClaim(list_id="L1", id="b", owner="x"), timeout=10
+        ).parse_payload()
+        assert isinstance(blocked, TeamTaskClaimed) and not blocked.won
+        assert blocked.reason == "blocked by a"
+        client.request(
+            ORCHESTRATOR, TeamTaskUpdate(list_id="L1", id="a", status="done"), timeout=10
+        )
+        unblocked = client.request(
+            ORCHESTRATOR, TeamTaskClaim(list_id="L1", id="b", owner="x"), timeout=10
+        ).parse_payload()
+        assert isinstance(unblocked, TeamTaskClaimed) and unblocked.won
+    rows = wait_for(
+        lambda: [r for r in read(orchestrator, "team.tasks", {"list_id": "L1"}).rows if r[3]],
+        what="claims recorded",
+    )
+    assert {r[0]: r[3] for r in rows}["b"] == "x"  # type: ignore[index]
