@@ -168,7 +168,7 @@ def insert(con: duckdb.DuckDBPyConnection, texts: list[str], vectors: list[list[
         )
         con.register("batch", table)
         try:
-            con.execute("INSERT INTO learnings SELECT * FROM batch")
+            con.execute("INSERT INTO learnings BY NAME SELECT * FROM batch")
         finally:
             con.unregister("batch")
 

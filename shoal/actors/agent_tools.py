@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PROVIDERS: list[str] = []
+PROVIDERS: list[str] = [
+    "shoal.actors.team_tools:provide",
+    "shoal.actors.delegate:provide",
+]
 """``module:function`` of every provider, in the order their tools are listed."""
 
 

@@ -18,12 +18,15 @@ from shoal.actors.base import Actor, inline
 from shoal.actors.llm import clip, function_tool, model_config, recalled_context, usage_of
 from shoal.mailbox.envelope import (
     Envelope,
+    ErrorReply,
     ExecEvent,
     ExecRequest,
     ExecResult,
     RestoreRequest,
     RestoreResult,
+    TaskAccepted,
     TaskCancel,
+    TaskDone,
     TeamMessage,
     Usage,
 )
@@ -54,9 +57,36 @@ class ExecutorActor(Actor):
     role = "executor"
 
     def setup(self) -> None:
+        from shoal.actors.children import ChildSubmitter
+        from shoal.actors.delegate import Delegations
+
         self.cancelled: set[str] = set()
         self._inbox: list[TeamMessage] = []
         self._inbox_lock = threading.Lock()
+        self.children = ChildSubmitter(self.ctx)
+        self.delegations = Delegations()
+        self.current_task: str | None = None
+
+    @inline
+    def on_task_accepted(self, msg: Envelope, payload: TaskAccepted) -> None:
+        self.children.resolve(msg, payload)
+
+    @inline
+    def on_mailbox_error(self, msg: Envelope, payload: ErrorReply) -> None:
+        if not self.children.resolve(msg, payload):
+            self.ctx.log.warning("error from %s: %s", msg.sender, payload.message)
+
+    @inline
+    def on_task_done(self, msg: Envelope, payload: TaskDone) -> None:
+        """A subagent ended: its result joins the delegating conversation, if it still runs."""
+        from shoal.actors.delegate import result_text
+
+        if self.delegations.ended_now(payload) and payload.parent == self.current_task:
+            text = result_text(payload)
+            with self._inbox_lock:
+                self._inbox.append(
+                    TeamMessage(text=text, sender=f"subagent {payload.task_id}", source="subagent")
+                )
 
     @inline
     def on_task_cancel(self, msg: Envelope, payload: TaskCancel) -> None:
@@ -81,6 +111,7 @@ class ExecutorActor(Actor):
         base = snapshots.list_snapshots(payload.cwd, task_id).get(0) or snapshots.base_snapshot(
             payload.cwd, task_id
         )
+        self.current_task = task_id
         loop = ToolLoop(self, task_id, payload)
         error = None
         try:
@@ -127,7 +158,7 @@ class ToolLoop:
         self.turns = self.calls = 0
         self.summary = ""
         self.context = recalled_context(
-            actor.ctx, request.description, request.cwd, "executor", task_id
+            actor.ctx, request.description, request.cwd, "executor", task_id, request.team
         )
         from shoal.actors.agent_tools import provide
 
@@ -211,13 +242,20 @@ class ToolLoop:
             elif call.error:
                 output, ok = f"arguments were not valid JSON ({call.error}); send them again", False
             elif call.name in self.extras:
-                output, ok = self.extras[call.name].run(call.arguments or {})
+                output, ok = self._extra(call.name, call.arguments or {})
             else:
                 result = self.toolbox.call(call.name, call.arguments)
                 output, ok = result.output, result.ok
             self._event(call.name, call.arguments, ok)
             messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
         return finished
+
+    def _extra(self, name: str, arguments: dict[str, Any]) -> tuple[str, bool]:
+        try:
+            return self.extras[name].run(arguments)
+        except Exception as exc:  # a tool's failure is the model's to read, not a crash
+            self.actor.ctx.log.exception("tool %s failed", name)
+            return f"{name} failed: {type(exc).__name__}: {exc}", False
 
     def _skill(self, name: str) -> str:
         from shoal.skills.catalog import discover_skills

@@ -17,7 +17,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,7 +43,7 @@ from shoal.mailbox.envelope import (
 )
 
 if TYPE_CHECKING:
-    from shoal.mailbox.envelope import Payload
+    pass
 
 MERGED = "_merged"
 _SUBMIT_TIMEOUT = 30.0
@@ -55,8 +54,10 @@ class LeadActor(Actor):
     concurrency = 8  # team runs at once; each mostly waits for its children
 
     def setup(self) -> None:
+        from shoal.actors.children import ChildSubmitter
+
         self._lock = threading.Lock()
-        self._replies: dict[str, Future[Payload]] = {}
+        self.children = ChildSubmitter(self.ctx)
         self._runs: dict[
             str, queue.Queue[TaskDone | None]
         ] = {}  # parent task id -> children's ends
@@ -66,11 +67,12 @@ class LeadActor(Actor):
 
     @inline
     def on_task_accepted(self, msg: Envelope, payload: TaskAccepted) -> None:
-        self._resolve(msg, payload)
+        self.children.resolve(msg, payload)
 
     @inline
     def on_mailbox_error(self, msg: Envelope, payload: ErrorReply) -> None:
-        self._resolve(msg, payload)
+        if not self.children.resolve(msg, payload):
+            self.ctx.log.warning("error from %s: %s", msg.sender, payload.message)
 
     @inline
     def on_task_done(self, msg: Envelope, payload: TaskDone) -> None:
@@ -95,12 +97,6 @@ class LeadActor(Actor):
     def on_team_message(self, msg: Envelope, payload: TeamMessage) -> None:
         self.ctx.log.info("message from %s: %s", payload.sender, payload.text)
 
-    def _resolve(self, msg: Envelope, payload: Payload) -> None:
-        with self._lock:
-            future = self._replies.pop(msg.reply_to or "", None)
-        if future is not None:
-            future.set_result(payload)
-
     # --- the run (a worker thread) ----------------------------------------------
 
     def on_team_run(self, msg: Envelope, payload: TeamRunRequest) -> TeamRunResult:
@@ -124,17 +120,7 @@ class LeadActor(Actor):
             return task_id in self._cancelled
 
     def submit(self, submit: TaskSubmit, task_id: str) -> str:
-        """Submit a child task from the lead's own address, so its TaskDone comes here."""
-        future: Future[Payload] = Future()
-        env = Envelope.of(submit, sender=self.ctx.name, recipient=ORCHESTRATOR, task_id=task_id)
-        with self._lock:
-            self._replies[env.id] = future
-        self.ctx.post(env)
-        reply = future.result(timeout=_SUBMIT_TIMEOUT)
-        if isinstance(reply, ErrorReply):
-            raise RuntimeError(reply.message)
-        assert isinstance(reply, TaskAccepted)
-        return reply.task_id
+        return self.children.submit(submit, task_id)
 
 
 class TeamRun:

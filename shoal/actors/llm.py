@@ -51,14 +51,14 @@ def clip(text: str, limit: int) -> str:
 
 
 def recalled_context(
-    ctx: Any, text: str, cwd: str, role: str, task_id: str | None
+    ctx: Any, text: str, cwd: str, role: str, task_id: str | None, team: str | None = None
 ) -> ContextResult:
     """Learnings and skills relevant to ``text`` (empty if none, or the orchestrator is busy)."""
     from shoal.mailbox.envelope import ContextRequest, ContextResult
     from shoal.mailbox.errors import MailboxError
 
     try:
-        reply = ctx.ask(ContextRequest(text=text, cwd=cwd, role=role), task_id=task_id)
+        reply = ctx.ask(ContextRequest(text=text, cwd=cwd, role=role, team=team), task_id=task_id)
     except MailboxError as exc:
         ctx.log.warning("no recalled context: %s", exc)
         return ContextResult()

@@ -75,7 +75,10 @@ class ActorRuntime:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._held: dict[str, Envelope] = {}
-        self._waiting: deque[Envelope] = deque()
+        self._waiting: deque[Envelope] = deque()  # work for the handler threads
+        # Inline handlers and unhandled kinds: replies a running handler waits for,
+        # cancels, steering. They never queue behind work waiting for a free thread.
+        self._quick: deque[Envelope] = deque()
         self._done: OrderedDict[str, bytes | None] = OrderedDict()
         self._acks: list[str] = []
         self._running = 0
@@ -147,13 +150,12 @@ class ActorRuntime:
             self._flush_acks()
 
     def _ready_to_dispatch(self) -> bool:
-        """True if the next waiting message could be dispatched right now."""
-        if not self._waiting or self._stopping:
+        """True if a waiting message could be dispatched right now."""
+        if self._stopping:
             return False
-        handler = self.actor.handler_for(self._waiting[0].kind)
-        if handler is None or is_inline(handler):
-            return True
-        return self._running < max(1, self.actor.concurrency)
+        return bool(self._quick) or (
+            bool(self._waiting) and self._running < max(1, self.actor.concurrency)
+        )
 
     def _receive_all(self) -> None:
         sock = self._sock
@@ -183,39 +185,41 @@ class ActorRuntime:
         if env.id in self._held:
             return  # already queued or running
         self._held[env.id] = env
-        self._waiting.append(env)
+        handler = self.actor.handler_for(env.kind)
+        quick = handler is None or is_inline(handler)
+        (self._quick if quick else self._waiting).append(env)
 
     def _dispatch(self) -> None:
         # Bounded per turn, so a long queue of inline work never starves heartbeats.
         budget_end = time.monotonic() + _TURN_BUDGET
-        while self._waiting and not self._stopping and time.monotonic() < budget_end:
-            env = self._waiting[0]
-            handler = self.actor.handler_for(env.kind)
-            if handler is not None and not is_inline(handler):
-                if self._running >= max(1, self.actor.concurrency):
-                    return
-                self._waiting.popleft()
-                payload = self._payload(env)
-                if payload is not None:
-                    self._running += 1
-                    self._busy_since = self._busy_since or time.time()
-                    self._pool.submit(self._call, handler, env, payload)
-                continue
-            self._waiting.popleft()
-            if handler is None:
-                # Never answer a reply or an error with an error: two parties without
-                # handlers for each other's answers would bounce errors forever.
-                unanswerable = env.reply_to is not None or env.kind == ErrorReply.kind
-                message = f"{self.spec.name} has no handler for {env.kind}"
-                if unanswerable:
-                    log.warning("dropped %s from %s: %s", env.kind, env.sender, message)
-                self._finish(
-                    env, None if unanswerable else ErrorReply(code="no_handler", message=message)
-                )
-                continue
+        while self._quick and not self._stopping and time.monotonic() < budget_end:
+            self._handle_quick(self._quick.popleft())
+        while (
+            self._waiting and not self._stopping and self._running < max(1, self.actor.concurrency)
+        ):
+            env = self._waiting.popleft()
             payload = self._payload(env)
             if payload is not None:
-                self._finish(env, self._invoke(handler, env, payload))
+                self._running += 1
+                self._busy_since = self._busy_since or time.time()
+                self._pool.submit(self._call, self.actor.handler_for(env.kind), env, payload)
+
+    def _handle_quick(self, env: Envelope) -> None:
+        handler = self.actor.handler_for(env.kind)
+        if handler is None:
+            # Never answer a reply or an error with an error: two parties without
+            # handlers for each other's answers would bounce errors forever.
+            unanswerable = env.reply_to is not None or env.kind == ErrorReply.kind
+            message = f"{self.spec.name} has no handler for {env.kind}"
+            if unanswerable:
+                log.warning("dropped %s from %s: %s", env.kind, env.sender, message)
+            self._finish(
+                env, None if unanswerable else ErrorReply(code="no_handler", message=message)
+            )
+            return
+        payload = self._payload(env)
+        if payload is not None:
+            self._finish(env, self._invoke(handler, env, payload))
 
     def _payload(self, env: Envelope) -> Payload | None:
         try:

@@ -29,11 +29,17 @@ def _score(value: float | None) -> str:
 
 def tasks(
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=10_000),
+    background: bool = typer.Option(
+        False, "--background", "-b", help="Delegated subagents and team-run subtasks."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON lines."),
 ) -> None:
     """List recent tasks."""
     from rich.table import Table
 
+    if background:
+        _background(limit, json_out)
+        return
     rows = _rows("tasks.recent", {"limit": limit})
     if json_out:
         for row in rows:
@@ -58,6 +64,33 @@ def tasks(
     console().print(table)
 
 
+def _background(limit: int, json_out: bool) -> None:
+    from rich.table import Table
+
+    rows = _rows("tasks.background", {"limit": limit})
+    if json_out:
+        for row in rows:
+            print_json(row)
+        return
+    if not rows:
+        console().print("no background tasks yet")
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("task", "parent", "kind", "status", "phase", "score", "description"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["parent"],
+            r["kind"],
+            r["status"],
+            r["phase"],
+            _score(r["score"]),
+            r["description"][:50],
+        )
+    console().print(table)
+
+
 def show(
     task_id: str = typer.Argument(..., help="Task id (or a unique prefix)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -72,6 +105,7 @@ def show(
     full_id = task["id"]
     task["plan"] = json.loads(task["plan"]) if task["plan"] else None
     task["files_changed"] = json.loads(task["files_changed"]) if task["files_changed"] else []
+    task["subtasks"] = json.loads(task["subtasks"]) if task["subtasks"] else []
     task["iterations_detail"] = _rows("task.iterations", {"task_id": full_id})
     for it in task["iterations_detail"]:
         it["dimensions"] = json.loads(it["dimensions"] or "{}")

@@ -409,6 +409,10 @@ class ExecRequest(Payload):
     token_budget: int | None = None
     team: str | None = None
     """The team the task runs for: enables the team tools (messages, team memory)."""
+    parent: str | None = None
+    """The team run (or delegating task) this task belongs to: its task list and notes."""
+    subagent: bool = False
+    """A delegated subagent: it may not delegate in turn."""
 
 
 @message("exec.event")
@@ -499,6 +503,8 @@ class ContextRequest(Payload):
     text: str
     cwd: str
     role: str
+    team: str | None = None
+    """A team member's task: the team's own notes are recalled too."""
 
 
 class Recalled(BaseModel):
@@ -548,6 +554,8 @@ class NewLearning(BaseModel):
 class RememberRequest(Payload):
     learnings: list[NewLearning]
     source_task: str | None = None
+    team: str | None = None
+    """Write to this team's memory (recalled only for its members' tasks)."""
 
 
 @message("memory.remembered")

@@ -51,7 +51,8 @@ CREATE TABLE learnings (
     last_used_at TIMESTAMP NOT NULL,   -- UTC, the decay clock starts here
     embedding    FLOAT[{DIM}] NOT NULL,  -- unit vector
     embedder     VARCHAR NOT NULL,     -- the vector space (Embedder.name)
-    forgotten    BOOLEAN NOT NULL DEFAULT false
+    forgotten    BOOLEAN NOT NULL DEFAULT false,
+    team         VARCHAR               -- a team's own note; NULL: everyone's
 );
 """
 
@@ -182,13 +183,16 @@ def remember(
     embedder: str,
     now: dt.datetime,
     dedupe_threshold: float = 0.9,
+    *,
+    team: str | None = None,
 ) -> tuple[str, bool]:
     """Keep a learning, or reinforce the one it nearly duplicates: ``(id, created)``.
 
     A near-duplicate is a learning of the same embedder, not forgotten, whose
     cosine similarity is at least ``dedupe_threshold``. Reinforcing it counts a
     use, raises its confidence to ``min(1, max(old, new) + 0.05)`` and restarts
-    its decay clock; its text stays as it was.
+    its decay clock; its text stays as it was. ``team``: a team's own memory
+    (recalled only for that team's tasks); duplicates are looked for within it.
     """
     if not kind.strip():
         raise ValueError("a learning needs a kind")
@@ -203,13 +207,15 @@ def remember(
         WITH scored AS MATERIALIZED (
             SELECT id, confidence, array_cosine_similarity(embedding, $query::FLOAT[{DIM}]) AS sim
             FROM learnings WHERE NOT forgotten AND embedder = $embedder
+                                 AND team IS NOT DISTINCT FROM $team
         )
         SELECT id, confidence FROM scored
         WHERE sim >= $threshold AND NOT isnan(sim)
         ORDER BY sim DESC, id LIMIT 1
         """,
-        {"query": vector, "embedder": embedder, "threshold": dedupe_threshold},
-    ).fetchone()
+        {"query": vector, "embedder": embedder, "threshold": dedupe_threshold, "team": team},
+    ).fetchall()
+    match = match[0] if match else None
     if match is not None:
         found, old = match
         con.execute(
@@ -226,8 +232,8 @@ def remember(
     con.execute(
         f"""
         INSERT INTO learnings (id, kind, content, confidence, uses, source_task, created_at,
-                               last_used_at, embedding, embedder, forgotten)
-        VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?::FLOAT[{DIM}], ?, false)
+                               last_used_at, embedding, embedder, forgotten, team)
+        VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?::FLOAT[{DIM}], ?, false, ?)
         """,
         [
             learning_id,
@@ -239,6 +245,7 @@ def remember(
             now,
             vector,
             embedder,
+            team,
         ],
     )
     return learning_id, True
@@ -253,6 +260,7 @@ def _ranked(
     min_similarity: float,
     embedder: str | None,
     half_life_days: float,
+    team: str | None = None,
 ) -> list[Learning]:
     """Up to ``limit`` learnings best first by similarity * decayed confidence."""
     if len(query_embedding) == DIM and not any(query_embedding):
@@ -266,9 +274,11 @@ def _ranked(
         "min_similarity": min_similarity,
         "limit": limit,
     }
-    where = ""
+    # Everyone's learnings, plus the team's own notes when a team asks.
+    where = "AND (team IS NULL OR team = $team)"
+    params["team"] = team
     if embedder is not None:
-        where, params["embedder"] = "AND embedder = $embedder", embedder
+        where, params["embedder"] = where + " AND embedder = $embedder", embedder
     rows = con.execute(_RANKED.format(embedder=where), params).fetchall()
     found = []
     for row in rows:
@@ -324,6 +334,7 @@ def recall(
     token_budget: int = 600,
     embedder: str | None = None,
     half_life_days: float = HALF_LIFE_DAYS,
+    team: str | None = None,
 ) -> list[Learning]:
     """Up to ``k`` learnings for a prompt, best first, within ``token_budget`` tokens.
 
@@ -343,6 +354,7 @@ def recall(
         min_similarity=min_similarity,
         embedder=embedder,
         half_life_days=half_life_days,
+        team=team,
     )
     chosen: list[Learning] = []
     left = token_budget

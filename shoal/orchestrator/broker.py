@@ -255,10 +255,23 @@ class Broker:
             turn.messages.append((env, body, recipient, durable))
 
     def _pick(self, role: str) -> str | None:
-        """The actor of ``role`` with the least unacked work, connected ones first."""
-        names = [n for n, p in self.peers.items() if p.role == role and self.supervisor.is_actor(n)]
-        names = names or self.supervisor.names_of(role)
-        return min(names, key=self.deliveries.load) if names else None
+        """The actor of ``role`` with the least unacked work; on a tie, a connected one.
+
+        An actor still starting counts too: work for it waits until it connects,
+        which beats queueing behind a busy one (whose handler may be waiting for it).
+        """
+        connected = {
+            n for n, p in self.peers.items() if p.role == role and self.supervisor.is_actor(n)
+        }
+        starting = [
+            n
+            for n in self.supervisor.names_of(role)
+            if n not in connected and not self.supervisor.is_stopping(n)
+        ]
+        names = [*connected, *starting]
+        if not names:
+            return None
+        return min(names, key=lambda n: (self.deliveries.load(n), n not in connected, n))
 
     # --- journal, record, route -------------------------------------------------
 

@@ -215,6 +215,7 @@ class Control:
             now,
             min_similarity=floor,
             embedder=embedder.name,
+            team=payload.team,
         )
         store.touch(cur, [item.id for item in learnings], now)
         try:
@@ -277,6 +278,7 @@ class Control:
                     vector,
                     embedder.name,
                     _utcnow(),
+                    team=payload.team,
                 )
             except ValueError as exc:  # e.g. content with no words to embed
                 log.warning("learning not stored: %s", exc)

@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 LOOP_ROLES = ("planner", "executor", "evaluator", "learner", "pattern-miner")
 # The pattern-miner looks at the history again after this many finished tasks.
 MINE_EVERY = 5
+# Executors the scheduler starts on its own for subagents (team runs ask for theirs).
+MAX_EXECUTORS = 8
 # After a time-budget stop, how long the in-flight step may take to come back.
 _STOP_GRACE = 30.0
 
@@ -121,6 +123,8 @@ class Scheduler:
         for role in ("planner", "executor", "evaluator"):
             self._model(task, role)  # refuse a task no model can run, before it exists
         self.tasks[task.id] = task
+        if not payload.options.evaluate:
+            self._executor_for_subagent()
         if payload.plan is not None:  # a subtask or a subagent: its plan came with it
             task.plan = payload.plan
             self._save_task(task, status="running")
@@ -283,6 +287,8 @@ class Scheduler:
                 permission_mode=task.submit.options.permission_mode,
                 token_budget=None if budget is None else max(1, budget - task.usage.tokens),
                 team=task.submit.options.team,
+                parent=task.submit.parent,
+                subagent=not task.submit.options.evaluate,
             ),
         )
         self._save_task(task, status="running")  # a resumed task knows its iteration
@@ -293,8 +299,8 @@ class Scheduler:
         assert task.plan is not None
         options = task.submit.options
         size = options.team_size or 1
-        if not options.team:
-            for role in ("executor", "evaluator"):
+        for role in ("executor", "evaluator"):
+            if self._role_for(task, role) == role:  # no team members of that role: ours
                 missing = size - len(self.supervisor.names_of(role))
                 if missing > 0:
                     self.supervisor.spawn(role, missing)
@@ -436,6 +442,8 @@ class Scheduler:
 
     def _learn(self, task: TaskRun, done: TaskDone) -> None:
         """Hand the record to the learner, and credit the skills the task was shown."""
+        if not task.submit.options.evaluate:
+            return  # a subagent's run has no scores to learn from
         models = task.submit.options.models
         record = TaskRecord(
             task_id=task.id,
@@ -471,6 +479,13 @@ class Scheduler:
         env = self.broker.post(payload, ROLE_PREFIX + self._role_for(task, role), task_id=task.id)
         task.pending = env.id
         self._waiting[env.id] = task.id
+
+    def _executor_for_subagent(self) -> None:
+        """A subagent runs while its delegator waits: it needs an executor of its own."""
+        busy = sum(1 for t in self.tasks.values() if t.phase in ("executing", "refining"))
+        have = len(self.supervisor.names_of("executor"))
+        if have <= busy and have < MAX_EXECUTORS:
+            self.supervisor.spawn("executor", min(busy + 1, MAX_EXECUTORS) - have)
 
     def _role_for(self, task: TaskRun, role: str) -> str:
         """A team's own member of ``role`` when the task runs for a team that has one."""

@@ -78,6 +78,15 @@ QUERIES: dict[str, tuple[type[_Params], str]] = {
            ORDER BY happened_at DESC LIMIT $limit""",
     ),
     "schema.version": (NoParams, "SELECT max(version) AS version FROM schema_version"),
+    "tasks.background": (
+        RecentMessages,
+        """SELECT id, parent,
+                  CASE WHEN (options->>'evaluate') = 'false' THEN 'subagent' ELSE 'subtask' END
+                      AS kind,
+                  status, phase, score, tokens, cost_usd, created_at, finished_at, description
+           FROM tasks WHERE parent IS NOT NULL AND ($kind IS NULL OR status = $kind)
+           ORDER BY created_at DESC LIMIT $limit""",
+    ),
     "tasks.recent": (
         RecentMessages,
         """SELECT id, status, decision, score, iterations, tokens, cost_usd, created_at,
@@ -89,7 +98,7 @@ QUERIES: dict[str, tuple[type[_Params], str]] = {
         TaskParams,
         """SELECT id, description, cwd, status, phase, decision, score, best_iteration,
                   iterations, tokens, cost_usd, plan, files_changed, summary, created_at,
-                  finished_at
+                  finished_at, parent, subtasks
            FROM tasks WHERE id = $task_id OR id LIKE $task_id || '%' ORDER BY created_at DESC
            LIMIT 2""",
     ),

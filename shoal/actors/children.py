@@ -1,0 +1,55 @@
+"""Submitting child tasks from an actor: the lead's subtasks, an executor's subagents.
+
+A child is submitted from the actor's own address, so its ``task.done`` comes
+back to the actor's mailbox. The ``task.accepted`` reply arrives on the mailbox
+loop while the submitting handler thread waits for it here.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from typing import TYPE_CHECKING
+
+from shoal.mailbox.envelope import ORCHESTRATOR, Envelope, ErrorReply, TaskAccepted, TaskSubmit
+
+if TYPE_CHECKING:
+    from shoal.actors.base import ActorContext
+    from shoal.mailbox.envelope import Payload
+
+SUBMIT_TIMEOUT = 30.0
+
+
+class ChildSubmitter:
+    def __init__(self, ctx: ActorContext) -> None:
+        self.ctx = ctx
+        self._lock = threading.Lock()
+        self._replies: dict[str, Future[Payload]] = {}
+
+    def submit(self, submit: TaskSubmit, task_id: str | None) -> str:
+        """The child's task id; RuntimeError if the orchestrator refused it."""
+        future: Future[Payload] = Future()
+        env = Envelope.of(submit, sender=self.ctx.name, recipient=ORCHESTRATOR, task_id=task_id)
+        with self._lock:
+            self._replies[env.id] = future
+        self.ctx.post(env)
+        try:
+            reply = future.result(timeout=SUBMIT_TIMEOUT)
+        except TimeoutError:
+            raise RuntimeError("the orchestrator did not accept the task in time") from None
+        finally:
+            with self._lock:
+                self._replies.pop(env.id, None)
+        if isinstance(reply, ErrorReply):
+            raise RuntimeError(reply.message)
+        assert isinstance(reply, TaskAccepted)
+        return reply.task_id
+
+    def resolve(self, msg: Envelope, payload: Payload) -> bool:
+        """Hand a reply to the thread waiting for it; False if nobody waits for it."""
+        with self._lock:
+            future = self._replies.get(msg.reply_to or "")
+        if future is None:
+            return False
+        future.set_result(payload)
+        return True

@@ -1,0 +1,219 @@
+"""Background delegation: the executor's ``delegate`` tool starts subagents and goes on.
+
+A subagent is a child task with its own context, run by another executor
+process: read-only in the same work tree (plan mode), or in a worktree of its
+own. It is executed once, without evaluation. ``delegate`` returns handles at
+once; each result arrives later as a message in the delegating conversation
+(cut to a bound; the full text is in the task's record), and a subagent that
+fails is reported as failed. ``wait_for_subagents`` blocks until they end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shoal.actors.agent_tools import AgentTool
+from shoal.actors.llm import function_tool
+
+if TYPE_CHECKING:
+    from shoal.actors.executor import ExecutorActor, ToolLoop
+    from shoal.mailbox.envelope import TaskDone
+
+MAX_PER_CALL = 4
+MAX_RUNNING = 4
+RESULT_LIMIT = 2_000
+"""Characters of a subagent's summary that go into the conversation."""
+
+_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "tasks": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "description": {"type": "string"},
+                    "mode": {"type": "string", "enum": ["read-only", "worktree"]},
+                },
+                "required": ["description"],
+            },
+        }
+    },
+    "required": ["tasks"],
+}
+
+
+class Delegations:
+    """The subagents an executor started, by handle (their task ids), and their ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self.running: dict[str, str] = {}  # handle -> the delegating task
+        self.ended: dict[str, TaskDone] = {}
+        self.worktrees: list[Path] = []
+
+    def started(self, handle: str, task_id: str) -> None:
+        with self._lock:
+            self.running[handle] = task_id
+
+    def ended_now(self, done: TaskDone) -> bool:
+        """Record a subagent's end; False if it is not one of ours."""
+        with self._lock:
+            if self.running.pop(done.task_id, None) is None:
+                return False
+            self.ended[done.task_id] = done
+            self._lock.notify_all()
+            return True
+
+    def of(self, task_id: str) -> list[str]:
+        with self._lock:
+            return [h for h, t in self.running.items() if t == task_id]
+
+    def wait(self, task_id: str, timeout: float) -> list[str]:
+        """Wait until none of ``task_id``'s subagents runs; the handles still running."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while (left := [h for h, t in self.running.items() if t == task_id]) and (
+                remaining := deadline - time.monotonic()
+            ) > 0:
+                self._lock.wait(min(remaining, 1.0))
+            return left
+
+
+def result_text(done: TaskDone) -> str:
+    summary = done.summary.strip() or "(no summary)"
+    if done.status != "accepted":
+        summary = f"{done.decision}; {summary}"
+    if len(summary) > RESULT_LIMIT:
+        summary = summary[:RESULT_LIMIT] + f"… (cut; full text: shoal show {done.task_id})"
+    return f"subagent {done.task_id} {done.status}: {summary}"
+
+
+def provide(loop: ToolLoop) -> list[AgentTool]:
+    if loop.request.subagent:
+        return []  # subagents do not delegate in turn
+    return [
+        AgentTool(
+            "delegate",
+            function_tool(
+                "delegate",
+                f"Start up to {MAX_PER_CALL} background subagents, each with its own context "
+                "and process: read-only in this work tree, or in a worktree of its own. "
+                "Returns handles at once; results arrive as messages on a later turn.",
+                _SCHEMA,
+            ),
+            lambda args: _delegate(loop, args),
+            close=lambda: close(loop),
+        ),
+        AgentTool(
+            "wait_for_subagents",
+            function_tool(
+                "wait_for_subagents",
+                "Wait (up to timeout seconds, default 120) until your subagents have ended.",
+                {"type": "object", "properties": {"timeout": {"type": "number"}}},
+            ),
+            lambda args: _wait(loop, args),
+        ),
+    ]
+
+
+def _delegate(loop: ToolLoop, args: dict[str, Any]) -> tuple[str, bool]:
+    tasks = args.get("tasks")
+    if not isinstance(tasks, list) or not tasks:
+        return 'delegate needs tasks: [{"description": ..., "mode": "read-only"}]', False
+    actor: ExecutorActor = loop.actor
+    running = len(actor.delegations.of(loop.task_id))
+    if len(tasks) > MAX_PER_CALL or running + len(tasks) > MAX_RUNNING:
+        return (
+            f"too many subagents: at most {MAX_PER_CALL} per call and {MAX_RUNNING} running "
+            f"({running} running now); wait_for_subagents first",
+            False,
+        )
+    handles = []
+    for n, item in enumerate(tasks, 1):
+        description = str(item.get("description", "")).strip() if isinstance(item, dict) else ""
+        if not description:
+            return f"task {n} has no description; nothing was started after it", False
+        mode = item.get("mode", "read-only")
+        handle = _start(loop, description, mode)
+        actor.delegations.started(handle, loop.task_id)
+        where = ""
+        if mode == "worktree":
+            where = f", branch {worktrees_branch(loop, actor.delegations.worktrees[-1])}"
+        handles.append(f"{handle} ({mode}{where}): {description[:80]}")
+    return "started:\n" + "\n".join(handles), True
+
+
+def _start(loop: ToolLoop, description: str, mode: str) -> str:
+    from shoal.mailbox.envelope import Plan, Step, TaskOptions, TaskSubmit
+
+    cwd = loop.request.cwd
+    update: dict[str, Any] = {"evaluate": False, "iterations": 1}
+    if mode == "worktree":
+        path = _worktree(loop)
+        loop.actor.delegations.worktrees.append(path)
+        cwd = str(path)
+    else:
+        update["permission_mode"] = "plan"
+    options = TaskOptions(
+        models={"default": loop.request.model},
+        permission_mode=update.pop("permission_mode", loop.request.permission_mode),
+        **update,
+    )
+    submit = TaskSubmit(
+        description=description,
+        cwd=cwd,
+        options=options,
+        plan=Plan(steps=[Step(title=description[:80], detail=description)]),
+        parent=loop.task_id,
+    )
+    return loop.actor.children.submit(submit, loop.task_id)
+
+
+def _worktree(loop: ToolLoop) -> Path:
+    """A worktree of the work tree as it is now, on a branch of its own."""
+    from shoal.ids import new_id
+    from shoal.workspace import snapshots, worktrees
+    from shoal.workspace.git import toplevel
+
+    name = new_id()[-8:].lower()
+    start = snapshots.snapshot(loop.request.cwd, f"{loop.task_id}.d{name}", 0)
+    path = loop.actor.ctx.home.root / "worktrees" / loop.task_id / f"d{name}"
+    branch = worktrees.branch_name(loop.task_id, f"d{name}")
+    return worktrees.add(toplevel(loop.request.cwd), path, branch, start)
+
+
+def worktrees_branch(loop: ToolLoop, path: Path) -> str:
+    from shoal.workspace import worktrees
+
+    return worktrees.branch_name(loop.task_id, path.name)
+
+
+def close(loop: ToolLoop) -> None:
+    """Keep each subagent worktree's work as a commit on its branch; remove the directories."""
+    from shoal.workspace import worktrees
+    from shoal.workspace.git import toplevel
+
+    done = loop.actor.delegations
+    if not done.worktrees or done.of(loop.task_id):
+        return  # nothing to tidy, or subagents still work in them
+    repo = toplevel(loop.request.cwd)
+    for path in done.worktrees:
+        worktrees.commit_all(path, f"subagent work of {loop.task_id}")
+        worktrees.remove(repo, path)
+    done.worktrees.clear()
+
+
+def _wait(loop: ToolLoop, args: dict[str, Any]) -> tuple[str, bool]:
+    try:
+        timeout = min(max(float(args.get("timeout") or 120), 1.0), 1800.0)
+    except (TypeError, ValueError):
+        return "timeout must be a number of seconds", False
+    left = loop.actor.delegations.wait(loop.task_id, timeout)
+    if left:
+        return f"still running after {timeout:.0f}s: {', '.join(left)}", True
+    return "all subagents have ended; their results follow as messages", True

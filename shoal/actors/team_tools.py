@@ -1,0 +1,136 @@
+"""The tools of a team member: messages to teammates and the lead, team memory, the task list.
+
+Offered when the executor works for a team (``--team``) or on a team run's
+subtask. Messages are ``team.message`` envelopes through the broker, so they are
+recorded and reach the recipient's conversation on its next turn.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from shoal.actors.agent_tools import AgentTool
+from shoal.actors.llm import function_tool
+
+if TYPE_CHECKING:
+    from shoal.actors.executor import ToolLoop
+
+_STRING = {"type": "string"}
+
+
+def provide(loop: ToolLoop) -> list[AgentTool]:
+    request = loop.request
+    scope = request.team or request.parent
+    if scope is None:
+        return []
+    tools = _Tools(loop, scope)
+    return [
+        AgentTool(
+            "send_message",
+            function_tool(
+                "send_message",
+                "Send a message to a teammate (by name, e.g. executor@red-2) or to the lead "
+                '("lead"). It reaches them on their next turn.',
+                _object({"to": _STRING, "text": _STRING}, ["to", "text"]),
+            ),
+            tools.send_message,
+        ),
+        AgentTool(
+            "remember",
+            function_tool(
+                "remember",
+                "Write a short note to team memory; teammates' prompts recall relevant notes.",
+                _object({"note": _STRING}, ["note"]),
+            ),
+            tools.remember,
+        ),
+        AgentTool(
+            "list_tasks",
+            function_tool(
+                "list_tasks", "The team's task list: id, title, status, owner.", _object({}, [])
+            ),
+            tools.list_tasks,
+        ),
+        AgentTool(
+            "claim_task",
+            function_tool(
+                "claim_task",
+                "Claim a pending task of the team's list; one claimant wins.",
+                _object({"id": _STRING}, ["id"]),
+            ),
+            tools.claim_task,
+        ),
+    ]
+
+
+def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": required}
+
+
+class _Tools:
+    def __init__(self, loop: ToolLoop, scope: str) -> None:
+        self.loop = loop
+        self.ctx = loop.actor.ctx
+        self.scope = scope
+
+    def send_message(self, args: dict[str, Any]) -> tuple[str, bool]:
+        from shoal.mailbox.envelope import ROLE_PREFIX, TeamMessage
+
+        to, text = str(args.get("to", "")).strip(), str(args.get("text", "")).strip()
+        if not to or not text:
+            return "send_message needs a recipient (to) and a text", False
+        if to == self.ctx.name:
+            return "that is you; send the message to a teammate or the lead", False
+        recipient = ROLE_PREFIX + "lead" if to == "lead" else to
+        source = "lead" if to == "lead" else "teammate"
+        self.ctx.send(
+            recipient,
+            TeamMessage(text=text[:20_000], sender=self.ctx.name, source=source),
+            task_id=self.loop.task_id,
+        )
+        return f"sent to {to}", True
+
+    def remember(self, args: dict[str, Any]) -> tuple[str, bool]:
+        from shoal.mailbox.envelope import NewLearning, RememberRequest, RememberResult
+        from shoal.mailbox.errors import MailboxError
+
+        note = str(args.get("note", "")).strip()
+        if len(note) < 3:
+            return "remember needs a note of a few words", False
+        request = RememberRequest(
+            learnings=[NewLearning(kind="team_note", content=note[:2000], confidence=0.8)],
+            source_task=self.loop.task_id,
+            team=self.scope,
+        )
+        try:
+            reply = self.ctx.ask(request, task_id=self.loop.task_id)
+        except MailboxError as exc:
+            return f"team memory is not reachable now ({exc}); try again later", False
+        if isinstance(reply, RememberResult) and reply.reinforced:
+            return "a teammate noted this already; it was reinforced", True
+        return "noted in team memory", True
+
+    def list_tasks(self, args: dict[str, Any]) -> tuple[str, bool]:
+        from shoal.mailbox.envelope import QueryReply, QueryRequest
+
+        reply = self.ctx.ask(
+            QueryRequest(name="team.tasks", params={"list_id": self.scope}),
+            task_id=self.loop.task_id,
+        )
+        if not isinstance(reply, QueryReply) or not reply.rows:
+            return "the team has no task list", True
+        lines = [f"{r[0]}: {r[1]} [{r[2]}{', ' + r[3] if r[3] else ''}]" for r in reply.rows]
+        return "\n".join(lines), True
+
+    def claim_task(self, args: dict[str, Any]) -> tuple[str, bool]:
+        from shoal.mailbox.envelope import TeamTaskClaim, TeamTaskClaimed
+
+        task = str(args.get("id", "")).strip()
+        reply = self.ctx.ask(
+            TeamTaskClaim(list_id=self.scope, id=task, owner=self.ctx.name),
+            task_id=self.loop.task_id,
+        )
+        if isinstance(reply, TeamTaskClaimed) and reply.won:
+            return f"{task} is yours", True
+        reason = reply.reason if isinstance(reply, TeamTaskClaimed) else "the claim failed"
+        return f"not claimed: {reason}", False
