@@ -34,14 +34,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_STEP_KINDS = ("plan.request", "exec.request", "eval.request", "workspace.restore")
+_STEP_KINDS = ("plan.request", "team.run", "exec.request", "eval.request", "workspace.restore")
 
 
 def resume(scheduler: Scheduler, con: duckdb.DuckDBPyConnection) -> int:
     """Put every task recorded as running back into ``scheduler``; returns how many."""
     rows = con.execute(
         """SELECT id, description, cwd, options, requester, plan, base, iterations, created_at,
-                  decision
+                  decision, parent
            FROM tasks WHERE status = 'running' ORDER BY created_at"""
     ).fetchall()
     late_replies = []
@@ -81,6 +81,7 @@ def _resume_one(
         "plan.request": "planning",
         "exec.request": "executing",
         "eval.request": "evaluating",
+        "team.run": "teamwork",
     }.get(kind, "restoring")
     scheduler.adopt(task, request_id)
     reply = con.execute(
@@ -93,9 +94,12 @@ def _resume_one(
 
 def _task(con: duckdb.DuckDBPyConnection, row: tuple) -> TaskRun:
     task_id, description, cwd, options, requester, plan, base, iterations, created_at = row[:9]
-    decision = row[9]
+    decision, parent = row[9], row[10]
     submit = TaskSubmit(
-        description=description, cwd=cwd, options=TaskOptions.model_validate_json(options)
+        description=description,
+        cwd=cwd,
+        options=TaskOptions.model_validate_json(options),
+        parent=parent,
     )
     created = created_at.replace(tzinfo=dt.UTC).timestamp()
     task = TaskRun(
