@@ -204,7 +204,7 @@ def close(loop: ToolLoop) -> None:
     repo = toplevel(loop.request.cwd)
     for path in done.worktrees:
         worktrees.commit_all(path, f"subagent work of {loop.task_id}")
-        worktrees.remove(repo, path)
+    worktrees.remove(repo, *done.worktrees)
     done.worktrees.clear()
 
 

@@ -205,8 +205,7 @@ class TeamRun:
         if self.request.options.keep_worktrees:
             return
         keep = {o.branch for o in self.outcomes.values() if o.status == "conflict"}
-        for path in self.worktrees:
-            worktrees.remove(self.repo, path)
+        worktrees.remove(self.repo, *self.worktrees)
         for branch in self.branches:
             if branch not in keep:
                 worktrees.delete_branch(self.repo, branch)

@@ -41,11 +41,14 @@ def add(repo: Path, path: Path, branch: str, start: str) -> Path:
     return path
 
 
-def remove(repo: Path, path: Path) -> None:
-    """Remove a worktree, whatever state it is in (a merge in progress, untracked files)."""
-    with contextlib.suppress(WorkspaceError):
-        git(repo, "worktree", "remove", "--force", "--force", str(path))
-    shutil.rmtree(path, ignore_errors=True)
+def remove(repo: Path, *paths: Path) -> None:
+    """Remove worktrees, whatever state they are in (a merge in progress, untracked files).
+
+    Deleting the directories and pruning once is one git call for any number of
+    worktrees (``git worktree remove`` is one call, and a status check, each).
+    """
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
     git(repo, "worktree", "prune")
 
 
