@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PROVIDERS: list[str] = []
+PROVIDERS: list[str] = ["shoal.mcp.tools:provide"]
 """``module:function`` of every provider, in the order their tools are listed."""
 
 

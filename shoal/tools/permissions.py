@@ -45,6 +45,8 @@ class ToolKind(StrEnum):
     """Runs arbitrary commands (shell)."""
     GIT_WRITE = "git-write"
     """Changes the index, work tree or history through git (add, commit, restore)."""
+    MCP = "mcp"
+    """Calls an MCP server's tool that does not declare itself read-only (it may do anything)."""
 
 
 class PermissionMode(StrEnum):
@@ -60,6 +62,16 @@ class PermissionMode(StrEnum):
 
 Action = Literal["allow", "deny", "ask"]
 
+MCP_SERVER = r"[A-Za-z0-9](?:_?[A-Za-z0-9-])*"
+"""An MCP server's name: letters, digits, ``-`` and inner single ``_`` (``__`` ends it)."""
+MCP_TOOL = r"[A-Za-z0-9_-]+"
+"""An MCP tool's name as the model sees it, after the ``server__`` prefix."""
+
+
+def is_mcp_name(tool: str) -> bool:
+    """Whether ``tool`` names an MCP server's tool (``server__tool``) or all its tools."""
+    return re.fullmatch(rf"{MCP_SERVER}__(\*|{MCP_TOOL})", tool) is not None
+
 
 class Rule(BaseModel):
     """One permission rule, e.g. ``Rule(action="deny", tool="shell", pattern="rm -rf *")``."""
@@ -68,13 +80,19 @@ class Rule(BaseModel):
 
     action: Action
     """What to do with a matching call."""
-    tool: str = Field(pattern=r"^(\*|[a-z][a-z_]*)$")
-    """The tool name the rule applies to, or ``*`` for every tool."""
+    tool: str = Field(pattern=rf"^(\*|[a-z][a-z_]*|{MCP_SERVER}__(\*|{MCP_TOOL}))$")
+    """The tool name the rule applies to, ``*`` for every tool, ``server__*`` for every
+    tool of an MCP server."""
     pattern: str | None = None
     """fnmatch pattern over the call's subject (path, command, git args); None matches all."""
 
     def describe(self) -> str:
         return f"{self.action} {self.tool}" + (f" {self.pattern!r}" if self.pattern else "")
+
+    def applies_to(self, tool: str) -> bool:
+        if self.tool in ("*", tool):
+            return True
+        return self.tool.endswith("__*") and tool.startswith(self.tool[:-1])
 
 
 class Permissions(BaseModel):
@@ -89,7 +107,7 @@ class Permissions(BaseModel):
 
     def decide(self, request: PermissionRequest) -> Decision:
         """The decision before anyone is asked: allow, deny or ask."""
-        rules = [r for r in self.rules if r.tool in ("*", request.tool)]
+        rules = [r for r in self.rules if r.applies_to(request.tool)]
         for rule in rules:
             if rule.action == "deny" and _matches_any_part(rule, request):
                 return Decision(
