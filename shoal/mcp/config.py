@@ -32,12 +32,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shoal.mcp.names import SERVER, TOOL
 from shoal.paths import Home
-from shoal.tools.permissions import MCP_SERVER, MCP_TOOL
 
 Scope = Literal["user", "project"]
 
-NAME = re.compile(rf"{MCP_SERVER}")
+NAME = re.compile(SERVER)
 MAX_NAME = 32
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -87,7 +87,7 @@ class ServerConfig(BaseModel):
         if self.type == "http" and not (self.url or "").startswith(("http://", "https://")):
             raise ValueError("an http server needs a url starting with http:// or https://")
         for tool in self.allow:
-            if tool != "*" and not re.fullmatch(MCP_TOOL, tool):
+            if tool != "*" and not re.fullmatch(TOOL, tool):
                 raise ValueError(f"allow: {tool!r} is not a tool name")
         return self
 

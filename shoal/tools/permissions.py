@@ -13,9 +13,14 @@ Order of precedence, first that applies wins:
 "Ask" goes to the injected asker (a terminal prompt); without one it is a
 denial that tells the user which flag or rule would allow the call.
 
+A rule names a built-in tool, ``*`` (every tool), an MCP server's tool
+(``server__tool``) or all of a server's tools (``server__*``). MCP tools the
+server marks read-only are reads; any other is of kind ``mcp``, which asks.
+
 Patterns are :func:`fnmatch.fnmatchcase` patterns (``*`` also matches ``/``)
 over a path for file tools (the workspace-relative and the absolute form), over
-the command for shell, and over the space-joined arguments for git. For shell,
+the command for shell, over the space-joined arguments for git, and over the
+arguments as compact JSON with sorted keys for MCP tools. For shell,
 a deny or ask rule matches if it matches the whole command or any part of it
 split at ``;``, ``&&``, ``||``, ``|``, ``&`` or a newline, and allow rules only
 allow a command if every such part is allowed and it has no ``$(...)`` or
@@ -32,6 +37,9 @@ from fnmatch import fnmatchcase
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from shoal.mcp.names import SERVER as MCP_SERVER
+from shoal.mcp.names import TOOL as MCP_TOOL
 
 
 class ToolKind(StrEnum):
@@ -61,16 +69,6 @@ class PermissionMode(StrEnum):
 
 
 Action = Literal["allow", "deny", "ask"]
-
-MCP_SERVER = r"[A-Za-z0-9](?:_?[A-Za-z0-9-])*"
-"""An MCP server's name: letters, digits, ``-`` and inner single ``_`` (``__`` ends it)."""
-MCP_TOOL = r"[A-Za-z0-9_-]+"
-"""An MCP tool's name as the model sees it, after the ``server__`` prefix."""
-
-
-def is_mcp_name(tool: str) -> bool:
-    """Whether ``tool`` names an MCP server's tool (``server__tool``) or all its tools."""
-    return re.fullmatch(rf"{MCP_SERVER}__(\*|{MCP_TOOL})", tool) is not None
 
 
 class Rule(BaseModel):

@@ -14,9 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
 
+from shoal.mcp.names import is_mcp_name
 from shoal.tools.base import ToolError, ToolOutput
 from shoal.tools.output import fit
-from shoal.tools.permissions import Asker, Permissions, is_mcp_name
+from shoal.tools.permissions import Asker, Permissions
 from shoal.tools.registry import TOOLS, Tool, schemas
 from shoal.tools.workspace import Workspace
 

@@ -1,0 +1,271 @@
+"""MCP: a real stdio server (written here with the MCP SDK) used by the executor, and shoal as one.
+
+The server is a small ``MCPServer`` script with a read-only ``lookup`` and a
+``store`` that is not read-only; it appends its pid to a file so the tests can
+see that it ran and that it is gone afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shoal.llm.script import Script
+from shoal.llm.scripted import ScriptedModelServer
+from shoal.mcp.tools import start_tools
+from shoal.paths import Home
+from shoal.tools import Permissions, Rule, Toolbox, Workspace
+from shoal.tools.permissions import PermissionRequest, ToolKind
+from tests.conftest import REPO, shoal, wait_for
+from tests.test_loop import call, make_repo, model_env, plan, verdict
+
+pytestmark = pytest.mark.timeout(120)
+
+SERVER = """\
+import os, sys
+from mcp.server.mcpserver import MCPServer
+from mcp_types import ToolAnnotations
+
+with open(sys.argv[1], "a") as f:
+    f.write(f"{os.getpid()}\\n")
+app = MCPServer("kv")
+
+
+@app.tool(annotations=ToolAnnotations(readOnlyHint=True))
+def lookup(key: str) -> str:
+    \"\"\"The value stored under key.\"\"\"
+    return {"alpha": "value-42", "secret": "hunter2"}.get(key, "no such key")
+
+
+@app.tool()
+def store(key: str, value: str) -> str:
+    \"\"\"Store a value under key.\"\"\"
+    return f"stored {key}={value}"
+
+
+app.run("stdio")
+"""
+
+
+def write_server(root: Path) -> Path:
+    script = root / "kv_server.py"
+    script.write_text(SERVER)
+    return script
+
+
+def pids(path: Path) -> list[int]:
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def project_server(repo: Path, script: Path, pid_file: Path, **extra: Any) -> None:
+    """A project-scope server as a cloned repository would bring it (not added by the user)."""
+    (repo / ".shoal").mkdir(exist_ok=True)
+    entry = {"command": sys.executable, "args": [str(script), str(pid_file)], **extra}
+    (repo / ".shoal" / "mcp.json").write_text(json.dumps({"mcpServers": {"proj": entry}}))
+
+
+def shoal_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI run in ``cwd`` (project-scope commands work on the directory they run in)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "shoal", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def tool_messages(requests: list[dict[str, Any]]) -> list[str]:
+    last = requests[-1]["messages"]
+    return [m["content"] for m in last if m["role"] == "tool"]
+
+
+async def _serve_session(repo: Path, env: dict[str, str], run_task: bool) -> dict[str, Any]:
+    from mcp import Client, StdioServerParameters
+
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "shoal", "mcp", "serve"],
+        cwd=str(repo),
+        env={"PYTHONPATH": str(REPO), "SHOAL_HOME": os.environ["SHOAL_HOME"], **env},
+    )
+    seen: dict[str, Any] = {}
+    async with Client(params, read_timeout_seconds=100) as client:
+        listed = await client.list_tools()
+        seen["tools"] = {t.name: t for t in listed.tools}
+        seen["read"] = await client.call_tool("read_file", {"path": "calc.py"})
+        seen["outside"] = await client.call_tool("read_file", {"path": "../kv_server.py"})
+        seen["status"] = await client.call_tool("git_status", {})
+        if run_task:
+            seen["task"] = await client.call_tool(
+                "run_task", {"description": "fix the add function", "iterations": 1}
+            )
+    return seen
+
+
+def test_the_executor_uses_an_mcp_server_through_shoal_mcp_serve(
+    home: Home, tmp_path: Path
+) -> None:
+    """`mcp add`, then a task (submitted with run_task over `shoal mcp serve`) calls the tool."""
+    repo = make_repo(tmp_path)
+    script = write_server(tmp_path)
+    user_pids, project_pids = tmp_path / "kv.pids", tmp_path / "proj.pids"
+    shoal("mcp", "add", "kv", "--", sys.executable, str(script), str(user_pids), check=True)
+    project_server(repo, script, project_pids)  # never approved: must not start
+    executor_script = [
+        call("kv__lookup", key="alpha"),
+        call("kv__store", key="k", value="v"),
+        call("proj__lookup", key="alpha"),
+        call("finish", summary="looked it up"),
+    ]
+    script_ = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": executor_script,
+                "scripted-evaluator": [verdict(0.9)],
+            }
+        }
+    )
+    with ScriptedModelServer(script_) as server:
+        seen = asyncio.run(_serve_session(repo, model_env(server), run_task=True))
+        executor = server.requests_for("scripted-executor")
+
+    # shoal mcp serve: its tools, confined and read-only ones marked so.
+    assert {"read_file", "glob", "grep", "git_status", "git_diff", "git_log", "run_task"} <= set(
+        seen["tools"]
+    )
+    assert seen["tools"]["read_file"].annotations.read_only_hint is True
+    assert not seen["tools"]["run_task"].annotations.read_only_hint
+    assert "return a - b" in seen["read"].content[0].text and not seen["read"].is_error
+    assert seen["outside"].is_error and "outside the workspace" in seen["outside"].content[0].text
+    assert not seen["status"].is_error and "##" in seen["status"].content[0].text
+    task = seen["task"]
+    assert not task.is_error, task.content
+    done = json.loads(task.content[0].text)
+    assert done["iterations"] == 1 and done["summary"] == "looked it up"
+    assert done["task_id"] and done["status"] in ("accepted", "unaccepted")
+
+    # The executor saw the server's tools with their schemas, and the result reached the model.
+    offered = {t["function"]["name"]: t["function"] for t in executor[0]["tools"]}
+    assert offered["kv__lookup"]["parameters"]["properties"]["key"]["type"] == "string"
+    assert "kv__store" in offered and "proj__lookup" not in offered
+    results = tool_messages(executor)
+    assert results[0] == "value-42"
+    # store is not read-only: without an allow rule there is nobody to ask, so it is refused.
+    assert "needs approval" in results[1] and "--allow store" in results[1]
+    assert "no tool named 'proj__lookup'" in results[2]
+
+    # The server ran once and is gone; the unapproved project server never started.
+    (pid,) = pids(user_pids)
+    wait_for(lambda: not alive(pid), timeout=10, what="the MCP server to exit")
+    assert not project_pids.exists()
+    logs = "".join(p.read_text() for p in (home.logs / "actors").glob("*.log"))
+    assert "MCP server proj" in logs and "needs approval" in logs
+    assert not list((home.root / "run" / "mcp").glob("*.pid"))  # pid files cleaned up
+
+
+def test_permission_rules_and_project_approval_govern_mcp_tools(home: Home, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    script = write_server(tmp_path)
+    pid_file = tmp_path / "proj.pids"
+    project_server(repo, script, pid_file)
+    notices: list[str] = []
+
+    def tools(permissions: Permissions) -> dict[str, Any]:
+        found = start_tools(home, repo, permissions, None, tmp_path / "out", notices.append)
+        return {t.name: t for t in found}
+
+    def listed() -> dict[str, Any]:
+        out = shoal_in(repo, "mcp", "list", "--json").stdout
+        return {row["name"]: row for row in map(json.loads, out.splitlines())}
+
+    assert listed()["proj"]["status"] == "needs approval"
+    assert tools(Permissions()) == {} and not pid_file.exists()
+    assert "proj" in notices[-1] and "shoal mcp approve proj" in notices[-1]
+
+    assert "approved proj" in shoal_in(repo, "mcp", "approve", "proj").stdout
+    assert listed()["proj"]["status"] == "ready"
+    deny_store = Rule(action="deny", tool="proj__store")
+    secret = Rule(action="deny", tool="proj__*", pattern="*secret*")
+    found = tools(Permissions(mode="accept-edits", rules=[deny_store, secret]))
+    try:
+        assert set(found) == {"proj__lookup", "proj__store"}
+        assert found["proj__lookup"].run({"key": "alpha"}) == ("value-42", True)
+        text, ok = found["proj__store"].run({"key": "k", "value": "v"})
+        assert not ok and "denied by the permission rule (deny proj__store)" in text
+        text, ok = found["proj__lookup"].run({"key": "secret"})
+        assert not ok and "hunter2" not in text and "*secret*" in text
+    finally:
+        for tool in found.values():
+            if tool.close:
+                tool.close()
+    (pid,) = pids(pid_file)
+    assert not alive(pid)
+
+    # A changed definition (here: allowing store) needs a new approval; then store runs
+    # without asking, except in plan mode, which refuses anything not read-only.
+    project_server(repo, script, pid_file, allow=["store"])
+    assert listed()["proj"]["status"] == "needs approval"
+    shoal_in(repo, "mcp", "approve", "proj")
+    found = tools(Permissions(mode="accept-edits"))
+    try:
+        assert found["proj__store"].run({"key": "k", "value": "v"}) == ("stored k=v", True)
+    finally:
+        for tool in found.values():
+            if tool.close:
+                tool.close()
+    plan_mode = Permissions(mode="plan", rules=[Rule(action="allow", tool="proj__store")])
+    request = PermissionRequest("proj__store", ToolKind.MCP, "{}")
+    assert plan_mode.decide(request).action == "deny"
+    assert not any(alive(p) for p in pids(pid_file))
+
+
+def test_mcp_rule_names_and_bad_servers(home: Home, tmp_path: Path) -> None:
+    # Rules may name MCP tools (not known until their servers start) and whole servers.
+    ws = Workspace([tmp_path], tmp_path / "out")
+    Toolbox(ws, Permissions(rules=[Rule(action="deny", tool="github__*")]))
+    with pytest.raises(ValueError, match="unknown tools shel"):
+        Toolbox(ws, Permissions(rules=[Rule(action="deny", tool="shel")]))
+    with pytest.raises(ValueError):
+        Rule(action="deny", tool="bad__name__*x")
+    every = Permissions(rules=[Rule(action="deny", tool="github__*")])
+    assert every.decide(PermissionRequest("github__create_issue", ToolKind.READ, "{}")).action == (
+        "deny"
+    )
+    assert every.decide(PermissionRequest("gitlab__x", ToolKind.READ, "{}")).action == "allow"
+
+    # A server that cannot start is reported in one line; the others still load.
+    notices: list[str] = []
+    shoal("mcp", "add", "ghost", "--", "no-such-command-here", check=True)
+    bad = shoal("mcp", "add", "two__words", "--", "x")
+    assert bad.returncode == 2 and "not a server name" in bad.stderr
+    no_url = shoal("mcp", "add", "web", "--transport", "http")
+    assert no_url.returncode == 2 and "url" in no_url.stderr and "Traceback" not in no_url.stderr
+    assert start_tools(home, tmp_path, Permissions(), None, None, notices.append) == []
+    assert notices == [
+        "MCP server ghost failed to start: command 'no-such-command-here' was not found or is "
+        f"not executable (its stderr: {home.logs / 'mcp'})"
+    ]
+    assert (home.root / "mcp.json").stat().st_mode & 0o777 == 0o600
+    removed = shoal("mcp", "remove", "ghost", check=True)
+    assert "removed ghost" in removed.stdout
+    assert shoal("mcp", "remove", "ghost").returncode == 1
