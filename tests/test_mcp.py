@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
+from shoal.mcp.config import discover
 from shoal.mcp.tools import start_tools
 from shoal.paths import Home
 from shoal.tools import Permissions, Rule, Toolbox, Workspace
@@ -51,6 +53,23 @@ def store(key: str, value: str) -> str:
 
 
 app.run("stdio")
+"""
+
+
+HTTP_SERVER = """\
+import sys
+from mcp.server.mcpserver import Context, MCPServer
+
+app = MCPServer("web", log_level="WARNING")
+
+
+@app.tool()
+def whoami(ctx: Context) -> str:
+    \"\"\"The Authorization header the client sent.\"\"\"
+    return ctx.request_context.request.headers.get("authorization", "none")
+
+
+app.run("streamable-http", host="127.0.0.1", port=int(sys.argv[1]))
 """
 
 
@@ -198,12 +217,16 @@ def test_permission_rules_and_project_approval_govern_mcp_tools(home: Home, tmp_
         out = shoal_in(repo, "mcp", "list", "--json").stdout
         return {row["name"]: row for row in map(json.loads, out.splitlines())}
 
+    def status() -> str:
+        (server,) = discover(home, repo).servers
+        return server.status
+
     assert listed()["proj"]["status"] == "needs approval"
     assert tools(Permissions()) == {} and not pid_file.exists()
     assert "proj" in notices[-1] and "shoal mcp approve proj" in notices[-1]
 
     assert "approved proj" in shoal_in(repo, "mcp", "approve", "proj").stdout
-    assert listed()["proj"]["status"] == "ready"
+    assert status() == "ready"
     deny_store = Rule(action="deny", tool="proj__store")
     secret = Rule(action="deny", tool="proj__*", pattern="*secret*")
     found = tools(Permissions(mode="accept-edits", rules=[deny_store, secret]))
@@ -224,7 +247,7 @@ def test_permission_rules_and_project_approval_govern_mcp_tools(home: Home, tmp_
     # A changed definition (here: allowing store) needs a new approval; then store runs
     # without asking, except in plan mode, which refuses anything not read-only.
     project_server(repo, script, pid_file, allow=["store"])
-    assert listed()["proj"]["status"] == "needs approval"
+    assert status() == "needs approval"
     shoal_in(repo, "mcp", "approve", "proj")
     found = tools(Permissions(mode="accept-edits"))
     try:
@@ -269,3 +292,76 @@ def test_mcp_rule_names_and_bad_servers(home: Home, tmp_path: Path) -> None:
     removed = shoal("mcp", "remove", "ghost", check=True)
     assert "removed ghost" in removed.stdout
     assert shoal("mcp", "remove", "ghost").returncode == 1
+
+
+def test_an_http_server_gets_its_headers_with_secrets_from_the_environment(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "web.py").write_text(HTTP_SERVER)
+    web = subprocess.Popen(
+        [sys.executable, str(tmp_path / "web.py"), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: _accepts(port), timeout=30, what="the HTTP MCP server")
+        url = f"http://127.0.0.1:{port}/mcp"
+        header = "Authorization: Bearer ${WEB_TOKEN}"
+        shoal("mcp", "add", "web", "--transport", "http", "--url", url, "-H", header, check=True)
+        assert "${WEB_TOKEN}" in (home.root / "mcp.json").read_text()  # the secret is not
+        notices: list[str] = []
+        monkeypatch.delenv("WEB_TOKEN", raising=False)
+        assert start_tools(home, tmp_path, Permissions(), None, None, notices.append) == []
+        assert notices == ["MCP server web was not started: ${WEB_TOKEN} is used but not set"]
+        monkeypatch.setenv("WEB_TOKEN", "s3cret")
+        # whoami is not marked read-only, so it takes an allow rule (there is nobody to ask).
+        allow = Permissions(rules=[Rule(action="allow", tool="web__whoami")])
+        found = start_tools(home, tmp_path, allow, None, None, notices.append)
+        try:
+            assert [t.name for t in found] == ["web__whoami"] and len(notices) == 1
+            assert found[0].run({}) == ("Bearer s3cret", True)
+        finally:
+            for tool in found:
+                if tool.close:
+                    tool.close()
+    finally:
+        web.terminate()
+        web.wait(10)
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_servers_left_by_a_killed_actor_are_killed_by_the_next_host(tmp_path: Path) -> None:
+    """A stdio server is in its own session, out of reach of the supervisor's kill of its actor."""
+    from shoal.mcp.host import McpHost
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid is now free: the owner of the files below is dead
+    left, reused = run_dir / f"{gone.pid}-executor-9-abc-kv.pid", run_dir / f"{gone.pid}-x-y.pid"
+
+    def server(marker: Path) -> subprocess.Popen[bytes]:
+        # Like a server that ignores the end of its stdin, started the way the host starts one.
+        return subprocess.Popen(
+            ["sleep", "60"], start_new_session=True, env={"SHOAL_MCP_PID_FILE": str(marker)}
+        )
+
+    stubborn, stranger = server(left), server(tmp_path / "another.pid")
+    try:
+        left.write_text(f"{stubborn.pid}\n")
+        reused.write_text(f"{stranger.pid}\n")  # a pid file whose pid now names something else
+        McpHost(run_dir, tmp_path / "logs", tmp_path).close()
+        assert stubborn.wait(10) == -9
+        assert stranger.poll() is None  # not ours: never killed
+        assert not list(run_dir.glob("*.pid"))
+    finally:
+        for proc in (stubborn, stranger):
+            proc.kill()
+            proc.wait()

@@ -13,6 +13,10 @@ A stdio server is started through ``/bin/sh`` that writes its pid (which is
 also its process group: the SDK starts it in a new session) to a file before
 ``exec``-ing the command, so :meth:`McpHost.close` can kill the whole group as
 a fallback when the orderly shutdown did not finish or left children behind.
+Being in its own session, a server is out of reach of the supervisor's kill of
+its actor's group; it normally exits when its stdin closes with the actor, and
+the next host started under the same home kills the groups of pid files whose
+owner died (checking the server's environment, so a reused pid is never hit).
 Server stderr goes to ``$SHOAL_HOME/logs/mcp/<server>.log``.
 """
 
@@ -46,6 +50,8 @@ CLOSE_TIMEOUT = 8.0
 
 # $0 is the pid file, "$@" the server's command: the pid written is the one exec keeps.
 _WRAPPER = 'echo $$ > "$0" && exec "$@"'
+_MARK = "SHOAL_MCP_PID_FILE"
+"""Set in each stdio server's environment: which pid file is its own."""
 
 
 class ServerError(Exception):
@@ -101,7 +107,9 @@ class McpHost:
         self.run_dir = run_dir
         self.log_dir = log_dir
         self.cwd = cwd
-        self.tag = f"{tag}-{secrets.token_hex(3)}" if tag else secrets.token_hex(3)
+        # The owner's pid comes first so a later host can tell a dead owner's files.
+        self.tag = f"{os.getpid()}-{tag or 'host'}-{secrets.token_hex(3)}"
+        sweep(run_dir)
         self.sessions: dict[str, _Session] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -248,7 +256,7 @@ class McpHost:
         params = StdioServerParameters(
             command="/bin/sh",
             args=["-c", _WRAPPER, str(session.pid_file), command, *server.args],
-            env=server.env or None,
+            env={**server.env, _MARK: str(session.pid_file)},
             cwd=self.cwd,
         )
         return stdio_client(params, errlog=session.errlog)
@@ -320,6 +328,34 @@ def _kill_group(session: _Session) -> None:
     except (ProcessLookupError, PermissionError):
         return
     log.warning("MCP server %s left processes behind; killed its process group", session.name)
+
+
+def sweep(run_dir: Path) -> None:
+    """Kill the servers of hosts whose process died before closing them, and drop their files."""
+    for pid_file in run_dir.glob("*.pid"):
+        owner = pid_file.name.split("-", 1)[0]
+        if not owner.isdigit() or _exists(int(owner)):
+            continue
+        try:
+            pgid = int(pid_file.read_text().strip())
+            environ = Path(f"/proc/{pgid}/environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            environ = []
+        if f"{_MARK}={pid_file}".encode() in environ:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+                log.warning("killed MCP server %s left by a dead actor", pid_file.name)
+        pid_file.unlink(missing_ok=True)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def reason(exc: BaseException) -> str:

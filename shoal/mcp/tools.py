@@ -142,7 +142,9 @@ class _Caller:
     def run(self, name: str, tool: RemoteTool, arguments: dict[str, Any]) -> tuple[str, bool]:
         if not isinstance(arguments, dict):
             return f"the arguments for {name} must be a JSON object", False
-        subject = json.dumps(arguments, sort_keys=True, ensure_ascii=False, default=str)
+        subject = json.dumps(
+            arguments, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
+        )
         kind = ToolKind.READ if tool.read_only else ToolKind.MCP
         request = PermissionRequest(name, kind, subject, (), f"{name} {subject[:200]}")
         decision = self.permissions.authorize(request, self.asker)
