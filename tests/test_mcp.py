@@ -31,7 +31,7 @@ from tests.test_loop import call, make_repo, model_env, plan, verdict
 pytestmark = pytest.mark.timeout(120)
 
 SERVER = """\
-import os, sys
+import os, sys, time
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
 
@@ -50,6 +50,13 @@ def lookup(key: str) -> str:
 def store(key: str, value: str) -> str:
     \"\"\"Store a value under key.\"\"\"
     return f"stored {key}={value}"
+
+
+@app.tool(annotations=ToolAnnotations(readOnlyHint=True))
+def nap(seconds: float) -> str:
+    \"\"\"Sleep, then answer.\"\"\"
+    time.sleep(seconds)
+    return "awake"
 
 
 app.run("stdio")
@@ -207,6 +214,8 @@ def test_permission_rules_and_project_approval_govern_mcp_tools(home: Home, tmp_
     script = write_server(tmp_path)
     pid_file = tmp_path / "proj.pids"
     project_server(repo, script, pid_file)
+    # A repository's Claude Code .mcp.json is read too, and needs approval the same way.
+    (repo / ".mcp.json").write_text(json.dumps({"mcpServers": {"legacy": {"command": "x"}}}))
     notices: list[str] = []
 
     def tools(permissions: Permissions) -> dict[str, Any]:
@@ -218,12 +227,19 @@ def test_permission_rules_and_project_approval_govern_mcp_tools(home: Home, tmp_
         return {row["name"]: row for row in map(json.loads, out.splitlines())}
 
     def status() -> str:
-        (server,) = discover(home, repo).servers
-        return server.status
+        return next(s.status for s in discover(home, repo).servers if s.name == "proj")
 
-    assert listed()["proj"]["status"] == "needs approval"
+    def close(found: dict[str, Any]) -> None:
+        for tool in found.values():
+            if tool.close:
+                tool.close()
+
+    assert {(n, r["scope"], r["status"]) for n, r in listed().items()} == {
+        ("proj", "project", "needs approval"),
+        ("legacy", "project", "needs approval"),
+    }
     assert tools(Permissions()) == {} and not pid_file.exists()
-    assert "proj" in notices[-1] and "shoal mcp approve proj" in notices[-1]
+    assert any("shoal mcp approve proj" in n for n in notices)
 
     assert "approved proj" in shoal_in(repo, "mcp", "approve", "proj").stdout
     assert status() == "ready"
@@ -231,35 +247,39 @@ def test_permission_rules_and_project_approval_govern_mcp_tools(home: Home, tmp_
     secret = Rule(action="deny", tool="proj__*", pattern="*secret*")
     found = tools(Permissions(mode="accept-edits", rules=[deny_store, secret]))
     try:
-        assert set(found) == {"proj__lookup", "proj__store"}
+        assert set(found) == {"proj__lookup", "proj__store", "proj__nap"}
         assert found["proj__lookup"].run({"key": "alpha"}) == ("value-42", True)
         text, ok = found["proj__store"].run({"key": "k", "value": "v"})
         assert not ok and "denied by the permission rule (deny proj__store)" in text
         text, ok = found["proj__lookup"].run({"key": "secret"})
         assert not ok and "hunter2" not in text and "*secret*" in text
     finally:
-        for tool in found.values():
-            if tool.close:
-                tool.close()
+        close(found)
     (pid,) = pids(pid_file)
     assert not alive(pid)
 
-    # A changed definition (here: allowing store) needs a new approval; then store runs
-    # without asking, except in plan mode, which refuses anything not read-only.
-    project_server(repo, script, pid_file, allow=["store"])
+    # A changed definition (here: allowing store, a 1 s call timeout) needs a new approval;
+    # then store runs without asking, except in plan mode, which refuses what is not read-only.
+    project_server(repo, script, pid_file, allow=["store"], timeout=1)
     assert status() == "needs approval"
     shoal_in(repo, "mcp", "approve", "proj")
     found = tools(Permissions(mode="accept-edits"))
     try:
         assert found["proj__store"].run({"key": "k", "value": "v"}) == ("stored k=v", True)
+        text, ok = found["proj__nap"].run({"seconds": 5})
+        assert not ok and text.startswith("proj__nap failed:"), text
+        assert found["proj__nap"].run({"seconds": 0}) == ("awake", True)  # the session goes on
     finally:
-        for tool in found.values():
-            if tool.close:
-                tool.close()
+        close(found)
     plan_mode = Permissions(mode="plan", rules=[Rule(action="allow", tool="proj__store")])
     request = PermissionRequest("proj__store", ToolKind.MCP, "{}")
     assert plan_mode.decide(request).action == "deny"
     assert not any(alive(p) for p in pids(pid_file))
+
+    # A project server you add yourself is approved by adding it.
+    shoal_in(repo, "mcp", "add", "mine", "--scope", "project", "--", "mine-server")
+    assert listed()["mine"]["status"] == "ready"
+    assert "mine" in json.loads((repo / ".shoal" / "mcp.json").read_text())["mcpServers"]
 
 
 def test_mcp_rule_names_and_bad_servers(home: Home, tmp_path: Path) -> None:
@@ -278,7 +298,9 @@ def test_mcp_rule_names_and_bad_servers(home: Home, tmp_path: Path) -> None:
 
     # A server that cannot start is reported in one line; the others still load.
     notices: list[str] = []
-    shoal("mcp", "add", "ghost", "--", "no-such-command-here", check=True)
+    shoal("mcp", "add", "ghost", "-e", "API_KEY=abc123", "--", "no-such-command-here", check=True)
+    listing = shoal("mcp", "list", check=True).stdout
+    assert "API_KEY" in listing and "abc123" not in listing
     bad = shoal("mcp", "add", "two__words", "--", "x")
     assert bad.returncode == 2 and "not a server name" in bad.stderr
     no_url = shoal("mcp", "add", "web", "--transport", "http")

@@ -364,6 +364,8 @@ def reason(exc: BaseException) -> str:
         exc = exc.exceptions[0]
     if isinstance(exc, ServerError):
         return str(exc)
+    if type(exc).__name__ == "MCPError":  # the server's (or the session's) own words
+        return str(getattr(exc, "message", exc))
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
