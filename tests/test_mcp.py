@@ -278,7 +278,7 @@ def test_permission_rules_and_project_approval_govern_mcp_tools(home: Home, tmp_
 
     # A project server you add yourself is approved by adding it.
     shoal_in(repo, "mcp", "add", "mine", "--scope", "project", "--", "mine-server")
-    assert listed()["mine"]["status"] == "ready"
+    assert next(s for s in discover(home, repo).servers if s.name == "mine").approved
     assert "mine" in json.loads((repo / ".shoal" / "mcp.json").read_text())["mcpServers"]
 
 
@@ -311,6 +311,19 @@ def test_mcp_rule_names_and_bad_servers(home: Home, tmp_path: Path) -> None:
         f"not executable (its stderr: {home.logs / 'mcp'})"
     ]
     assert (home.root / "mcp.json").stat().st_mode & 0o777 == 0o600
+
+    # Failure messages (logged, shown to the model, recorded) never carry a secret.
+    from shoal.mcp.config import ServerConfig
+    from shoal.mcp.host import McpHost
+
+    web = ServerConfig.model_validate(
+        {"url": "https://h/mcp?key=${KEY}", "headers": {"Authorization": "Bearer ${TOK}"}}
+    )
+    secrets = web.secrets({"KEY": "k3y-value", "TOK": "t0ken-value"})
+    host = McpHost(tmp_path / "run", tmp_path / "logs", tmp_path, secrets=secrets)
+    host.close()
+    failure = RuntimeError("401 for https://h/mcp?key=k3y-value (sent Bearer t0ken-value)")
+    assert host.reason(failure) == "RuntimeError: 401 for https://h/mcp?key=*** (sent ***)"
     removed = shoal("mcp", "remove", "ghost", check=True)
     assert "removed ghost" in removed.stdout
     assert shoal("mcp", "remove", "ghost").returncode == 1

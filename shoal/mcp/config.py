@@ -117,6 +117,22 @@ class ServerConfig(BaseModel):
         keys = sorted(self.headers)
         return f"{self.url}" + (f" (headers {', '.join(keys)})" if keys else "")
 
+    def secrets(self, environ: dict[str, str] | None = None) -> set[str]:
+        """Values never to show: env and header values, and every ``${VAR}`` filled in."""
+        env = os.environ if environ is None else environ
+        texts = [self.command or "", *self.args, self.url or "", *self.env.values()]
+        texts += self.headers.values()
+        found = {env[m.group(1)] for t in texts for m in _VAR.finditer(t) if env.get(m.group(1))}
+        try:
+            shown = self.expanded(env)
+        except McpConfigError:
+            shown = self
+        for value in [*shown.env.values(), *shown.headers.values()]:
+            found.add(value)
+            # "Bearer <token>": the token alone may be quoted too.
+            found.update(p for p in value.split() if len(p) >= 6 and p.lower() != "bearer")
+        return {s for s in found if len(s) >= 4}
+
     def expanded(self, environ: dict[str, str] | None = None) -> ServerConfig:
         """A copy with ``${VAR}`` replaced; McpConfigError names a variable that is not set."""
         env = os.environ if environ is None else environ

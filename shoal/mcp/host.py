@@ -27,10 +27,11 @@ import concurrent.futures
 import contextlib
 import logging
 import os
-import secrets
+import secrets as random_tokens
 import shutil
 import signal
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -102,13 +103,25 @@ class _Job:
 class McpHost:
     """The MCP servers of one executor iteration: start them, call their tools, stop them."""
 
-    def __init__(self, run_dir: Path, log_dir: Path, cwd: Path, tag: str = "") -> None:
-        """``run_dir`` holds pid files, ``log_dir`` the servers' stderr; servers run in ``cwd``."""
+    def __init__(
+        self,
+        run_dir: Path,
+        log_dir: Path,
+        cwd: Path,
+        tag: str = "",
+        secrets: Collection[str] = (),
+    ) -> None:
+        """``run_dir`` holds pid files, ``log_dir`` the servers' stderr; servers run in ``cwd``.
+
+        ``secrets`` are cut out of every failure message (an HTTP error may quote a URL
+        with a token in it) before it reaches a log, the model or the recorded events.
+        """
+        self.secrets = sorted(secrets, key=len, reverse=True)
         self.run_dir = run_dir
         self.log_dir = log_dir
         self.cwd = cwd
         # The owner's pid comes first so a later host can tell a dead owner's files.
-        self.tag = f"{os.getpid()}-{tag or 'host'}-{secrets.token_hex(3)}"
+        self.tag = f"{os.getpid()}-{tag or 'host'}-{random_tokens.token_hex(3)}"
         sweep(run_dir)
         self.sessions: dict[str, _Session] = {}
         self._loop = asyncio.new_event_loop()
@@ -188,8 +201,8 @@ class McpHost:
         except asyncio.CancelledError:
             _settle(session.ready, ServerError("it did not start in time"))
         except BaseException as exc:  # the reason goes to the caller
-            _settle(session.ready, ServerError(reason(exc)))
-            log.info("MCP server %s ended: %s", session.name, reason(exc))
+            _settle(session.ready, ServerError(self.reason(exc)))
+            log.info("MCP server %s ended: %s", session.name, self.reason(exc))
         finally:
             session.alive = False
             while not session.queue.empty():
@@ -213,7 +226,7 @@ class McpHost:
                         job.tool, job.arguments, read_timeout_seconds=session.server.timeout
                     )
                 except Exception as exc:
-                    _settle(job.done, ServerError(reason(exc)))
+                    _settle(job.done, ServerError(self.reason(exc)))
                 else:
                     _settle(job.done, result)
 
@@ -260,6 +273,12 @@ class McpHost:
             cwd=self.cwd,
         )
         return stdio_client(params, errlog=session.errlog)
+
+    def reason(self, exc: BaseException) -> str:
+        text = reason(exc)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def _enqueue(self, session: _Session, job: _Job) -> None:
         if session.alive and session.queue is not None:

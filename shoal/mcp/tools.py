@@ -79,6 +79,7 @@ def start_tools(
     for problem in found.problems:
         notice(f"MCP configuration skipped: {problem}")
     runnable: dict[str, ServerConfig] = {}
+    secrets: set[str] = set()
     for server in found.servers:
         if not server.approved:
             notice(
@@ -88,13 +89,14 @@ def start_tools(
             continue
         try:
             runnable[server.name] = server.server.expanded()
+            secrets |= server.server.secrets()
         except McpConfigError as exc:
             notice(f"MCP server {server.name} was not started: {exc}")
     if not runnable:
         return []
     from shoal.mcp.host import McpHost
 
-    host = McpHost(home.root / "run" / "mcp", home.logs / "mcp", cwd, tag)
+    host = McpHost(home.root / "run" / "mcp", home.logs / "mcp", cwd, tag, secrets)
     try:
         remote, failures = host.start(runnable)
     except BaseException:
