@@ -120,11 +120,13 @@ def shoal_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def tool_messages(requests: list[dict[str, Any]]) -> list[str]:
+    """The tool results in the conversation of the last request, in order."""
     last = requests[-1]["messages"]
     return [m["content"] for m in last if m["role"] == "tool"]
 
 
-async def _serve_session(repo: Path, env: dict[str, str], run_task: bool) -> dict[str, Any]:
+async def _serve_session(repo: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Drive `shoal mcp serve` with the SDK's stdio client: look around, then run a task."""
     from mcp import Client, StdioServerParameters
 
     params = StdioServerParameters(
@@ -140,10 +142,9 @@ async def _serve_session(repo: Path, env: dict[str, str], run_task: bool) -> dic
         seen["read"] = await client.call_tool("read_file", {"path": "calc.py"})
         seen["outside"] = await client.call_tool("read_file", {"path": "../kv_server.py"})
         seen["status"] = await client.call_tool("git_status", {})
-        if run_task:
-            seen["task"] = await client.call_tool(
-                "run_task", {"description": "fix the add function", "iterations": 1}
-            )
+        seen["task"] = await client.call_tool(
+            "run_task", {"description": "fix the add function", "iterations": 1}
+        )
     return seen
 
 
@@ -162,7 +163,7 @@ def test_the_executor_uses_an_mcp_server_through_shoal_mcp_serve(
         call("proj__lookup", key="alpha"),
         call("finish", summary="looked it up"),
     ]
-    script_ = Script.model_validate(
+    replies = Script.model_validate(
         {
             "models": {
                 "scripted-planner": [plan()],
@@ -171,8 +172,8 @@ def test_the_executor_uses_an_mcp_server_through_shoal_mcp_serve(
             }
         }
     )
-    with ScriptedModelServer(script_) as server:
-        seen = asyncio.run(_serve_session(repo, model_env(server), run_task=True))
+    with ScriptedModelServer(replies) as server:
+        seen = asyncio.run(_serve_session(repo, model_env(server)))
         executor = server.requests_for("scripted-executor")
 
     # shoal mcp serve: its tools, confined and read-only ones marked so.
