@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 PROVIDERS: list[str] = [
     "shoal.actors.team_tools:provide",
     "shoal.actors.delegate:provide",
+    "shoal.mcp.tools:provide",
 ]
 """``module:function`` of every provider, in the order their tools are listed."""
 

@@ -55,6 +55,7 @@ def _register() -> None:
         demo,
         doctor,
         learn,
+        mcp,
         memory,
         messages,
         orchestrator,
@@ -73,6 +74,7 @@ def _register() -> None:
     app.add_typer(orchestrator.app, name="orchestrator")
     app.add_typer(memory.app, name="memory")
     app.add_typer(learn.app, name="learn")
+    app.add_typer(mcp.app, name="mcp")
     skills_app = typer.Typer(
         help="Skills shoal can use: bundled, yours, the project's.",
         no_args_is_help=True,

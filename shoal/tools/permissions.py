@@ -13,9 +13,14 @@ Order of precedence, first that applies wins:
 "Ask" goes to the injected asker (a terminal prompt); without one it is a
 denial that tells the user which flag or rule would allow the call.
 
+A rule names a built-in tool, ``*`` (every tool), an MCP server's tool
+(``server__tool``) or all of a server's tools (``server__*``). MCP tools the
+server marks read-only are reads; any other is of kind ``mcp``, which asks.
+
 Patterns are :func:`fnmatch.fnmatchcase` patterns (``*`` also matches ``/``)
 over a path for file tools (the workspace-relative and the absolute form), over
-the command for shell, and over the space-joined arguments for git. For shell,
+the command for shell, over the space-joined arguments for git, and over the
+arguments as compact JSON with sorted keys for MCP tools. For shell,
 a deny or ask rule matches if it matches the whole command or any part of it
 split at ``;``, ``&&``, ``||``, ``|``, ``&`` or a newline, and allow rules only
 allow a command if every such part is allowed and it has no ``$(...)`` or
@@ -33,6 +38,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shoal.mcp.names import SERVER as MCP_SERVER
+from shoal.mcp.names import TOOL as MCP_TOOL
+
 
 class ToolKind(StrEnum):
     """What a tool call can do, which decides the default permission."""
@@ -45,6 +53,8 @@ class ToolKind(StrEnum):
     """Runs arbitrary commands (shell)."""
     GIT_WRITE = "git-write"
     """Changes the index, work tree or history through git (add, commit, restore)."""
+    MCP = "mcp"
+    """Calls an MCP server's tool that does not declare itself read-only (it may do anything)."""
 
 
 class PermissionMode(StrEnum):
@@ -68,13 +78,19 @@ class Rule(BaseModel):
 
     action: Action
     """What to do with a matching call."""
-    tool: str = Field(pattern=r"^(\*|[a-z][a-z_]*)$")
-    """The tool name the rule applies to, or ``*`` for every tool."""
+    tool: str = Field(pattern=rf"^(\*|[a-z][a-z_]*|{MCP_SERVER}__(\*|{MCP_TOOL}))$")
+    """The tool name the rule applies to, ``*`` for every tool, ``server__*`` for every
+    tool of an MCP server."""
     pattern: str | None = None
     """fnmatch pattern over the call's subject (path, command, git args); None matches all."""
 
     def describe(self) -> str:
         return f"{self.action} {self.tool}" + (f" {self.pattern!r}" if self.pattern else "")
+
+    def applies_to(self, tool: str) -> bool:
+        if self.tool in ("*", tool):
+            return True
+        return self.tool.endswith("__*") and tool.startswith(self.tool[:-1])
 
 
 class Permissions(BaseModel):
@@ -89,7 +105,7 @@ class Permissions(BaseModel):
 
     def decide(self, request: PermissionRequest) -> Decision:
         """The decision before anyone is asked: allow, deny or ask."""
-        rules = [r for r in self.rules if r.tool in ("*", request.tool)]
+        rules = [r for r in self.rules if r.applies_to(request.tool)]
         for rule in rules:
             if rule.action == "deny" and _matches_any_part(rule, request):
                 return Decision(

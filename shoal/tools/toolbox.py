@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
 
+from shoal.mcp.names import is_mcp_name
 from shoal.tools.base import ToolError, ToolOutput
 from shoal.tools.output import fit
 from shoal.tools.permissions import Asker, Permissions
@@ -63,7 +64,9 @@ class Toolbox:
         self.workspace = workspace
         self.permissions = permissions or Permissions()
         self.asker = asker
-        unknown = sorted({r.tool for r in self.permissions.rules} - {"*", *TOOLS})
+        # MCP tools (server__tool) are only known once their servers start.
+        named = {r.tool for r in self.permissions.rules if not is_mcp_name(r.tool)}
+        unknown = sorted(named - {"*", *TOOLS})
         if unknown:
             # A typo in a deny rule must not silently let the call through.
             raise ValueError(
