@@ -60,6 +60,7 @@ def _register() -> None:
         orchestrator,
         run,
         runtime_demo,
+        serve,
         skills,
         tasks,
     )
@@ -83,6 +84,7 @@ def _register() -> None:
     app.command("messages")(messages.messages)
     app.command("doctor")(doctor.doctor)
     app.command("demo")(demo.demo)
+    app.command("serve")(serve.serve)
 
 
 _register()
