@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import pytest
 
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
+from shoal.orchestrator import daemon
 from shoal.paths import Home
 from shoal.store.queries import read
 from tests.conftest import shoal, wait_for
@@ -50,6 +52,13 @@ def request(
         return response.status, json.loads(response.read() or b"null")
     finally:
         conn.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return request("GET", url)[0] == 200
+    except OSError:
+        return False
 
 
 def free_port() -> int:
@@ -194,9 +203,13 @@ def test_the_api_needs_its_token_and_answers_bad_input_in_json(home: Home, tmp_p
     assert TOKEN not in (home.logs / "orchestrator.log").read_text()
     assert '"secret": "k"' in (home.root / "api.json").read_text()  # owner-only, read at start
     assert (home.root / "api.json").stat().st_mode & 0o777 == 0o600
-    assert shoal("orchestrator", "start").returncode == 0
+    idle = {"SHOAL_IDLE_TIMEOUT": "0.5"}
+    assert shoal("orchestrator", "start", env=idle).returncode == 0
+    assert request("GET", f"{url}/tasks", token=TOKEN)[0] == 200
+    time.sleep(1.5)  # three idle timeouts: a serving orchestrator stays
     assert request("GET", f"{url}/tasks", token=TOKEN)[0] == 200
     assert shoal("serve", "--stop").returncode == 0
+    wait_for(lambda: daemon.running_pid(home) is None, 15, what="the idle orchestrator to exit")
     with pytest.raises(ConnectionRefusedError):
         request("GET", f"{url}/health")
     assert not (home.root / "api.json").exists() and not (home.root / "api.token").exists()
@@ -215,6 +228,8 @@ def test_serve_in_the_foreground_stops_serving_on_ctrl_c(home: Home) -> None:
         first = proc.stdout.readline()
         assert first == f"serving http://127.0.0.1:{port}/api/v1\n", proc.stderr
         assert request("GET", f"http://127.0.0.1:{port}/api/v1/tasks")[0] == 200  # no token
+        daemon.stop(home)  # lost under a foreground server: it starts one, which serves again
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/api/v1/health"), 30, what="the API")
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=30)
     finally:
@@ -352,6 +367,8 @@ def test_tasks_over_http_run_with_their_options_cancel_and_send_signed_webhooks(
         host = urlsplit(receiver.url)
         assert {r["target"] for r in rows} == {f"http://127.0.0.1:{host.port}"}
         assert not read(home, "webhooks.deliveries", {"task_id": slow["id"]}).rows  # not subscribed
+        listed = shoal("webhooks", "--json", "--task", task_id, check=True).stdout.splitlines()
+        assert sorted(json.loads(line)["status_code"] for line in listed) == [200, 200, 500, 500]
         assert "s3cret-key" not in (home.logs / "orchestrator.log").read_text()
     finally:
         receiver.close()

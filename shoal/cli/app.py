@@ -85,6 +85,7 @@ def _register() -> None:
     app.command("doctor")(doctor.doctor)
     app.command("demo")(demo.demo)
     app.command("serve")(serve.serve)
+    app.command("webhooks")(serve.webhooks)
 
 
 _register()

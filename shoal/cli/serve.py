@@ -148,3 +148,44 @@ def _stop_serving(home: Home) -> None:
     api_settings.forget(home)  # first: a restart meanwhile must not serve again
     if daemon.running_pid(home) is not None:
         daemon.request(home, ApiStop(), timeout=15)
+
+
+def webhooks(
+    limit: int = typer.Option(20, "--limit", "-n", min=1, max=10_000),
+    task: str | None = typer.Option(None, "--task", help="Only this task id."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON lines."),
+) -> None:
+    """Recent webhook delivery attempts (status, error, when the next retry is due)."""
+    from shoal.cli.output import console, print_json
+    from shoal.paths import Home
+    from shoal.store.queries import QueryError, read
+
+    try:
+        reply = read(Home.resolve(), "webhooks.deliveries", {"limit": limit, "task_id": task})
+    except QueryError as exc:
+        if "no database yet" not in str(exc):
+            raise
+        reply = None
+    rows = [dict(zip(reply.columns, r, strict=True)) for r in reply.rows] if reply else []
+    if json_out:
+        for row in rows:
+            print_json(row)
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("attempted_at", "event", "webhook", "attempt", "result", "task"):
+        table.add_column(column)
+    for r in reversed(rows):
+        result = str(r["status_code"] or "-") + ("" if r["ok"] else f" {r['error'] or 'failed'}")
+        if r["retry_at"]:
+            result += f" (retry at {r['retry_at']})"
+        table.add_row(
+            str(r["attempted_at"]),
+            r["event"],
+            f"{r['webhook']} {r['target']}",
+            str(r["attempt"]),
+            result,
+            r["task_id"] or "-",
+        )
+    console().print(table if rows else "no webhook deliveries recorded")
