@@ -64,6 +64,8 @@ def test_status_live_follows_a_running_task_from_iteration_1_to_2(
             plain = subprocess.Popen(viewer, stdout=subprocess.PIPE, text=True, env=env)
             procs.append(plain)
             wait_for(lambda: "no running tasks" in _pane(tmux), 30, what="the live view")
+            shoal("orchestrator", "spawn", "echo@alpha", check=True)  # a team's member
+            wait_for(lambda: "team alpha: echo@alpha" in _pane(tmux), 30, what="the team")
             run = subprocess.Popen(
                 [*viewer[:3], "run", "fix", "-C", str(repo), "--json", "-i", "2", "--quality=.99"],
                 stdout=subprocess.PIPE,
@@ -86,6 +88,8 @@ def test_status_live_follows_a_running_task_from_iteration_1_to_2(
             out = json.loads(stdout)
             assert out["iterations"] == 2, stderr
             assert seen.get(out["task_id"]) >= {1, 2}  # the same row changed
+            finished = re.compile(rf"^{out['task_id']}\s+unaccepted\s+2\s", re.M)
+            wait_for(lambda: finished.search(_pane(tmux)), 15, what="the finished task")
 
             subprocess.run([*tmux, "send-keys", "-t", "live", "C-c"], check=True)
             wait_for(
@@ -106,6 +110,7 @@ def test_status_live_follows_a_running_task_from_iteration_1_to_2(
     assert f"{task} executing iteration 1 " in lines and f"{task} executing iteration 2 " in lines
     assert f"{task}   read_file " in lines  # a tool call
     assert f"{task} done: unaccepted (max_iterations)" in lines
+    assert "started echo@alpha-1 (echo@alpha)" in lines
 
 
 def _pane(tmux: list[str]) -> str:
