@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import logging
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -190,6 +191,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's own refusals (a malformed request line, HEAD...) as JSON too."""
+        self.close_connection = True
+        reason = message or self.responses.get(code, ("error",))[0]
+        self._send(code, _error("bad_request" if code < 500 else "internal", reason), {})
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # Refusals are worth a line in the orchestrator's log; every poll is not.
         level = logging.INFO if str(code).isdigit() and int(code) >= 400 else logging.DEBUG
@@ -202,6 +209,10 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up mid-request: one line in the log, not a traceback on stderr.
+        log.info("api %s: connection failed: %s", client_address[0], sys.exc_info()[1])
 
     def __init__(self, address: tuple[str, int], app: App) -> None:
         self.app = app
