@@ -61,6 +61,7 @@ def _register() -> None:
         orchestrator,
         run,
         runtime_demo,
+        serve,
         skills,
         tasks,
         team_run,
@@ -91,6 +92,8 @@ def _register() -> None:
     app.command("messages")(messages.messages)
     app.command("doctor")(doctor.doctor)
     app.command("demo")(demo.demo)
+    app.command("serve")(serve.serve)
+    app.command("webhooks")(serve.webhooks)
 
 
 _register()

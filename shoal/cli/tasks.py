@@ -154,12 +154,22 @@ def _print_task(task: dict[str, Any]) -> None:
 def status(
     costs: bool = typer.Option(False, "--costs", help="Add token and cost totals per role."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    live: bool = typer.Option(
+        False, "--live", help="Follow running tasks and teams as they change (Ctrl-C ends)."
+    ),
 ) -> None:
     """The orchestrator, running tasks, and (with --costs) what the models cost."""
     from shoal.orchestrator import daemon
     from shoal.paths import Home
 
     home = Home.resolve()
+    if live:
+        if costs or json_out:
+            fail("--live shows running tasks as they change; drop --costs and --json", code=2)
+        from shoal.cli import live as live_view
+
+        live_view.run(home)
+        return
     pid = daemon.running_pid(home)
     state: dict[str, Any] = {"home": str(home.root), "orchestrator": None}
     if pid is not None:

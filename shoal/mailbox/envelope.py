@@ -701,3 +701,40 @@ class TeamTaskClaimed(Payload):
 
 
 TaskDone.model_rebuild()
+
+# --- api ---------------------------------------------------------------------
+
+
+@message("api.serve")
+class ApiServe(Payload):
+    """Serve the HTTP API as ``$SHOAL_HOME/api.json`` says (written by ``shoal serve``).
+
+    The settings travel in that owner-only file, not here: every message is
+    recorded, and the token and webhook secrets must never be.
+    """
+
+
+@message("api.serving")
+class ApiServing(Payload):
+    url: str
+    """Base URL of the API, e.g. ``http://127.0.0.1:9742/api/v1``."""
+    auth: bool
+    """Whether every endpoint but /health needs the bearer token."""
+    webhooks: int = 0
+    """Webhooks that receive events (config.toml's and ``shoal serve --webhook``'s)."""
+
+
+@message("api.stop")
+class ApiStop(Payload):
+    """Stop serving the HTTP API (the orchestrator keeps running)."""
+
+
+@message("budget.warning")
+class BudgetWarning(Payload):
+    """Published once per budget when a task has used ``fraction`` of it (webhooks, live views)."""
+
+    task_id: str
+    budget: Literal["tokens", "usd", "time"]
+    used: float
+    limit: float
+    fraction: float

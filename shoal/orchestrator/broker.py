@@ -429,6 +429,7 @@ class Broker:
             and now - self._last_activity > idle
             and not self.waiting
             and not len(self.deliveries)
+            and not (self.control is not None and self.control.keeps_alive())
         ):
             log.info("idle for %.0fs; exiting", now - self._last_activity)
             self.supervisor.stop_all()

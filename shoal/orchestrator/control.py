@@ -19,8 +19,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from shoal.actors.registry import UnknownRole
+from shoal.api.service import ApiService
 from shoal.config import model_env_fingerprint
 from shoal.mailbox.envelope import (
+    ApiServe,
+    ApiServing,
+    ApiStop,
     ContextRequest,
     ContextResult,
     Envelope,
@@ -73,9 +77,14 @@ class Control:
         self._embedder_instance: Any = None
         # Team task lists change on one thread, in arrival order: claims are atomic.
         self._serial = ThreadPoolExecutor(1, thread_name_prefix="team-tasks")
+        self.api = ApiService(broker.home, broker.recorder.write)
 
     def tick(self, now: float) -> None:
         self.scheduler.tick(now)
+
+    def keeps_alive(self) -> bool:
+        """Whether the orchestrator must not exit when idle (it serves the HTTP API)."""
+        return self.api.serving
 
     def handle(self, env: Envelope) -> None:
         if self.scheduler.owns(env.reply_to):
@@ -138,6 +147,15 @@ class Control:
         if not self.scheduler.cancel(payload.task_id):
             raise LookupError(f"no running task {payload.task_id}")
         return OkReply(detail=f"cancelling {payload.task_id}")
+
+    # --- the HTTP API (shoal serve) ---
+
+    def on_api_serve(self, env: Envelope, payload: ApiServe) -> ApiServing:
+        return self.api.serve()
+
+    def on_api_stop(self, env: Envelope, payload: ApiStop) -> OkReply:
+        self.api.stop()
+        return OkReply(detail="stopped serving the HTTP API")
 
     # --- memory and skills (on worker threads: embedding and search take time) ---
 

@@ -20,6 +20,7 @@ from shoal.ids import new_id
 from shoal.mailbox.envelope import (
     PUBLISH,
     ROLE_PREFIX,
+    BudgetWarning,
     Envelope,
     ErrorReply,
     EvalRequest,
@@ -62,6 +63,8 @@ MINE_EVERY = 5
 MAX_EXECUTORS = 8
 # After a time-budget stop, how long the in-flight step may take to come back.
 _STOP_GRACE = 30.0
+# Share of a budget at which budget.warning is published (once per budget and task).
+BUDGET_WARNING = 0.8
 
 
 @dataclass
@@ -95,6 +98,7 @@ class TaskRun:
     stop_deadline: float | None = None
     last_summary: str = ""
     subtasks: list[SubtaskOutcome] = field(default_factory=list)
+    warned: set[str] = field(default_factory=set)  # budgets budget.warning was sent for
 
     @property
     def best(self) -> Iteration | None:
@@ -183,6 +187,7 @@ class Scheduler:
     def tick(self, now: float) -> None:
         """Wall-clock budgets and the grace period of a stop."""
         for task in list(self.tasks.values()):
+            self._warn_budgets(task)
             timeout = task.submit.options.timeout
             if timeout and now - task.started > timeout and task.stop is None:
                 self._stop_soon(task, "budget_time")
@@ -388,6 +393,26 @@ class Scheduler:
             return "budget_time"
         return None
 
+    def _warn_budgets(self, task: TaskRun) -> None:
+        """Publish budget.warning the first time a task passes BUDGET_WARNING of a budget."""
+        options = task.submit.options
+        spent = {
+            "tokens": (task.usage.tokens, options.budget_tokens),
+            "usd": (task.usage.cost_usd, options.budget_usd),
+            "time": (time.monotonic() - task.started, options.timeout),
+        }
+        for budget, (used, limit) in spent.items():
+            if limit and budget not in task.warned and used >= BUDGET_WARNING * limit:
+                task.warned.add(budget)
+                warning = BudgetWarning(
+                    task_id=task.id,
+                    budget=budget,  # type: ignore[arg-type]
+                    used=used,
+                    limit=limit,
+                    fraction=used / limit,
+                )
+                self.broker.post(warning, PUBLISH, task_id=task.id)
+
     def _over_budget(self, task: TaskRun) -> bool:
         hit = self._budget_hit(task)
         if hit is not None:
@@ -508,6 +533,7 @@ class Scheduler:
 
     def _charge(self, task: TaskRun, role: str, usage: Usage) -> None:
         task.usage = task.usage + usage
+        self._warn_budgets(task)
         model = self._model(task, role).model
         self.recorder.write(
             "INSERT INTO usage_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

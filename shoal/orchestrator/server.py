@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(home: Home, ready: object) -> int:
+    from shoal.api.settings import config_webhooks
     from shoal.launchers.local import LocalLauncher
     from shoal.orchestrator.broker import Broker
     from shoal.orchestrator.control import Control
@@ -71,6 +72,7 @@ def _serve(home: Home, ready: object) -> int:
 
     _setup_logging(home)
     settings = OrchestratorSettings.load(home)
+    webhooks = config_webhooks(home)  # a bad [[webhooks]] table stops the start, in one line
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     home.pid_file.write_text(f"{os.getpid()}\n")
     for stale in (home.mailbox_socket, home.events_socket):
@@ -103,6 +105,7 @@ def _serve(home: Home, ready: object) -> int:
     broker.load_unacked(unacked)
     supervisor.adopt()
     recorder.start()
+    broker.control.api.boot(webhooks)
     if resumed:
         log.info("resumed %d running task(s)", resumed)
     supervisor.start()
@@ -132,7 +135,9 @@ def _shutdown(
     journal: Any,
     con: duckdb.DuckDBPyConnection,
 ) -> None:
-    """In order: actors stop, the forkserver goes, sockets close, records flush."""
+    """In order: the API stops, actors stop, the forkserver goes, sockets close, records flush."""
+    if broker.control is not None:
+        broker.control.api.close()
     supervisor.stop_all()
     supervisor.wait_stopped(6.0)
     for launcher in launchers.values():

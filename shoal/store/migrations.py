@@ -180,6 +180,30 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        6,
+        "webhook deliveries",
+        """
+        CREATE TABLE webhook_deliveries (
+            delivery_id  VARCHAR NOT NULL,   -- X-Shoal-Delivery: one event to one webhook
+            attempt      INTEGER NOT NULL,
+            event        VARCHAR NOT NULL,   -- task.complete, task.failed, budget.warning
+            task_id      VARCHAR,
+            webhook      VARCHAR NOT NULL,   -- the webhook's name (default: its host)
+            target       VARCHAR NOT NULL,   -- scheme://host:port only: paths may hold secrets
+            status_code  INTEGER,            -- HTTP status, NULL when no answer came
+            ok           BOOLEAN NOT NULL,
+            error        VARCHAR,
+            duration_ms  DOUBLE NOT NULL,
+            attempted_at TIMESTAMP NOT NULL, -- UTC
+            retry_at     TIMESTAMP,          -- UTC, when the next attempt is due (NULL: none)
+            PRIMARY KEY (delivery_id, attempt)
+        );
+        """,
+    )
+)
+
 LATEST = max(version for version, _, _ in MIGRATIONS)
 
 

@@ -148,6 +148,14 @@ QUERIES: dict[str, tuple[type[_Params], str]] = {
         NoParams,
         "SELECT skill, samples, mean_score, updated_at FROM skill_effectiveness ORDER BY skill",
     ),
+    "webhooks.deliveries": (
+        RecentMessages,
+        """SELECT delivery_id, attempt, event, task_id, webhook, target, status_code, ok,
+                  error, duration_ms, attempted_at, retry_at
+           FROM webhook_deliveries
+           WHERE ($kind IS NULL OR event = $kind) AND ($task_id IS NULL OR task_id = $task_id)
+           ORDER BY attempted_at DESC, attempt DESC LIMIT $limit""",
+    ),
     "costs.summary": (
         NoParams,
         """SELECT role, model, sum(calls) AS calls, sum(prompt_tokens) AS prompt_tokens,

@@ -1,0 +1,183 @@
+"""Request and response bodies of the HTTP API (/api/v1).
+
+The OpenAPI document is generated from these models (see ``routes``), so what
+is documented is what is validated and sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shoal.mailbox.envelope import ActorStatus, CheckOutcome, MessageCounters, Plan
+
+TaskStatus = Literal["running", "accepted", "unaccepted", "failed", "cancelled"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskCreate(_Body):
+    """A task to run, as ``shoal run`` would: unset options come from the orchestrator's
+    configuration (environment, the project's ``.shoal/config.toml``, ``config.toml``)."""
+
+    description: str = Field(min_length=1, max_length=100_000)
+    """What to do, in plain words."""
+    cwd: str = Field(min_length=1, max_length=4096)
+    """Absolute path of the git repository to work in, on the orchestrator's machine."""
+    iterations: int | None = Field(None, ge=1, le=50)
+    """Most iterations (default 3)."""
+    quality: float | None = Field(None, ge=0, le=1)
+    """Score that accepts the result (default 0.8)."""
+    model: str | None = Field(None, min_length=1, max_length=200)
+    """litellm model for every role without its own (like ``-m``)."""
+    budget_usd: float | None = Field(None, gt=0)
+    budget_tokens: int | None = Field(None, gt=0)
+    timeout: float | None = Field(None, gt=0)
+    """Wall-clock budget of the whole task, in seconds."""
+    permission_mode: Literal["default", "plan", "accept-edits", "bypass"] | None = None
+    team: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    """Run on the members of this team."""
+
+    @field_validator("cwd")
+    @classmethod
+    def _absolute(cls, cwd: str) -> str:
+        if not cwd.startswith("/"):
+            raise ValueError("must be an absolute path")
+        return cwd
+
+
+class TaskCreated(_Body):
+    id: str
+    status: Literal["running"] = "running"
+    url: str
+    """Path of the task's resource."""
+
+
+class TaskSummary(_Body):
+    id: str
+    status: TaskStatus
+    decision: str | None
+    """Why it stopped: quality, max_iterations, plateau, regression, budget_*, error, cancelled."""
+    score: float | None
+    iterations: int
+    tokens: int
+    cost_usd: float
+    created_at: str
+    description: str
+
+
+class TaskList(_Body):
+    tasks: list[TaskSummary]
+
+
+class IterationView(_Body):
+    n: int
+    score: float | None
+    judge_score: float | None
+    dimensions: dict[str, float]
+    checks: list[CheckOutcome]
+    summary: str | None
+    tool_calls: int | None
+    tokens: int
+    cost_usd: float
+    duration_s: float | None
+    decision: str | None
+
+
+class FindingView(_Body):
+    iteration: int
+    severity: str
+    title: str
+    detail: str | None
+    fix: str | None
+
+
+class TaskDetail(TaskSummary):
+    cwd: str
+    phase: str
+    best_iteration: int | None
+    plan: Plan | None
+    files_changed: list[str]
+    summary: str | None
+    finished_at: str | None
+    iterations_detail: list[IterationView]
+    findings: list[FindingView]
+
+
+class CancelAccepted(_Body):
+    id: str
+    status: Literal["cancelling"] = "cancelling"
+
+
+class OrchestratorView(_Body):
+    pid: int
+    home: str
+    started_at: float
+    actors: list[ActorStatus]
+    messages: MessageCounters
+
+
+class TeamView(_Body):
+    name: str
+    members: list[ActorStatus]
+    """Actors whose role is ``ROLE@TEAM``."""
+
+
+class ApiView(_Body):
+    url: str
+    auth: bool
+    webhooks: int
+
+
+class StatusView(_Body):
+    orchestrator: OrchestratorView
+    running: list[TaskSummary]
+    teams: list[TeamView]
+    api: ApiView
+
+
+class CostRow(_Body):
+    role: str
+    model: str | None
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+class CostView(_Body):
+    total_usd: float
+    total_tokens: int
+    calls: int
+    by_role: list[CostRow]
+    """Per role and model, the most expensive first."""
+
+
+class Health(_Body):
+    status: Literal["ok"] = "ok"
+    version: str
+    pid: int
+
+
+class ErrorDetail(_Body):
+    code: str
+    """bad_request, unauthorized, not_found, method_not_allowed, conflict, too_large,
+    invalid, unavailable, internal."""
+    message: str
+    """One line saying what was wrong."""
+
+
+class ErrorBody(_Body):
+    error: ErrorDetail
+
+
+class TaskListQuery(_Body):
+    limit: int = Field(20, ge=1, le=1000)
+    status: TaskStatus | None = None
+
+
+def row_dicts(columns: list[str], rows: list[list[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(columns, row, strict=True)) for row in rows]

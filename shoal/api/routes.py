@@ -1,0 +1,292 @@
+"""The endpoints of /api/v1: one table that dispatches requests and documents them.
+
+Every endpoint goes through the orchestrator's existing paths on the API's
+mailbox connection: tasks are submitted and cancelled as ``shoal run`` does
+(``task.submit``, ``task.cancel`` to the scheduler), and everything read comes
+from the same named store queries as ``shoal tasks`` and ``shoal show``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from shoal import __version__
+from shoal.api.models import (
+    ApiView,
+    CancelAccepted,
+    CostRow,
+    CostView,
+    FindingView,
+    Health,
+    IterationView,
+    OrchestratorView,
+    StatusView,
+    TaskCreate,
+    TaskCreated,
+    TaskDetail,
+    TaskList,
+    TaskListQuery,
+    TaskSummary,
+    TeamView,
+    row_dicts,
+)
+from shoal.mailbox.envelope import (
+    QueryReply,
+    QueryRequest,
+    StatusReply,
+    StatusRequest,
+    TaskAccepted,
+    TaskCancel,
+    TaskSubmit,
+)
+from shoal.mailbox.errors import RemoteError
+
+if TYPE_CHECKING:
+    from shoal.api.bridge import Bridge
+    from shoal.paths import Home
+
+PREFIX = "/api/v1"
+_TASK_ID = re.compile(r"^[0-9A-Za-z]{4,64}$")
+
+
+class ApiError(Exception):
+    """An answer other than success: HTTP status, error code and a one-line message."""
+
+    def __init__(self, status: int, code: str, message: str, allow: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.allow = allow
+        """For a 405: the methods the path does take."""
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    """Below /api/v1, with ``{name}`` parameters."""
+    handler: str
+    """Name of the Endpoints method; it gets the path parameters, ``body`` and ``query``."""
+    summary: str
+    response: type[BaseModel] | None
+    """None: a JSON object that is not a model (the OpenAPI document itself)."""
+    status: int = 200
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    auth: bool = True
+    errors: tuple[int, ...] = ()
+    pattern: re.Pattern[str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path)
+        object.__setattr__(self, "pattern", re.compile(f"^{regex}$"))
+
+
+ROUTES: list[Route] = [
+    Route("GET", "/health", "health", "Liveness; never needs the token", Health, auth=False),
+    Route("GET", "/openapi.json", "openapi", "This API as an OpenAPI 3.1 document", None),
+    Route(
+        "POST",
+        "/tasks",
+        "create_task",
+        "Run a task (plan, execute, evaluate, refine), as `shoal run` does",
+        TaskCreated,
+        status=202,
+        body=TaskCreate,
+        errors=(400, 422),
+    ),
+    Route(
+        "GET", "/tasks", "list_tasks", "Recent tasks, newest first", TaskList, query=TaskListQuery
+    ),
+    Route(
+        "GET",
+        "/tasks/{task_id}",
+        "get_task",
+        "One task: plan, iterations, scores, checks, findings (id or a unique prefix)",
+        TaskDetail,
+        errors=(400, 404),
+    ),
+    Route(
+        "POST",
+        "/tasks/{task_id}/cancel",
+        "cancel_task",
+        "Cancel a running task: it stops and is recorded as cancelled",
+        CancelAccepted,
+        status=202,
+        errors=(404, 409),
+    ),
+    Route(
+        "GET", "/status", "status", "The orchestrator, its actors, teams, running tasks", StatusView
+    ),
+    Route(
+        "GET", "/cost", "cost", "Tokens and cost of every model call, per role and model", CostView
+    ),
+]
+
+
+class Endpoints:
+    """What each route does; runs on the HTTP server's request threads."""
+
+    def __init__(
+        self,
+        home: Home,
+        bridge: Bridge,
+        api_view: Callable[[], ApiView],
+        document: Callable[[], Any],
+    ) -> None:
+        self.home = home
+        self.bridge = bridge
+        self._api_view = api_view
+        self._document = document
+
+    # --- helpers -------------------------------------------------------------
+
+    def _ask(self, payload: Any, timeout: float = 15.0) -> Any:
+        return self.bridge.request(payload, timeout)
+
+    def _rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        reply = self._ask(QueryRequest(name=name, params=params))
+        assert isinstance(reply, QueryReply)
+        return row_dicts(reply.columns, reply.rows)
+
+    def _find(self, task_id: str) -> dict[str, Any] | None:
+        if not _TASK_ID.match(task_id):
+            return None
+        found = self._rows("task.get", {"task_id": task_id})
+        if len(found) > 1:
+            raise ApiError(400, "bad_request", f"{task_id!r} matches more than one task")
+        return found[0] if found else None
+
+    # --- endpoints -------------------------------------------------------------
+
+    def health(self) -> Health:
+        return Health(version=__version__, pid=os.getpid())
+
+    def openapi(self) -> Any:
+        return self._document()
+
+    def create_task(self, body: TaskCreate) -> TaskCreated:
+        from shoal import config
+        from shoal.settings import SettingsError
+        from shoal.workspace.git import WorkspaceError, toplevel
+
+        cwd = Path(body.cwd).resolve()
+        if not cwd.is_dir():
+            raise ApiError(422, "invalid", f"cwd: {cwd} is not a directory")
+        try:
+            toplevel(cwd)
+        except WorkspaceError:
+            raise ApiError(
+                422,
+                "invalid",
+                f"cwd: {cwd} is not a git repository; shoal keeps each iteration in git",
+            ) from None
+        flags = body.model_dump(exclude={"description", "cwd", "team"})
+        try:
+            options = config.load(self.home, cwd, flags).task_options()
+        except SettingsError as exc:
+            raise ApiError(422, "invalid", str(exc)) from None
+        if not options.models:
+            raise ApiError(
+                422,
+                "invalid",
+                "no model configured: give model, or set SHOAL_MODEL in the orchestrator's "
+                "environment or [shoal] model in config.toml",
+            )
+        if body.team is not None:
+            options = options.model_copy(update={"team": body.team})
+        submit = TaskSubmit(description=body.description, cwd=str(cwd), options=options)
+        try:
+            accepted = self._ask(submit, timeout=30.0)
+        except RemoteError as exc:
+            raise ApiError(422, "invalid", exc.message) from None
+        assert isinstance(accepted, TaskAccepted)
+        self._until_recorded(accepted.task_id)
+        return TaskCreated(id=accepted.task_id, url=f"{PREFIX}/tasks/{accepted.task_id}")
+
+    def _until_recorded(self, task_id: str, timeout: float = 2.0) -> None:
+        """Wait for the task's row (the recorder flushes every 50 ms), so a GET finds it."""
+        deadline = time.monotonic() + timeout
+        while not self._rows("task.get", {"task_id": task_id}) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def list_tasks(self, query: TaskListQuery) -> TaskList:
+        rows = self._rows("tasks.recent", {"limit": query.limit, "kind": query.status})
+        return TaskList(tasks=[TaskSummary.model_validate(r) for r in rows])
+
+    def get_task(self, task_id: str) -> TaskDetail:
+        task = self._find(task_id)
+        if task is None:
+            raise ApiError(404, "not_found", f"no task {task_id!r}")
+        full_id = task["id"]
+        iterations = self._rows("task.iterations", {"task_id": full_id})
+        for it in iterations:
+            it["dimensions"] = json.loads(it["dimensions"] or "{}")
+            it["checks"] = json.loads(it["checks"] or "[]")
+            it.pop("snapshot", None)
+        return TaskDetail.model_validate(
+            {
+                **task,
+                "plan": json.loads(task["plan"]) if task["plan"] else None,
+                "files_changed": json.loads(task["files_changed"] or "[]"),
+                "iterations_detail": [IterationView.model_validate(it) for it in iterations],
+                "findings": [
+                    FindingView.model_validate(f)
+                    for f in self._rows("task.findings", {"task_id": full_id})
+                ],
+            }
+        )
+
+    def cancel_task(self, task_id: str) -> CancelAccepted:
+        task = self._find(task_id)
+        if task is None:
+            raise ApiError(404, "not_found", f"no task {task_id!r}")
+        try:
+            self._ask(TaskCancel(task_id=task["id"]))
+        except RemoteError:
+            # The scheduler runs no such task: it ended (or ends right now).
+            ended = self._find(task["id"]) or task
+            raise ApiError(
+                409, "conflict", f"task {task['id']} is not running (status {ended['status']})"
+            ) from None
+        return CancelAccepted(id=task["id"])
+
+    def status(self) -> StatusView:
+        reply = self._ask(StatusRequest())
+        assert isinstance(reply, StatusReply)
+        teams: dict[str, list[Any]] = {}
+        for actor in reply.actors:
+            if "@" in actor.role:
+                teams.setdefault(actor.role.split("@", 1)[1], []).append(actor)
+        running = self._rows("tasks.recent", {"limit": 1000, "kind": "running"})
+        return StatusView(
+            orchestrator=OrchestratorView(
+                pid=reply.pid,
+                home=reply.home,
+                started_at=reply.started_at,
+                actors=reply.actors,
+                messages=reply.messages,
+            ),
+            running=[TaskSummary.model_validate(r) for r in running],
+            teams=[TeamView(name=n, members=m) for n, m in sorted(teams.items())],
+            api=self._api_view(),
+        )
+
+    def cost(self) -> CostView:
+        rows = [CostRow.model_validate(r) for r in self._rows("costs.summary", {})]
+        return CostView(
+            total_usd=sum(r.cost_usd for r in rows),
+            total_tokens=sum(r.prompt_tokens + r.completion_tokens for r in rows),
+            calls=sum(r.calls for r in rows),
+            by_role=rows,
+        )

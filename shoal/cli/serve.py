@@ -1,0 +1,191 @@
+"""``shoal serve``: the HTTP API, served by the orchestrator.
+
+The command writes what it was asked for to ``$SHOAL_HOME/api.json`` (and the
+token to ``api.token``, both 0600), starts the orchestrator if needed and asks
+it to serve (``api.serve``: the message carries no secret, every message is
+recorded). In the foreground it keeps the orchestrator up until Ctrl-C, then
+stops serving; with ``--detach`` it returns and the API stays, also across
+orchestrator restarts, until ``shoal serve --stop``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import typer
+
+from shoal.cli.output import fail
+
+if TYPE_CHECKING:
+    from shoal.api.settings import WebhookConfig
+    from shoal.mailbox.envelope import ApiServing
+    from shoal.paths import Home
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback)."),
+    port: int = typer.Option(9742, "--port", min=0, max=65535, help="Port (0: any free one)."),
+    token: str | None = typer.Option(
+        None,
+        "--token",
+        envvar="SHOAL_API_TOKEN",
+        show_envvar=True,
+        help="Bearer token every endpoint but /health then needs (required off loopback).",
+    ),
+    webhook: list[str] = typer.Option(
+        [],
+        "--webhook",
+        help="POST task.complete, task.failed and budget.warning events to this URL, "
+        "signed with $SHOAL_WEBHOOK_SECRET (repeatable).",
+    ),
+    detach: bool = typer.Option(
+        False, "--detach", "-d", help="Return once serving; `shoal serve --stop` stops it."
+    ),
+    stop: bool = typer.Option(False, "--stop", help="Stop serving (a detached server)."),
+) -> None:
+    """Serve the HTTP API (/api/v1) and webhooks from the orchestrator."""
+    from shoal.api import settings as api_settings
+    from shoal.paths import Home
+
+    home = Home.resolve()
+    if stop:
+        _stop_serving(home)
+        sys.stdout.write("stopped serving the HTTP API\n")
+        return
+    if not token and not api_settings.is_loopback(host):
+        fail(
+            f"--host {host} is not a loopback address: serving there needs a bearer token "
+            "(--token T, or SHOAL_API_TOKEN)",
+            code=2,
+        )
+    settings = api_settings.ServeSettings(host=host, port=port, webhooks=_webhooks(webhook))
+    api_settings.save(home, settings, token)
+    serving = _start(home)
+    out = sys.stdout
+    out.write(f"serving {serving.url}\n")
+    if serving.auth:
+        out.write(f"token: in {api_settings.token_file(home)} (Authorization: Bearer <token>)\n")
+    else:
+        out.write("no token: anyone on this machine can use it (--token T requires one)\n")
+    if serving.webhooks:
+        out.write(f"webhooks: {serving.webhooks}\n")
+    if detach:
+        out.write("detached; `shoal serve --stop` stops it\n")
+        return
+    out.write("Ctrl-C stops it\n")
+    out.flush()
+    _foreground(home)
+
+
+def _webhooks(urls: list[str]) -> list[WebhookConfig]:
+    from pydantic import ValidationError
+
+    from shoal.api.settings import WebhookConfig
+
+    if not urls:
+        return []
+    secret = os.environ.get("SHOAL_WEBHOOK_SECRET")
+    if not secret:
+        fail(
+            "--webhook needs SHOAL_WEBHOOK_SECRET: the key receivers check X-Shoal-Signature with",
+            code=2,
+        )
+    hooks = []
+    for url in urls:
+        try:
+            hooks.append(WebhookConfig.model_validate({"url": url, "secret": secret}))
+        except ValidationError:
+            fail(f"--webhook {url}: must be an http:// or https:// URL with a host", code=2)
+    return hooks
+
+
+def _start(home: Home) -> ApiServing:
+    from shoal.api import settings as api_settings
+    from shoal.cli.run import _ensure_orchestrator
+    from shoal.mailbox.envelope import ApiServe, ApiServing
+    from shoal.mailbox.errors import RemoteError
+    from shoal.orchestrator import daemon
+
+    _ensure_orchestrator(home)
+    try:
+        serving = daemon.request(home, ApiServe(), timeout=15)
+    except RemoteError as exc:
+        api_settings.forget(home)
+        fail(exc.message)
+    assert isinstance(serving, ApiServing)
+    return serving
+
+
+def _foreground(home: Home) -> None:
+    """Keep the API up (restarting a lost orchestrator) until Ctrl-C or SIGTERM."""
+    from shoal.orchestrator import daemon
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        while True:
+            time.sleep(1.0)
+            if daemon.running_pid(home) is None:
+                sys.stderr.write("shoal: the orchestrator stopped; restarting it (the API too)\n")
+                daemon.ensure(home)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
+        _stop_serving(home)
+        sys.stderr.write("stopped serving the HTTP API\n")
+
+
+def _stop_serving(home: Home) -> None:
+    from shoal.api import settings as api_settings
+    from shoal.mailbox.envelope import ApiStop
+    from shoal.orchestrator import daemon
+
+    api_settings.forget(home)  # first: a restart meanwhile must not serve again
+    if daemon.running_pid(home) is not None:
+        daemon.request(home, ApiStop(), timeout=15)
+
+
+def webhooks(
+    limit: int = typer.Option(20, "--limit", "-n", min=1, max=10_000),
+    task: str | None = typer.Option(None, "--task", help="Only this task id."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON lines."),
+) -> None:
+    """Recent webhook delivery attempts (status, error, when the next retry is due)."""
+    from shoal.cli.output import console, print_json
+    from shoal.paths import Home
+    from shoal.store.queries import QueryError, read
+
+    try:
+        reply = read(Home.resolve(), "webhooks.deliveries", {"limit": limit, "task_id": task})
+    except QueryError as exc:
+        if "no database yet" not in str(exc):
+            raise
+        reply = None
+    rows = [dict(zip(reply.columns, r, strict=True)) for r in reply.rows] if reply else []
+    if json_out:
+        for row in rows:
+            print_json(row)
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("attempted_at", "event", "webhook", "attempt", "result", "task"):
+        table.add_column(column)
+    for r in reversed(rows):
+        result = str(r["status_code"] or "-") + ("" if r["ok"] else f" {r['error'] or 'failed'}")
+        if r["retry_at"]:
+            result += f" (retry at {r['retry_at']})"
+        table.add_row(
+            str(r["attempted_at"]),
+            r["event"],
+            f"{r['webhook']} {r['target']}",
+            str(r["attempt"]),
+            result,
+            r["task_id"] or "-",
+        )
+    console().print(table if rows else "no webhook deliveries recorded")

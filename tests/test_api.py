@@ -1,0 +1,374 @@
+"""The HTTP API and webhooks: served by the orchestrator, driven over real HTTP.
+
+Tasks run end to end with the scripted model (real litellm over HTTP); the
+webhook receiver is a real HTTP server in the test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from shoal.llm.script import Script
+from shoal.llm.scripted import ScriptedModelServer
+from shoal.orchestrator import daemon
+from shoal.paths import Home
+from shoal.store.queries import read
+from tests.conftest import shoal, wait_for
+from tests.test_loop import call, make_repo, plan, verdict
+
+TOKEN = "tok-" + os.urandom(8).hex()
+
+
+def request(
+    method: str, url: str, *, token: str | None = None, body: Any = None, raw: bytes | None = None
+) -> tuple[int, Any]:
+    """One HTTP request (http.client: no proxy from the environment gets in the way)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+    try:
+        conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), data, headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        conn.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return request("GET", url)[0] == 200
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(*args: str, env: dict[str, str] | None = None) -> str:
+    result = shoal("serve", "--detach", *args, env=env, timeout=90)
+    assert result.returncode == 0, result.stderr
+    found = re.search(r"^serving (http://\S+)$", result.stdout, re.M)
+    assert found, result.stdout
+    return found.group(1)
+
+
+def bare_repo(root: Path) -> Path:
+    """A repository with the bug and no checks to run: the judge alone scores (faster)."""
+    repo = make_repo(root)
+    subprocess.run(["git", "-C", str(repo), "rm", "-rq", "tests", "pyproject.toml"], check=True)
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "-"],
+        check=True,
+    )
+    return repo
+
+
+def used(n: int = 100) -> dict[str, Any]:
+    return {"usage": {"prompt_tokens": n, "completion_tokens": 0}}
+
+
+class Receiver:
+    """A webhook receiver: answers 500 to the first POST of each delivery, then 200."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[dict[str, str], bytes]] = []
+        seen: set[str] = set()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                delivery = self.headers["X-Shoal-Delivery"]
+                status = 200 if delivery in seen else 500
+                seen.add(delivery)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/secret-path?k=v"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self, name: str) -> list[tuple[dict[str, str], bytes]]:
+        return [(h, b) for h, b in self.posts if h["x-shoal-event"] == name]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_api_needs_its_token_and_answers_bad_input_in_json(home: Home, tmp_path: Path) -> None:
+    from openapi_spec_validator import validate
+
+    refused = shoal("serve", "--host", "0.0.0.0", "--port", "0")
+    assert refused.returncode == 2 and "needs a bearer token" in refused.stderr
+    unsigned = shoal("serve", "--webhook", "http://127.0.0.1:9/x", env={"SHOAL_WEBHOOK_SECRET": ""})
+    assert unsigned.returncode == 2 and "needs SHOAL_WEBHOOK_SECRET" in unsigned.stderr
+    assert not (home.root / "api.json").exists()
+    home.ensure()
+    home.config_file.write_text('[[webhooks]]\nurl = "ftp://x"\nsecret = "k"\n')
+    bad = shoal("orchestrator", "start")
+    assert bad.returncode != 0 and "[[webhooks]] #1: url: Value error, must be an http" in (
+        bad.stderr
+    )
+    home.config_file.unlink()
+
+    port = free_port()
+    signed = {"SHOAL_WEBHOOK_SECRET": "k"}
+    hook = "http://127.0.0.1:9/x"
+    url = serve("--port", str(port), "--token", TOKEN, "--webhook", hook, env=signed)
+    assert url == f"http://127.0.0.1:{port}/api/v1"
+    assert (home.root / "api.token").stat().st_mode & 0o777 == 0o600
+    status, health = request("GET", f"{url}/health")  # the one endpoint without the token
+    assert status == 200 and health["status"] == "ok"
+    for token in (None, "wrong", TOKEN[:-1]):
+        status, body = request("GET", f"{url}/tasks", token=token)
+        assert status == 401 and body["error"]["code"] == "unauthorized"
+    assert request("GET", f"{url}/tasks", token=TOKEN) == (200, {"tasks": []})
+    api = request("GET", f"{url}/status", token=TOKEN)[1]["api"]
+    assert api == {"url": url, "auth": True, "webhooks": 1}
+    status, doc = request("GET", f"{url}/openapi.json", token=TOKEN)
+    assert status == 200
+    validate(doc)
+    assert {"/api/v1/tasks", "/api/v1/tasks/{task_id}/cancel", "/api/v1/cost"} <= set(doc["paths"])
+    create = doc["paths"]["/api/v1/tasks"]["post"]["requestBody"]["content"]["application/json"]
+    assert create["schema"] == {"$ref": "#/components/schemas/TaskCreate"}
+    assert "budget_tokens" in doc["components"]["schemas"]["TaskCreate"]["properties"]
+
+    repo = make_repo(tmp_path)
+    bad = [
+        ("POST", "/tasks", {"raw": b"{not json"}, 400, "not valid JSON"),
+        ("POST", "/tasks", {"body": {"description": "x"}}, 422, "cwd: Field required"),
+        ("POST", "/tasks", {"body": {"description": "x", "cwd": "rel"}}, 422, "absolute"),
+        ("POST", "/tasks", {"body": {"description": "x", "cwd": str(tmp_path)}}, 422, "git"),
+        ("POST", "/tasks", {"body": {"description": "x", "cwd": str(repo)}}, 422, "no model"),
+        (
+            "POST",
+            "/tasks",
+            {"body": {"description": "x", "cwd": str(repo), "iterations": 0}},
+            422,
+            "iterations",
+        ),
+        ("GET", "/tasks?limit=abc", {}, 422, "limit"),
+        ("GET", "/tasks/0000000000", {}, 404, "no task"),
+        ("POST", "/tasks/0000000000/cancel", {}, 404, "no task"),
+        ("DELETE", "/tasks", {}, 405, "use POST, GET"),
+        ("GET", "/nothing", {}, 404, "no endpoint"),
+    ]
+    for method, path, kwargs, code, text in bad:
+        status, body = request(method, url + path, token=TOKEN, **kwargs)
+        assert (status, body["error"]["message"].count(text) > 0) == (code, True), (path, body)
+
+    # The settings come back with the next orchestrator; the token never reached the database.
+    assert shoal("orchestrator", "stop").returncode == 0
+    import duckdb
+
+    con = duckdb.connect(str(home.database), read_only=True)
+    try:
+        counts = con.execute(
+            "SELECT count(*) FILTER (kind = 'api.serve'), count(*) FILTER (body LIKE ?) "
+            "FROM messages",
+            [f"%{TOKEN}%"],
+        ).fetchall()
+    finally:
+        con.close()
+    assert counts == [(1, 0)]
+    assert TOKEN not in (home.logs / "orchestrator.log").read_text()
+    assert '"secret": "k"' in (home.root / "api.json").read_text()  # owner-only, read at start
+    assert (home.root / "api.json").stat().st_mode & 0o777 == 0o600
+    idle = {"SHOAL_IDLE_TIMEOUT": "0.5"}
+    assert shoal("orchestrator", "start", env=idle).returncode == 0
+    assert request("GET", f"{url}/tasks", token=TOKEN)[0] == 200
+    time.sleep(1.5)  # three idle timeouts: a serving orchestrator stays
+    assert request("GET", f"{url}/tasks", token=TOKEN)[0] == 200
+    assert shoal("serve", "--stop").returncode == 0
+    wait_for(lambda: daemon.running_pid(home) is None, 15, what="the idle orchestrator to exit")
+    with pytest.raises(ConnectionRefusedError):
+        request("GET", f"{url}/health")
+    assert not (home.root / "api.json").exists() and not (home.root / "api.token").exists()
+
+
+def test_serve_in_the_foreground_stops_serving_on_ctrl_c(home: Home) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first == f"serving http://127.0.0.1:{port}/api/v1\n", proc.stderr
+        assert request("GET", f"http://127.0.0.1:{port}/api/v1/tasks")[0] == 200  # no token
+        daemon.stop(home)  # lost under a foreground server: it starts one, which serves again
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/api/v1/health"), 30, what="the API")
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "stopped serving" in stderr
+    with pytest.raises(ConnectionRefusedError):
+        request("GET", f"http://127.0.0.1:{port}/api/v1/health")
+    assert not (home.root / "api.json").exists()
+
+
+def test_tasks_over_http_run_with_their_options_cancel_and_send_signed_webhooks(
+    home: Home, tmp_path: Path
+) -> None:
+    repo = bare_repo(tmp_path)
+    receiver = Receiver()
+    home.root.mkdir(parents=True, exist_ok=True)
+    (home.root / "config.toml").write_text(
+        f'[[webhooks]]\nurl = "{receiver.url}"\nevents = ["task.complete", "budget.warning"]\n'
+        'secret = "s3cret-key"\nbackoff = 0.2\n'
+    )
+    script = Script.model_validate(
+        {
+            "models": {
+                # One model for every role (the request's "model"), in the order they call it.
+                "scripted-any": [
+                    {**plan(), **used()},
+                    {**call("read_file", path="calc.py"), **used()},
+                    {
+                        **call("edit_file", path="calc.py", old_string="a - b", new_string="a + b"),
+                        **used(),
+                    },
+                    {**call("finish", summary="fixed"), **used()},
+                    {**verdict(0.5), **used()},
+                    {**call("finish", summary="polished"), **used()},
+                    {**verdict(0.9), **used()},
+                ],
+                "scripted-slow": [plan(), {**call("read_file", path="calc.py"), "delay": 1.0}],
+                "scripted-small": ["nothing to learn"],  # the learner, after each task
+            }
+        }
+    )
+    try:
+        with ScriptedModelServer(script) as server:
+            env = {
+                "SHOAL_BASE_URL": server.base_url,
+                "SHOAL_SMALL_MODEL": "openai/scripted-small",
+                "SHOAL_PRELOAD": "litellm",
+            }
+            url = serve("--port", "0", env=env)
+            status, created = request(
+                "POST",
+                f"{url}/tasks",
+                body={
+                    "description": "fix the add function",
+                    "cwd": str(repo),
+                    "model": "openai/scripted-any",
+                    "iterations": 2,  # the default (3) would run a third
+                    "quality": 0.99,  # the default (0.8) would accept the second
+                    "budget_tokens": 800,  # 700 used: past 80%, a budget.warning
+                },
+            )
+            assert status == 202 and created["url"] == f"/api/v1/tasks/{created['id']}", created
+            task_id = created["id"]
+            assert request("GET", f"{url}/tasks/{task_id}")[1]["status"] == "running"
+
+            def finished() -> Any:
+                task = request("GET", f"{url}/tasks/{task_id}")[1]
+                return task if task["status"] != "running" else None
+
+            task = wait_for(finished, timeout=90, what="the task to finish")
+            assert isinstance(task, dict)
+            assert (task["status"], task["decision"]) == ("unaccepted", "max_iterations"), task
+            assert [it["n"] for it in task["iterations_detail"]] == [1, 2]
+            assert task["tokens"] == 700 and task["files_changed"] == ["calc.py"]
+            assert task["plan"]["steps"][0]["title"] == "fix add in calc.py"
+            assert request("GET", f"{url}/tasks")[1]["tasks"][0]["id"] == task_id
+            cost = request("GET", f"{url}/cost")[1]
+            assert cost["total_tokens"] == 700 and cost["calls"] == 7
+
+            # Cancel mid-run: the scheduler's cancel path, recorded as cancelled.
+            status, slow = request(
+                "POST",
+                f"{url}/tasks",
+                body={"description": "slow", "cwd": str(repo), "model": "openai/scripted-slow"},
+            )
+            assert status == 202
+            wait_for(lambda: len(server.requests_for("scripted-slow")) >= 2, 60, what="executor")
+            running = request("GET", f"{url}/status")[1]["running"]
+            assert [t["id"] for t in running] == [slow["id"]]
+            assert request("POST", f"{url}/tasks/{slow['id']}/cancel") == (
+                202,
+                {"id": slow["id"], "status": "cancelling"},
+            )
+            wait_for(
+                lambda: request("GET", f"{url}/tasks/{slow['id']}")[1]["status"] == "cancelled",
+                timeout=30,
+                what="the task to be cancelled",
+            )
+            status, again = request("POST", f"{url}/tasks/{slow['id']}/cancel")
+            assert status == 409 and "not running (status cancelled)" in again["error"]["message"]
+            shown = json.loads(shoal("show", slow["id"], "--json", check=True).stdout)
+            assert (shown["status"], shown["decision"]) == ("cancelled", "cancelled")
+            # The learner's call for each task, before the model server goes away.
+            wait_for(lambda: len(server.requests_for("scripted-small")) >= 2, 30, what="learner")
+
+        # The webhook: refused once (500), retried, signed, the same delivery id both times.
+        wait_for(lambda: len(receiver.events("task.complete")) >= 2, 30, what="the webhook retry")
+        posts = receiver.events("task.complete")
+        assert [h["x-shoal-attempt"] for h, _ in posts] == ["1", "2"]
+        assert posts[0][1] == posts[1][1]
+        assert posts[0][0]["x-shoal-delivery"] == posts[1][0]["x-shoal-delivery"]
+        for headers, raw in posts:
+            expected = hmac.new(b"s3cret-key", raw, hashlib.sha256).hexdigest()
+            assert headers["x-shoal-signature"] == f"sha256={expected}"
+        event = json.loads(posts[0][1])
+        assert (event["event"], event["task_id"]) == ("task.complete", task_id)
+        assert event["data"]["status"] == "unaccepted" and event["data"]["iterations"] == 2
+        warning = json.loads(receiver.events("budget.warning")[-1][1])
+        assert warning["data"]["budget"] == "tokens" and warning["data"]["fraction"] >= 0.8
+
+        def deliveries() -> list[dict[str, Any]]:
+            reply = read(home, "webhooks.deliveries", {"task_id": task_id})
+            return [dict(zip(reply.columns, r, strict=True)) for r in reply.rows]
+
+        wait_for(lambda: len(deliveries()) >= 4, 10, what="the delivery rows")
+        rows = sorted(deliveries(), key=lambda r: (r["event"], r["attempt"]))
+        assert [(r["event"], r["attempt"], r["status_code"], r["ok"]) for r in rows] == [
+            ("budget.warning", 1, 500, False),
+            ("budget.warning", 2, 200, True),
+            ("task.complete", 1, 500, False),
+            ("task.complete", 2, 200, True),
+        ]
+        assert rows[2]["retry_at"] is not None and rows[3]["retry_at"] is None
+        host = urlsplit(receiver.url)
+        assert {r["target"] for r in rows} == {f"http://127.0.0.1:{host.port}"}
+        assert not read(home, "webhooks.deliveries", {"task_id": slow["id"]}).rows  # not subscribed
+        listed = shoal("webhooks", "--json", "--task", task_id, check=True).stdout.splitlines()
+        assert sorted(json.loads(line)["status_code"] for line in listed) == [200, 200, 500, 500]
+        assert "s3cret-key" not in (home.logs / "orchestrator.log").read_text()
+    finally:
+        receiver.close()

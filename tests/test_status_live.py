@@ -1,0 +1,119 @@
+"""``shoal status --live``: a running task's progress, from the event bus.
+
+In a real tmux pane (a private socket, its server killed after) the rich view
+must show the task's iteration change from 1 to 2; without a terminal the
+same command prints plain lines. Ctrl-C ends both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from shoal.llm.script import Script
+from shoal.llm.scripted import ScriptedModelServer
+from shoal.orchestrator import daemon
+from shoal.paths import Home
+from tests.conftest import shoal, wait_for
+from tests.test_api import bare_repo
+from tests.test_loop import call, model_env, plan, verdict
+
+_ROW = re.compile(r"^(\S+)\s+(planning|executing|evaluating|refining|restoring)\s+(\d+)\s", re.M)
+
+
+def test_status_live_follows_a_running_task_from_iteration_1_to_2(
+    home: Home, tmp_path: Path
+) -> None:
+    assert shoal("status", "--live", "--json").returncode == 2  # one view at a time
+    repo = bare_repo(tmp_path)
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": [
+                    {**call("read_file", path="calc.py"), "delay": 1.5},
+                    call("finish", summary="first try"),
+                    {**call("finish", summary="second try"), "delay": 1.5},
+                ],
+                "scripted-evaluator": [verdict(0.5), verdict(0.9)],
+            }
+        }
+    )
+    sock = f"shoal-test-{uuid.uuid4().hex[:10]}"
+    tmux = ["tmux", "-L", sock, "-f", "/dev/null"]
+    procs: list[subprocess.Popen[str]] = []
+    with ScriptedModelServer(script) as server:
+        env = {**os.environ, **model_env(server)}
+        daemon.start(home, env=model_env(server))  # the settings `shoal run` will ask for
+        viewer = [sys.executable, "-m", "shoal", "status", "--live"]
+        setting = [f"SHOAL_HOME={home.root}", f"PYTHONPATH={env['PYTHONPATH']}"]
+        command = shlex.join(["env", *setting, *viewer])
+        try:
+            subprocess.run(
+                [*tmux, "new-session", "-d", "-x", "200", "-y", "40", "-s", "live", command],
+                check=True,
+                env=env,
+            )
+            plain = subprocess.Popen(viewer, stdout=subprocess.PIPE, text=True, env=env)
+            procs.append(plain)
+            wait_for(lambda: "no running tasks" in _pane(tmux), 30, what="the live view")
+            shoal("orchestrator", "spawn", "echo@alpha", check=True)  # a team's member
+            wait_for(lambda: "team alpha: echo@alpha" in _pane(tmux), 30, what="the team")
+            run = subprocess.Popen(
+                [*viewer[:3], "run", "fix", "-C", str(repo), "--json", "-i", "2", "--quality=.99"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            procs.append(run)
+            seen: dict[str, set[int]] = {}
+
+            def shows(iteration: int) -> bool:
+                for task, _phase, n in _ROW.findall(_pane(tmux)):
+                    seen.setdefault(task, set()).add(int(n))
+                return any(iteration in s for s in seen.values())
+
+            wait_for(lambda: shows(1), 60, what="iteration 1 in the pane")
+            wait_for(lambda: shows(2), 60, what="iteration 2 in the pane")
+            stdout, stderr = run.communicate(timeout=90)
+            out = json.loads(stdout)
+            assert out["iterations"] == 2, stderr
+            assert seen.get(out["task_id"]) >= {1, 2}  # the same row changed
+            finished = re.compile(rf"^{out['task_id']}\s+unaccepted\s+2\s", re.M)
+            wait_for(lambda: finished.search(_pane(tmux)), 15, what="the finished task")
+
+            subprocess.run([*tmux, "send-keys", "-t", "live", "C-c"], check=True)
+            wait_for(
+                lambda: subprocess.run([*tmux, "has-session", "-t", "live"]).returncode != 0,
+                15,
+                what="the live view to exit on Ctrl-C",
+            )
+            plain.send_signal(signal.SIGINT)
+            lines, _ = plain.communicate(timeout=15)
+        finally:
+            subprocess.run([*tmux, "kill-server"], capture_output=True)
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    assert plain.returncode == 0
+    task = out["task_id"]
+    assert f"{task} executing iteration 1 " in lines and f"{task} executing iteration 2 " in lines
+    assert f"{task}   read_file " in lines  # a tool call
+    assert f"{task} done: unaccepted (max_iterations)" in lines
+    assert "started echo@alpha-1 (echo@alpha)" in lines
+
+
+def _pane(tmux: list[str]) -> str:
+    result = subprocess.run(
+        [*tmux, "capture-pane", "-p", "-t", "live"], capture_output=True, text=True
+    )
+    return result.stdout
