@@ -19,6 +19,7 @@ ROLES: dict[str, str] = {
     "evaluator": "shoal.actors.evaluator:EvaluatorActor",
     "learner": "shoal.actors.learner:LearnerActor",
     "pattern-miner": "shoal.actors.pattern_miner:PatternMinerActor",
+    "chat": "shoal.actors.chat:ChatActor",
 }
 
 

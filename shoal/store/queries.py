@@ -42,6 +42,16 @@ class TaskParams(_Params):
     task_id: str = Field(min_length=4, max_length=64, pattern=r"^[0-9A-Za-z]+$")
 
 
+class SessionParams(_Params):
+    session_id: str = Field(min_length=4, max_length=64, pattern=r"^[0-9A-Za-z]+$")
+    """A session id or a unique prefix (``session.get``); the full id elsewhere."""
+
+
+class SessionList(_Params):
+    limit: int = Field(20, ge=1, le=10_000)
+    cwd: str | None = None
+
+
 QUERIES: dict[str, tuple[type[_Params], str]] = {
     "messages.recent": (
         RecentMessages,
@@ -123,6 +133,24 @@ QUERIES: dict[str, tuple[type[_Params], str]] = {
     "skills.effectiveness": (
         NoParams,
         "SELECT skill, samples, mean_score, updated_at FROM skill_effectiveness ORDER BY skill",
+    ),
+    "sessions.list": (
+        SessionList,
+        """SELECT id, name, cwd, turns, tokens, cost_usd, model, updated_at, created_at, title
+           FROM sessions WHERE $cwd IS NULL OR cwd = $cwd
+           ORDER BY updated_at DESC, id DESC LIMIT $limit""",
+    ),
+    "session.get": (
+        SessionParams,
+        """SELECT id, name, cwd, turns, tokens, cost_usd, model, permission_mode, title,
+                  created_at, updated_at
+           FROM sessions WHERE id = $session_id OR id LIKE $session_id || '%'
+           ORDER BY updated_at DESC LIMIT 2""",
+    ),
+    "session.messages": (
+        SessionParams,
+        """SELECT seq, turn, role, content, tool_calls, tool_call_id, meta, created_at
+           FROM session_messages WHERE session_id = $session_id ORDER BY seq""",
     ),
     "costs.summary": (
         NoParams,
