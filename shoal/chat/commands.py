@@ -175,7 +175,8 @@ def session_line(r: dict[str, Any], mark: str = " ") -> str:
     name = r["name"] or "-"
     when = str(r["updated_at"])[:16].replace("T", " ")
     title = r["title"] or ""
-    return f"{mark} {r['id']}  {name:<14} {when}  {r['turns']:>3} turns  {r['cwd']}  {title[:40]}"
+    turns = f"{r['turns']:>3} turn" + ("" if r["turns"] == 1 else "s")
+    return f"{mark} {r['id']}  {name:<14} {when}  {turns}  {r['cwd']}  {title[:40]}"
 
 
 def _resume(repl: Repl, arg: str) -> None:
@@ -213,6 +214,8 @@ def _tasks(repl: Repl, arg: str) -> None:
 
 
 def _skills(repl: Repl, arg: str) -> None:
+    from rich.markup import escape
+
     from shoal.skills.catalog import discover_skills
 
     catalog = discover_skills(repl.home.root / "skills", Path(repl.settings.cwd))
@@ -221,7 +224,9 @@ def _skills(repl: Repl, arg: str) -> None:
         repl.console.print("no skills")
         return
     for skill in skills:
-        repl.console.print(f"{skill.name}  [dim]{skill.description}[/dim]")
+        about = " ".join(skill.description.split())
+        about = about if len(about) <= 90 else about[:89] + "…"
+        repl.console.print(f"{skill.name}  [dim]{escape(about)}[/dim]")
 
 
 def _permissions(repl: Repl, arg: str) -> None:

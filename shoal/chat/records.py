@@ -81,8 +81,9 @@ def _find(cur: Any, p: SessionOpen) -> tuple[Any, ...] | None:
         return rows[0] if rows else None
     if p.continue_last:
         rows = cur.execute(
-            f"SELECT {_COLUMNS} FROM sessions WHERE cwd = ? ORDER BY updated_at DESC, id DESC "
-            "LIMIT 1",
+            # A chat left without a word is no conversation to continue.
+            f"SELECT {_COLUMNS} FROM sessions WHERE cwd = ? AND turns > 0 "
+            "ORDER BY updated_at DESC, id DESC LIMIT 1",
             [p.cwd],
         ).fetchall()
         if not rows:

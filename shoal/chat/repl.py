@@ -74,18 +74,21 @@ class Repl:
 
     def _prompt_session(self) -> Any:
         from prompt_toolkit import PromptSession
+        from prompt_toolkit.filters import is_searching
         from prompt_toolkit.history import FileHistory
         from prompt_toolkit.key_binding import KeyBindings
 
         from shoal.chat.completion import ChatCompleter
 
         keys = KeyBindings()
+        # While Ctrl-R searches, its own keys apply (Enter takes the match, Ctrl-C ends it).
+        typing = ~is_searching
 
-        @keys.add("escape", "enter")
+        @keys.add("escape", "enter", filter=typing)
         def _newline(event: Any) -> None:
             event.current_buffer.insert_text("\n")
 
-        @keys.add("enter")
+        @keys.add("enter", filter=typing)
         def _enter(event: Any) -> None:
             buffer = event.current_buffer
             state = buffer.complete_state
@@ -97,6 +100,14 @@ class Repl:
                 buffer.insert_text("\n")
                 return
             buffer.validate_and_handle()
+
+        @keys.add("c-c", filter=typing)
+        def _interrupt(event: Any) -> None:
+            # Ctrl-C clears typed text; only at an empty prompt does it count towards leaving.
+            if event.current_buffer.text:
+                event.current_buffer.reset()
+            else:
+                event.app.exit(exception=KeyboardInterrupt())
 
         history = self.home.root / "chat_history"
         if not history.exists():

@@ -137,7 +137,8 @@ QUERIES: dict[str, tuple[type[_Params], str]] = {
     "sessions.list": (
         SessionList,
         """SELECT id, name, cwd, turns, tokens, cost_usd, model, updated_at, created_at, title
-           FROM sessions WHERE $cwd IS NULL OR cwd = $cwd
+           FROM sessions
+           WHERE ($cwd IS NULL OR cwd = $cwd) AND (turns > 0 OR name IS NOT NULL)
            ORDER BY updated_at DESC, id DESC LIMIT $limit""",
     ),
     "session.get": (

@@ -1,0 +1,268 @@
+"""``shoal chat``: the REPL in a real tmux pane, sessions and compaction, with a scripted model.
+
+The REPL tests drive a pane on a private tmux socket (send-keys, capture-pane)
+and read what the scripted model server received; the session tests pipe
+lines into ``shoal chat`` (no terminal: plain output), as scripts would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shoal.llm.scripted import ScriptedModelServer
+from shoal.paths import Home
+from tests.conftest import shoal
+from tests.test_loop import call, make_repo
+
+STREAMED = "Streaming works: every word of this answer arrives on its own."
+LONG = " ".join(f"word{i}" for i in range(60))
+
+
+def chat_env(server: ScriptedModelServer, **extra: str) -> dict[str, str]:
+    return {
+        "SHOAL_EXECUTOR_MODEL": "openai/scripted-chat",
+        "SHOAL_BASE_URL": server.base_url,
+        "SHOAL_PRELOAD": "litellm",
+        **extra,
+    }
+
+
+def texts(request: dict[str, Any]) -> str:
+    return json.dumps(request["messages"])
+
+
+class Pane:
+    """One tmux pane on a private server; killed (only that server) at the end."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.tmux = ["tmux", "-L", f"shoal-test-{uuid.uuid4().hex[:8]}"]
+        self.env = env
+        self.started = False
+
+    def run(self, *args: str, cwd: Path) -> None:
+        keep = {k: os.environ[k] for k in os.environ if k.startswith("SHOAL_") or k == "PYTHONPATH"}
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in {**keep, **self.env}.items())
+        line = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "shoal", *args))
+        command = f"cd {shlex.quote(str(cwd))} && env {env} {line}; echo CHAT-EXITED $?; sleep 60"
+        if self.started:
+            subprocess.run([*self.tmux, "respawn-pane", "-k", command], check=True)
+        else:
+            size = ["-x", "120", "-y", "50"]
+            subprocess.run([*self.tmux, "new-session", "-d", *size, command], check=True)
+            self.started = True
+
+    def screen(self) -> str:
+        return subprocess.run(
+            [*self.tmux, "capture-pane", "-p", "-S", "-200"], capture_output=True, text=True
+        ).stdout
+
+    def wait(self, text: str, timeout: float = 30, after: int = 0) -> str:
+        """The screen once ``text`` appears on it (``after``: more often than that many times)."""
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if screen.count(text) > after:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} did not appear; the screen:\n{screen}")
+
+    def prompt(self, count: int, timeout: float = 30) -> str:
+        return self.wait("shoal>", timeout, after=count - 1)
+
+    def send(self, *keys: str) -> None:
+        subprocess.run([*self.tmux, "send-keys", *keys], check=True)
+
+    def type(self, text: str) -> None:
+        subprocess.run([*self.tmux, "send-keys", "-l", text], check=True)
+        self.send("Enter")
+
+    def kill(self) -> None:
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def pane() -> Iterator[Pane]:
+    if shutil.which("tmux") is None:
+        pytest.skip("needs tmux")
+    p = Pane({})
+    yield p
+    p.kill()
+
+
+@pytest.mark.timeout(240)
+def test_the_repl_streams_attaches_runs_commands_interrupts_and_continues(
+    home: Home, tmp_path: Path, pane: Pane
+) -> None:
+    repo = make_repo(tmp_path)
+    script = {
+        "models": {
+            "scripted-chat": {
+                "replies": [
+                    {"content": STREAMED, "chunk_delay": 0.15},
+                    {"content": "calc.add subtracts; it should add.", "chunk_delay": 0.01},
+                    {"content": LONG, "chunk_delay": 0.4},
+                    {"content": "You first said hello there."},
+                ],
+                "repeat_last": False,
+            }
+        }
+    }
+    with ScriptedModelServer(script) as server:
+        pane.env = chat_env(server)
+        pane.run(cwd=repo)  # bare `shoal` in a terminal chats
+        pane.prompt(1)
+
+        # The answer streams: part of it is on screen before the rest has arrived.
+        pane.type("hello there")
+        partial = pane.wait("Streaming works")
+        assert "on its own." not in partial
+        pane.wait("on its own.")
+        pane.prompt(2)
+        assert " in · " in pane.wait(" out · ")  # the token/cost footer
+
+        pane.type("/cost")
+        assert "tokens" in pane.wait("this session:")
+        pane.prompt(3)
+
+        # Tab completes @cal to @calc.py; a trailing backslash and Esc-Enter start new
+        # lines; @calc.py attaches the file: the model gets its content.
+        pane.send("-l", "what does @cal")
+        pane.wait("calc.py", after=pane.screen().count("calc.py"))  # the completion menu
+        pane.send("Tab")
+        pane.send("-l", " do?\\")
+        pane.send("Enter")
+        pane.send("-l", "answer")
+        pane.send("Escape", "Enter")
+        pane.type("briefly")
+        pane.wait("calc.add subtracts")
+        pane.prompt(4)
+        sent = server.requests[1]["messages"][-1]["content"]
+        assert sent.startswith("what does @calc.py do?\nanswer\nbriefly")
+        assert "return a - b" in sent and "attached calc.py" in pane.screen()
+
+        pane.type("!echo hi-$((6*7))")
+        pane.wait("hi-42")
+        pane.prompt(5)
+
+        # Ctrl-C mid-turn stops the turn, not the REPL.
+        pane.type("count slowly")
+        pane.wait("word2 ")
+        pane.send("C-c")
+        pane.wait("interrupted", timeout=15)
+        pane.prompt(6, timeout=15)
+        assert "word59" not in pane.screen()
+
+        # Ctrl-C twice at an empty prompt leaves.
+        pane.send("C-c")
+        pane.wait("Ctrl-C again")
+        pane.send("C-c")
+        pane.wait("CHAT-EXITED 0")
+
+        # --continue: the next request carries the earlier turns.
+        pane.run("chat", "--continue", cwd=repo)
+        screen = pane.wait("session resumed")
+        assert "you: hello there" in screen
+        pane.prompt(1)
+        # Ctrl-R finds an earlier input in the history (kept across runs).
+        pane.send("C-r")
+        pane.send("-l", "slowl")
+        pane.wait("I-search backward: slowl")
+        pane.send("C-g")
+        pane.send("C-u")
+        pane.type("what did I say first?")
+        pane.wait("You first said hello there.")
+        last = texts(server.requests[-1])
+        assert len(server.requests) == 4
+        for earlier in ("hello there", STREAMED, "return a - b", "interrupted by the user"):
+            assert earlier in last, earlier
+        # The interrupted answer keeps what had streamed, not what never came.
+        assert "word1 " in last and "word59" not in last
+        assert (home.root / "chat_history").stat().st_mode & 0o777 == 0o600
+        assert "count slowly" in (home.root / "chat_history").read_text()
+
+        # /resume picks a session from a list.
+        pane.type("/resume")
+        pane.wait("resume which?")
+        pane.send("Enter")
+        pane.prompt(3)
+        pane.send("C-d")
+        pane.wait("CHAT-EXITED 0")
+
+
+def chat_lines(
+    repo: Path, lines: list[str], env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shoal", "chat", "-C", str(repo), *args],
+        input="".join(line + "\n" for line in lines),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.mark.timeout(180)
+def test_sessions_are_listed_exported_cleared_and_compacted(home: Home, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    first, second, third = ("alpha " * 500, "bravo " * 500, "charlie " * 500)
+    script = {
+        "models": {
+            "scripted-chat": [
+                call("read_file", path="calc.py"),
+                "It subtracts.",
+                "Noted alpha.",
+                "Noted bravo.",
+                "Noted charlie.",
+                "Fresh start.",
+            ]
+        }
+    }
+    with ScriptedModelServer(script) as server:
+        # A window this small fills after two long turns: the third compacts the first.
+        env = chat_env(server, SHOAL_CHAT_CONTEXT_WINDOW="3000")
+        out = chat_lines(repo, ["what does calc.py do?", first, second, third], env, "-s", "demo")
+        assert out.returncode == 0, out.stderr
+        assert "read_file calc.py" in out.stdout and "It subtracts." in out.stdout
+        assert "older turns compacted" in out.stdout
+        compacted = texts(server.requests[-1])
+        assert first not in compacted and "The user asked: alpha alpha" in compacted
+        assert second in compacted and third in compacted
+
+        # A named session is resumed by name; /clear starts the conversation over.
+        out = chat_lines(repo, ["/compact", "/clear", "anything new?"], env, "-s", "demo")
+        assert out.returncode == 0, out.stderr
+        assert "compacted" in out.stdout and "Fresh start." in out.stdout
+        fresh = texts(server.requests[-1])
+        assert second not in fresh and "alpha" not in fresh and "anything new?" in fresh
+
+    listed = [json.loads(line) for line in shoal("sessions", "list", "--json").stdout.splitlines()]
+    assert [(s["name"], s["turns"], s["cwd"]) for s in listed] == [("demo", 5, str(repo))]
+    assert listed[0]["tokens"] > 0 and listed[0]["title"] == "what does calc.py do?"
+    session_id = listed[0]["id"]
+
+    md = shoal("sessions", "export", session_id[:10], check=True).stdout
+    assert md.startswith("# demo") and "what does calc.py do?" in md
+    assert "`read_file`" in md and "It subtracts." in md
+    assert "summary of the earlier turns" in md and "(conversation cleared)" in md
+    exported = json.loads(shoal("sessions", "export", session_id, "--format", "json").stdout)
+    roles = [m["role"] for m in exported["messages"]]
+    assert roles[:4] == ["user", "assistant", "tool", "assistant"]
+    assert roles.count("summary") == 2 and roles.count("clear") == 1 and roles[-1] == "assistant"
+
+    bad = shoal("sessions", "export", "ZZZZZZ")
+    assert bad.returncode == 1 and bad.stderr.startswith("shoal: error: no session")
+    assert "Traceback" not in bad.stderr
