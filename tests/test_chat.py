@@ -228,41 +228,127 @@ def test_sessions_are_listed_exported_cleared_and_compacted(home: Home, tmp_path
                 "Noted bravo.",
                 "Noted charlie.",
                 "Fresh start.",
-            ]
+            ],
+            "scripted-small": ["SUMMARY: the user sent a long run of alphas."],
+            "scripted-other": [
+                call("write_file", path="new.txt", content="x"),
+                "I may not write files in plan mode.",
+            ],
         }
     }
     with ScriptedModelServer(script) as server:
         # A window this small fills after two long turns: the third compacts the first.
-        env = chat_env(server, SHOAL_CHAT_CONTEXT_WINDOW="3000")
+        env = chat_env(
+            server,
+            SHOAL_CHAT_CONTEXT_WINDOW="3000",
+            SHOAL_SMALL_MODEL="openai/scripted-small",  # writes the summaries
+        )
         out = chat_lines(repo, ["what does calc.py do?", first, second, third], env, "-s", "demo")
         assert out.returncode == 0, out.stderr
         assert "read_file calc.py" in out.stdout and "It subtracts." in out.stdout
         assert "older turns compacted" in out.stdout
         compacted = texts(server.requests[-1])
-        assert first not in compacted and "The user asked: alpha alpha" in compacted
+        assert first not in compacted and "SUMMARY: the user sent" in compacted
+        asked = texts(server.requests_for("scripted-small")[0])
+        assert first in asked and second not in asked  # the older turn, not the kept one
         assert second in compacted and third in compacted
 
         # A named session is resumed by name; /clear starts the conversation over.
-        out = chat_lines(repo, ["/compact", "/clear", "anything new?"], env, "-s", "demo")
+        (repo / "calc.py").write_text("def add(a, b):\n    return a - b  # touched\n")
+        lines = [
+            "/compact",
+            "/files",
+            "/diff",
+            "/status",
+            "/tasks",
+            "/skills",
+            "/team",
+            "/help",
+            "/clear",
+            "anything new?",
+            "/model openai/scripted-other",
+            "/permissions plan",
+            "write new.txt",
+        ]
+        out = chat_lines(repo, lines, env, "-s", "demo")
         assert out.returncode == 0, out.stderr
-        assert "compacted" in out.stdout and "Fresh start." in out.stdout
-        fresh = texts(server.requests[-1])
+        assert "compacted 2 messages" in out.stdout and "Fresh start." in out.stdout
+        fresh = texts(server.requests_for("scripted-chat")[-1])
         assert second not in fresh and "alpha" not in fresh and "anything new?" in fresh
+        assert "calc.py  read" in out.stdout  # /files
+        assert "+    return a - b  # touched" in out.stdout  # /diff
+        assert "orchestrator pid" in out.stdout and "chat-1" in out.stdout  # /status
+        assert "no tasks yet" in out.stdout and "python-testing" in out.stdout
+        assert "no team is running" in out.stdout and "/permissions" in out.stdout
+        # /model switched the model; /permissions plan made the turn read-only.
+        assert len(server.requests_for("scripted-other")) == 2
+        assert "write_file new.txt  denied" in out.stdout and not (repo / "new.txt").exists()
 
-    listed = [json.loads(line) for line in shoal("sessions", "list", "--json").stdout.splitlines()]
-    assert [(s["name"], s["turns"], s["cwd"]) for s in listed] == [("demo", 5, str(repo))]
-    assert listed[0]["tokens"] > 0 and listed[0]["title"] == "what does calc.py do?"
-    session_id = listed[0]["id"]
+        bare = shoal()  # bare `shoal` without a terminal: help, not a chat
+        assert "Usage" in bare.stderr and "chat" in bare.stderr and "shoal>" not in bare.stdout
+        listed = [
+            json.loads(line) for line in shoal("sessions", "list", "--json").stdout.splitlines()
+        ]
+        assert [(s["name"], s["turns"], s["cwd"]) for s in listed] == [("demo", 6, str(repo))]
+        assert listed[0]["model"] == "openai/scripted-other"
+        assert listed[0]["tokens"] > 0 and listed[0]["title"] == "what does calc.py do?"
+        session_id = listed[0]["id"]
 
-    md = shoal("sessions", "export", session_id[:10], check=True).stdout
-    assert md.startswith("# demo") and "what does calc.py do?" in md
-    assert "`read_file`" in md and "It subtracts." in md
-    assert "summary of the earlier turns" in md and "(conversation cleared)" in md
-    exported = json.loads(shoal("sessions", "export", session_id, "--format", "json").stdout)
-    roles = [m["role"] for m in exported["messages"]]
-    assert roles[:4] == ["user", "assistant", "tool", "assistant"]
-    assert roles.count("summary") == 2 and roles.count("clear") == 1 and roles[-1] == "assistant"
+        md = shoal("sessions", "export", session_id[:10], check=True).stdout
+        assert md.startswith("# demo") and "what does calc.py do?" in md
+        assert "`read_file`" in md and "It subtracts." in md
+        assert "summary of the earlier turns" in md and "(conversation cleared)" in md
+        target = tmp_path / "demo.json"
+        shoal("sessions", "export", session_id, "--format", "json", "-o", str(target), check=True)
+        exported = json.loads(target.read_text())
+        roles = [m["role"] for m in exported["messages"]]
+        assert roles[:4] == ["user", "assistant", "tool", "assistant"]
+        assert (
+            roles.count("summary") == 2 and roles.count("clear") == 1 and roles[-1] == "assistant"
+        )
+        assert exported["session"]["permission_mode"] == "plan"
 
-    bad = shoal("sessions", "export", "ZZZZZZ")
-    assert bad.returncode == 1 and bad.stderr.startswith("shoal: error: no session")
-    assert "Traceback" not in bad.stderr
+        assert exported["session"]["id"] == session_id
+
+        # Same server, same settings: the orchestrator (and its chat actor) carries on.
+        resumed = chat_lines(repo, ["/cost"], env, "--resume", session_id[:12])
+        assert resumed.returncode == 0, resumed.stderr
+        assert f"session resumed (6 turns) “demo” {session_id}" in resumed.stdout
+        assert "over 6 turns" in resumed.stdout
+
+        bad = shoal("sessions", "export", "ZZZZZZ")
+        assert bad.returncode == 1 and bad.stderr.startswith("shoal: error: no session")
+        assert "Traceback" not in bad.stderr
+
+
+def test_a_digest_summarizes_without_a_model_and_markers_rebuild_the_conversation() -> None:
+    from shoal.chat import conversation
+    from shoal.chat.conversation import Record
+
+    calls = [
+        {
+            "id": "c1",
+            "type": "function",
+            "function": {"name": "read_file", "arguments": '{"path": "calc.py"}'},
+        }
+    ]
+    rows = [
+        Record(1, 1, "user", "what does calc.py do?"),
+        Record(2, 1, "assistant", None, tool_calls=calls),
+        Record(3, 1, "tool", "def add(a, b): ...", tool_call_id="c1"),
+        Record(4, 1, "assistant", "It subtracts."),
+        Record(5, 2, "user", "fix it"),
+        Record(6, 2, "assistant", "Fixed."),
+    ]
+    old, kept = conversation.split(rows, keep_turns=1, keep_tokens=0)
+    assert [r.seq for r in old] == [1, 2, 3, 4] and [r.seq for r in kept] == [5, 6]
+    digest = conversation.digest(None, old, 2_000)
+    assert "The user asked: what does calc.py do?" in digest
+    assert "read_file(calc.py)" in digest and "You answered: It subtracts." in digest
+    summary = Record(7, 2, "summary", digest, meta={"through": 4})
+    rebuilt = conversation.history([*rows, summary, Record(8, 3, "user", "and now?")])
+    assert rebuilt.summary == digest and [r.seq for r in rebuilt.live] == [5, 6, 8]
+    cleared = conversation.history([*rows, summary, Record(9, 3, "clear")])
+    assert cleared.summary is None and cleared.live == []
+    assert conversation.context_window("openai/gpt-4o") > 100_000  # litellm's model info
+    assert conversation.context_window("openai/unknown-x") == conversation.DEFAULT_WINDOW

@@ -98,10 +98,10 @@ def context_window(model: str, override: int | None = None) -> int:
     """Input tokens ``model`` takes: the override, litellm's model info, or a default."""
     if override:
         return override
-    try:
-        import litellm
+    from shoal.llm.client import _litellm  # configured: no price-list fetch, quiet logs
 
-        info = litellm.get_model_info(model)
+    try:
+        info = _litellm().get_model_info(model)
         tokens = info.get("max_input_tokens") or info.get("max_tokens")
         if isinstance(tokens, int) and tokens > 0:
             return tokens

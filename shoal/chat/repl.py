@@ -130,6 +130,7 @@ class Repl:
         stripped = text.strip()
         if not stripped:
             return
+        self._keep_orchestrator()
         if stripped.startswith("/") and not stripped.startswith("//"):
             name, _, arg = stripped.partition(" ")
             name = commands.ALIASES.get(name, name)
@@ -143,6 +144,16 @@ class Repl:
             self.shell(stripped[1:].strip())
             return
         self.turn(text.replace("//", "/", 1) if stripped.startswith("//") else text)
+
+    def _keep_orchestrator(self) -> None:
+        """An orchestrator that exited while the chat sat idle is started again, session kept."""
+        from shoal.orchestrator import daemon
+
+        if daemon.running_pid(self.home) is not None:
+            return
+        self.console.print("[dim]the orchestrator had stopped; starting it again[/dim]")
+        daemon.ensure(self.home)
+        self.client.open(session_id=self.client.session_id)  # and the session's chat actor
 
     def turn(self, text: str) -> ChatReply | None:
         from shoal.chat.view import PlainView, RichView
