@@ -167,7 +167,7 @@ def test_the_repl_streams_attaches_runs_commands_interrupts_and_continues(
 
         # Ctrl-C twice at an empty prompt leaves.
         pane.send("C-c")
-        pane.wait("Ctrl-C again")
+        pane.wait("(Ctrl-C again, Ctrl-D or /exit to leave)")
         pane.send("C-c")
         pane.wait("CHAT-EXITED 0")
 

@@ -119,7 +119,7 @@ class ChatActor(Actor):
 
     def load(self, session_id: str) -> History:
         reply = self.ctx.ask(
-            QueryRequest(name="session.messages", params={"session_id": session_id}),
+            QueryRequest(name="session.live", params={"session_id": session_id}),
             timeout=_RECORD_TIMEOUT,
         )
         assert isinstance(reply, QueryReply)

@@ -77,7 +77,8 @@ def _cost(repl: Repl, arg: str) -> None:
     row = repl.session_row()
     u = repl.run_usage
     repl.console.print(
-        f"this session: {row['tokens']:,} tokens, ${row['cost_usd']:.4f} over {row['turns']} turns"
+        f"this session: {row['tokens']:,} tokens, ${row['cost_usd']:.4f} over {row['turns']} "
+        + ("turn" if row["turns"] == 1 else "turns")
     )
     repl.console.print(
         f"since this chat started: {u.prompt_tokens:,} in · {u.completion_tokens:,} out · "

@@ -13,6 +13,8 @@ from shoal.mailbox.envelope import Attachment
 MENTION = re.compile(r"(?<![\w@])@([^\s@]+)")
 MAX_ATTACHMENT = 256 * 1024
 """Bytes of one file attached; a longer file is cut, and the message says so."""
+MAX_ATTACHED = 1024 * 1024
+"""Bytes attached to one message in all (a message must fit in one mailbox frame)."""
 _MAX_LISTED = 20_000
 
 
@@ -64,27 +66,32 @@ class RepoFiles:
 
 
 def attachments(text: str, root: Path) -> tuple[list[Attachment], list[str]]:
-    """The files ``text`` mentions with ``@path`` (inside ``root``), and mentions that are not."""
+    """The files ``text`` mentions with ``@path`` (inside ``root``), and why others are not."""
     found: list[Attachment] = []
     missing: list[str] = []
     seen: set[str] = set()
+    total = 0
     base = root.resolve()
     for match in MENTION.finditer(text):
         mention = match.group(1).rstrip(".,;:!?)")
         path = (base / mention).resolve()
         if not path.is_relative_to(base) or not path.is_file():
-            missing.append(mention)
+            missing.append(f"{mention}: no such file here")
             continue
         rel = str(path.relative_to(base))
         if rel in seen:
             continue
         seen.add(rel)
+        if total >= MAX_ATTACHED:
+            missing.append(f"{mention}: {MAX_ATTACHED // 1024} KB are attached already")
+            continue
         data = path.read_bytes()
         if b"\0" in data[:8192]:
-            missing.append(f"{mention} (binary)")
+            missing.append(f"{mention}: a binary file")
             continue
         content = data[:MAX_ATTACHMENT].decode("utf-8", errors="replace")
         if len(data) > MAX_ATTACHMENT:
             content += f"\n[... cut: the file has {len(data):,} bytes; read_file shows the rest]"
+        total += len(content)
         found.append(Attachment(path=rel, content=content))
     return found, missing

@@ -42,24 +42,28 @@ class Repl:
     # --- reading ---------------------------------------------------------------
 
     def loop(self) -> int:
-        interrupted = False
+        interrupted = False  # the last input was a Ctrl-C at the prompt
         while True:
             try:
-                text = self._read()
-            except KeyboardInterrupt:
-                if interrupted:
+                try:
+                    text = self._read()
+                except KeyboardInterrupt:
+                    if interrupted:
+                        return 0
+                    interrupted = True
+                    self.console.print("[dim](Ctrl-C again, Ctrl-D or /exit to leave)[/dim]")
+                    continue
+                except EOFError:
                     return 0
-                interrupted = True
-                self.console.print("[dim](Ctrl-C again, Ctrl-D or /exit to leave)[/dim]")
-                continue
-            except EOFError:
-                return 0
-            interrupted = False
-            try:
+                interrupted = False
                 self.handle(text)
             except commands.ExitChat:
                 return 0
             except KeyboardInterrupt:
+                # Between two prompts the terminal is not raw and Ctrl-C is a signal: a
+                # second one that lands there while the first is being answered still leaves.
+                if interrupted:
+                    return 0
                 self.console.print("[yellow]interrupted[/yellow]")
 
     def _read(self) -> str:
@@ -160,7 +164,7 @@ class Repl:
 
         found, missing = attachments(text, Path(self.settings.cwd))
         for mention in missing:
-            self.console.print(f"[dim]@{mention}: no such file in the repository[/dim]")
+            self.console.print(f"[dim]@{mention}; not attached[/dim]", highlight=False)
         for a in found:
             self.console.print(f"[dim]attached {a.path} ({len(a.content):,} characters)[/dim]")
         view: RichView | PlainView = (

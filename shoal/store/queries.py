@@ -153,6 +153,27 @@ QUERIES: dict[str, tuple[type[_Params], str]] = {
         """SELECT seq, turn, role, content, tool_calls, tool_call_id, meta, created_at
            FROM session_messages WHERE session_id = $session_id ORDER BY seq""",
     ),
+    "session.live": (
+        SessionParams,
+        # What a turn rebuilds its conversation from: after the last clear, the last
+        # summary and the messages it does not cover (never the whole transcript).
+        """WITH cleared AS (
+               SELECT coalesce(max(seq), 0) AS seq FROM session_messages
+               WHERE session_id = $session_id AND role = 'clear'),
+           summary AS (
+               SELECT max(m.seq) AS seq, arg_max(CAST(m.meta->>'through' AS INTEGER), m.seq)
+                      AS through
+               FROM session_messages m, cleared
+               WHERE m.session_id = $session_id AND m.role = 'summary' AND m.seq > cleared.seq)
+           SELECT m.seq, m.turn, m.role, m.content, m.tool_calls, m.tool_call_id, m.meta,
+                  m.created_at
+           FROM session_messages m, cleared, summary
+           WHERE m.session_id = $session_id AND m.seq > cleared.seq
+             AND (m.seq = summary.seq
+                  OR (m.role NOT IN ('summary', 'clear')
+                      AND m.seq > coalesce(summary.through, cleared.seq)))
+           ORDER BY m.seq""",
+    ),
     "costs.summary": (
         NoParams,
         """SELECT role, model, sum(calls) AS calls, sum(prompt_tokens) AS prompt_tokens,
