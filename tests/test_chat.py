@@ -113,6 +113,8 @@ def test_the_repl_streams_attaches_runs_commands_interrupts_and_continues(
                 "replies": [
                     {"content": STREAMED, "chunk_delay": 0.15},
                     {"content": "calc.add subtracts; it should add.", "chunk_delay": 0.01},
+                    call("shell", command="echo from-$((2*3))-shell"),
+                    "Ran it.",
                     {"content": LONG, "chunk_delay": 0.4},
                     {"content": "You first said hello there."},
                 ],
@@ -153,16 +155,25 @@ def test_the_repl_streams_attaches_runs_commands_interrupts_and_continues(
         assert sent.startswith("what does @calc.py do?\nanswer\nbriefly")
         assert "return a - b" in sent and "attached calc.py" in pane.screen()
 
+        # shell asks in accept-edits mode: the person approves it in the chat.
+        pane.type("run the echo")
+        pane.wait("allow? (y)es, (n)o, (a)lways this session:")
+        assert "echo from-$((2*3))-shell" in pane.screen()
+        pane.type("y")
+        pane.wait("Ran it.")
+        assert "from-6-shell" in texts(server.requests[3])  # the tool's output reached the model
+        pane.prompt(5)
+
         pane.type("!echo hi-$((6*7))")
         pane.wait("hi-42")
-        pane.prompt(5)
+        pane.prompt(6)
 
         # Ctrl-C mid-turn stops the turn, not the REPL.
         pane.type("count slowly")
         pane.wait("word2 ")
         pane.send("C-c")
         pane.wait("interrupted", timeout=15)
-        pane.prompt(6, timeout=15)
+        pane.prompt(7, timeout=15)
         assert "word59" not in pane.screen()
 
         # Ctrl-C twice at an empty prompt leaves.
@@ -174,7 +185,7 @@ def test_the_repl_streams_attaches_runs_commands_interrupts_and_continues(
         # --continue: the next request carries the earlier turns.
         pane.run("chat", "--continue", cwd=repo)
         screen = pane.wait("session resumed")
-        assert "you: hello there" in screen
+        assert "you: count slowly" in screen and "[interrupted by the user]" in screen
         pane.prompt(1)
         # Ctrl-R finds an earlier input in the history (kept across runs).
         pane.send("C-r")
@@ -185,7 +196,7 @@ def test_the_repl_streams_attaches_runs_commands_interrupts_and_continues(
         pane.type("what did I say first?")
         pane.wait("You first said hello there.")
         last = texts(server.requests[-1])
-        assert len(server.requests) == 4
+        assert len(server.requests) == 6
         for earlier in ("hello there", STREAMED, "return a - b", "interrupted by the user"):
             assert earlier in last, earlier
         # The interrupted answer keeps what had streamed, not what never came.

@@ -24,6 +24,8 @@ from shoal.chat import conversation
 from shoal.chat.conversation import History
 from shoal.mailbox.envelope import (
     Attachment,
+    ChatAnswer,
+    ChatAsk,
     ChatCancel,
     ChatCompact,
     ChatCompacted,
@@ -42,7 +44,7 @@ from shoal.mailbox.envelope import (
 )
 
 if TYPE_CHECKING:
-    from shoal.tools import Toolbox
+    from shoal.tools import PermissionRequest, Toolbox
 
 SYSTEM = """You are shoal, a coding agent working with a developer in a chat, in the
 repository at {cwd}. Use your tools to read, search, edit and run things when a request
@@ -54,6 +56,8 @@ INTERRUPTED = "[interrupted by the user]"
 _DELTA_EVERY = 0.05
 # How long recording a turn may take before the turn reports it as not recorded.
 _RECORD_TIMEOUT = 30.0
+# How long a tool call waits for a person's approval before it counts as declined.
+_ASK_TIMEOUT = 600.0
 
 
 class TurnCancelled(Exception):
@@ -67,6 +71,8 @@ class _Session:
         self.lock = threading.Lock()
         self.toolbox: Toolbox | None = None
         self.cwd: str | None = None
+        self.always: set[str] = set()
+        """Tools the person allowed for the rest of the session."""
 
 
 class ChatActor(Actor):
@@ -78,6 +84,15 @@ class ChatActor(Actor):
         self.cancelled: set[str] = set()
         self._sessions: dict[str, _Session] = {}
         self._guard = threading.Lock()
+        self.questions: dict[str, threading.Event] = {}
+        self.answers: dict[str, ChatAnswer] = {}
+
+    @inline
+    def on_chat_answer(self, msg: Envelope, payload: ChatAnswer) -> None:
+        question = self.questions.get(payload.ask_id)
+        if question is not None:
+            self.answers[payload.ask_id] = payload
+            question.set()
 
     @inline
     def on_chat_cancel(self, msg: Envelope, payload: ChatCancel) -> None:
@@ -275,7 +290,39 @@ class Turn:
             outputs.mkdir(mode=0o700, exist_ok=True)
             s.toolbox, s.cwd = Toolbox(Workspace([Path(r.cwd)], outputs)), r.cwd
         s.toolbox.permissions = Permissions(mode=r.permission_mode)
+        s.toolbox.asker = self._ask if r.can_ask else None
         return s.toolbox
+
+    def _ask(self, request: PermissionRequest) -> bool:
+        """Ask the person in the chat (``chat.ask``) and wait for the answer or a cancel."""
+        from shoal.ids import new_id
+
+        if request.tool in self.session.always:
+            return True
+        r, actor = self.request, self.actor
+        ask_id = new_id()
+        question = actor.questions[ask_id] = threading.Event()
+        try:
+            actor.ctx.publish(
+                ChatAsk(
+                    session_id=r.session_id,
+                    turn_id=r.turn_id,
+                    ask_id=ask_id,
+                    tool=request.tool,
+                    subject=clip(request.subject, 300),
+                    summary=request.summary,
+                )
+            )
+            deadline = time.monotonic() + _ASK_TIMEOUT
+            while not question.wait(0.1):
+                if r.turn_id in actor.cancelled or time.monotonic() > deadline:
+                    return False
+            answer = actor.answers.pop(ask_id)
+        finally:
+            actor.questions.pop(ask_id, None)
+        if answer.allow and answer.always:
+            self.session.always.add(request.tool)
+        return answer.allow
 
     def _check(self) -> None:
         if self.request.turn_id in self.actor.cancelled:

@@ -18,6 +18,8 @@ from shoal.mailbox.envelope import (
     ORCHESTRATOR,
     ROLE_PREFIX,
     Attachment,
+    ChatAnswer,
+    ChatAsk,
     ChatCancel,
     ChatCompact,
     ChatCompacted,
@@ -51,6 +53,10 @@ class TurnView(Protocol):
 
     def note(self, text: str) -> None: ...
 
+    def ask(self, event: ChatAsk) -> tuple[bool, bool]:
+        """Whether the person allows the call, and whether always (for the session)."""
+        ...
+
 
 @dataclass
 class ChatSettings:
@@ -61,6 +67,8 @@ class ChatSettings:
     small_model: ModelChoice | None = None
     permission_mode: str = "accept-edits"
     context_window: int | None = None
+    can_ask: bool = False
+    """A person answers approval questions (a terminal chat)."""
 
 
 class ChatClient:
@@ -151,6 +159,7 @@ class ChatClient:
                 small_model=s.small_model,
                 permission_mode=s.permission_mode,  # type: ignore[arg-type]
                 context_window=s.context_window,
+                can_ask=s.can_ask,
             ),
         )
         actor: str | None = None
@@ -171,6 +180,11 @@ class ChatClient:
                     actor = event.sender
                     if cancel_at is not None:
                         self.client.send(actor, ChatCancel(turn_id=turn_id))
+                elif event.kind == ChatAsk.kind:
+                    ask = ChatAsk.model_validate(event.payload)
+                    allow, always = view.ask(ask)
+                    answer = ChatAnswer(ask_id=ask.ask_id, allow=allow, always=always)
+                    self.client.send(event.sender, answer)
                 else:
                     self._show(event, view)
             except KeyboardInterrupt:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 if TYPE_CHECKING:
     from shoal.chat.repl import Repl
 
@@ -64,7 +66,7 @@ def _model(repl: Repl, arg: str) -> None:
 
     if arg:
         repl.settings.model = ModelChoice(model=arg, base_url=repl.settings.model.base_url)
-        repl.console.print(f"model: {arg} (from the next turn)")
+        repl.console.print(f"model: {arg} (from the next turn)", markup=False)
         return
     repl.console.print(f"model: {repl.settings.model.model}")
     if repl.settings.model.base_url:
@@ -107,7 +109,7 @@ def _files(repl: Repl, arg: str) -> None:
         repl.console.print("no files touched or attached in this session yet")
         return
     for path in sorted(touched):
-        repl.console.print(f"{path}  [dim]{', '.join(sorted(touched[path]))}[/dim]")
+        repl.console.print(f"{escape(path)}  [dim]{', '.join(sorted(touched[path]))}[/dim]")
 
 
 def _diff(repl: Repl, arg: str) -> None:
@@ -169,7 +171,7 @@ def _sessions(repl: Repl, arg: str) -> None:
     current = repl.client.session.id if repl.client.session else None
     for r in rows:
         mark = "*" if r["id"] == current else " "
-        repl.console.print(session_line(r, mark), highlight=False)
+        repl.console.print(session_line(r, mark), highlight=False, markup=False)
 
 
 def session_line(r: dict[str, Any], mark: str = " ") -> str:
@@ -199,7 +201,7 @@ def _team(repl: Repl, arg: str) -> None:
         repl.console.print("no team is running (team members are actors with a role ROLE@TEAM)")
         return
     for team, members in sorted(teams.items()):
-        repl.console.print(f"{team}: " + ", ".join(members), highlight=False)
+        repl.console.print(f"{team}: " + ", ".join(members), highlight=False, markup=False)
 
 
 def _tasks(repl: Repl, arg: str) -> None:
@@ -210,13 +212,13 @@ def _tasks(repl: Repl, arg: str) -> None:
     for r in rows:
         score = "-" if r["score"] is None else f"{r['score']:.2f}"
         repl.console.print(
-            f"{r['id']}  {r['status']:<10} {score:>5}  {r['description'][:60]}", highlight=False
+            f"{r['id']}  {r['status']:<10} {score:>5}  {r['description'][:60]}",
+            highlight=False,
+            markup=False,
         )
 
 
 def _skills(repl: Repl, arg: str) -> None:
-    from rich.markup import escape
-
     from shoal.skills.catalog import discover_skills
 
     catalog = discover_skills(repl.home.root / "skills", Path(repl.settings.cwd))

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from shoal.chat import commands
 from shoal.chat.client import ChatClient, ChatSettings
 from shoal.chat.mentions import RepoFiles, attachments
@@ -140,7 +142,7 @@ class Repl:
             name = commands.ALIASES.get(name, name)
             entry = commands.COMMANDS.get(name)
             if entry is None:
-                self.console.print(f"unknown command {name}; /help lists them")
+                self.console.print(f"unknown command {name}; /help lists them", markup=False)
                 return
             entry[0](self, arg.strip())
             return
@@ -164,9 +166,11 @@ class Repl:
 
         found, missing = attachments(text, Path(self.settings.cwd))
         for mention in missing:
-            self.console.print(f"[dim]@{mention}; not attached[/dim]", highlight=False)
+            self.console.print(f"[dim]@{escape(mention)}; not attached[/dim]", highlight=False)
         for a in found:
-            self.console.print(f"[dim]attached {a.path} ({len(a.content):,} characters)[/dim]")
+            self.console.print(
+                f"[dim]attached {escape(a.path)} ({len(a.content):,} characters)[/dim]"
+            )
         view: RichView | PlainView = (
             RichView(self.console) if self.interactive else PlainView(sys.stdout)
         )
@@ -221,7 +225,7 @@ class Repl:
         for line in info.recent:
             who = "you" if line.role == "user" else "shoal"
             text = " ".join(line.content.split())
-            self.console.print(f"[dim]{who}: {text[:200]}[/dim]", highlight=False)
+            self.console.print(f"[dim]{who}: {escape(text[:200])}[/dim]", highlight=False)
         if self.interactive and info.created:
             self.console.print("[dim]/help lists commands · @file attaches · !cmd runs[/dim]")
 
@@ -250,7 +254,8 @@ class Repl:
 def pick(rows: list[dict[str, Any]], console: Console) -> str | None:
     """Number the sessions, read a number; the chosen session's id."""
     for i, r in enumerate(rows, 1):
-        console.print(f"{i:>2}. " + commands.session_line(r).strip(), highlight=False)
+        line = f"{i:>2}. " + commands.session_line(r).strip()
+        console.print(line, highlight=False, markup=False)
     while True:
         try:
             answer = console.input("resume which? (number, Enter for none) ").strip()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from shoal.mailbox.envelope import ChatDelta, ChatReply, ChatTool
+from shoal.mailbox.envelope import ChatAsk, ChatDelta, ChatReply, ChatTool
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -82,6 +82,19 @@ class RichView:
         self._end_block()
         self.console.print(f"[yellow]{_escape(text)}[/yellow]")
 
+    def ask(self, event: ChatAsk) -> tuple[bool, bool]:
+        self._end_block()
+        what = event.summary or f"{event.tool} {event.subject}"
+        self.console.print(f"[bold yellow]?[/bold yellow] {_escape(what)}")
+        while True:
+            try:
+                answer = self.console.input("  allow? (y)es, (n)o, (a)lways this session: ")
+            except (EOFError, KeyboardInterrupt):
+                return False, False
+            answer = answer.strip().lower()
+            if answer in ("y", "yes", "n", "no", "", "a", "always"):
+                return answer in ("y", "yes", "a", "always"), answer in ("a", "always")
+
     def finish(self, reply: ChatReply | None, session_tokens: int, session_cost: float) -> None:
         from rich.markdown import Markdown
 
@@ -128,6 +141,9 @@ class PlainView:
         self._newline()
         self.out.write(f"shoal: {text}\n")
         self.out.flush()
+
+    def ask(self, event: ChatAsk) -> tuple[bool, bool]:
+        return False, False  # nobody to ask (turns say so: can_ask is off without a terminal)
 
     def finish(self, reply: ChatReply | None, session_tokens: int, session_cost: float) -> None:
         self._newline()

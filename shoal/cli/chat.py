@@ -80,6 +80,7 @@ def chat(
         small_model=models.get("small") if loop.small_model else None,
         permission_mode=loop.permission_mode,
         context_window=int(window) if window else None,
+        can_ask=interactive,
     )
     _ensure_orchestrator(home)
     out = console()

@@ -687,6 +687,8 @@ class ChatTurn(Payload):
     context_window: int | None = Field(None, ge=256)
     """Tokens the model can take; None: litellm's model info, else a default."""
     max_steps: int = Field(40, ge=1, le=500)
+    can_ask: bool = False
+    """A person is there to approve calls that ask (``chat.ask``); else they are refused."""
 
 
 @message("chat.compact")
@@ -761,3 +763,23 @@ class ChatReply(Payload):
     context_window: int = 0
     compacted: bool = False
     """The older turns were summarized before this turn (the context was filling up)."""
+
+
+@message("chat.ask")
+class ChatAsk(Payload):
+    """Published: a tool call needs the person's approval (answered by ``chat.answer``)."""
+
+    session_id: str
+    turn_id: str
+    ask_id: str
+    tool: str
+    subject: str = ""
+    summary: str = ""
+
+
+@message("chat.answer")
+class ChatAnswer(Payload):
+    ask_id: str
+    allow: bool
+    always: bool = False
+    """Allow this tool without asking for the rest of the session."""
