@@ -114,6 +114,7 @@ def test_the_repl_streams_attaches_runs_commands_interrupts_and_continues(
                     {"content": STREAMED, "chunk_delay": 0.15},
                     {"content": "calc.add subtracts; it should add.", "chunk_delay": 0.01},
                     call("shell", command="echo from-$((2*3))-shell"),
+                    call("shell", command="echo again-$((3*3))"),
                     "Ran it.",
                     {"content": LONG, "chunk_delay": 0.4},
                     {"content": "You first said hello there."},
@@ -155,13 +156,16 @@ def test_the_repl_streams_attaches_runs_commands_interrupts_and_continues(
         assert sent.startswith("what does @calc.py do?\nanswer\nbriefly")
         assert "return a - b" in sent and "attached calc.py" in pane.screen()
 
-        # shell asks in accept-edits mode: the person approves it in the chat.
+        # shell asks in accept-edits mode: the person approves it in the chat, for the
+        # rest of the session (the second call does not ask).
         pane.type("run the echo")
         pane.wait("allow? (y)es, (n)o, (a)lways this session:")
         assert "echo from-$((2*3))-shell" in pane.screen()
-        pane.type("y")
-        pane.wait("Ran it.")
+        pane.type("a")
+        screen = pane.wait("Ran it.")
+        assert screen.count("allow? (y)es") == 1
         assert "from-6-shell" in texts(server.requests[3])  # the tool's output reached the model
+        assert "again-9" in texts(server.requests[4])
         pane.prompt(5)
 
         pane.type("!echo hi-$((6*7))")
@@ -196,7 +200,7 @@ def test_the_repl_streams_attaches_runs_commands_interrupts_and_continues(
         pane.type("what did I say first?")
         pane.wait("You first said hello there.")
         last = texts(server.requests[-1])
-        assert len(server.requests) == 6
+        assert len(server.requests) == 7
         for earlier in ("hello there", STREAMED, "return a - b", "interrupted by the user"):
             assert earlier in last, earlier
         # The interrupted answer keeps what had streamed, not what never came.
