@@ -20,6 +20,7 @@ ROLES: dict[str, str] = {
     "learner": "shoal.actors.learner:LearnerActor",
     "pattern-miner": "shoal.actors.pattern_miner:PatternMinerActor",
     "lead": "shoal.actors.lead:LeadActor",
+    "chat": "shoal.actors.chat:ChatActor",
 }
 
 

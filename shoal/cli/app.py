@@ -52,6 +52,7 @@ def _root(
 
 def _register() -> None:
     from shoal.cli import (
+        chat,
         demo,
         doctor,
         learn,
@@ -94,6 +95,8 @@ def _register() -> None:
     app.command("demo")(demo.demo)
     app.command("serve")(serve.serve)
     app.command("webhooks")(serve.webhooks)
+    app.command("chat")(chat.chat)
+    app.add_typer(chat.sessions_app, name="sessions")
 
 
 _register()
@@ -102,6 +105,8 @@ _register()
 def main() -> None:
     from shoal.cli.errors import known_errors
 
+    if len(sys.argv) == 1 and sys.stdin.isatty() and sys.stdout.isatty():
+        sys.argv.append("chat")  # bare `shoal` in a terminal chats; elsewhere it prints help
     try:
         app()
     except SystemExit:

@@ -738,3 +738,195 @@ class BudgetWarning(Payload):
     used: float
     limit: float
     fraction: float
+
+
+# --- chat and sessions ------------------------------------------------------------
+
+PermissionModeName = Literal["default", "plan", "accept-edits", "bypass"]
+
+
+@message("session.open")
+class SessionOpen(Payload):
+    """Open a chat session: by id (or unique prefix), by name, the last one in ``cwd``, or new."""
+
+    cwd: str
+    session_id: str | None = Field(None, min_length=4, max_length=64, pattern=r"^[0-9A-Za-z]+$")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    continue_last: bool = False
+    """The session used last in ``cwd`` (``shoal chat --continue``)."""
+    model: str | None = None
+    permission_mode: PermissionModeName = "accept-edits"
+    recent: int = Field(6, ge=0, le=200)
+    """How many of the latest user and assistant messages to send back (to show on resume)."""
+
+
+class SessionLine(BaseModel):
+    """One message of a transcript as a person reads it."""
+
+    role: str
+    content: str
+
+
+@message("session.info")
+class SessionInfo(Payload):
+    id: str
+    name: str | None
+    cwd: str
+    created: bool
+    """True when this request made the session."""
+    turns: int
+    tokens: int
+    cost_usd: float
+    model: str | None = None
+    permission_mode: str | None = None
+    recent: list[SessionLine] = Field(default_factory=list)
+
+
+class SessionMessage(BaseModel):
+    """One row of a transcript: a chat message, or a marker (``summary``, ``clear``)."""
+
+    role: Literal["user", "assistant", "tool", "summary", "clear"]
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+    """``files`` (paths attached to a user message), ``through`` (last seq a summary covers),
+    ``interrupted`` (the turn was stopped by the user)."""
+
+
+@message("session.append")
+class SessionAppend(Payload):
+    """Record a turn's messages (the orchestrator numbers them) and what the turn cost."""
+
+    session_id: str
+    messages: list[SessionMessage]
+    new_turn: bool = True
+    model: str | None = None
+    permission_mode: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+
+
+@message("session.clear")
+class SessionClear(Payload):
+    """Start a fresh conversation in the session (the transcript keeps the old one)."""
+
+    session_id: str
+
+
+class Attachment(BaseModel):
+    path: str
+    content: str
+
+
+@message("chat.turn")
+class ChatTurn(Payload):
+    """One user message for the chat role: runs the tool loop and replies ``chat.reply``."""
+
+    session_id: str
+    turn_id: str = Field(min_length=1, max_length=64)
+    text: str = Field(min_length=1, max_length=1_000_000)
+    attachments: list[Attachment] = Field(default_factory=list)
+    cwd: str
+    model: ModelChoice
+    small_model: ModelChoice | None = None
+    """Writes the summaries of compaction; without one they are a deterministic digest."""
+    permission_mode: PermissionModeName = "accept-edits"
+    context_window: int | None = Field(None, ge=256)
+    """Tokens the model can take; None: litellm's model info, else a default."""
+    max_steps: int = Field(40, ge=1, le=500)
+    can_ask: bool = False
+    """A person is there to approve calls that ask (``chat.ask``); else they are refused."""
+
+
+@message("chat.compact")
+class ChatCompact(Payload):
+    """Summarize the older part of a session's conversation now (``/compact``)."""
+
+    session_id: str
+    cwd: str
+    model: ModelChoice
+    small_model: ModelChoice | None = None
+    keep_turns: int = Field(1, ge=0, le=50)
+
+
+@message("chat.compacted")
+class ChatCompacted(Payload):
+    summarized: int
+    """Messages folded into the summary (0: nothing old enough to fold)."""
+    tokens_before: int
+    tokens_after: int
+    summary: str = ""
+
+
+@message("chat.cancel")
+class ChatCancel(Payload):
+    turn_id: str
+
+
+@message("chat.started")
+class ChatStarted(Payload):
+    """Published when an actor takes a turn, so the client knows whom to cancel."""
+
+    session_id: str
+    turn_id: str
+
+
+@message("chat.delta")
+class ChatDelta(Payload):
+    """Published: a piece of the streamed answer."""
+
+    session_id: str
+    turn_id: str
+    text: str
+    step: int = 0
+    """The model call of the turn the text belongs to (a new one after tool calls)."""
+
+
+@message("chat.tool")
+class ChatTool(Payload):
+    """Published: one tool call of a turn, folded to one line for the chat."""
+
+    session_id: str
+    turn_id: str
+    name: str
+    detail: str = ""
+    ok: bool = True
+    denied: bool = False
+    error: str = ""
+    """The first line of what went wrong, when the call failed."""
+
+
+@message("chat.reply")
+class ChatReply(Payload):
+    text: str = ""
+    """The final answer of the turn."""
+    usage: Usage = Field(default_factory=Usage)
+    steps: int = 0
+    tool_calls: int = 0
+    cancelled: bool = False
+    error: str | None = None
+    context_tokens: int = 0
+    """Estimated tokens of the conversation sent with the last model call."""
+    context_window: int = 0
+    compacted: bool = False
+    """The older turns were summarized before this turn (the context was filling up)."""
+
+
+@message("chat.ask")
+class ChatAsk(Payload):
+    """Published: a tool call needs the person's approval (answered by ``chat.answer``)."""
+
+    session_id: str
+    turn_id: str
+    ask_id: str
+    tool: str
+    subject: str = ""
+    summary: str = ""
+
+
+@message("chat.answer")
+class ChatAnswer(Payload):
+    ask_id: str
+    allow: bool
+    always: bool = False
+    """Allow this tool without asking for the rest of the session."""

@@ -41,6 +41,9 @@ from shoal.mailbox.envelope import (
     RememberRequest,
     RememberResult,
     RetireRequest,
+    SessionAppend,
+    SessionClear,
+    SessionOpen,
     SpawnReply,
     SpawnRequest,
     StatusReply,
@@ -335,6 +338,25 @@ class Control:
 
     def on_store_query(self, env: Envelope, payload: QueryRequest) -> None:
         self._in_thread(env, lambda cur, _env, p: run_query(cur, p.name, p.params), payload)
+
+    # --- chat sessions (rows written on worker threads' cursors; see chat/records.py) ---
+
+    def on_session_open(self, env: Envelope, payload: SessionOpen) -> None:
+        from shoal.chat import records
+
+        if not self.supervisor.names_of("chat"):
+            self.supervisor.spawn("chat")  # a chat needs its actor; one serves many sessions
+        self._in_thread(env, lambda cur, _env, p: records.open_session(cur, p), payload)
+
+    def on_session_append(self, env: Envelope, payload: SessionAppend) -> None:
+        from shoal.chat import records
+
+        self._in_thread(env, lambda cur, _env, p: records.append(cur, p), payload)
+
+    def on_session_clear(self, env: Envelope, payload: SessionClear) -> None:
+        from shoal.chat import records
+
+        self._in_thread(env, lambda cur, _env, p: records.clear(cur, p), payload)
 
 
 def _utcnow() -> dt.datetime:

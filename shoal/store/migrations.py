@@ -182,6 +182,40 @@ MIGRATIONS.append(
 
 MIGRATIONS.append(
     (
+        5,
+        "chat sessions and their transcripts",
+        """
+        CREATE TABLE sessions (
+            id              VARCHAR PRIMARY KEY,
+            name            VARCHAR UNIQUE,     -- from shoal chat -s NAME; NULL when unnamed
+            cwd             VARCHAR NOT NULL,
+            model           VARCHAR,
+            permission_mode VARCHAR,
+            title           VARCHAR,            -- the first user message, shortened
+            turns           INTEGER NOT NULL,
+            tokens          BIGINT NOT NULL,
+            cost_usd        DOUBLE NOT NULL,
+            created_at      TIMESTAMP NOT NULL,
+            updated_at      TIMESTAMP NOT NULL
+        );
+        CREATE TABLE session_messages (
+            session_id   VARCHAR NOT NULL,
+            seq          INTEGER NOT NULL,
+            turn         INTEGER NOT NULL,
+            role         VARCHAR NOT NULL,      -- user, assistant, tool, summary, clear
+            content      VARCHAR,
+            tool_calls   JSON,
+            tool_call_id VARCHAR,
+            meta         JSON,                  -- files attached, what a summary covers, ...
+            created_at   TIMESTAMP NOT NULL,
+            PRIMARY KEY (session_id, seq)
+        );
+        """,
+    )
+)
+
+MIGRATIONS.append(
+    (
         6,
         "webhook deliveries",
         """
@@ -204,7 +238,8 @@ MIGRATIONS.append(
     )
 )
 
-LATEST = max(version for version, _, _ in MIGRATIONS)
+# Migrations are appended by number, not necessarily in list order (branches merge).
+LATEST = max(number for number, _, _ in MIGRATIONS)
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
@@ -220,14 +255,17 @@ def current_version(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
-    """Apply every migration newer than the file's version, each in one transaction."""
+    """Apply every migration the file has not had yet, in order, each in one transaction."""
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_version "
         "(version INTEGER NOT NULL, description VARCHAR, applied_at TIMESTAMP NOT NULL)"
     )
     version = current_version(con)
-    for number, description, sql in sorted(MIGRATIONS, key=lambda m: m[0]):
-        if number <= version:
+    applied = {row[0] for row in con.execute("SELECT version FROM schema_version").fetchall()}
+    # By number, and by what is applied rather than the highest number: a file migrated by
+    # a branch with migration 5 still gets a 4 merged in later.
+    for number, description, sql in sorted(MIGRATIONS):
+        if number in applied:
             continue
         con.execute("BEGIN")
         try:
@@ -240,5 +278,5 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
         except Exception:
             con.execute("ROLLBACK")
             raise
-        version = number
+        version = max(version, number)
     return version

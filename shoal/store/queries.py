@@ -46,6 +46,16 @@ class ListParams(_Params):
     list_id: str = Field(min_length=1, max_length=64)
 
 
+class SessionParams(_Params):
+    session_id: str = Field(min_length=4, max_length=64, pattern=r"^[0-9A-Za-z]+$")
+    """A session id or a unique prefix (``session.get``); the full id elsewhere."""
+
+
+class SessionList(_Params):
+    limit: int = Field(20, ge=1, le=10_000)
+    cwd: str | None = None
+
+
 QUERIES: dict[str, tuple[type[_Params], str]] = {
     "team.tasks": (
         ListParams,
@@ -155,6 +165,46 @@ QUERIES: dict[str, tuple[type[_Params], str]] = {
            FROM webhook_deliveries
            WHERE ($kind IS NULL OR event = $kind) AND ($task_id IS NULL OR task_id = $task_id)
            ORDER BY attempted_at DESC, attempt DESC LIMIT $limit""",
+    ),
+    "sessions.list": (
+        SessionList,
+        """SELECT id, name, cwd, turns, tokens, cost_usd, model, updated_at, created_at, title
+           FROM sessions
+           WHERE ($cwd IS NULL OR cwd = $cwd) AND (turns > 0 OR name IS NOT NULL)
+           ORDER BY updated_at DESC, id DESC LIMIT $limit""",
+    ),
+    "session.get": (
+        SessionParams,
+        """SELECT id, name, cwd, turns, tokens, cost_usd, model, permission_mode, title,
+                  created_at, updated_at
+           FROM sessions WHERE id = $session_id OR id LIKE $session_id || '%'
+           ORDER BY updated_at DESC LIMIT 2""",
+    ),
+    "session.messages": (
+        SessionParams,
+        """SELECT seq, turn, role, content, tool_calls, tool_call_id, meta, created_at
+           FROM session_messages WHERE session_id = $session_id ORDER BY seq""",
+    ),
+    "session.live": (
+        SessionParams,
+        # What a turn rebuilds its conversation from: after the last clear, the last
+        # summary and the messages it does not cover (never the whole transcript).
+        """WITH cleared AS (
+               SELECT coalesce(max(seq), 0) AS seq FROM session_messages
+               WHERE session_id = $session_id AND role = 'clear'),
+           summary AS (
+               SELECT max(m.seq) AS seq, arg_max(CAST(m.meta->>'through' AS INTEGER), m.seq)
+                      AS through
+               FROM session_messages m, cleared
+               WHERE m.session_id = $session_id AND m.role = 'summary' AND m.seq > cleared.seq)
+           SELECT m.seq, m.turn, m.role, m.content, m.tool_calls, m.tool_call_id, m.meta,
+                  m.created_at
+           FROM session_messages m, cleared, summary
+           WHERE m.session_id = $session_id AND m.seq > cleared.seq
+             AND (m.seq = summary.seq
+                  OR (m.role NOT IN ('summary', 'clear')
+                      AND m.seq > coalesce(summary.through, cleared.seq)))
+           ORDER BY m.seq""",
     ),
     "costs.summary": (
         NoParams,

@@ -1,0 +1,1 @@
+"""Interactive chat: sessions and their transcripts, the conversation a turn sends, the REPL."""

@@ -1,0 +1,218 @@
+"""The chat's connection to the orchestrator: a session, its turns, and their events.
+
+Thin, like every client: the conversation lives in the transcript and the
+work in the ``chat`` actor. A turn is sent to ``role:chat``; its text and tool
+calls arrive as events on the bus (``chat.delta``, ``chat.tool``), its end as
+the ``chat.reply``. Ctrl-C while a turn runs sends ``chat.cancel`` to the actor
+that took it (named by its ``chat.started`` event).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shoal.ids import new_id
+from shoal.mailbox.envelope import (
+    ORCHESTRATOR,
+    ROLE_PREFIX,
+    Attachment,
+    ChatAnswer,
+    ChatAsk,
+    ChatCancel,
+    ChatCompact,
+    ChatCompacted,
+    ChatDelta,
+    ChatReply,
+    ChatStarted,
+    ChatTool,
+    ChatTurn,
+    Envelope,
+    ErrorReply,
+    ModelChoice,
+    Payload,
+    SessionClear,
+    SessionInfo,
+    SessionOpen,
+)
+
+if TYPE_CHECKING:
+    from shoal.paths import Home
+
+# After Ctrl-C, how long to wait for the actor to stop the turn before leaving it behind.
+CANCEL_GRACE = 5.0
+
+
+class TurnView(Protocol):
+    """Where a turn's events are shown (a rich terminal, or plain text)."""
+
+    def delta(self, event: ChatDelta) -> None: ...
+
+    def tool(self, event: ChatTool) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+    def ask(self, event: ChatAsk) -> tuple[bool, bool]:
+        """Whether the person allows the call, and whether always (for the session)."""
+        ...
+
+
+@dataclass
+class ChatSettings:
+    """What every turn carries: where, with which model, under which permissions."""
+
+    cwd: str
+    model: ModelChoice
+    small_model: ModelChoice | None = None
+    permission_mode: str = "accept-edits"
+    context_window: int | None = None
+    can_ask: bool = False
+    """A person answers approval questions (a terminal chat)."""
+
+
+class ChatClient:
+    def __init__(self, home: Home, settings: ChatSettings) -> None:
+        from shoal.mailbox.client import MailboxClient, client_name
+        from shoal.mailbox.events import Subscriber
+
+        self.home = home
+        self.settings = settings
+        # Subscribed before the first turn, so no event of it is missed.
+        self.events = Subscriber(home.events_endpoint, ["chat."])
+        self.client = MailboxClient(home.mailbox_endpoint, client_name("chat"))
+        self.session: SessionInfo | None = None
+
+    def close(self) -> None:
+        self.client.close()
+        self.events.close()
+
+    def __enter__(self) -> ChatClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def session_id(self) -> str:
+        assert self.session is not None, "no session open"
+        return self.session.id
+
+    def request(self, recipient: str, payload: Payload, timeout: float = 30.0) -> Payload:
+        return self.client.request(recipient, payload, timeout=timeout).parse_payload()
+
+    def open(
+        self,
+        *,
+        session_id: str | None = None,
+        name: str | None = None,
+        continue_last: bool = False,
+    ) -> SessionInfo:
+        s = self.settings
+        info = self.request(
+            ORCHESTRATOR,
+            SessionOpen(
+                cwd=s.cwd,
+                session_id=session_id,
+                name=name,
+                continue_last=continue_last,
+                model=s.model.model,
+                permission_mode=s.permission_mode,  # type: ignore[arg-type]
+            ),
+        )
+        assert isinstance(info, SessionInfo)
+        self.session = info
+        return info
+
+    def clear(self) -> None:
+        self.request(ORCHESTRATOR, SessionClear(session_id=self.session_id))
+
+    def compact(self, keep_turns: int = 1) -> ChatCompacted:
+        s = self.settings
+        reply = self.request(
+            ROLE_PREFIX + "chat",
+            ChatCompact(
+                session_id=self.session_id,
+                cwd=s.cwd,
+                model=s.model,
+                small_model=s.small_model,
+                keep_turns=keep_turns,
+            ),
+            timeout=300,
+        )
+        assert isinstance(reply, ChatCompacted)
+        return reply
+
+    def turn(self, text: str, attachments: list[Attachment], view: TurnView) -> ChatReply | None:
+        """Run one turn, showing its events; None if it failed or was left behind."""
+        s = self.settings
+        turn_id = new_id()
+        sent = self.client.send(
+            ROLE_PREFIX + "chat",
+            ChatTurn(
+                session_id=self.session_id,
+                turn_id=turn_id,
+                text=text,
+                attachments=attachments,
+                cwd=s.cwd,
+                model=s.model,
+                small_model=s.small_model,
+                permission_mode=s.permission_mode,  # type: ignore[arg-type]
+                context_window=s.context_window,
+                can_ask=s.can_ask,
+            ),
+        )
+        actor: str | None = None
+        cancel_at: float | None = None
+        while True:
+            try:
+                if cancel_at is not None and time.monotonic() - cancel_at > CANCEL_GRACE:
+                    view.note("the turn did not stop in time; it finishes in the background")
+                    return None
+                reply = self.client.recv(timeout=0.02)
+                if reply is not None and reply.reply_to == sent.id:
+                    self._drain(turn_id, view)
+                    return self._result(reply, view)
+                event = self.events.recv(timeout=0.03)
+                if event is None or event.payload.get("turn_id") != turn_id:
+                    continue
+                if event.kind == ChatStarted.kind:
+                    actor = event.sender
+                    if cancel_at is not None:
+                        self.client.send(actor, ChatCancel(turn_id=turn_id))
+                elif event.kind == ChatAsk.kind:
+                    ask = ChatAsk.model_validate(event.payload)
+                    allow, always = view.ask(ask)
+                    answer = ChatAnswer(ask_id=ask.ask_id, allow=allow, always=always)
+                    self.client.send(event.sender, answer)
+                else:
+                    self._show(event, view)
+            except KeyboardInterrupt:
+                if cancel_at is not None:
+                    view.note("left the turn behind; it finishes in the background")
+                    return None
+                cancel_at = time.monotonic()
+                view.note("interrupting… (Ctrl-C again to stop waiting)")
+                if actor is not None:
+                    self.client.send(actor, ChatCancel(turn_id=turn_id))
+
+    def _drain(self, turn_id: str, view: TurnView) -> None:
+        """Events of the turn still on their way (they travel beside the reply, not before it)."""
+        while (event := self.events.recv(timeout=0.05)) is not None:
+            if event.payload.get("turn_id") == turn_id and event.kind != ChatStarted.kind:
+                self._show(event, view)
+
+    @staticmethod
+    def _show(event: Envelope, view: TurnView) -> None:
+        payload: Any = event.parse_payload()
+        if isinstance(payload, ChatDelta):
+            view.delta(payload)
+        elif isinstance(payload, ChatTool):
+            view.tool(payload)
+
+    @staticmethod
+    def _result(reply: Envelope, view: TurnView) -> ChatReply | None:
+        if reply.kind == ErrorReply.kind:
+            view.note(f"error: {ErrorReply.model_validate(reply.payload).message}")
+            return None
+        return ChatReply.model_validate(reply.payload)
