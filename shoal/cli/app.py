@@ -62,6 +62,7 @@ def _register() -> None:
         runtime_demo,
         skills,
         tasks,
+        team,
     )
 
     app.command("run")(run.run)
@@ -72,6 +73,7 @@ def _register() -> None:
     app.add_typer(orchestrator.app, name="orchestrator")
     app.add_typer(memory.app, name="memory")
     app.add_typer(learn.app, name="learn")
+    app.add_typer(team.app, name="team")
     skills_app = typer.Typer(
         help="Skills shoal can use: bundled, yours, the project's.",
         no_args_is_help=True,

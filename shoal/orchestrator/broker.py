@@ -416,6 +416,7 @@ class Broker:
             and now - self._last_activity > idle
             and not self.waiting
             and not len(self.deliveries)
+            and not self.supervisor.pinned()  # a team that is up waits for work
         ):
             log.info("idle for %.0fs; exiting", now - self._last_activity)
             self.supervisor.stop_all()

@@ -44,8 +44,13 @@ from shoal.mailbox.envelope import (
     TaskAccepted,
     TaskCancel,
     TaskSubmit,
+    TeamDown,
+    TeamStatusRequest,
+    TeamUp,
+    TeamUpReply,
     UnknownKind,
 )
+from shoal.orchestrator.members import TeamMembers
 from shoal.orchestrator.scheduler import Scheduler
 from shoal.store.queries import run_query
 
@@ -66,6 +71,7 @@ class Control:
         self.supervisor = supervisor
         self._con = con
         self.scheduler = Scheduler(broker, supervisor, broker.recorder)
+        self.teams = TeamMembers(broker, supervisor, self.scheduler)
         self._embedder_instance: Any = None
 
     def tick(self, now: float) -> None:
@@ -132,6 +138,18 @@ class Control:
         if not self.scheduler.cancel(payload.task_id):
             raise LookupError(f"no running task {payload.task_id}")
         return OkReply(detail=f"cancelling {payload.task_id}")
+
+    # --- teams: members in tmux panes or headless ----------------------------------
+
+    def on_team_up(self, env: Envelope, payload: TeamUp) -> TeamUpReply:
+        return self.teams.up(payload)
+
+    def on_team_down(self, env: Envelope, payload: TeamDown) -> OkReply:
+        return self.teams.down(payload)
+
+    def on_team_status(self, env: Envelope, payload: TeamStatusRequest) -> None:
+        seen = self.teams.seen(payload.name)  # here: the broker's and supervisor's state
+        self._in_thread(env, lambda cur, _env, _p: self.teams.status(cur, seen), payload)
 
     # --- memory and skills (on worker threads: embedding and search take time) ---
 
