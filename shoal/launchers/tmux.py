@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 _PANES_PER_WINDOW = 4
 _FEED_WAIT = 30.0  # seconds a new pane has to pick up its start-up data
 _HISTORY_LINES = "20000"
+_DEATH_WAIT = 0.3  # seconds tmux may take to mark a killed pane's process dead
 # Members started without a team (``shoal orchestrator spawn`` with this launcher).
 _NO_TEAM = "actors"
 
@@ -171,6 +172,8 @@ class TmuxLauncher:
     def _respawn(
         self, server: TmuxServer, spec: ActorSpec, pane: PaneInfo, command: list[str]
     ) -> tuple[str, int]:
+        if not pane.dead:  # give tmux a moment to see the death and say how it died
+            pane = self._dead(server, pane)
         self._keep(server, pane, spec.role, "restarted")
         out = server.run(
             "clear-history",
@@ -284,6 +287,15 @@ class TmuxLauncher:
         for key, value in env.items():
             args += ["-e", f"{key}={value}"]
         return args
+
+    def _dead(self, server: TmuxServer, pane: PaneInfo) -> PaneInfo:
+        deadline = time.monotonic() + _DEATH_WAIT
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+            now = next((p for p in server.panes() if p.pane_id == pane.pane_id), None)
+            if now is None or now.dead:
+                return now or pane
+        return pane
 
     def _find(self, server: TmuxServer, name: str) -> PaneInfo | None:
         """The member's pane: by the cached id, else by the options we set on it."""
