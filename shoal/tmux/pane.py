@@ -112,12 +112,18 @@ def _read_input(home: Any, name: str) -> None:
     from shoal.mailbox.envelope import TeamMessage
 
     person = _person()
+    tty = sys.stdin.isatty()
     with MailboxClient(home.mailbox_endpoint, f"{name}.pane") as client:
-        for raw in sys.stdin:
-            text = raw.strip()
-            if not text:
+        while True:
+            raw = sys.stdin.readline()
+            if not raw:  # Ctrl-D on a terminal: keep listening; a closed stdin: stop
+                if not tty:
+                    return
+                time.sleep(0.2)
                 continue
-            client.send(name, TeamMessage(text=text[:20_000], sender=person, source="person"))
+            text = raw.strip()
+            if text:
+                client.send(name, TeamMessage(text=text[:20_000], sender=person, source="person"))
 
 
 def _person() -> str:
