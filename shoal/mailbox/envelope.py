@@ -651,7 +651,7 @@ class TeamMemberStatus(BaseModel):
     restarts: int
     stalled: bool
     """It stopped heartbeating or made no progress while busy, and was restarted; it stays
-    flagged until it sends something again."""
+    flagged until it sends something again (or is back with nothing to do)."""
     stalls: int
     task_id: str | None
     """The task of the message it holds (its current work), if any."""

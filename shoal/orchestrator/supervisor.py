@@ -194,13 +194,21 @@ class Supervisor:
             member.last_beat = time.monotonic()
             member.last_heartbeat = time.time()
             member.busy_since, member.progress_at = beat.busy_since, beat.progress_at
-            if member.stalled_at is not None and (beat.progress_at or 0) > member.stalled_at:
-                member.stalled_at = None  # moving again
+            if member.stalled_at is not None and self._unstalled(member, beat):
+                member.stalled_at = None
             if new_instance or member.state != "ready":
                 if member.state == "adopting":
                     self._event(member, "adopted", f"pid {beat.pid}")
                 member.pid, member.instance = beat.pid, beat.instance
                 member.state, member.since = "ready", member.last_beat
+
+    def _unstalled(self, m: Member, beat: Beat) -> bool:
+        """Moving again: it sent something since, or it came back with nothing to do."""
+        assert m.stalled_at is not None
+        if (beat.progress_at or 0.0) > m.stalled_at:
+            return True
+        idle = beat.busy_since is None and not beat.held_total
+        return idle and time.time() - m.stalled_at > self.settings.heartbeat_timeout
 
     def snapshot(self) -> list[ActorStatus]:
         with self._lock:
