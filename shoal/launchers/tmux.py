@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from shoal.actors.registry import team_of
 from shoal.launchers import ActorSpec, PidHandle
@@ -333,7 +334,7 @@ class TmuxLauncher:
     # --- which server each team is on, across orchestrator restarts --------------
 
     @property
-    def _state_file(self):  # type: ignore[no-untyped-def]
+    def _state_file(self) -> Path:
         return self.home.run / "tmux-teams.json"
 
     def _load(self) -> dict[str, str]:
