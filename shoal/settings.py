@@ -64,6 +64,10 @@ class OrchestratorSettings(BaseModel):
     restart_backoff_max: float = Field(10.0, gt=0)
     """Upper bound of the supervisor's exponential restart backoff, in seconds."""
 
+    stall_timeout: float = Field(900.0, ge=0)
+    """Seconds an actor may stay busy without sending anything (a tool call event, a
+    reply, a message) before it is flagged stalled and restarted (0: never)."""
+
     preload: list[str] = Field(
         default_factory=lambda: [
             "litellm",

@@ -192,6 +192,7 @@ class ToolLoop:
             messages.append(completion.to_message())
             if completion.content:
                 self.summary = completion.content
+                self._publish("text", "", clip(completion.content, 2000), True)
             if not completion.tool_calls:
                 return
             if self._call_tools(completion.tool_calls, messages):
@@ -266,9 +267,17 @@ class ToolLoop:
 
     def _event(self, name: str, arguments: dict[str, Any], ok: bool) -> None:
         detail = clip(json.dumps(arguments, ensure_ascii=False), 200)
+        self._publish("tool_call", name, detail, ok)
+
+    def _publish(self, kind: str, name: str, detail: str, ok: bool) -> None:
+        """For live views (a teammate's pane, ``shoal run``'s progress) and the record."""
         self.actor.ctx.publish(
             ExecEvent(
-                iteration=self.request.iteration, type="tool_call", name=name, detail=detail, ok=ok
+                iteration=self.request.iteration,
+                type=kind,  # type: ignore[arg-type]
+                name=name,
+                detail=detail,
+                ok=ok,
             ),
             task_id=self.task_id,
         )

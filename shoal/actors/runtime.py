@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -65,9 +66,18 @@ def _log_to(path: os.PathLike[str]) -> None:
     )
 
 
+Observer = Callable[[str, Envelope], None]
+"""Called on the mailbox loop with ("in", message) for each new message taken and
+("out", message) for each one sent (replies included); it must be quick (a tmux pane
+renders its transcript from these)."""
+
+
 class ActorRuntime:
-    def __init__(self, spec: ActorSpec, actor_cls: type[Actor]) -> None:
+    def __init__(
+        self, spec: ActorSpec, actor_cls: type[Actor], observer: Observer | None = None
+    ) -> None:
         self.spec = spec
+        self.observer = observer
         self.home = Home.resolve(spec.home)
         self.instance = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._results: queue.SimpleQueue[tuple[Envelope, Any]] = queue.SimpleQueue()
@@ -83,6 +93,7 @@ class ActorRuntime:
         self._acks: list[str] = []
         self._running = 0
         self._busy_since: float | None = None
+        self._progress_at: float | None = None
         self._stopping = False
         self._last_pong = time.monotonic()
         ctx = ActorContext(spec.name, spec.role, self.home, self._post)
@@ -188,6 +199,8 @@ class ActorRuntime:
         handler = self.actor.handler_for(env.kind)
         quick = handler is None or is_inline(handler)
         (self._quick if quick else self._waiting).append(env)
+        if self.observer is not None:
+            self.observer("in", env)
 
     def _dispatch(self) -> None:
         # Bounded per turn, so a long queue of inline work never starves heartbeats.
@@ -250,8 +263,10 @@ class ActorRuntime:
     def _finish(self, env: Envelope, result: Payload | None) -> None:
         reply_body = None
         if result is not None:
-            reply_body = env.reply(result, sender=self.spec.name).encode()
+            reply = env.reply(result, sender=self.spec.name)
+            reply_body = reply.encode()
             self._sock.send_multipart([wire.MSG, reply_body])  # a reply acks the request
+            self._sent(reply)
         else:
             self._acks.append(env.id)
         self._held.pop(env.id, None)
@@ -263,6 +278,12 @@ class ActorRuntime:
         while not self._outgoing.empty():
             env = self._outgoing.get_nowait()  # only this thread takes from it
             self._sock.send_multipart([wire.MSG, env.encode()])
+            self._sent(env)
+
+    def _sent(self, env: Envelope) -> None:
+        self._progress_at = time.time()
+        if self.observer is not None:
+            self.observer("out", env)
 
     def _flush_acks(self) -> None:
         if self._acks:
@@ -286,6 +307,7 @@ class ActorRuntime:
             held=held[: wire.MAX_HELD_IDS],
             held_total=len(held),
             busy_since=self._busy_since,
+            progress_at=self._progress_at,
         )
         # Not connected yet (zmq.Again): the next beat tries again.
         with contextlib.suppress(zmq.Again):

@@ -65,6 +65,7 @@ def _register() -> None:
         serve,
         skills,
         tasks,
+        team,
         team_run,
     )
 
@@ -77,6 +78,7 @@ def _register() -> None:
     app.add_typer(memory.app, name="memory")
     app.add_typer(learn.app, name="learn")
     app.add_typer(mcp.app, name="mcp")
+    app.add_typer(team.app, name="team")
     skills_app = typer.Typer(
         help="Skills shoal can use: bundled, yours, the project's.",
         no_args_is_help=True,
@@ -85,11 +87,7 @@ def _register() -> None:
     skills_app.command("list")(skills.skills_list)
     skills_app.command("show")(skills.skills_show)
     app.add_typer(skills_app, name="skills")
-    team_app = typer.Typer(
-        help="Teams: parallel runs in worktrees.", no_args_is_help=True, rich_markup_mode=None
-    )
-    team_app.command("run")(team_run.team_run)
-    app.add_typer(team_app, name="team")
+    team.app.command("run")(team_run.team_run)
     app.command("messages")(messages.messages)
     app.command("doctor")(doctor.doctor)
     app.command("demo")(demo.demo)

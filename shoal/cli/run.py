@@ -158,6 +158,12 @@ def _ensure_orchestrator(home: Home) -> None:
             "the orchestrator was started with other model settings and is running "
             f"{status.running_tasks} task(s); wait for them or run `shoal orchestrator stop`"
         )
+    teams = sorted({a.role.partition("@")[2] for a in status.actors if "@" in a.role})
+    if teams:  # restarting would take the teams down with it
+        fail(
+            "the orchestrator was started with other model settings and has teams up "
+            f"({', '.join(teams)}); use the same settings, or `shoal team down NAME` first"
+        )
     daemon.stop(home)
     daemon.start(home)
 

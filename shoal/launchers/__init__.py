@@ -1,10 +1,13 @@
 """How an actor process is started: one interface, one module per way.
 
 - :mod:`.local`: a process forked from a warm forkserver (the default).
-- tmux panes and Ray actors plug in here with the same interface.
+- :mod:`.tmux`: a team member in its own tmux pane, respawned in place.
+- Ray actors plug in here with the same interface.
 
 A launcher turns an :class:`ActorSpec` into an :class:`ActorHandle`; the
-supervisor only ever talks to those two.
+supervisor only ever talks to those two. A launcher that keeps something per
+actor (a pane) may also have ``released(name, role)``, called once the actor
+is stopped for good.
 """
 
 from __future__ import annotations

@@ -930,3 +930,86 @@ class ChatAnswer(Payload):
     allow: bool
     always: bool = False
     """Allow this tool without asking for the rest of the session."""
+
+
+# --- team panes (tmux) ----------------------------------------------------------
+
+_TEAM_NAME = r"^[A-Za-z0-9_-]{1,32}$"
+
+
+class TeamMemberSpec(BaseModel):
+    role: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    """A base role (``executor``); the team's members get ``executor@TEAM``."""
+    count: int = Field(1, ge=1, le=64)
+
+
+@message("team.up")
+class TeamUp(Payload):
+    """Start a team's members (recipient ``orchestrator``)."""
+
+    name: str = Field(pattern=_TEAM_NAME)
+    members: list[TeamMemberSpec] = Field(min_length=1, max_length=32)
+    mode: Literal["tmux", "process"] = "tmux"
+    tmux_socket: str = Field("", max_length=4096)
+    """The tmux server: a ``-L`` name, a socket path, or "" for the user's default."""
+
+
+@message("team.up.result")
+class TeamUpReply(Payload):
+    name: str
+    mode: str
+    members: list[str]
+    session: str | None = None
+    tmux_socket: str | None = None
+
+
+@message("team.down")
+class TeamDown(Payload):
+    """Stop a team's members: each finishes its current message, or is killed after ``grace``."""
+
+    name: str = Field(pattern=_TEAM_NAME)
+    force: bool = False
+    grace: float = Field(30.0, ge=0, le=3600)
+
+
+@message("team.status")
+class TeamStatusRequest(Payload):
+    name: str | None = Field(None, pattern=_TEAM_NAME)
+    """One team, or every team that is up."""
+
+
+class TeamMemberStatus(BaseModel):
+    name: str
+    role: str
+    pane_id: str | None
+    pid: int | None
+    alive: bool
+    state: str
+    """starting, ready, restarting, stopping or stopped (the supervisor's)."""
+    busy: bool
+    restarts: int
+    stalled: bool
+    """It stopped heartbeating or made no progress while busy, and was restarted; it stays
+    flagged until it sends something again (or is back with nothing to do)."""
+    stalls: int
+    task_id: str | None
+    """The task of the message it holds (its current work), if any."""
+    subtask: str | None
+    phase: str | None
+    """The phase of that task (planning, executing, evaluating, ...)."""
+    last_heartbeat: str | None
+    tokens: int
+    cost_usd: float
+
+
+class TeamInfo(BaseModel):
+    name: str
+    mode: str
+    session: str | None
+    tmux_socket: str | None
+    members: list[TeamMemberStatus]
+
+
+@message("team.status.result")
+class TeamStatusReply(Payload):
+    teams: list[TeamInfo]

@@ -43,6 +43,8 @@ class Beat(BaseModel):
     """Ids the actor has received and not yet acked (queued or being handled)."""
     held_total: int = 0
     busy_since: float | None = None
+    progress_at: float | None = None
+    """Wall time of the last message the actor sent (its sign of progress while busy)."""
 
 
 class Pong(BaseModel):

@@ -430,6 +430,7 @@ class Broker:
             and not self.waiting
             and not len(self.deliveries)
             and not (self.control is not None and self.control.keeps_alive())
+            and not self.supervisor.pinned()  # a team that is up waits for work
         ):
             log.info("idle for %.0fs; exiting", now - self._last_activity)
             self.supervisor.stop_all()

@@ -52,11 +52,16 @@ from shoal.mailbox.envelope import (
     TaskAccepted,
     TaskCancel,
     TaskSubmit,
+    TeamDown,
+    TeamStatusRequest,
     TeamTaskClaim,
     TeamTasksCreate,
     TeamTaskUpdate,
+    TeamUp,
+    TeamUpReply,
     UnknownKind,
 )
+from shoal.orchestrator.members import TeamMembers
 from shoal.orchestrator.scheduler import Scheduler
 from shoal.store.queries import run_query
 
@@ -77,6 +82,7 @@ class Control:
         self.supervisor = supervisor
         self._con = con
         self.scheduler = Scheduler(broker, supervisor, broker.recorder)
+        self.teams = TeamMembers(broker, supervisor, self.scheduler)
         self._embedder_instance: Any = None
         # Team task lists change on one thread, in arrival order: claims are atomic.
         self._serial = ThreadPoolExecutor(1, thread_name_prefix="team-tasks")
@@ -159,6 +165,18 @@ class Control:
     def on_api_stop(self, env: Envelope, payload: ApiStop) -> OkReply:
         self.api.stop()
         return OkReply(detail="stopped serving the HTTP API")
+
+    # --- teams: members in tmux panes or headless ----------------------------------
+
+    def on_team_up(self, env: Envelope, payload: TeamUp) -> TeamUpReply:
+        return self.teams.up(payload)
+
+    def on_team_down(self, env: Envelope, payload: TeamDown) -> OkReply:
+        return self.teams.down(payload)
+
+    def on_team_status(self, env: Envelope, payload: TeamStatusRequest) -> None:
+        seen = self.teams.seen(payload.name)  # here: the broker's and supervisor's state
+        self._in_thread(env, lambda cur, _env, _p: self.teams.status(cur, seen), payload)
 
     # --- memory and skills (on worker threads: embedding and search take time) ---
 

@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(home: Home, ready: object) -> int:
     from shoal.api.settings import config_webhooks
     from shoal.launchers.local import LocalLauncher
+    from shoal.launchers.tmux import TmuxLauncher
     from shoal.orchestrator.broker import Broker
     from shoal.orchestrator.control import Control
     from shoal.orchestrator.recorder import Recorder
@@ -91,7 +92,10 @@ def _serve(home: Home, ready: object) -> int:
 
     recorder = Recorder(con, settings.flush_interval)
     journal = Journal(home.journal)
-    launchers = {"local": LocalLauncher(settings.preload)}
+    launchers = {
+        "local": LocalLauncher(settings.preload),
+        "tmux": TmuxLauncher(home, settings.preload, lambda row: _store_transcript(recorder, row)),
+    }
     broker: Broker | None = None
 
     def publish(payload: object) -> None:
@@ -156,6 +160,22 @@ def _shutdown(
         broker.routed,
         recorder.recorded,
         broker.dropped,
+    )
+
+
+def _store_transcript(recorder: Any, row: Any) -> None:
+    recorder.write(
+        "INSERT INTO pane_transcripts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            row.captured_at,
+            row.team,
+            row.member,
+            row.role,
+            row.pane_id,
+            row.reason,
+            row.text.count("\n"),
+            row.text,
+        ],
     )
 
 

@@ -1,10 +1,12 @@
 """The supervisor: starts actor processes through launchers and keeps them alive.
 
-An actor that exits, or that misses heartbeats for ``heartbeat_timeout``, is
-killed (its whole process group) and started again under the same name after
-an exponential backoff with jitter; the broker then redelivers its unacked
-messages to the new instance. The roster is saved to ``run/actors.json`` so
-an orchestrator restarted after a crash adopts the actors still running.
+An actor that exits, that misses heartbeats for ``heartbeat_timeout``, or that
+stays busy without sending anything for ``stall_timeout`` (the last two are
+flagged *stalled*), is killed (its whole process group) and started again under
+the same name after an exponential backoff with jitter; the broker then
+redelivers its unacked messages to the new instance. The roster is saved to
+``run/actors.json`` so an orchestrator restarted after a crash adopts the
+actors still running.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from shoal.actors import registry
@@ -57,6 +59,13 @@ class Member:
     last_beat: float = 0.0  # monotonic
     since: float = 0.0  # monotonic time of the last state change
     next_start: float = 0.0
+    spawned_at: float = 0.0  # wall clock of the spawn (a team member's usage counts from it)
+    busy_since: float | None = None  # wall clock, from the beats
+    progress_at: float | None = None  # wall clock of the last message it sent, from the beats
+    stalled_at: float | None = None  # wall clock; flagged until it sends something again
+    stalls: int = 0
+    stop_wait: float = _STOP_WAIT  # seconds a stopping actor may finish its handler, then SIGKILL
+    releasing: bool = False  # stopped; its launcher is still cleaning up (closing its pane)
 
     def status(self) -> ActorStatus:
         beat = self.last_heartbeat
@@ -90,6 +99,7 @@ class Supervisor:
         self.publish = publish
         self.stopping = False
         self._members: dict[str, Member] = {}
+        self._released: list[Member] = []  # stopped, not yet handed to their launcher
         self._names: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -101,7 +111,11 @@ class Supervisor:
         self._thread.start()
 
     def spawn(
-        self, role: str, count: int = 1, name: str | None = None, launcher: str = "local"
+        self,
+        role: str,
+        count: int = 1,
+        name: str | None = None,
+        launcher: str = "local",
     ) -> list[str]:
         registry.check(role)
         if launcher not in self.launchers:
@@ -115,16 +129,29 @@ class Supervisor:
             now = time.monotonic()
             for n in names:
                 self._members[n] = Member(
-                    n, role, launcher, state="restarting", next_start=now, since=now
+                    n,
+                    role,
+                    launcher,
+                    state="restarting",
+                    next_start=now,
+                    since=now,
+                    spawned_at=time.time(),
                 )
             self._changed()
         return names
 
-    def retire(self, name: str) -> None:
+    def retire(self, name: str, grace: float | None = None, force: bool = False) -> None:
+        """Stop an actor for good: SIGTERM, and SIGKILL after ``grace`` seconds (or at once)."""
         with self._lock:
             member = self._members.get(name)
             if member is None:
                 raise LookupError(f"no actor named {name!r}")
+            if grace is not None:
+                member.stop_wait = grace
+            if force:
+                member.stop_wait = 0.0
+                if member.handle is not None:
+                    member.handle.signal(signal.SIGKILL)
             self._stop_member(member)
 
     def stop_all(self) -> None:
@@ -166,15 +193,42 @@ class Supervisor:
                 return
             member.last_beat = time.monotonic()
             member.last_heartbeat = time.time()
+            member.busy_since, member.progress_at = beat.busy_since, beat.progress_at
+            if member.stalled_at is not None and self._unstalled(member, beat):
+                member.stalled_at = None
             if new_instance or member.state != "ready":
                 if member.state == "adopting":
                     self._event(member, "adopted", f"pid {beat.pid}")
                 member.pid, member.instance = beat.pid, beat.instance
                 member.state, member.since = "ready", member.last_beat
 
+    def _unstalled(self, m: Member, beat: Beat) -> bool:
+        """Moving again: it sent something since, or it came back with nothing to do."""
+        assert m.stalled_at is not None
+        if (beat.progress_at or 0.0) > m.stalled_at:
+            return True
+        idle = beat.busy_since is None and not beat.held_total
+        return idle and time.time() - m.stalled_at > self.settings.heartbeat_timeout
+
     def snapshot(self) -> list[ActorStatus]:
         with self._lock:
             return [m.status() for m in self._members.values()]
+
+    def members(self, predicate: Callable[[Member], bool]) -> list[tuple[Member, bool]]:
+        """Copies of the members ``predicate`` selects, each with whether its process is alive."""
+        with self._lock:
+            return [
+                (replace(m), m.handle is not None and m.handle.alive())
+                for m in self._members.values()
+                if predicate(m)
+            ]
+
+    def pinned(self) -> bool:
+        """True while a team is up: its members wait for work, so the orchestrator stays."""
+        with self._lock:
+            return any(
+                registry.team_of(m.role) and m.state != "stopped" for m in self._members.values()
+            )
 
     def adopt(self) -> None:
         """Take over the actors a crashed orchestrator left running (from the roster file)."""
@@ -187,7 +241,11 @@ class Supervisor:
             for entry in roster:
                 pid = entry.get("pid")
                 member = Member(
-                    entry["name"], entry["role"], entry.get("launcher", "local"), since=now
+                    entry["name"],
+                    entry["role"],
+                    entry.get("launcher", "local"),
+                    since=now,
+                    spawned_at=entry.get("spawned_at") or time.time(),
                 )
                 if pid and pid_alive(pid):
                     member.state, member.pid, member.handle = "adopting", pid, PidHandle(pid)
@@ -207,9 +265,10 @@ class Supervisor:
             try:
                 for member in self._check(time.monotonic()):
                     self._launch(member)
+                self._release_stopped()
             except Exception:  # keep supervising whatever one pass ran into
                 log.exception("supervisor pass failed")
-            if self.stopping and self.all_stopped():
+            if self.stopping and self.all_stopped() and not self._released:
                 self._stopped.set()
             time.sleep(_TICK)
 
@@ -222,7 +281,7 @@ class Supervisor:
                 elif m.state == "stopping":
                     if m.handle is None or not m.handle.alive():
                         self._set_stopped(m)
-                    elif now - m.since > _STOP_WAIT:
+                    elif now - m.since > m.stop_wait:
                         m.handle.signal(signal.SIGKILL)
                 if m.state == "restarting" and now >= m.next_start and not self.stopping:
                     m.state, m.since = "launching", now
@@ -236,13 +295,27 @@ class Supervisor:
         if m.handle is not None and not m.handle.alive():
             self._restart(m, now, "exited")
         elif m.state == "ready" and now - m.last_beat > timeout:
+            self._stalled(m)
             self._restart(m, now, f"no heartbeat for {now - m.last_beat:.1f}s")
+        elif m.state == "ready" and self._busy_without_progress(m):
+            self._stalled(m)
+            self._restart(m, now, f"busy with no progress for {self.settings.stall_timeout:g}s")
         elif m.state == "starting" and now - m.since > timeout + _STARTUP_GRACE:
             self._restart(m, now, "never became ready")
         elif m.state == "adopting" and now - m.since > _ADOPT_WAIT:
             # It runs but does not speak to us: not ours any more (or hung). Leave it be.
             m.handle = None
             self._restart(m, now, "adoption timed out")
+
+    def _busy_without_progress(self, m: Member) -> bool:
+        stall = self.settings.stall_timeout
+        if not stall or m.busy_since is None:
+            return False
+        return time.time() - max(m.busy_since, m.progress_at or 0.0) > stall
+
+    def _stalled(self, m: Member) -> None:
+        m.stalled_at, m.stalls = time.time(), m.stalls + 1
+        self._event(m, "stalled", "")
 
     def _restart(self, m: Member, now: float, reason: str) -> None:
         if m.handle is not None:
@@ -254,6 +327,7 @@ class Supervisor:
         m.failures += 1
         m.state, m.since, m.next_start = "restarting", now, now + delay * random.uniform(0.5, 1.0)
         m.handle, m.pid = None, None
+        m.busy_since = m.progress_at = None
 
     def _launch(self, m: Member) -> None:
         spec = ActorSpec(
@@ -297,6 +371,25 @@ class Supervisor:
         m.state, m.handle, m.pid = "stopped", None, None
         self._event(m, "stopped", "")
         self._changed()
+        m.releasing = True
+        self._released.append(m)
+
+    def _release_stopped(self) -> None:
+        """Tell launchers that keep something per actor (a tmux pane) that it is gone for good.
+
+        Outside the lock: a launcher may take a while (tmux captures the pane's scrollback).
+        """
+        with self._lock:
+            released, self._released = self._released, []
+        for m in released:
+            hook = getattr(self.launchers.get(m.launcher), "released", None)
+            try:
+                if hook is not None:
+                    hook(m.name, m.role)
+            except Exception:
+                log.exception("releasing %s from the %s launcher failed", m.name, m.launcher)
+            with self._lock:
+                m.releasing = False
 
     # --- bookkeeping -------------------------------------------------------------
 
@@ -321,7 +414,14 @@ class Supervisor:
         # A stopping actor takes no new work: its unacked messages are refused.
         self._names = frozenset(m.name for m in live if m.state != "stopping")
         roster = [
-            {"name": m.name, "role": m.role, "launcher": m.launcher, "pid": m.pid} for m in live
+            {
+                "name": m.name,
+                "role": m.role,
+                "launcher": m.launcher,
+                "pid": m.pid,
+                "spawned_at": m.spawned_at,
+            }
+            for m in live
         ]
         tmp = self.home.roster_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(roster))

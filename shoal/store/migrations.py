@@ -238,6 +238,25 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        8,
+        "scrollback of team members' tmux panes",
+        """
+        CREATE TABLE pane_transcripts (
+            captured_at TIMESTAMP NOT NULL,   -- UTC, when the pane ended
+            team        VARCHAR NOT NULL,
+            member      VARCHAR NOT NULL,     -- actor name, e.g. executor@red-1
+            role        VARCHAR NOT NULL,
+            pane_id     VARCHAR NOT NULL,     -- tmux's %id
+            reason      VARCHAR NOT NULL,     -- stopped (team down, retired) or restarted
+            lines       INTEGER NOT NULL,
+            text        VARCHAR NOT NULL      -- capture-pane -p -J -S -
+        );
+        """,
+    )
+)
+
 # Migrations are appended by number, not necessarily in list order (branches merge).
 LATEST = max(number for number, _, _ in MIGRATIONS)
 

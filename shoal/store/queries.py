@@ -56,6 +56,14 @@ class SessionList(_Params):
     cwd: str | None = None
 
 
+class TeamParams(_Params):
+    team: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    since: str | None = None
+    """ISO time; only what was recorded from then on."""
+    member: str | None = Field(None, max_length=128)
+    limit: int = Field(50, ge=1, le=10_000)
+
+
 QUERIES: dict[str, tuple[type[_Params], str]] = {
     "team.tasks": (
         ListParams,
@@ -211,6 +219,28 @@ QUERIES: dict[str, tuple[type[_Params], str]] = {
         """SELECT role, model, sum(calls) AS calls, sum(prompt_tokens) AS prompt_tokens,
                   sum(completion_tokens) AS completion_tokens, sum(cost_usd) AS cost_usd
            FROM usage_events GROUP BY role, model ORDER BY cost_usd DESC, role""",
+    ),
+    "team.usage": (
+        TeamParams,
+        # Members are named ROLE@TEAM-N; what their replies cost is in the replies.
+        """SELECT sender,
+                  sum(CAST(body->'payload'->'usage'->>'prompt_tokens' AS BIGINT)
+                      + CAST(body->'payload'->'usage'->>'completion_tokens' AS BIGINT))
+                      AS tokens,
+                  sum(CAST(body->'payload'->'usage'->>'cost_usd' AS DOUBLE)) AS cost_usd
+           FROM messages
+           WHERE kind IN ('plan.result', 'exec.result', 'eval.result')
+             AND regexp_full_match(sender, '.*@' || $team || '-[0-9]+')
+             AND ($since IS NULL OR recorded_at >= CAST($since AS TIMESTAMP))
+           GROUP BY sender""",
+    ),
+    "team.transcripts": (
+        TeamParams,
+        """SELECT captured_at, member, role, pane_id, reason, lines, text
+           FROM pane_transcripts
+           WHERE team = $team AND ($since IS NULL OR captured_at >= CAST($since AS TIMESTAMP))
+             AND ($member IS NULL OR member = $member)
+           ORDER BY captured_at DESC LIMIT $limit""",
     ),
 }
 

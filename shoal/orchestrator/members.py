@@ -1,0 +1,206 @@
+"""Teams' members: bringing them up and down, and what each one is doing.
+
+A team is the set of supervised actors whose role is ``ROLE@TEAM`` (named
+``ROLE@TEAM-N``). ``team.up`` spawns them through the ``tmux`` launcher (each
+in its own pane) or the ``local`` one (headless); ``team.down`` retires them:
+each finishes the message it is handling or is killed after the grace, and
+the tmux launcher stores each pane's scrollback and closes it. The team lives
+in the orchestrator, so it outlasts the CLI command that brought it up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shoal.actors import registry
+from shoal.mailbox.envelope import (
+    OkReply,
+    TeamDown,
+    TeamInfo,
+    TeamMemberStatus,
+    TeamStatusReply,
+    TeamUp,
+    TeamUpReply,
+)
+
+if TYPE_CHECKING:
+    from shoal.launchers.tmux import TmuxLauncher
+    from shoal.orchestrator.broker import Broker
+    from shoal.orchestrator.scheduler import Scheduler
+    from shoal.orchestrator.supervisor import Member, Supervisor
+
+# Kinds whose unacked presence at a member is the member's current work.
+_WORK = ("exec.request", "plan.request", "eval.request", "workspace.restore")
+_LAUNCHER = {"tmux": "tmux", "process": "local"}
+_MODE = {"tmux": "tmux", "local": "process"}
+
+
+@dataclass
+class Seen:
+    """One member as the broker thread sees it (everything but tmux and DuckDB)."""
+
+    member: Member
+    alive: bool
+    task_id: str | None
+    subtask: str | None
+    phase: str | None
+
+
+class TeamMembers:
+    def __init__(self, broker: Broker, supervisor: Supervisor, scheduler: Scheduler) -> None:
+        self.broker = broker
+        self.supervisor = supervisor
+        self.scheduler = scheduler
+
+    @property
+    def tmux(self) -> TmuxLauncher:
+        launcher = self.supervisor.launchers.get("tmux")
+        if launcher is None:
+            raise LookupError("this orchestrator has no tmux launcher")
+        return launcher  # type: ignore[return-value]
+
+    # --- on the broker thread ------------------------------------------------------
+
+    def up(self, payload: TeamUp) -> TeamUpReply:
+        from shoal.tmux.server import TmuxError
+
+        name = payload.name
+        present = self._present(name)
+        if present:
+            raise ValueError(
+                f"team {name} is already up ({len(present)} members); "
+                f"`shoal team down {name}` first"
+            )
+        for spec in payload.members:
+            if "@" in spec.role:
+                raise ValueError(f"give members as plain roles, not {spec.role!r}")
+            registry.check(spec.role)
+        session = None
+        if payload.mode == "tmux":
+            try:
+                session = self.tmux.open_team(name, payload.tmux_socket)
+            except TmuxError as exc:
+                raise ValueError(str(exc)) from exc
+        names: list[str] = []
+        for spec in payload.members:
+            names += self.supervisor.spawn(
+                f"{spec.role}@{name}", spec.count, launcher=_LAUNCHER[payload.mode]
+            )
+        return TeamUpReply(
+            name=name,
+            mode=payload.mode,
+            members=names,
+            session=session,
+            tmux_socket=payload.tmux_socket if payload.mode == "tmux" else None,
+        )
+
+    def down(self, payload: TeamDown) -> OkReply:
+        present = [m for m, _ in self._present(payload.name) if m.state != "stopped"]
+        if not present:
+            raise LookupError(f"no team named {payload.name!r} is up")
+        for m in present:
+            self.supervisor.retire(m.name, grace=payload.grace, force=payload.force)
+        how = "killing" if payload.force else "stopping"
+        return OkReply(detail=f"{how} {len(present)} member(s) of {payload.name}")
+
+    def seen(self, name: str | None) -> dict[str, list[Seen]]:
+        """The members of one team (or of every team), by team, with their current work."""
+        teams: dict[str, list[Seen]] = {}
+        for member, alive in self.supervisor.members(
+            lambda m: _team_of(m) is not None and (m.state != "stopped" or m.releasing)
+        ):
+            team = _team_of(member)
+            assert team is not None
+            if name is not None and team != name:
+                continue
+            task_id = subtask = phase = None
+            for item in self.broker.deliveries.for_target(member.name):
+                if item.env.kind in _WORK:
+                    task_id = item.env.task_id
+                    subtask = _subtask(item.env.payload)
+                    run = self.scheduler.tasks.get(task_id or "")
+                    phase = run.phase if run is not None else None
+                    break
+            teams.setdefault(team, []).append(Seen(member, alive, task_id, subtask, phase))
+        if name is not None and name not in teams:
+            raise LookupError(f"no team named {name!r} is up")
+        return teams
+
+    # --- on a worker thread (tmux and DuckDB take time) -----------------------------
+
+    def status(self, cur: Any, teams: dict[str, list[Seen]]) -> TeamStatusReply:
+        from shoal.store.queries import run_query
+
+        infos = []
+        for team, seen in sorted(teams.items()):
+            mode = _MODE.get(seen[0].member.launcher, seen[0].member.launcher)
+            since = min(s.member.spawned_at for s in seen)
+            usage = {
+                row[0]: (int(row[1] or 0), float(row[2] or 0.0))
+                for row in run_query(
+                    cur, "team.usage", {"team": team, "since": _iso(since - 1.0)}
+                ).rows
+            }
+            socket = self.tmux.socket_of(team) if mode == "tmux" else None
+            members = [self._status(s, usage.get(s.member.name, (0, 0.0))) for s in seen]
+            infos.append(
+                TeamInfo(
+                    name=team,
+                    mode=mode,
+                    session=f"shoal-{team}" if mode == "tmux" else None,
+                    tmux_socket=socket,
+                    members=sorted(members, key=lambda m: m.name),
+                )
+            )
+        return TeamStatusReply(teams=infos)
+
+    def _status(self, s: Seen, usage: tuple[int, float]) -> TeamMemberStatus:
+        m = s.member
+        pane = None
+        if m.launcher == "tmux" and not (m.state == "stopped" and not m.releasing):
+            try:
+                pane = self.tmux.pane_of(m.name, m.role)
+            except Exception:  # tmux gone: the member shows without its pane
+                pane = None
+        status = m.status()
+        return TeamMemberStatus(
+            name=m.name,
+            role=m.role,
+            pane_id=pane,
+            pid=m.pid,
+            alive=s.alive,
+            state=m.state,
+            busy=m.busy_since is not None,
+            restarts=m.restarts,
+            stalled=m.stalled_at is not None,
+            stalls=m.stalls,
+            task_id=s.task_id,
+            subtask=s.subtask,
+            phase=s.phase,
+            last_heartbeat=status.last_heartbeat,
+            tokens=usage[0],
+            cost_usd=usage[1],
+        )
+
+    def _present(self, name: str) -> list[tuple[Member, bool]]:
+        return self.supervisor.members(
+            lambda m: _team_of(m) == name and (m.state != "stopped" or m.releasing)
+        )
+
+
+def _team_of(m: Member) -> str | None:
+    return registry.team_of(m.role)
+
+
+def _subtask(payload: dict[str, Any]) -> str | None:
+    """A team run's subtask id, if the request carries one."""
+    sub = payload.get("subtask") or payload.get("subtask_id")
+    if isinstance(sub, dict):
+        sub = sub.get("id")
+    return sub if isinstance(sub, str) else None
+
+
+def _iso(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).replace(tzinfo=None).isoformat()
