@@ -10,7 +10,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shoal.mailbox.envelope import ActorStatus, CheckOutcome, MessageCounters, Plan
+from shoal.mailbox.envelope import (
+    ActorStatus,
+    CheckOutcome,
+    MessageCounters,
+    Plan,
+    SubtaskOutcome,
+)
 
 TaskStatus = Literal["running", "accepted", "unaccepted", "failed", "cancelled"]
 
@@ -105,6 +111,10 @@ class TaskDetail(TaskSummary):
     finished_at: str | None
     iterations_detail: list[IterationView]
     findings: list[FindingView]
+    parent: str | None = None
+    """The task that started this one (a team run, or a delegating task)."""
+    subtasks: list[SubtaskOutcome] = Field(default_factory=list)
+    """A team run's subtasks and how each ended."""
 
 
 class CancelAccepted(_Body):

@@ -239,6 +239,7 @@ class Endpoints:
                 **task,
                 "plan": json.loads(task["plan"]) if task["plan"] else None,
                 "files_changed": json.loads(task["files_changed"] or "[]"),
+                "subtasks": json.loads(task["subtasks"] or "[]"),
                 "iterations_detail": [IterationView.model_validate(it) for it in iterations],
                 "findings": [
                     FindingView.model_validate(f)

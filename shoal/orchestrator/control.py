@@ -355,7 +355,12 @@ class Control:
         self._in_thread(env, lambda cur, _e, p: team_tasks.claim(cur, p), payload, serial=True)
 
     def on_store_query(self, env: Envelope, payload: QueryRequest) -> None:
-        self._in_thread(env, lambda cur, _env, p: run_query(cur, p.name, p.params), payload)
+        def query(cur: Any, _env: Envelope, p: QueryRequest) -> QueryReply:
+            # What the orchestrator wrote before the question is in the answer.
+            self.broker.recorder.barrier()
+            return run_query(cur, p.name, p.params)
+
+        self._in_thread(env, query, payload)
 
     # --- chat sessions (rows written on worker threads' cursors; see chat/records.py) ---
 

@@ -132,6 +132,8 @@ class Recorder:
         self._interval = flush_interval
         self._queue: queue.SimpleQueue[_Batch] = queue.SimpleQueue()
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._barriers: queue.SimpleQueue[threading.Event] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self.recorded = 0
         self.flushed_seq = 0
@@ -156,9 +158,20 @@ class Recorder:
         """Queue one low-volume statement (task rows); run in order with the next flush."""
         self._queue.put(_Batch(0, statements=[(sql, params)]))
 
+    def barrier(self, timeout: float = 2.0) -> bool:
+        """Wait until everything submitted before this call is written (read your writes).
+
+        It wakes the recorder for an early flush; False if that took longer than ``timeout``.
+        """
+        done = threading.Event()
+        self._barriers.put(done)
+        self._wake.set()
+        return done.wait(timeout)
+
     def stop(self) -> None:
         """Flush everything submitted so far, then end the thread."""
         self._stop.set()
+        self._wake.set()
         self._thread.join()
 
     def _run(self) -> None:
@@ -168,7 +181,16 @@ class Recorder:
         pending = _Batch()
         stopping = False
         while not stopping:
-            stopping = self._stop.wait(self._interval)
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            stopping = self._stop.is_set()
+            # Barriers taken before draining the queue: what they wait for is in this flush.
+            barriers = []
+            while True:
+                try:
+                    barriers.append(self._barriers.get_nowait())
+                except queue.Empty:
+                    break
             while True:
                 try:
                     item = self._queue.get_nowait()
@@ -181,6 +203,8 @@ class Recorder:
                 pending.statements += item.statements
             if pending and self._flush(cur, pending):
                 pending = _Batch(seq=pending.seq)
+            for done in barriers:
+                done.set()
         cur.close()
 
     def _flush_rows(self, cur: duckdb.DuckDBPyConnection, batch: _Batch) -> bool:
