@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shoal.mailbox.envelope import ModelChoice, TaskOptions
+from shoal.mailbox.envelope import ModelChoice, PermissionRule, TaskOptions
 from shoal.paths import Home
 from shoal.settings import SettingsError, validated
 
@@ -65,6 +65,10 @@ class LoopConfig(BaseModel):
     budget_tokens: int | None = Field(None, gt=0)
     timeout: float | None = Field(None, gt=0)
     permission_mode: str = "accept-edits"
+    allow: list[str] = Field(default_factory=list)
+    """Permission rules, each ``TOOL`` or ``TOOL:PATTERN`` (e.g. ``shell:pytest *``)."""
+    deny: list[str] = Field(default_factory=list)
+    ask: list[str] = Field(default_factory=list)
 
     def models(self) -> dict[str, ModelChoice]:
         chosen = {}
@@ -83,8 +87,35 @@ class LoopConfig(BaseModel):
             budget_tokens=self.budget_tokens,
             timeout=self.timeout,
             permission_mode=self.permission_mode,  # type: ignore[arg-type]
+            permission_rules=self.rules(),
             models=self.models(),
         )
+
+    def rules(self) -> list[PermissionRule]:
+        """The rules, checked: a typo in a rule must never let a call through silently."""
+        from pydantic import ValidationError
+
+        from shoal.tools.permissions import Rule
+        from shoal.tools.registry import TOOLS
+
+        rules = []
+        for action in ("deny", "ask", "allow"):
+            for text in getattr(self, action):
+                tool, _, pattern = text.partition(":")
+                tool = tool.strip()
+                if tool != "*" and tool not in TOOLS and "__" not in tool:
+                    raise SettingsError(
+                        f"{action} rule {text!r} names no tool; the tools are "
+                        f"{', '.join(TOOLS)} (or server__tool for MCP servers)"
+                    )
+                try:
+                    rule = Rule(action=action, tool=tool, pattern=pattern.strip() or None)
+                except ValidationError as exc:
+                    raise SettingsError(
+                        f"{action} rule {text!r}: {exc.errors()[0]['msg']}"
+                    ) from None
+                rules.append(PermissionRule(**rule.model_dump()))
+        return rules
 
 
 def _file(path: Path) -> dict[str, Any]:
@@ -97,15 +128,28 @@ def _file(path: Path) -> dict[str, Any]:
     return {k.replace("-", "_"): v for k, v in data.get("shoal", data.get("loop", {})).items()}
 
 
+_RULE_LISTS = ("allow", "deny", "ask")
+
+
 def load(home: Home, cwd: Path, flags: dict[str, Any] | None = None) -> LoopConfig:
     values: dict[str, Any] = {}
-    values.update(_file(home.config_file))
-    values.update(_file(cwd / ".shoal" / "config.toml"))
+    rules: dict[str, list[Any]] = {name: [] for name in _RULE_LISTS}
+    layers = [_file(home.config_file), _file(cwd / ".shoal" / "config.toml")]
+    for layer in layers:
+        for name in _RULE_LISTS:  # rules add up across layers; deny wins in the end
+            found = layer.pop(name, [])
+            rules[name] += found if isinstance(found, list) else [found]
+        values.update(layer)
     for name in LoopConfig.model_fields:
         raw = os.environ.get(f"SHOAL_{name.upper()}")
-        if raw:
+        if raw and name not in _RULE_LISTS:
             values[name] = raw
-    values.update({k: v for k, v in (flags or {}).items() if v is not None})
+    for name, value in (flags or {}).items():
+        if name in _RULE_LISTS:
+            rules[name] += value or []
+        elif value is not None:
+            values[name] = value
+    values.update(rules)
     return validated(LoopConfig, values, "a flag, or [shoal] in config.toml")
 
 

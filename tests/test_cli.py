@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+from pathlib import Path
+
+import pytest
 
 from shoal.paths import Home
 from tests.conftest import shoal
@@ -87,3 +91,32 @@ def test_demo_runs_the_runtime_end_to_end(home: Home) -> None:
     assert "200 request/replies" in result.stdout
     assert "restarted as pid" in result.stdout and "(restarts 1)" in result.stdout
     assert "echo.request" in result.stdout
+
+
+def test_permission_rules_add_up_across_config_layers_and_a_bad_rule_is_one_line(
+    home: Home, tmp_path: Path
+) -> None:
+    from shoal import config
+    from shoal.settings import SettingsError
+
+    home.config_file.write_text('[shoal]\ndeny = ["shell:rm *"]\nallow = ["git"]\n')
+    project = tmp_path / "proj"
+    (project / ".shoal").mkdir(parents=True)
+    (project / ".shoal" / "config.toml").write_text('[shoal]\nask = ["write_file:*.lock"]\n')
+    rules = config.load(home, project, {"deny": ["shell:curl *"]}).task_options()
+    got = [(r.action, r.tool, r.pattern) for r in rules.permission_rules]
+    assert got == [
+        ("deny", "shell", "rm *"),
+        ("deny", "shell", "curl *"),
+        ("ask", "write_file", "*.lock"),
+        ("allow", "git", None),
+    ]
+    with pytest.raises(SettingsError, match="names no tool"):
+        config.load(home, project, {"deny": ["shel:rm *"]}).task_options()
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    result = shoal("run", "x", "-C", str(project), "--deny", "shel:rm", env={"SHOAL_MODEL": "m/x"})
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "shoal: error: deny rule 'shel:rm' names no tool; the tools are "
+        + result.stderr.split("the tools are ")[1].strip()
+    ]

@@ -95,6 +95,7 @@ def test_a_bug_is_fixed_and_every_step_is_recorded(home: Home, tmp_path: Path) -
             "models": {
                 "scripted-planner": [plan()],
                 "scripted-executor": [
+                    call("shell", command="rm calc.py"),  # refused by --deny
                     call("read_file", path="calc.py"),
                     call("edit_file", path="calc.py", old_string="a - b", new_string="a + b"),
                     call("finish", summary="add now adds"),
@@ -104,7 +105,9 @@ def test_a_bug_is_fixed_and_every_step_is_recorded(home: Home, tmp_path: Path) -
         }
     )
     with ScriptedModelServer(script) as server:
-        code, out = run_task(server, repo)
+        code, out = run_task(server, repo, "--deny", "shell:rm *", "--allow", "shell:pytest*")
+        refusal = server.requests_for("scripted-executor")[1]["messages"][-1]["content"]
+    assert "shell rm calc.py is denied by the permission rule (deny shell 'rm *')" in refusal
     assert code == 0, out
     assert out["status"] == "accepted" and out["decision"] == "quality"
     assert out["iterations"] == 1 and out["score"] >= 0.8
@@ -114,7 +117,7 @@ def test_a_bug_is_fixed_and_every_step_is_recorded(home: Home, tmp_path: Path) -
     shown = json.loads(shoal("show", out["task_id"], "--json", check=True).stdout)
     assert shown["status"] == "accepted" and shown["score"] == out["score"]
     assert [it["n"] for it in shown["iterations_detail"]] == [1]
-    assert [c["name"] for c in shown["tool_calls"]] == ["read_file", "edit_file", "finish"]
+    assert [c["name"] for c in shown["tool_calls"]] == ["shell", "read_file", "edit_file", "finish"]
     assert shown["plan"]["steps"][0]["title"] == "fix add in calc.py"
     checks = shown["iterations_detail"][0]["checks"]
     assert any(c["kind"] == "test" and c["passed"] for c in checks)

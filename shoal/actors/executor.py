@@ -153,7 +153,10 @@ class ToolLoop:
         outputs = actor.ctx.home.root / "outputs"
         outputs.mkdir(mode=0o700, exist_ok=True)
         workspace = Workspace([Path(request.cwd)], outputs)
-        self.toolbox = Toolbox(workspace, Permissions(mode=request.permission_mode))
+        from shoal.tools.permissions import Rule
+
+        rules = [Rule.model_validate(r.model_dump()) for r in request.permission_rules]
+        self.toolbox = Toolbox(workspace, Permissions(mode=request.permission_mode, rules=rules))
         self.usage = Usage()
         self.turns = self.calls = 0
         self.summary = ""

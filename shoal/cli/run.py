@@ -45,6 +45,12 @@ def run(
     team: str | None = typer.Option(
         None, "--team", help="Run on the members of this team (see `shoal team up`)."
     ),
+    allow: list[str] | None = typer.Option(
+        None, "--allow", metavar="RULE", help="Allow a tool call without asking: TOOL or TOOL:PATTERN (repeat)."
+    ),
+    deny: list[str] | None = typer.Option(
+        None, "--deny", metavar="RULE", help="Refuse a tool call: TOOL or TOOL:PATTERN (repeat); deny wins."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     print_only: bool = typer.Option(False, "--print", "-p", help="Print only the final answer."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -58,6 +64,8 @@ def run(
         "budget_tokens": budget_tokens,
         "timeout": timeout,
         "permission_mode": permission_mode,
+        "allow": allow,
+        "deny": deny,
     }
     home, submit = prepare(task, cwd, flags, team=team)
     done = submit_and_follow(home, submit, quiet=quiet or print_only or json_out)

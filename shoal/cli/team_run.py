@@ -27,6 +27,12 @@ def team_run(
     ),
     timeout: float | None = typer.Option(None, "--timeout", help="Stop after this many seconds."),
     cwd: Path | None = typer.Option(None, "--cwd", "-C", help="Repository to work in."),
+    allow: list[str] | None = typer.Option(
+        None, "--allow", metavar="RULE", help="Allow a tool call without asking: TOOL or TOOL:PATTERN (repeat)."
+    ),
+    deny: list[str] | None = typer.Option(
+        None, "--deny", metavar="RULE", help="Refuse a tool call: TOOL or TOOL:PATTERN (repeat); deny wins."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -41,6 +47,8 @@ def team_run(
         "budget_tokens": budget_tokens,
         "timeout": timeout,
         "permission_mode": None,
+        "allow": allow,
+        "deny": deny,
     }
     home, submit = prepare(task, cwd, flags, team=team)
     submit.options = submit.options.model_copy(update={"team_size": size, "keep_worktrees": keep})

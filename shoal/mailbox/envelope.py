@@ -299,6 +299,14 @@ class ModelChoice(BaseModel):
     base_url: str | None = None
 
 
+class PermissionRule(BaseModel):
+    """One allow/deny/ask rule as it travels (checked by ``shoal.tools.permissions.Rule``)."""
+
+    action: Literal["allow", "deny", "ask"]
+    tool: str
+    pattern: str | None = None
+
+
 class TaskOptions(BaseModel):
     iterations: int = Field(3, ge=1, le=50)
     quality: float = Field(0.8, ge=0, le=1)
@@ -309,6 +317,8 @@ class TaskOptions(BaseModel):
     plateau: float = Field(0.02, ge=0)
     """A refinement that improves the score by less than this stops the loop."""
     permission_mode: Literal["default", "plan", "accept-edits", "bypass"] = "accept-edits"
+    permission_rules: list[PermissionRule] = Field(default_factory=list)
+    """Allow, deny and ask rules from config and flags; deny wins."""
     models: dict[str, ModelChoice] = Field(default_factory=dict)
     """Per role (planner, executor, evaluator, small): the model to use."""
     team: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
@@ -405,6 +415,7 @@ class ExecRequest(Payload):
     """The previous iteration's findings: this iteration's instructions."""
     model: ModelChoice
     permission_mode: str = "accept-edits"
+    permission_rules: list[PermissionRule] = Field(default_factory=list)
     max_turns: int = Field(60, ge=1)
     token_budget: int | None = None
     team: str | None = None

@@ -290,6 +290,7 @@ class Scheduler:
                 findings=task.findings,
                 model=self._model(task, "executor"),
                 permission_mode=task.submit.options.permission_mode,
+                permission_rules=task.submit.options.permission_rules,
                 token_budget=None if budget is None else max(1, budget - task.usage.tokens),
                 team=task.submit.options.team,
                 parent=task.submit.parent,
