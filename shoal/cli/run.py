@@ -46,10 +46,16 @@ def run(
         None, "--team", help="Run on the members of this team (see `shoal team up`)."
     ),
     allow: list[str] | None = typer.Option(
-        None, "--allow", metavar="RULE", help="Allow a tool call without asking: TOOL or TOOL:PATTERN (repeat)."
+        None,
+        "--allow",
+        metavar="RULE",
+        help="Allow a tool call without asking: TOOL or TOOL:PATTERN (repeat).",
     ),
     deny: list[str] | None = typer.Option(
-        None, "--deny", metavar="RULE", help="Refuse a tool call: TOOL or TOOL:PATTERN (repeat); deny wins."
+        None,
+        "--deny",
+        metavar="RULE",
+        help="Refuse a tool call: TOOL or TOOL:PATTERN (repeat); deny wins.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     print_only: bool = typer.Option(False, "--print", "-p", help="Print only the final answer."),

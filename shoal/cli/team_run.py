@@ -28,10 +28,16 @@ def team_run(
     timeout: float | None = typer.Option(None, "--timeout", help="Stop after this many seconds."),
     cwd: Path | None = typer.Option(None, "--cwd", "-C", help="Repository to work in."),
     allow: list[str] | None = typer.Option(
-        None, "--allow", metavar="RULE", help="Allow a tool call without asking: TOOL or TOOL:PATTERN (repeat)."
+        None,
+        "--allow",
+        metavar="RULE",
+        help="Allow a tool call without asking: TOOL or TOOL:PATTERN (repeat).",
     ),
     deny: list[str] | None = typer.Option(
-        None, "--deny", metavar="RULE", help="Refuse a tool call: TOOL or TOOL:PATTERN (repeat); deny wins."
+        None,
+        "--deny",
+        metavar="RULE",
+        help="Refuse a tool call: TOOL or TOOL:PATTERN (repeat); deny wins.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
