@@ -316,3 +316,58 @@ def test_format_for_prompt(con: duckdb.DuckDBPyConnection) -> None:
         "Background from past runs (may not apply; verify before relying on it):",
         "- [convention, confidence 0.45] use tmp_path, not /tmp",
     ]
+
+
+def test_recall_through_the_vector_index_equals_the_full_scan(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """The index only chooses what DuckDB reads; the ranking must be the full scan's."""
+    import datetime as dt
+    import random
+
+    import pyarrow as pa
+
+    from shoal.ids import new_id
+    from shoal.memory.index import VectorIndex
+    from shoal.memory.store import DIM, INDEX_FROM, recall, search
+
+    rng = random.Random(7)
+    n = INDEX_FROM + 1000
+    topics = ["pytest fixtures", "ruff lint", "npm cache", "git rebase", "docker build"]
+    texts = [f"{rng.choice(topics)} note {i} {rng.choice(topics)}" for i in range(n)]
+    vectors = EMBEDDER.embed(texts)
+    now = dt.datetime(2026, 11, 30)
+    rows = {
+        "id": [new_id() for _ in range(n)],
+        "kind": ["insight"] * n,
+        "content": texts,
+        "confidence": [rng.uniform(0.2, 1.0) for _ in range(n)],
+        "uses": [0] * n,
+        "source_task": [None] * n,
+        "created_at": [now - dt.timedelta(days=200)] * n,
+        "last_used_at": [now - dt.timedelta(days=rng.uniform(0, 120)) for _ in range(n)],
+        "embedding": vectors,
+        "embedder": [EMBEDDER.name] * n,
+        "forgotten": [rng.random() < 0.05 for _ in range(n)],
+        "team": [rng.choice([None, None, "red", "blue"]) for _ in range(n)],
+    }
+    table = pa.table({**rows, "embedding": pa.array(vectors, pa.list_(pa.float32(), DIM))})
+    con.register("batch", table)
+    con.execute("INSERT INTO learnings BY NAME SELECT * FROM batch").fetchall()
+    con.unregister("batch")
+    index = VectorIndex.load(con, EMBEDDER.name, DIM)
+    assert len(index) == n
+    for query, team in (("pytest fixtures cleanup", None), ("git rebase conflicts", "red")):
+        q = vec(query)
+        kwargs = {"embedder": EMBEDDER.name, "team": team, "k": 8}
+        plain = recall(con, q, now, **kwargs)
+        fast = recall(con, q, now, index=index, **kwargs)
+        assert [x.id for x in fast] == [x.id for x in plain] and plain
+        assert [round(x.score or 0, 6) for x in fast] == [round(x.score or 0, 6) for x in plain]
+        teams = dict(zip(rows["id"], rows["team"], strict=True))
+        assert all(teams[x.id] in (None, team) for x in fast)
+    q = vec("docker build cache")
+    kwargs = {"embedder": EMBEDDER.name, "k": 50}
+    assert [x.id for x in search(con, q, now, index=index, **kwargs)] == [
+        x.id for x in search(con, q, now, **kwargs)
+    ]

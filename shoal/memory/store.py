@@ -31,9 +31,13 @@ from shoal.memory.embedder import DIM
 if TYPE_CHECKING:
     import duckdb
 
+    from shoal.memory.index import VectorIndex
+
 KINDS = ("regression", "plateau", "blocker", "budget", "insight", "convention", "pitfall")
 """The kinds the learner writes; others are accepted (the column is free text)."""
 
+INDEX_FROM = 2_000
+"""Below this many vectors a full scan is as quick as the index's two queries."""
 HALF_LIFE_DAYS = 30.0
 """Days after which an unused learning counts for half as much."""
 REINFORCE_BONUS = 0.05
@@ -261,8 +265,13 @@ def _ranked(
     embedder: str | None,
     half_life_days: float,
     team: str | None = None,
+    index: VectorIndex | None = None,
 ) -> list[Learning]:
-    """Up to ``limit`` learnings best first by similarity * decayed confidence."""
+    """Up to ``limit`` learnings best first by similarity * decayed confidence.
+
+    With an ``index`` (the orchestrator's in-memory vectors) only the nearest
+    candidates are read from the file; the result is the same.
+    """
     if len(query_embedding) == DIM and not any(query_embedding):
         return []  # a query with no words (zero vector) matches nothing
     vector = _vector(query_embedding)
@@ -279,7 +288,10 @@ def _ranked(
     params["team"] = team
     if embedder is not None:
         where, params["embedder"] = where + " AND embedder = $embedder", embedder
-    rows = con.execute(_RANKED.format(embedder=where), params).fetchall()
+    if index is not None and embedder is not None and len(index) > INDEX_FROM:
+        rows = _ranked_rows_indexed(con, index, vector, where, params, embedder)
+    else:
+        rows = con.execute(_RANKED.format(embedder=where), params).fetchall()
     found = []
     for row in rows:
         learning = _learning(row[:-1])
@@ -298,6 +310,51 @@ def _ranked(
     return found
 
 
+def _ranked_rows_indexed(
+    con: duckdb.DuckDBPyConnection,
+    index: VectorIndex,
+    vector: list[float],
+    where: str,
+    params: dict[str, Any],
+    embedder: str,
+) -> list[tuple[Any, ...]]:
+    """``_RANKED``'s rows, scored in memory: the same result without decoding every vector."""
+    import numpy as np
+
+    meta = con.execute(
+        f"""SELECT id, confidence, epoch_us(last_used_at) AS used FROM learnings
+            WHERE NOT forgotten {where}""",
+        {k: v for k, v in params.items() if k in ("team", "embedder")},
+    ).fetchnumpy()
+    ids = np.asarray(meta["id"], dtype=object)
+    if not len(ids):
+        return []
+    sims, missing = index.similarities(vector, ids)
+    if missing.any():  # written since the copy was made (e.g. by another process)
+        index.load_ids(con, embedder, ids[missing].tolist())
+        sims, missing = index.similarities(vector, ids)
+    age_us = np.maximum(0, _epoch_us(params["now"]) - np.asarray(meta["used"], np.float64))
+    decay = np.power(0.5, age_us / (86400e6 * params["half_life"]))
+    confidence = np.asarray(meta["confidence"], np.float64)
+    scores = np.where(sims >= params["min_similarity"], sims * confidence * decay, -1.0)
+    limit = min(params["limit"], len(ids))
+    top = np.argpartition(-scores, limit - 1)[:limit] if limit < len(ids) else np.arange(len(ids))
+    chosen = [ids[i] for i in top if scores[i] >= 0 and not missing[i]]
+    if not chosen:
+        return []
+    # The similarities reported are DuckDB's own, computed for these few rows only.
+    return con.execute(
+        f"""SELECT {_COLUMNS}, array_cosine_similarity(embedding, $query::FLOAT[{DIM}])
+            FROM learnings WHERE id IN (SELECT unnest($ids::VARCHAR[]))""",
+        {"query": vector, "ids": chosen},
+    ).fetchall()
+
+
+def _epoch_us(moment: dt.datetime) -> int:
+    """Microseconds since the epoch of a naive UTC datetime (as DuckDB's ``epoch_us``)."""
+    return round((moment - dt.datetime(1970, 1, 1)).total_seconds() * 1e6)
+
+
 def search(
     con: duckdb.DuckDBPyConnection,
     query_embedding: Sequence[float],
@@ -307,6 +364,7 @@ def search(
     min_similarity: float = 0.0,
     embedder: str | None = None,
     half_life_days: float = HALF_LIFE_DAYS,
+    index: VectorIndex | None = None,
 ) -> list[Learning]:
     """The ``k`` best learnings for the query, best first, without marking them used.
 
@@ -321,6 +379,7 @@ def search(
         min_similarity=min_similarity,
         embedder=embedder,
         half_life_days=half_life_days,
+        index=index,
     )
 
 
@@ -335,6 +394,7 @@ def recall(
     embedder: str | None = None,
     half_life_days: float = HALF_LIFE_DAYS,
     team: str | None = None,
+    index: VectorIndex | None = None,
 ) -> list[Learning]:
     """Up to ``k`` learnings for a prompt, best first, within ``token_budget`` tokens.
 
@@ -355,6 +415,7 @@ def recall(
         embedder=embedder,
         half_life_days=half_life_days,
         team=team,
+        index=index,
     )
     chosen: list[Learning] = []
     left = token_budget

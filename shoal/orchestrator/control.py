@@ -84,6 +84,8 @@ class Control:
         self.scheduler = Scheduler(broker, supervisor, broker.recorder)
         self.teams = TeamMembers(broker, supervisor, self.scheduler)
         self._embedder_instance: Any = None
+        self._indexes: dict[str, Any] = {}  # embedder -> VectorIndex (shoal.memory.index)
+        self._index_lock = threading.Lock()
         # Team task lists change on one thread, in arrival order: claims are atomic.
         self._serial = ThreadPoolExecutor(1, thread_name_prefix="team-tasks")
         self.api = ApiService(broker.home, broker.recorder.write)
@@ -187,7 +189,11 @@ class Control:
         self._in_thread(env, self._remember, payload)
 
     def on_memory_search(self, env: Envelope, payload: MemorySearch) -> None:
-        self._in_thread(env, lambda cur, _env, p: search_rows(cur, self._embedder(), p), payload)
+        def search(cur: Any, _env: Envelope, p: MemorySearch) -> QueryReply:
+            index = self._vector_index(cur, self._embedder().name)
+            return search_rows(cur, self._embedder(), p, index)
+
+        self._in_thread(env, search, payload)
 
     def on_mine_result(self, env: Envelope, payload: MineResult) -> None:
         log.info(
@@ -255,6 +261,7 @@ class Control:
             min_similarity=floor,
             embedder=embedder.name,
             team=payload.team,
+            index=self._vector_index(cur, embedder.name),
         )
         store.touch(cur, [item.id for item in learnings], now)
         try:
@@ -308,7 +315,7 @@ class Control:
         created = reinforced = 0
         for item, vector in zip(payload.learnings, vectors, strict=True):
             try:
-                _, new = store.remember(
+                learning_id, new = store.remember(
                     cur,
                     item.kind,
                     item.content,
@@ -322,6 +329,8 @@ class Control:
             except ValueError as exc:  # e.g. content with no words to embed
                 log.warning("learning not stored: %s", exc)
                 continue
+            if new:
+                self._vector_index(cur, embedder.name).add(learning_id, vector)
             created, reinforced = created + new, reinforced + (not new)
         return RememberResult(created=created, reinforced=reinforced)
 
@@ -331,6 +340,17 @@ class Control:
         if not store.forget(cur, payload.id):
             raise LookupError(f"no learning {payload.id!r} (or the prefix is not unique)")
         return OkReply(detail=f"forgot {payload.id}")
+
+    def _vector_index(self, cur: Any, embedder: str) -> Any:
+        """The in-memory vectors of ``embedder``'s learnings, loaded on first use."""
+        from shoal.memory.index import VectorIndex
+        from shoal.memory.store import DIM
+
+        with self._index_lock:
+            index = self._indexes.get(embedder)
+            if index is None:
+                index = self._indexes[embedder] = VectorIndex.load(cur, embedder, DIM)
+            return index
 
     def _embedder(self) -> Any:
         if self._embedder_instance is None:
@@ -386,12 +406,17 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def search_rows(cur: Any, embedder: Any, payload: MemorySearch) -> QueryReply:
+def search_rows(cur: Any, embedder: Any, payload: MemorySearch, index: Any = None) -> QueryReply:
     """Learnings like ``payload.text``, as rows (shared with the CLI's read-only path)."""
     from shoal.memory import store
 
     found = store.search(
-        cur, embedder.embed([payload.text])[0], _utcnow(), k=payload.k, embedder=embedder.name
+        cur,
+        embedder.embed([payload.text])[0],
+        _utcnow(),
+        k=payload.k,
+        embedder=embedder.name,
+        index=index,
     )
     columns = ["id", "kind", "content", "confidence", "score", "uses", "last_used_at"]
     rows = [
