@@ -52,6 +52,7 @@ def _root(
 
 def _register() -> None:
     from shoal.cli import (
+        batch,
         demo,
         doctor,
         learn,
@@ -82,6 +83,7 @@ def _register() -> None:
     app.add_typer(skills_app, name="skills")
     app.command("messages")(messages.messages)
     app.command("doctor")(doctor.doctor)
+    app.add_typer(batch.app, name="batch")
     app.command("demo")(demo.demo)
 
 

@@ -42,6 +42,10 @@ class TaskParams(_Params):
     task_id: str = Field(min_length=4, max_length=64, pattern=r"^[0-9A-Za-z]+$")
 
 
+class BatchParams(_Params):
+    batch_id: str = Field(min_length=4, max_length=64, pattern=r"^[0-9A-Za-z]+$")
+
+
 QUERIES: dict[str, tuple[type[_Params], str]] = {
     "messages.recent": (
         RecentMessages,
@@ -129,6 +133,26 @@ QUERIES: dict[str, tuple[type[_Params], str]] = {
         """SELECT role, model, sum(calls) AS calls, sum(prompt_tokens) AS prompt_tokens,
                   sum(completion_tokens) AS completion_tokens, sum(cost_usd) AS cost_usd
            FROM usage_events GROUP BY role, model ORDER BY cost_usd DESC, role""",
+    ),
+    "batches.recent": (
+        RecentMessages,
+        """SELECT id, status, units, backend, created_at, finished_at, instruction
+           FROM batches WHERE $kind IS NULL OR status = $kind
+           ORDER BY created_at DESC LIMIT $limit""",
+    ),
+    "batch.get": (
+        BatchParams,
+        """SELECT id, instruction, spec, status, units, backend, applied, created_at,
+                  updated_at, finished_at
+           FROM batches WHERE id = $batch_id OR id LIKE $batch_id || '%'
+           ORDER BY created_at DESC LIMIT 2""",
+    ),
+    "batch.units": (
+        BatchParams,
+        """SELECT unit_id, name, source, files, status, attempts, score, verify_passed,
+                  files_changed, tokens, cost_usd, duration_s, summary, error, worker,
+                  finished_at, diff
+           FROM batch_units WHERE batch_id = $batch_id ORDER BY name""",
     ),
 }
 
