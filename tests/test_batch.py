@@ -25,7 +25,7 @@ from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.paths import Home
 from shoal.settings import OrchestratorSettings
-from shoal.store.queries import read
+from shoal.store.queries import QueryError, read
 from tests.conftest import REPO, SESSION_PREFIX, shoal, wait_for
 
 CHECK = """import importlib, os, sys
@@ -207,18 +207,33 @@ def batch_cmd(repo: Path, address: str, *extra: str) -> list[str]:
 
 
 @pytest.mark.timeout(240)
-def test_ray_batch_over_20_files_edits_all_and_records_every_unit(
+def test_a_ray_batch_over_20_files_edits_all_retries_a_killed_worker_and_records_every_unit(
     home: Home, tmp_path: Path, ray_address: str
 ) -> None:
     repo, names = make_repo(tmp_path, 20)
-    with ScriptedModelServer(script(names)) as server:
-        result = shoal(
-            *batch_cmd(repo, ray_address, "--workers", "2"), env=env_for(server), timeout=200
+    slow = names[5]
+    with ScriptedModelServer(script(names, delays={slow: 3.0})) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shoal", *batch_cmd(repo, ray_address, "--workers", "2")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, **env_for(server)},
         )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout)
+        # Kill the Ray worker process running one unit while its model call is pending.
+        wait_for(lambda: executor_requests(server)[slow] >= 1, timeout=150, what="its model call")
+        pids = unit_workers(slow)
+        assert pids, "no Ray worker is running the slow unit"
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=180)
+        requests = executor_requests(server)
+    assert proc.returncode == 0, stderr[-3000:]
+    out = json.loads(stdout)
     assert out["backend"] == "ray" and out["status"] == "done"
-    assert out["accepted"] == 20 and out["ran"] == 20
+    assert out["accepted"] == 20 and out["ran"] == 21
+    assert requests == Counter({n: 2 if n == slow else 1 for n in names})
     branch = out["branches"][str(repo)]
     subprocess.run(["git", "-C", str(repo), "checkout", "-q", branch], check=True)
     for name in names:
@@ -232,7 +247,8 @@ def test_ray_batch_over_20_files_edits_all_and_records_every_unit(
     by_name = {u["name"]: u for u in out["unit_results"]}
     for name, row in rows.items():
         assert row["status"] == "accepted" and row["verify_passed"] is True
-        assert row["attempts"] == 1 and json.loads(row["files_changed"]) == [name]
+        assert row["attempts"] == by_name[name]["attempts"] == (2 if name == slow else 1)
+        assert json.loads(row["files_changed"]) == [name]
         assert row["tokens"] == by_name[name]["tokens"] > 0
         assert f"+++ b/{name}" in row["diff"] and "+    return 1" in row["diff"]
     batch = read(home, "batch.get", {"batch_id": out["batch_id"]})
@@ -242,41 +258,11 @@ def test_ray_batch_over_20_files_edits_all_and_records_every_unit(
 
 
 @pytest.mark.timeout(240)
-def test_a_killed_ray_worker_has_its_unit_retried(
-    home: Home, tmp_path: Path, ray_address: str
-) -> None:
-    repo, names = make_repo(tmp_path, 4)
-    slow = names[1]
-    with ScriptedModelServer(script(names, delays={slow: 4.0})) as server:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "shoal", *batch_cmd(repo, ray_address, "--workers", "2")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ, **env_for(server)},
-        )
-        pids = wait_for(lambda: unit_workers(slow), timeout=120, what="the slow unit's worker")
-        wait_for(lambda: executor_requests(server)[slow] >= 1, timeout=60, what="its model call")
-        for pid in pids:  # type: ignore[union-attr]
-            os.kill(pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate(timeout=180)
-        requests = executor_requests(server)
-    assert proc.returncode == 0, stderr[-3000:]
-    out = json.loads(stdout)
-    assert out["accepted"] == 4 and out["ran"] == 5
-    attempts = {u["name"]: u["attempts"] for u in out["unit_results"]}
-    assert attempts == {n: 2 if n == slow else 1 for n in names}
-    assert requests[slow] == 2  # asked again by the retry, the others once
-    assert units_of(home, out["batch_id"])[slow]["attempts"] == 2
-
-
-@pytest.mark.timeout(240)
 def test_an_interrupted_batch_resumes_with_only_its_unfinished_units(
     home: Home, tmp_path: Path, ray_address: str
 ) -> None:
-    repo, names = make_repo(tmp_path, 8)
-    delays = dict.fromkeys(names, 1.0)
+    repo, names = make_repo(tmp_path, 6)
+    delays = dict.fromkeys(names, 0.6)
     with ScriptedModelServer(script(names, delays=delays)) as server:
         proc = subprocess.Popen(
             [sys.executable, "-m", "shoal", *batch_cmd(repo, ray_address, "--workers", "2")],
@@ -288,7 +274,10 @@ def test_an_interrupted_batch_resumes_with_only_its_unfinished_units(
         )
 
         def finished() -> dict[str, dict[str, Any]] | None:
-            recent = read(home, "batches.recent", {"limit": 1})
+            try:
+                recent = read(home, "batches.recent", {"limit": 1})
+            except QueryError:  # the orchestrator is not up yet
+                return None
             if not recent.rows:
                 return None
             rows = units_of(home, recent.rows[0][0])
@@ -303,7 +292,7 @@ def test_an_interrupted_batch_resumes_with_only_its_unfinished_units(
         batch_id = read(home, "batches.recent", {"limit": 1}).rows[0][0]
         before = units_of(home, batch_id)
         done_before = {n for n, r in before.items() if r["status"] != "pending"}
-        assert 2 <= len(done_before) < 8
+        assert 2 <= len(done_before) < 6
         assert read(home, "batch.get", {"batch_id": batch_id}).rows[0][3] == "interrupted"
         asked_before = executor_requests(server)
 
@@ -314,8 +303,8 @@ def test_an_interrupted_batch_resumes_with_only_its_unfinished_units(
         asked_after = executor_requests(server)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout)
-    assert out["status"] == "done" and out["accepted"] == 8
-    assert out["ran"] == 8 - len(done_before)
+    assert out["status"] == "done" and out["accepted"] == 6
+    assert out["ran"] == 6 - len(done_before)
     for name in done_before:  # finished units were not run again
         assert asked_after[name] == asked_before[name]
     for name in set(names) - done_before:

@@ -240,9 +240,14 @@ def _run(
     json_out: bool,
     new: bool,
 ) -> None:
+    import contextlib
+
     from shoal.batch.driver import interrupted_note, run_batch
 
-    summary = run_batch(home, batch_id, spec, outcomes, backend, quiet=quiet, new=new)
+    # Ray's driver prints cluster messages ("a worker died ...") to stdout: keep
+    # them on stderr while it runs, so stdout is only the summary (or the JSON).
+    with contextlib.redirect_stdout(sys.stderr):
+        summary = run_batch(home, batch_id, spec, outcomes, backend, quiet=quiet, new=new)
     _report(summary, json_out)
     if summary.status == "interrupted":
         sys.stderr.write(f"shoal: {interrupted_note(summary)}\n")

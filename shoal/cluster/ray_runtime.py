@@ -91,6 +91,8 @@ def start(home: Home, address: str | None = None, num_cpus: int | None = None) -
             os.environ[key] = value
         t0 = time.monotonic()
         if address:
+            if _is_loopback(address):  # a Ray on this machine: never look for a route out
+                os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
             import ray
 
             ray.init(address=address, **_quiet())
@@ -104,6 +106,18 @@ def start(home: Home, address: str | None = None, num_cpus: int | None = None) -
             _current.start_seconds,
         )
         return _current
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _start_local(home: Home, num_cpus: int | None, t0: float) -> RayInfo:
