@@ -143,7 +143,9 @@ def _shutdown(
         journal.truncate()  # everything in it is in DuckDB now
     journal.close()
     con.close()
-    for path in (home.mailbox_socket, home.events_socket, home.roster_file):
+    from shoal.mailbox.curve import tcp_file
+
+    for path in (home.mailbox_socket, home.events_socket, home.roster_file, tcp_file(home)):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     log.info(
