@@ -45,6 +45,12 @@ def run(
     team: str | None = typer.Option(
         None, "--team", help="Run on the members of this team (see `shoal team up`)."
     ),
+    backend: str | None = typer.Option(
+        None, "--backend", help="Where actors run: local processes or ray (Ray actors)."
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="With --backend ray: join this cluster (host:port)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     print_only: bool = typer.Option(False, "--print", "-p", help="Print only the final answer."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -84,6 +90,18 @@ def run(
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", team):
             fail(f"--team {team!r} is not a team name (letters, digits, - and _)", code=2)
         options = options.model_copy(update={"team": team})
+    if backend is not None and backend not in ("local", "ray"):
+        fail(f"--backend {backend!r}: use local or ray", code=2)
+    if ray_address is not None and backend != "ray":
+        fail("--ray-address needs --backend ray", code=2)
+    if backend is not None:
+        # The orchestrator's actors run where its settings say; an idle orchestrator
+        # started with another backend is restarted (see _ensure_orchestrator).
+        os.environ["SHOAL_BACKEND"] = backend
+        if ray_address:
+            os.environ["SHOAL_RAY_ADDRESS"] = ray_address
+        else:
+            os.environ.pop("SHOAL_RAY_ADDRESS", None)
     submit = TaskSubmit(description=task, cwd=str(workdir), options=options)
     done = submit_and_follow(home, submit, quiet=quiet or print_only or json_out)
     _report(done, json_out=json_out, print_only=print_only)
@@ -148,7 +166,7 @@ def _ensure_orchestrator(home: Home) -> None:
         return
     if status.running_tasks:
         fail(
-            "the orchestrator was started with other model settings and is running "
+            "the orchestrator was started with other model or backend settings and is running "
             f"{status.running_tasks} task(s); wait for them or run `shoal orchestrator stop`"
         )
     daemon.stop(home)

@@ -196,7 +196,8 @@ class SpawnRequest(Payload):
     role: str
     count: int = Field(1, ge=1, le=64)
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    launcher: str = "local"
+    launcher: str | None = None
+    """local or ray; None: the orchestrator's backend setting."""
 
 
 @message("actor.spawned")

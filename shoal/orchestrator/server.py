@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(home: Home, ready: object) -> int:
     from shoal.launchers.local import LocalLauncher
+    from shoal.launchers.ray import RayLauncher
     from shoal.orchestrator.broker import Broker
     from shoal.orchestrator.control import Control
     from shoal.orchestrator.recorder import Recorder
@@ -89,15 +90,17 @@ def _serve(home: Home, ready: object) -> int:
 
     recorder = Recorder(con, settings.flush_interval)
     journal = Journal(home.journal)
-    launchers = {"local": LocalLauncher(settings.preload)}
+    launchers: dict[str, Any] = {"local": LocalLauncher(settings.preload)}
     broker: Broker | None = None
 
     def publish(payload: object) -> None:
         if broker is not None:
             broker.post(payload, "*")  # type: ignore[arg-type]
 
-    supervisor = Supervisor(home, settings, launchers, recorder, publish)  # type: ignore[arg-type]
+    supervisor = Supervisor(home, settings, launchers, recorder, publish)
     broker = Broker(home, settings, recorder, journal, supervisor)
+    # Ray starts on its first launch (or at once when it is the backend), never here.
+    launchers["ray"] = RayLauncher(home, settings, broker.tcp_endpoint)
     broker.control = Control(broker, supervisor, con)
     resumed = resume(broker.control.scheduler, con)
     broker.load_unacked(unacked)
