@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from shoal.batch.units import unit_id
-from shoal.llm.script import Script
+from shoal.llm.script import ModelScript, Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.paths import Home
 from shoal.settings import OrchestratorSettings
@@ -38,7 +38,7 @@ INSTRUCTION = "make value() return 1 instead of 0"
 
 def make_repo(root: Path, n: int) -> tuple[Path, list[str]]:
     repo = root / "repo"
-    repo.mkdir()
+    repo.mkdir(parents=True)
     names = [f"m{i:02d}.py" for i in range(n)]
     for name in names:
         (repo / name).write_text("def value():\n    return 0\n")
@@ -111,40 +111,6 @@ def executor_requests(server: ScriptedModelServer) -> Counter[str]:
         first = next(m["content"] for m in body["messages"] if m["role"] == "user")
         counts[first.split("(unit: ", 1)[1].split(")", 1)[0]] += 1
     return counts
-
-
-def test_local_pool_edits_judges_verifies_and_applies_on_a_branch(
-    home: Home, tmp_path: Path
-) -> None:
-    repo, names = make_repo(tmp_path, 4)
-    with ScriptedModelServer(script(names, judge=True)) as server:
-        result = shoal(
-            "batch", INSTRUCTION, "--files", "m*.py", "-C", str(repo), "--backend", "local",
-            "--workers", "2", "--verify", "python check.py", "--json",
-            env=env_for(server, judge=True), timeout=120,
-        )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
-    assert out["status"] == "done" and out["accepted"] == 4 and out["backend"] == "local"
-    assert {u["name"] for u in out["unit_results"]} == set(names)
-    assert all(u["score"] == pytest.approx(0.9) for u in out["unit_results"])
-    branch = out["branches"][str(repo)]
-    for name in names:
-        assert "return 1" in branch_file(repo, branch, name)
-        assert "return 0" in (repo / name).read_text()  # the user's checkout is untouched
-    log = subprocess.run(
-        ["git", "-C", str(repo), "log", "--format=%s", branch], capture_output=True, text=True
-    ).stdout.splitlines()
-    assert len(log) == 5  # one commit per unit on top of the base
-    rows = units_of(home, out["batch_id"])
-    assert set(rows) == set(names)
-    for row in rows.values():
-        assert row["status"] == "accepted" and row["verify_passed"] is True
-        assert row["attempts"] == 1 and row["tokens"] > 0
-        assert "+    return 1" in row["diff"]
-    patches = sorted(Path(out["patches"]).iterdir())
-    assert [p.name for p in patches] == [f"{n}.patch" for n in names]
-    assert all(p.stat().st_mode & 0o777 == 0o600 for p in patches)
 
 
 # --- on a shared private local Ray (num_cpus=2) ------------------------------------
@@ -265,7 +231,10 @@ def test_an_interrupted_batch_resumes_with_only_its_unfinished_units(
     delays = dict.fromkeys(names, 0.6)
     with ScriptedModelServer(script(names, delays=delays)) as server:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shoal", *batch_cmd(repo, ray_address, "--workers", "2")],
+            [
+                *(sys.executable, "-m", "shoal"),
+                *batch_cmd(repo, ray_address, "--workers", "2", "--dry-run"),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
@@ -313,5 +282,74 @@ def test_an_interrupted_batch_resumes_with_only_its_unfinished_units(
     assert all(r["status"] == "accepted" for r in after.values())
     for name in done_before:
         assert after[name]["finished_at"] == before[name]["finished_at"]
-    for name in names:
-        assert "return 1" in branch_file(repo, out["branches"][str(repo)], name)
+    assert out["branches"] == {}  # a dry run (as asked when it started): patch files only
+    patches = {p.name: p.read_text() for p in Path(out["patches"]).iterdir()}
+    assert set(patches) == {f"{n}.patch" for n in names}
+    assert all("+    return 1" in text for text in patches.values())
+
+
+def test_units_by_directory_take_committed_files_only(tmp_path: Path) -> None:
+    from shoal.batch.units import file_units
+
+    repo, _ = make_repo(tmp_path, 2)
+    (repo / "pkg").mkdir()
+    (repo / "pkg" / "a.py").write_text("x = 1\n")
+    (repo / "pkg" / "b.py").write_text("y = 2\n")
+    subprocess.run(["git", "-C", str(repo), "add", "pkg"], check=True)
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "p"],
+        check=True,
+    )
+    (repo / "pkg" / "untracked.py").write_text("z = 3\n")
+    units = file_units(repo, "**/*.py", "dir")
+    assert units == [
+        ("(root)", ["check.py", "m00.py", "m01.py"]),
+        ("pkg", ["pkg/a.py", "pkg/b.py"]),
+    ]
+    assert [name for name, _ in file_units(repo, "pkg/*.py", "file")] == ["pkg/a.py", "pkg/b.py"]
+
+
+def test_local_pool_over_repositories_judges_verifies_and_commits_to_a_branch(
+    home: Home, tmp_path: Path
+) -> None:
+    first, _ = make_repo(tmp_path / "one", 1)
+    second, _ = make_repo(tmp_path / "two", 1)
+    listing = tmp_path / "repos.txt"
+    listing.write_text(
+        f"# two repositories: a path (relative to this file) and a URL\none/repo\nfile://{second}\n"
+    )
+    units = (str(first), f"file://{second}")
+    server_script = script([], judge=True)
+    server_script.models["scripted-executor"] = ModelScript.model_validate(
+        {"routes": {f"unit: {u})": [edit("m00.py")] for u in units}}
+    )
+    with ScriptedModelServer(server_script) as server:
+        result = shoal(
+            "batch", INSTRUCTION, "--repos", str(listing), "--backend", "local", "--workers", "2",
+            "--verify", "SHOAL_UNIT=m00.py python check.py", "--json",
+            env=env_for(server, judge=True), timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        out = json.loads(result.stdout)
+        assert out["status"] == "done" and out["accepted"] == 2 and out["backend"] == "local"
+        assert {u["name"] for u in out["unit_results"]} == set(units)
+        assert all(u["score"] == pytest.approx(0.9) for u in out["unit_results"])
+        assert len(server.requests_for("scripted-evaluator")) == 2  # judged, each unit once
+        # The path's accepted patch is committed on a branch; a URL's stays a patch file.
+        assert out["branches"] == {str(first): f"shoal/batch-{out['batch_id']}"}
+        assert out["left_out"] == [f"file://{second}"]
+        assert "return 1" in branch_file(first, out["branches"][str(first)], "m00.py")
+        for repo in (first, second):
+            assert "return 0" in (repo / "m00.py").read_text()  # checkouts untouched
+        patches = sorted(Path(out["patches"]).iterdir())
+        assert len(patches) == 2 and all(p.stat().st_mode & 0o777 == 0o600 for p in patches)
+        rows = units_of(home, out["batch_id"])
+        assert set(rows) == set(units)
+        for row in rows.values():
+            assert row["status"] == "accepted" and row["verify_passed"] is True
+            assert row["score"] == pytest.approx(0.9) and row["tokens"] > 0
+        status = json.loads(shoal("batch", "status", out["batch_id"][:10], "--json").stdout)
+        assert status["status"] == "done" and status["counts"] == {"accepted": 2}
+        assert status["spec"]["unit"] == "repo" and status["spec"]["judge"] is True
+        listed = [json.loads(line) for line in shoal("batch", "list", "--json").stdout.splitlines()]
+        assert listed[0]["id"] == out["batch_id"] and listed[0]["units"] == 2
