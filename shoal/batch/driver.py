@@ -234,7 +234,8 @@ def run_batch(
     daemon.ensure(home)
     t0 = time.monotonic()
     patches = home.root / "batches" / batch_id
-    patches.mkdir(mode=0o700, parents=True, exist_ok=True)
+    patches.parent.mkdir(mode=0o700, exist_ok=True)
+    patches.mkdir(mode=0o700, exist_ok=True)
     summary = Summary(batch_id, "interrupted", backend.name, outcomes, patches=str(patches))
     todo = deque(o for o in outcomes if o.status not in _FINAL)
     with MailboxClient(home.mailbox_endpoint) as client:
@@ -252,7 +253,7 @@ def run_batch(
         progress = Progress(outcomes, quiet)
         try:
             if todo:
-                summary.backend_start_s = backend.start()
+                summary.backend_start_s = _start(backend)
             summary.ran = _drive(
                 backend, spec, batch_id, outcomes, context, records, progress, patches
             )
@@ -266,6 +267,10 @@ def run_batch(
             backend.cancel_all()
             with contextlib.suppress(Exception):
                 records.flush()
+        except BatchError:
+            progress.stop()
+            records.request(BatchEnd(batch_id=batch_id, status="interrupted"))
+            raise
         finally:
             with contextlib.suppress(Exception):
                 backend.close()
@@ -274,6 +279,17 @@ def run_batch(
             BatchEnd(batch_id=batch_id, status=summary.status, applied=summary.branches)
         )
     return summary
+
+
+def _start(backend: Backend) -> float:
+    try:
+        return backend.start()
+    except Exception as exc:  # Ray missing, a cluster address nobody answers on, ...
+        first = str(exc).strip().splitlines()
+        raise BatchError(
+            f"the {backend.name} backend did not start: {first[0] if first else repr(exc)}; "
+            "`shoal batch resume` continues once it does"
+        ) from exc
 
 
 def _drive(
