@@ -65,11 +65,20 @@ def edit(name: str, delay: float = 0.0) -> dict[str, Any]:
     return {"tool_calls": calls, "delay": delay}
 
 
-def script(names: list[str], delays: dict[str, float] | None = None, judge: bool = False) -> Script:
+def script(
+    names: list[str],
+    delays: dict[str, float] | None = None,
+    judge: bool = False,
+    slow_once: str | None = None,
+) -> Script:
+    """Per-unit routes; ``slow_once``'s first answer waits 2 s (a retry is answered at once)."""
     delays = delays or {}
+    routes = {f"unit: {n})": [edit(n, delays.get(n, 0.0))] for n in names}
+    if slow_once is not None:
+        routes[f"unit: {slow_once})"] = [edit(slow_once, 2.0), edit(slow_once)]
     models: dict[str, Any] = {
         "scripted-executor": {
-            "routes": {f"unit: {n})": [edit(n, delays.get(n, 0.0))] for n in names},
+            "routes": routes,
             "replies": ["no route matched"],
         }
     }
@@ -178,7 +187,7 @@ def test_a_ray_batch_over_20_files_edits_all_retries_a_killed_worker_and_records
 ) -> None:
     repo, names = make_repo(tmp_path, 20)
     slow = names[5]
-    with ScriptedModelServer(script(names, delays={slow: 3.0})) as server:
+    with ScriptedModelServer(script(names, slow_once=slow)) as server:
         proc = subprocess.Popen(
             [sys.executable, "-m", "shoal", *batch_cmd(repo, ray_address, "--workers", "2")],
             stdout=subprocess.PIPE,

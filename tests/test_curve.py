@@ -41,9 +41,9 @@ def test_a_tcp_client_without_the_curve_key_cannot_send_or_receive(home: Home) -
         for name, stranger_keys in strangers.items():
             with MailboxClient(endpoint, name, stranger_keys) as stranger:
                 with pytest.raises(MailboxTimeout):
-                    stranger.request(ORCHESTRATOR, StatusRequest(), timeout=1.5)
+                    stranger.request(ORCHESTRATOR, StatusRequest(), timeout=1.0)
                 member.send(name, EchoRequest(text="for you"))
-                assert stranger.recv(timeout=1.0) is None
+                assert stranger.recv(timeout=0.5) is None
 
     # ipc on this host stays plain and works alongside.
     assert daemon.status(home).pid > 0
