@@ -166,5 +166,6 @@ def model_env_fingerprint(env: dict[str, str] | None = None) -> str:
         for k, v in env.items()
         if k.startswith(_MODEL_ENV_PREFIXES)
         or (k.startswith("SHOAL_") and k.endswith(("MODEL", "BASE_URL", "API_KEY")))
+        or k in ("SHOAL_BACKEND", "SHOAL_RAY_ADDRESS")
     )
     return hashlib.sha256(repr(items).encode()).hexdigest()[:16]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -79,6 +79,19 @@ class OrchestratorSettings(BaseModel):
         ]
     )
     """Modules the actor forkserver imports once, so new actors start warm."""
+
+    backend: Literal["local", "ray"] = "local"
+    """How new actors are launched: local processes, or Ray actors (``--backend ray``)."""
+
+    ray_address: str | None = None
+    """A Ray cluster to join (``host:port``); unset: a private local Ray under SHOAL_HOME."""
+
+    ray_num_cpus: int | None = Field(None, ge=1, le=4096)
+    """CPUs the private local Ray offers (default: this machine's)."""
+
+    mailbox_tcp: str | None = None
+    """``host:port`` to bind the mailbox on TCP too, for actors on other hosts (always
+    CurveZMQ; port 0 picks one). Joining a Ray cluster binds it on its own."""
 
     @classmethod
     def load(cls, home: Home) -> OrchestratorSettings:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from shoal.mailbox.envelope import Envelope, Payload
 
 if TYPE_CHECKING:
+    from shoal.mailbox.curve import MailboxAddress
     from shoal.paths import Home
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,10 +43,12 @@ class ActorContext:
         role: str,
         home: Home,
         post: Callable[[Envelope], None],
+        mailbox: MailboxAddress | None = None,
     ) -> None:
         self.name = name
         self.role = role
         self.home = home
+        self.mailbox = mailbox
         self.log = logging.getLogger(f"shoal.actor.{name}")
         self._post = post
 
@@ -79,7 +82,9 @@ class ActorContext:
         from shoal.mailbox.envelope import ORCHESTRATOR
 
         name = f"{self.name}.ask-{secrets.token_hex(3)}"
-        with MailboxClient(self.home.mailbox_endpoint, name) as client:
+        endpoint = self.mailbox.endpoint if self.mailbox else self.home.mailbox_endpoint
+        curve = self.mailbox.curve if self.mailbox else None
+        with MailboxClient(endpoint, name, curve) as client:
             return client.request(
                 ORCHESTRATOR, payload, timeout=timeout, task_id=task_id
             ).parse_payload()

@@ -96,7 +96,7 @@ class ActorRuntime:
         self._progress_at: float | None = None
         self._stopping = False
         self._last_pong = time.monotonic()
-        ctx = ActorContext(spec.name, spec.role, self.home, self._post)
+        ctx = ActorContext(spec.name, spec.role, self.home, self._post, spec.mailbox_address())
         self.actor = actor_cls(ctx)
         self._pool = ThreadPoolExecutor(max(1, actor_cls.concurrency), thread_name_prefix="handler")
 
@@ -106,7 +106,8 @@ class ActorRuntime:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
         zctx = zmq.Context()
-        self._sock = sockets.dealer(zctx, self.spec.name, self.home.mailbox_endpoint)
+        address = self.spec.mailbox_address()
+        self._sock = sockets.dealer(zctx, self.spec.name, address.endpoint, address.curve)
         try:
             self.actor.setup()
             log.info(

@@ -52,6 +52,7 @@ def _root(
 
 def _register() -> None:
     from shoal.cli import (
+        batch,
         chat,
         demo,
         doctor,
@@ -90,6 +91,7 @@ def _register() -> None:
     team.app.command("run")(team_run.team_run)
     app.command("messages")(messages.messages)
     app.command("doctor")(doctor.doctor)
+    app.add_typer(batch.app, name="batch")
     app.command("demo")(demo.demo)
     app.command("serve")(serve.serve)
     app.command("webhooks")(serve.webhooks)

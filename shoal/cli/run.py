@@ -57,6 +57,12 @@ def run(
         metavar="RULE",
         help="Refuse a tool call: TOOL or TOOL:PATTERN (repeat); deny wins.",
     ),
+    backend: str | None = typer.Option(
+        None, "--backend", help="Where actors run: local processes or ray (Ray actors)."
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="With --backend ray: join this cluster (host:port)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     print_only: bool = typer.Option(False, "--print", "-p", help="Print only the final answer."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -74,9 +80,25 @@ def run(
         "deny": deny,
     }
     home, submit = prepare(task, cwd, flags, team=team)
+    _choose_backend(backend, ray_address)
     done = submit_and_follow(home, submit, quiet=quiet or print_only or json_out)
     report(done, json_out=json_out, print_only=print_only)
     raise typer.Exit(0 if done.status == "accepted" else 1)
+
+
+def _choose_backend(backend: str | None, ray_address: str | None) -> None:
+    if backend is not None and backend not in ("local", "ray"):
+        fail(f"--backend {backend!r}: use local or ray", code=2)
+    if ray_address is not None and backend != "ray":
+        fail("--ray-address needs --backend ray", code=2)
+    if backend is not None:
+        # The orchestrator's actors run where its settings say; an idle orchestrator
+        # started with another backend is restarted (see _ensure_orchestrator).
+        os.environ["SHOAL_BACKEND"] = backend
+        if ray_address:
+            os.environ["SHOAL_RAY_ADDRESS"] = ray_address
+        else:
+            os.environ.pop("SHOAL_RAY_ADDRESS", None)
 
 
 def prepare(
@@ -169,7 +191,7 @@ def _ensure_orchestrator(home: Home) -> None:
         return
     if status.running_tasks:
         fail(
-            "the orchestrator was started with other model settings and is running "
+            "the orchestrator was started with other model or backend settings and is running "
             f"{status.running_tasks} task(s); wait for them or run `shoal orchestrator stop`"
         )
     teams = sorted({a.role.partition("@")[2] for a in status.actors if "@" in a.role})

@@ -19,6 +19,8 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from shoal.mailbox.curve import MailboxAddress
+
 
 class ActorSpec(BaseModel):
     """Everything an actor process needs to start; it travels as JSON."""
@@ -32,6 +34,14 @@ class ActorSpec(BaseModel):
     launcher: str = "local"
     heartbeat_interval: float = 1.0
     orphan_timeout: float = 30.0
+    mailbox: MailboxAddress | None = None
+    """Where to reach the mailbox when not through ``home``'s ipc socket (another host:
+    TCP with CurveZMQ keys)."""
+
+    def mailbox_address(self) -> MailboxAddress:
+        from shoal.paths import Home
+
+        return self.mailbox or MailboxAddress(endpoint=Home.resolve(self.home).mailbox_endpoint)
 
 
 class ActorHandle(Protocol):

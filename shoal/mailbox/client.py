@@ -10,12 +10,16 @@ import os
 import secrets
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 import zmq
 
 from shoal.mailbox import sockets, wire
 from shoal.mailbox.envelope import PUBLISH, Envelope, ErrorReply, Payload
 from shoal.mailbox.errors import MailboxTimeout, RemoteError
+
+if TYPE_CHECKING:
+    from shoal.mailbox.curve import CurveClientKeys
 
 
 def client_name(prefix: str = "client") -> str:
@@ -25,10 +29,12 @@ def client_name(prefix: str = "client") -> str:
 class MailboxClient:
     """Send messages, receive them, and make request/reply calls through the broker."""
 
-    def __init__(self, endpoint: str, name: str | None = None) -> None:
+    def __init__(
+        self, endpoint: str, name: str | None = None, curve: CurveClientKeys | None = None
+    ) -> None:
         self.name = name or client_name()
         self._ctx = zmq.Context()
-        self._sock = sockets.dealer(self._ctx, self.name, endpoint)
+        self._sock = sockets.dealer(self._ctx, self.name, endpoint, curve)
         self._inbox: deque[Envelope] = deque()
 
     def __enter__(self) -> MailboxClient:

@@ -196,7 +196,8 @@ class SpawnRequest(Payload):
     role: str
     count: int = Field(1, ge=1, le=64)
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    launcher: str = "local"
+    launcher: str | None = None
+    """local or ray; None: the orchestrator's backend setting."""
 
 
 @message("actor.spawned")
@@ -1024,3 +1025,57 @@ class TeamInfo(BaseModel):
 @message("team.status.result")
 class TeamStatusReply(Payload):
     teams: list[TeamInfo]
+
+
+# --- batch refactors and ray ---
+
+
+class BatchUnitRow(BaseModel):
+    """One unit of a batch as recorded when the batch starts."""
+
+    unit_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    name: str
+    """The file, directory or repository the unit is about."""
+    source: str
+    """The repository (path or URL) its isolated copy is cloned from."""
+    files: list[str] = Field(default_factory=list)
+
+
+@message("batch.start")
+class BatchStart(Payload):
+    """Record a batch and its units (a resumed batch: only marks it running again)."""
+
+    batch_id: str = Field(pattern=r"^[0-9A-Za-z]{4,64}$")
+    instruction: str = Field(min_length=1)
+    spec: dict[str, Any]
+    """How it was asked for (sources, unit, verify, models, options), to resume it."""
+    backend: Literal["ray", "local"]
+    units: list[BatchUnitRow]
+
+
+@message("batch.unit")
+class BatchUnitDone(Payload):
+    """One unit finished (or was given up on); its row gets the outcome."""
+
+    batch_id: str = Field(pattern=r"^[0-9A-Za-z]{4,64}$")
+    unit_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    status: Literal["accepted", "rejected", "failed", "lost"]
+    attempts: int = Field(ge=1)
+    score: float | None = None
+    verify_passed: bool | None = None
+    diff: str = ""
+    files_changed: list[str] = Field(default_factory=list)
+    tokens: int = 0
+    cost_usd: float = 0.0
+    duration_s: float | None = None
+    summary: str = ""
+    error: str | None = None
+    worker: str | None = None
+
+
+@message("batch.end")
+class BatchEnd(Payload):
+    batch_id: str = Field(pattern=r"^[0-9A-Za-z]{4,64}$")
+    status: Literal["done", "interrupted"]
+    applied: dict[str, str] = Field(default_factory=dict)
+    """Repository -> the branch its accepted patches were committed to."""

@@ -8,17 +8,28 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import zmq
+
+if TYPE_CHECKING:
+    from shoal.mailbox.curve import CurveClientKeys
 
 LINGER_MS = 100
 SEND_TIMEOUT_MS = 2_000
 HIGH_WATER_MARK = 100_000
 
 
-def dealer(ctx: zmq.Context, identity: str, endpoint: str) -> zmq.Socket:
+def dealer(
+    ctx: zmq.Context, identity: str, endpoint: str, curve: CurveClientKeys | None = None
+) -> zmq.Socket:
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.IDENTITY, identity.encode())
     _common(sock)
+    if curve is not None:
+        from shoal.mailbox.curve import secure_client
+
+        secure_client(sock, curve)
     sock.setsockopt(zmq.RECONNECT_IVL, 50)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1_000)
     sock.connect(endpoint)

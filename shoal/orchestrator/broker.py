@@ -92,6 +92,15 @@ class Broker:
         self.pub = sockets.publisher(self.ctx, home.events_endpoint)
         for path in (home.mailbox_socket, home.events_socket):
             os.chmod(path, 0o600)
+        self.tcp_endpoint: str | None = None
+        """The mailbox on TCP (always CurveZMQ), for actors on other hosts; None if not bound."""
+        self._auth = None
+        tcp = settings.mailbox_tcp or ("0.0.0.0:0" if settings.ray_address else None)
+        if tcp:
+            from shoal.mailbox.curve import bind_tcp, tcp_file
+
+            self.tcp_endpoint, self._auth = bind_tcp(self.ctx, self.router, home, tcp)
+            tcp_file(home).write_text(self.tcp_endpoint + "\n")
         self.deliveries = Deliveries(settings.ack_timeout)
         self.peers: dict[str, Peer] = {}
         self.waiting: dict[str, list[Waiting]] = {}
@@ -185,6 +194,8 @@ class Broker:
     def close(self) -> None:
         for sock in (self.router, self.pub):
             sock.close()
+        if self._auth is not None:
+            self._auth.stop()
         self.ctx.term()
         os.close(self._wake_r)
         os.close(self._wake_w)

@@ -25,6 +25,9 @@ from shoal.mailbox.envelope import (
     ApiServe,
     ApiServing,
     ApiStop,
+    BatchEnd,
+    BatchStart,
+    BatchUnitDone,
     ContextRequest,
     ContextResult,
     Envelope,
@@ -400,6 +403,97 @@ class Control:
         from shoal.chat import records
 
         self._in_thread(env, lambda cur, _env, p: records.clear(cur, p), payload)
+
+    # --- batch refactors (the driver sends its records; only we write them) -------
+
+    def on_batch_start(self, env: Envelope, payload: BatchStart) -> None:
+        self._in_thread(env, _batch_start, payload)
+
+    def on_batch_unit(self, env: Envelope, payload: BatchUnitDone) -> None:
+        self._in_thread(env, _batch_unit, payload)
+
+    def on_batch_end(self, env: Envelope, payload: BatchEnd) -> None:
+        self._in_thread(env, _batch_end, payload)
+
+
+def _batch_start(cur: Any, env: Envelope, payload: BatchStart) -> OkReply:
+    now = _utcnow()
+    cur.execute("BEGIN")
+    try:
+        cur.execute(
+            """INSERT INTO batches VALUES (?, ?, ?, 'running', ?, ?, NULL, ?, ?, NULL)
+               ON CONFLICT (id) DO UPDATE SET status = 'running', backend = excluded.backend,
+                  updated_at = excluded.updated_at, finished_at = NULL""",
+            [
+                payload.batch_id,
+                payload.instruction,
+                json.dumps(payload.spec),
+                len(payload.units),
+                payload.backend,
+                now,
+                now,
+            ],
+        ).fetchall()
+        rows = [
+            [payload.batch_id, u.unit_id, u.name, u.source, json.dumps(u.files)]
+            for u in payload.units
+        ]
+        # Multi-row inserts: row-at-a-time executemany is slow in DuckDB (thousands of units).
+        for i in range(0, len(rows), 500):
+            chunk = rows[i : i + 500]
+            cur.execute(
+                """INSERT OR IGNORE INTO batch_units (batch_id, unit_id, name, source, files,
+                       status, attempts, tokens, cost_usd) VALUES """
+                + ", ".join(["(?, ?, ?, ?, ?, 'pending', 0, 0, 0)"] * len(chunk)),
+                [v for row in chunk for v in row],
+            ).fetchall()
+        cur.execute("COMMIT")
+    except Exception:
+        cur.execute("ROLLBACK")
+        raise
+    return OkReply(detail=f"batch {payload.batch_id}: {len(payload.units)} units")
+
+
+def _batch_unit(cur: Any, env: Envelope, payload: BatchUnitDone) -> OkReply:
+    p = payload
+    cur.execute(
+        """UPDATE batch_units SET status = ?, attempts = ?, score = ?, verify_passed = ?,
+               diff = ?, files_changed = ?, tokens = ?, cost_usd = ?, duration_s = ?,
+               summary = ?, error = ?, worker = ?, finished_at = ?
+           WHERE batch_id = ? AND unit_id = ?""",
+        [
+            p.status,
+            p.attempts,
+            p.score,
+            p.verify_passed,
+            p.diff,
+            json.dumps(p.files_changed),
+            p.tokens,
+            p.cost_usd,
+            p.duration_s,
+            p.summary,
+            p.error,
+            p.worker,
+            _utcnow(),
+            p.batch_id,
+            p.unit_id,
+        ],
+    ).fetchall()
+    cur.execute(
+        "UPDATE batches SET updated_at = ? WHERE id = ?", [_utcnow(), p.batch_id]
+    ).fetchall()
+    return OkReply(detail=f"{p.unit_id}: {p.status}")
+
+
+def _batch_end(cur: Any, env: Envelope, payload: BatchEnd) -> OkReply:
+    now = _utcnow()
+    cur.execute(
+        """UPDATE batches SET status = ?, applied = ?, updated_at = ?,
+               finished_at = CASE WHEN ? = 'done' THEN ? ELSE NULL END
+           WHERE id = ?""",
+        [payload.status, json.dumps(payload.applied), now, payload.status, now, payload.batch_id],
+    ).fetchall()
+    return OkReply(detail=f"batch {payload.batch_id}: {payload.status}")
 
 
 def _utcnow() -> dt.datetime:

@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(home: Home, ready: object) -> int:
     from shoal.api.settings import config_webhooks
     from shoal.launchers.local import LocalLauncher
+    from shoal.launchers.ray import RayLauncher
     from shoal.launchers.tmux import TmuxLauncher
     from shoal.orchestrator.broker import Broker
     from shoal.orchestrator.control import Control
@@ -92,7 +93,7 @@ def _serve(home: Home, ready: object) -> int:
 
     recorder = Recorder(con, settings.flush_interval)
     journal = Journal(home.journal)
-    launchers = {
+    launchers: dict[str, Any] = {
         "local": LocalLauncher(settings.preload),
         "tmux": TmuxLauncher(home, settings.preload, lambda row: _store_transcript(recorder, row)),
     }
@@ -102,8 +103,10 @@ def _serve(home: Home, ready: object) -> int:
         if broker is not None:
             broker.post(payload, "*")  # type: ignore[arg-type]
 
-    supervisor = Supervisor(home, settings, launchers, recorder, publish)  # type: ignore[arg-type]
+    supervisor = Supervisor(home, settings, launchers, recorder, publish)
     broker = Broker(home, settings, recorder, journal, supervisor)
+    # Ray starts on its first launch (or at once when it is the backend), never here.
+    launchers["ray"] = RayLauncher(home, settings, broker.tcp_endpoint)
     broker.control = Control(broker, supervisor, con)
     resumed = resume(broker.control.scheduler, con)
     broker.load_unacked(unacked)
@@ -152,7 +155,9 @@ def _shutdown(
         journal.truncate()  # everything in it is in DuckDB now
     journal.close()
     con.close()
-    for path in (home.mailbox_socket, home.events_socket, home.roster_file):
+    from shoal.mailbox.curve import tcp_file
+
+    for path in (home.mailbox_socket, home.events_socket, home.roster_file, tcp_file(home)):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     log.info(

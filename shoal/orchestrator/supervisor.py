@@ -115,9 +115,11 @@ class Supervisor:
         role: str,
         count: int = 1,
         name: str | None = None,
-        launcher: str = "local",
+        launcher: str | None = None,
     ) -> list[str]:
+        """Start ``count`` actors of ``role``; by default with the configured backend."""
         registry.check(role)
+        launcher = launcher or self.settings.backend
         if launcher not in self.launchers:
             raise LookupError(f"unknown launcher {launcher!r}; known: {', '.join(self.launchers)}")
         if name is not None and count != 1:

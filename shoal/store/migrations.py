@@ -257,6 +257,48 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        7,
+        "batch refactors: batches and their units",
+        """
+        CREATE TABLE batches (
+            id          VARCHAR PRIMARY KEY,
+            instruction VARCHAR NOT NULL,
+            spec        JSON NOT NULL,      -- how it was asked for: sources, unit, verify, models
+            status      VARCHAR NOT NULL,   -- running, interrupted, done
+            units       INTEGER NOT NULL,
+            backend     VARCHAR NOT NULL,   -- ray, local
+            applied     JSON,               -- branch per repository, when patches were applied
+            created_at  TIMESTAMP NOT NULL,
+            updated_at  TIMESTAMP NOT NULL,
+            finished_at TIMESTAMP
+        );
+        CREATE TABLE batch_units (
+            batch_id      VARCHAR NOT NULL,
+            unit_id       VARCHAR NOT NULL,
+            name          VARCHAR NOT NULL,  -- the file, directory or repository
+            source        VARCHAR NOT NULL,  -- repository path or URL
+            files         JSON NOT NULL,
+            status        VARCHAR NOT NULL,  -- pending, accepted, rejected, failed, lost
+            attempts      INTEGER NOT NULL,  -- runs started (a worker that died counts)
+            score         DOUBLE,
+            verify_passed BOOLEAN,
+            diff          VARCHAR,
+            files_changed JSON,
+            tokens        BIGINT NOT NULL,
+            cost_usd      DOUBLE NOT NULL,
+            duration_s    DOUBLE,
+            summary       VARCHAR,
+            error         VARCHAR,
+            worker        VARCHAR,           -- host:pid that ran the last attempt
+            finished_at   TIMESTAMP,
+            PRIMARY KEY (batch_id, unit_id)
+        );
+        """,
+    )
+)
+
 # Migrations are appended by number, not necessarily in list order (branches merge).
 LATEST = max(number for number, _, _ in MIGRATIONS)
 

@@ -64,6 +64,10 @@ class TeamParams(_Params):
     limit: int = Field(50, ge=1, le=10_000)
 
 
+class BatchParams(_Params):
+    batch_id: str = Field(min_length=4, max_length=64, pattern=r"^[0-9A-Za-z]+$")
+
+
 QUERIES: dict[str, tuple[type[_Params], str]] = {
     "team.tasks": (
         ListParams,
@@ -241,6 +245,26 @@ QUERIES: dict[str, tuple[type[_Params], str]] = {
            WHERE team = $team AND ($since IS NULL OR captured_at >= CAST($since AS TIMESTAMP))
              AND ($member IS NULL OR member = $member)
            ORDER BY captured_at DESC LIMIT $limit""",
+    ),
+    "batches.recent": (
+        RecentMessages,
+        """SELECT id, status, units, backend, created_at, finished_at, instruction
+           FROM batches WHERE $kind IS NULL OR status = $kind
+           ORDER BY created_at DESC LIMIT $limit""",
+    ),
+    "batch.get": (
+        BatchParams,
+        """SELECT id, instruction, spec, status, units, backend, applied, created_at,
+                  updated_at, finished_at
+           FROM batches WHERE id = $batch_id OR id LIKE $batch_id || '%'
+           ORDER BY created_at DESC LIMIT 2""",
+    ),
+    "batch.units": (
+        BatchParams,
+        """SELECT unit_id, name, source, files, status, attempts, score, verify_passed,
+                  files_changed, tokens, cost_usd, duration_s, summary, error, worker,
+                  finished_at, diff
+           FROM batch_units WHERE batch_id = $batch_id ORDER BY name""",
     ),
 }
 

@@ -1,0 +1,144 @@
+"""Units of a batch, and what travels between the driver and its workers (JSON)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from shoal.mailbox.envelope import ModelChoice
+
+UnitKind = Literal["file", "dir", "repo"]
+
+
+class BatchError(Exception):
+    """The batch cannot be run as asked; the message says why in one line."""
+
+
+class UnitSpec(BaseModel):
+    """Everything a worker needs to do one unit; it travels as JSON."""
+
+    batch_id: str
+    unit_id: str
+    name: str
+    source: str
+    """Repository to clone the isolated copy from (a path the worker can read, or a URL)."""
+    base: str | None = None
+    """Commit to start from; None: the source's HEAD."""
+    files: list[str] = Field(default_factory=list)
+    instruction: str
+    verify: str | None = None
+    verify_timeout: float = 600.0
+    models: dict[str, ModelChoice]
+    judge: bool = False
+    """Run the evaluator (checks and judge) on the unit's change."""
+    quality: float = 0.8
+    permission_mode: str = "accept-edits"
+    max_turns: int = 30
+    token_budget: int | None = None
+    context: str = ""
+    """Learnings and skills recalled once for the batch's instruction."""
+    attempt: int = 1
+
+    def description(self) -> str:
+        """The unit's task as the executor sees it (its first user message names the unit)."""
+        if len(self.files) == 1:
+            target = f"the file {self.files[0]}"
+        elif self.files:
+            target = "these files: " + ", ".join(self.files)
+        else:
+            target = "this repository"
+        return f"{self.instruction}\n\nApply this to {target} only (unit: {self.name})."
+
+
+class UnitResult(BaseModel):
+    unit_id: str
+    status: Literal["accepted", "rejected", "failed"]
+    score: float | None = None
+    verify_passed: bool | None = None
+    verify_output: str = ""
+    diff: str = ""
+    """The change as a binary-safe git patch (``git apply`` can use it)."""
+    files_changed: list[str] = Field(default_factory=list)
+    tokens: int = 0
+    cost_usd: float = 0.0
+    duration_s: float = 0.0
+    summary: str = ""
+    error: str | None = None
+    worker: str = ""
+
+
+def unit_id(name: str) -> str:
+    return hashlib.sha1(name.encode()).hexdigest()[:16]
+
+
+def repo_root(path: Path) -> Path:
+    out = subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise BatchError(f"{path} is not inside a git repository")
+    return Path(out.stdout.strip())
+
+
+def head_commit(repo: Path | str) -> str:
+    out = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--verify", "HEAD^{commit}"],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise BatchError(f"{repo} has no commits; batch units start from a commit")
+    return out.stdout.strip()
+
+
+def tracked_files(root: Path) -> list[str]:
+    out = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True
+    ).stdout
+    return [p for p in out.decode(errors="surrogateescape").split("\0") if p]
+
+
+def file_units(root: Path, pattern: str, kind: UnitKind) -> list[tuple[str, list[str]]]:
+    """(name, files) per unit: committed files matching ``pattern``, one per file or per dir."""
+    if kind == "repo":
+        raise BatchError("--unit repo needs --repos FILE")
+    tracked = set(tracked_files(root))
+    try:
+        found = {str(p.relative_to(root)) for p in root.glob(pattern)}
+    except ValueError as exc:  # e.g. an absolute or empty pattern
+        raise BatchError(f"--files {pattern!r}: {exc}") from exc
+    matched = sorted(found & tracked)
+    if not matched:
+        raise BatchError(f"no committed file in {root} matches {pattern!r}")
+    if kind == "file":
+        return [(f, [f]) for f in matched]
+    groups: dict[str, list[str]] = {}
+    for f in matched:
+        groups.setdefault(str(PurePosixPath(f).parent), []).append(f)
+    return [(d if d != "." else "(root)", files) for d, files in sorted(groups.items())]
+
+
+def repo_units(listing: Path) -> list[tuple[str, str]]:
+    """(name, source) per line of ``listing``: repository paths (relative to the file) or URLs."""
+    try:
+        lines = listing.read_text().splitlines()
+    except OSError as exc:
+        raise BatchError(f"cannot read --repos {listing}: {exc.strerror}") from exc
+    units = []
+    for raw in lines:
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "://" in line or line.startswith("git@"):
+            units.append((line, line))
+            continue
+        path = (listing.parent / line).expanduser().resolve()
+        root = repo_root(path)
+        units.append((str(root), str(root)))
+    if not units:
+        raise BatchError(f"--repos {listing} lists no repositories")
+    return units

@@ -1,0 +1,216 @@
+"""One unit's work, in a worker process (a Ray task or a local pool process).
+
+The unit gets an isolated clone of its repository at the batch's base commit,
+then the executor's own tool loop (:class:`shoal.actors.executor.ToolLoop`)
+runs the instruction there. The change is snapshotted and turned into a
+binary-safe patch; the verify command runs in the clone; where an evaluator
+model is configured and judging is on, the evaluator's checks and judge score
+the change. Failures of the unit itself (a model error, a bad clone) come back
+as a ``failed`` result: only a dying worker makes the driver retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from shoal.batch.units import UnitResult, UnitSpec
+from shoal.mailbox.envelope import ContextResult, Payload, Usage
+from shoal.paths import Home
+
+log = logging.getLogger(__name__)
+
+_OUTPUT_LIMIT = 4_000
+
+
+def run_unit(spec_json: str) -> str:
+    """Do one unit; JSON in, JSON out. Never raises for the unit's own failures."""
+    from shoal.cluster.ray_runtime import restore_home
+
+    restore_home()
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    spec = UnitSpec.model_validate_json(spec_json)
+    started = time.monotonic()
+    scratch = Path(tempfile.mkdtemp(prefix="shoal-unit-"))
+    try:
+        result = _run(spec, scratch)
+    except Exception as exc:
+        log.exception("unit %s failed", spec.name)
+        result = UnitResult(
+            unit_id=spec.unit_id, status="failed", error=f"{type(exc).__name__}: {exc}"
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result.duration_s = round(time.monotonic() - started, 3)
+    result.worker = f"{socket.gethostname()}:{os.getpid()}"
+    return result.model_dump_json()
+
+
+class _UnitContext:
+    """What the tool loop and the evaluator use of an actor's context, for one unit."""
+
+    def __init__(self, home: Home, spec: UnitSpec) -> None:
+        self.name = f"batch-{spec.unit_id}"
+        self.role = "executor"
+        self.home = home
+        self.log = logging.getLogger(f"shoal.batch.{spec.unit_id}")
+        self._context = ContextResult(text=spec.context)
+
+    def ask(self, payload: Payload, *, timeout: float = 10.0, task_id: str | None = None) -> Any:
+        # The only question the loop asks is for recalled context: the driver asked
+        # it once for the whole batch, so a thousand units cost one recall.
+        return self._context
+
+    def publish(self, payload: Payload, *, task_id: str | None = None) -> None:
+        return None
+
+    def send(self, recipient: str, payload: Payload, **_: Any) -> None:
+        return None
+
+
+class _UnitAgent:
+    """Stands where the executor actor stands for :class:`ToolLoop`: no cancels, no inbox."""
+
+    def __init__(self, ctx: _UnitContext) -> None:
+        self.ctx = ctx
+        self.cancelled: set[str] = set()
+
+    def take_inbox(self) -> list[Any]:
+        return []
+
+
+def _run(spec: UnitSpec, scratch: Path) -> UnitResult:
+    from shoal.actors.executor import ToolLoop
+    from shoal.actors.llm import clip
+    from shoal.evaluation.process import run_command
+    from shoal.llm.errors import ModelError
+    from shoal.mailbox.envelope import ExecRequest, Plan, Step
+    from shoal.workspace import snapshots
+
+    clone = _clone(spec, scratch / "work")
+    home = Home(scratch / "home")
+    home.root.mkdir(mode=0o700)
+    ctx = _UnitContext(home, spec)
+    task_id = f"batch-{spec.unit_id}"
+    base = snapshots.base_snapshot(clone, task_id)
+    request = ExecRequest(
+        description=spec.description(),
+        cwd=str(clone),
+        iteration=1,
+        plan=Plan(steps=[Step(title=spec.instruction[:200], detail=f"unit {spec.name}")]),
+        model=spec.models["executor"],
+        permission_mode=spec.permission_mode,
+        max_turns=spec.max_turns,
+        token_budget=spec.token_budget,
+    )
+    loop = ToolLoop(_UnitAgent(ctx), task_id, request)  # type: ignore[arg-type]
+    error = None
+    try:
+        loop.run()
+    except ModelError as exc:
+        error = str(exc)
+    finally:
+        loop.close()
+    usage = loop.usage
+    snap = snapshots.snapshot(clone, task_id, 1)
+    changed = snapshots.changed_files(clone, base, snap)
+    result = UnitResult(
+        unit_id=spec.unit_id,
+        status="failed" if error else "rejected",
+        files_changed=changed,
+        diff=_patch(clone, base, snap),
+        summary=loop.summary,
+        error=error,
+    )
+    if not error and not changed:
+        result.error = "the unit's change is empty"
+    if not error and changed and spec.verify:
+        env = {**os.environ, "SHOAL_UNIT": spec.name, "SHOAL_UNIT_FILES": " ".join(spec.files)}
+        outcome = run_command(spec.verify, clone, spec.verify_timeout, env=env)
+        result.verify_passed = outcome.exit_code == 0 and not outcome.timed_out
+        result.verify_output = clip(outcome.output, _OUTPUT_LIMIT)
+    if not error and changed and result.verify_passed is not False and spec.judge:
+        result.score, judged = _evaluate(ctx, spec, clone, base, snap)
+        usage = usage + judged
+    if (
+        not result.error
+        and changed
+        and result.verify_passed is not False
+        and (result.score is None or result.score >= spec.quality)
+    ):
+        result.status = "accepted"
+    result.tokens, result.cost_usd = usage.tokens, usage.cost_usd
+    return result
+
+
+def _clone(spec: UnitSpec, dest: Path) -> Path:
+    local = "://" not in spec.source and not spec.source.startswith("git@")
+    # --shared borrows the source's objects: a clone costs a checkout, not a copy.
+    shared = ["--shared"] if local else []
+    _git(None, "clone", "--quiet", "--no-checkout", *shared, spec.source, str(dest))
+    _git(dest, "checkout", "--quiet", "--detach", spec.base or "HEAD")
+    return dest
+
+
+def _patch(clone: Path, base: str, snap: str) -> str:
+    out = _git(
+        clone,
+        "diff-tree",
+        "-r",
+        "-p",
+        "--binary",
+        "--full-index",
+        "--no-color",
+        "--no-ext-diff",
+        "--no-textconv",
+        "--src-prefix=a/",
+        "--dst-prefix=b/",
+        base,
+        snap,
+    )
+    return out.decode()  # UnicodeDecodeError: a unit's own failure, reported as such
+
+
+def _git(repo: Path | None, *args: str) -> bytes:
+    from shoal.workspace.git import IDENTITY
+
+    where = ["-C", str(repo)] if repo is not None else []
+    proc = subprocess.run(
+        ["git", *where, "-c", "core.hooksPath=/dev/null", *args],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **IDENTITY, "GIT_TERMINAL_PROMPT": "0"},
+    )
+    if proc.returncode != 0:
+        reason = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise RuntimeError(f"git {args[0]}: {reason[-1] if reason else proc.returncode}")
+    return proc.stdout
+
+
+def _evaluate(
+    ctx: _UnitContext, spec: UnitSpec, clone: Path, base: str, snap: str
+) -> tuple[float, Usage]:
+    """The evaluator actor's own checks and judge, on this unit's change."""
+    from shoal.actors.evaluator import EvaluatorActor
+    from shoal.mailbox.envelope import Envelope, EvalRequest, Plan, Step
+
+    request = EvalRequest(
+        description=spec.description(),
+        cwd=str(clone),
+        iteration=1,
+        plan=Plan(steps=[Step(title=spec.instruction[:200])]),
+        base=base,
+        snapshot=snap,
+        model=spec.models["evaluator"],
+    )
+    evaluator = EvaluatorActor(ctx)  # type: ignore[arg-type]
+    env = Envelope.of(request, sender=ctx.name, recipient="evaluator")
+    result = evaluator.on_eval_request(env, request)
+    return result.score, result.usage

@@ -1,0 +1,52 @@
+"""The mailbox on TCP is CurveZMQ-only: the team's keys get in, anyone else is refused."""
+
+from __future__ import annotations
+
+import pytest
+import zmq
+
+from shoal.mailbox import curve
+from shoal.mailbox.client import MailboxClient
+from shoal.mailbox.envelope import ORCHESTRATOR, EchoRequest, StatusReply, StatusRequest
+from shoal.mailbox.errors import MailboxTimeout
+from shoal.orchestrator import daemon
+from shoal.paths import Home
+from shoal.store.queries import read
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_a_tcp_client_without_the_curve_key_cannot_send_or_receive(home: Home) -> None:
+    daemon.start(home, env={"SHOAL_MAILBOX_TCP": "127.0.0.1:0"})
+    endpoint = curve.tcp_file(home).read_text().strip()
+    assert endpoint.startswith("tcp://127.0.0.1:")
+    keys = curve.client_keys(home)
+    for path in curve.keys_dir(home).iterdir():
+        assert path.stat().st_mode & 0o777 == 0o600
+    assert curve.keys_dir(home).stat().st_mode & 0o777 == 0o700
+
+    with MailboxClient(endpoint, "team-member", keys) as member:
+        reply = member.request(ORCHESTRATOR, StatusRequest(), timeout=10).parse_payload()
+        assert isinstance(reply, StatusReply)
+
+        # No keys at all, then a key pair of its own with the server's public key:
+        # neither handshake completes, so nothing it sends arrives and nothing reaches it.
+        public, secret = (k.decode() for k in zmq.curve_keypair())
+        strangers = {
+            "no-keys": None,
+            "own-keys": curve.CurveClientKeys(
+                server_public=keys.server_public, public=public, secret=secret
+            ),
+        }
+        for name, stranger_keys in strangers.items():
+            with MailboxClient(endpoint, name, stranger_keys) as stranger:
+                with pytest.raises(MailboxTimeout):
+                    stranger.request(ORCHESTRATOR, StatusRequest(), timeout=1.0)
+                member.send(name, EchoRequest(text="for you"))
+                assert stranger.recv(timeout=0.5) is None
+
+    # ipc on this host stays plain and works alongside.
+    assert daemon.status(home).pid > 0
+    senders = {row[2] for row in read(home, "messages.recent", {"limit": 1000}).rows}
+    assert "team-member" in senders
+    assert not senders & set(strangers)
