@@ -355,7 +355,8 @@ def test_recall_through_the_vector_index_equals_the_full_scan(
     con.register("batch", table)
     con.execute("INSERT INTO learnings BY NAME SELECT * FROM batch").fetchall()
     con.unregister("batch")
-    index = VectorIndex.load(con, EMBEDDER.name, DIM)
+    index = VectorIndex(DIM)
+    index.extend(con)
     assert len(index) == n
     for query, team in (("pytest fixtures cleanup", None), ("git rebase conflicts", "red")):
         q = vec(query)
@@ -371,3 +372,48 @@ def test_recall_through_the_vector_index_equals_the_full_scan(
     assert [x.id for x in search(con, q, now, index=index, **kwargs)] == [
         x.id for x in search(con, q, now, **kwargs)
     ]
+
+
+def test_the_vector_copy_follows_new_rows_and_is_dropped_when_it_disagrees(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    import datetime as dt
+
+    from shoal.memory import store
+    from shoal.memory.index import VectorIndex
+
+    now = dt.datetime(2026, 11, 30)
+    for i in range(store.INDEX_FROM + 5):
+        remember(
+            con,
+            "insight",
+            f"note {i} about topic {i * 7919}",
+            0.9,
+            None,
+            vec(f"note {i} about topic {i * 7919}"),
+            EMBEDDER.name,
+            now,
+            dedupe_threshold=2.0,
+        )
+    index = VectorIndex(store.DIM)
+    first = recall(con, vec("topic 7919"), now, embedder=EMBEDDER.name, index=index)
+    assert len(index) == store.INDEX_FROM + 5 and first
+    remember(
+        con,
+        "insight",
+        "a brand new pitfall about flaky sockets",
+        0.9,
+        None,
+        vec("a brand new pitfall about flaky sockets"),
+        EMBEDDER.name,
+        now,
+    )
+    found = recall(con, vec("flaky sockets pitfall"), now, embedder=EMBEDDER.name, index=index)
+    assert found[0].content == "a brand new pitfall about flaky sockets"
+    assert len(index) == store.INDEX_FROM + 6
+    index._matrix[:] = index._matrix[::-1].copy()  # a copy that no longer matches the file
+    again = recall(con, vec("flaky sockets pitfall"), now, embedder=EMBEDDER.name, index=index)
+    assert [x.id for x in again] == [x.id for x in found]  # answered by the full scan
+    assert len(index) == 0  # dropped ...
+    recall(con, vec("flaky sockets pitfall"), now, embedder=EMBEDDER.name, index=index)
+    assert len(index) == store.INDEX_FROM + 6  # ... and loaded again by the next recall

@@ -11,6 +11,7 @@ import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
+from shoal.actors.base import inline
 from shoal.mailbox.envelope import ORCHESTRATOR, Envelope, ErrorReply, TaskAccepted, TaskSubmit
 
 if TYPE_CHECKING:
@@ -53,3 +54,18 @@ class ChildSubmitter:
             return False
         future.set_result(payload)
         return True
+
+
+class SubmitsChildren:
+    """Mixin for an actor with ``self.children``: hands the acceptance replies to it."""
+
+    children: ChildSubmitter
+
+    @inline
+    def on_task_accepted(self, msg: Envelope, payload: TaskAccepted) -> None:
+        self.children.resolve(msg, payload)
+
+    @inline
+    def on_mailbox_error(self, msg: Envelope, payload: ErrorReply) -> None:
+        if not self.children.resolve(msg, payload):
+            self.children.ctx.log.warning("error from %s: %s", msg.sender, payload.message)

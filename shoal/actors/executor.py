@@ -15,16 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from shoal.actors.base import Actor, inline
+from shoal.actors.children import SubmitsChildren
 from shoal.actors.llm import clip, function_tool, model_config, recalled_context, usage_of
 from shoal.mailbox.envelope import (
     Envelope,
-    ErrorReply,
     ExecEvent,
     ExecRequest,
     ExecResult,
     RestoreRequest,
     RestoreResult,
-    TaskAccepted,
     TaskCancel,
     TaskDone,
     TeamMessage,
@@ -53,7 +52,7 @@ FINISH = function_tool(
 )
 
 
-class ExecutorActor(Actor):
+class ExecutorActor(SubmitsChildren, Actor):
     role = "executor"
 
     def setup(self) -> None:
@@ -66,15 +65,6 @@ class ExecutorActor(Actor):
         self.children = ChildSubmitter(self.ctx)
         self.delegations = Delegations()
         self.current_task: str | None = None
-
-    @inline
-    def on_task_accepted(self, msg: Envelope, payload: TaskAccepted) -> None:
-        self.children.resolve(msg, payload)
-
-    @inline
-    def on_mailbox_error(self, msg: Envelope, payload: ErrorReply) -> None:
-        if not self.children.resolve(msg, payload):
-            self.ctx.log.warning("error from %s: %s", msg.sender, payload.message)
 
     @inline
     def on_task_done(self, msg: Envelope, payload: TaskDone) -> None:

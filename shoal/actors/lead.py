@@ -21,16 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shoal.actors.base import Actor, inline
+from shoal.actors.children import SubmitsChildren
 from shoal.mailbox.envelope import (
     ORCHESTRATOR,
     Envelope,
-    ErrorReply,
     OkReply,
     Plan,
     Step,
     Subtask,
     SubtaskOutcome,
-    TaskAccepted,
     TaskCancel,
     TaskDone,
     TaskSubmit,
@@ -49,7 +48,7 @@ MERGED = "_merged"
 _SUBMIT_TIMEOUT = 30.0
 
 
-class LeadActor(Actor):
+class LeadActor(SubmitsChildren, Actor):
     role = "lead"
     concurrency = 8  # team runs at once; each mostly waits for its children
 
@@ -64,15 +63,6 @@ class LeadActor(Actor):
         self._cancelled: set[str] = set()
 
     # --- mail that arrives while runs wait (inline: never blocks) ----------------
-
-    @inline
-    def on_task_accepted(self, msg: Envelope, payload: TaskAccepted) -> None:
-        self.children.resolve(msg, payload)
-
-    @inline
-    def on_mailbox_error(self, msg: Envelope, payload: ErrorReply) -> None:
-        if not self.children.resolve(msg, payload):
-            self.ctx.log.warning("error from %s: %s", msg.sender, payload.message)
 
     @inline
     def on_task_done(self, msg: Envelope, payload: TaskDone) -> None:

@@ -19,6 +19,7 @@ reinforcement, so reading never drifts it.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     import duckdb
 
     from shoal.memory.index import VectorIndex
+
+log = logging.getLogger(__name__)
 
 KINDS = ("regression", "plateau", "blocker", "budget", "insight", "convention", "pitfall")
 """The kinds the learner writes; others are accepted (the column is free text)."""
@@ -288,9 +291,15 @@ def _ranked(
     params["team"] = team
     if embedder is not None:
         where, params["embedder"] = where + " AND embedder = $embedder", embedder
-    if index is not None and embedder is not None and len(index) > INDEX_FROM:
-        rows = _ranked_rows_indexed(con, index, vector, where, params, embedder)
-    else:
+    rows = None
+    if index is not None:
+        index.extend(con)  # rows appended since the last recall
+    if index is not None and len(index) > INDEX_FROM:
+        rows = _ranked_rows_indexed(con, index, vector, where, params)
+        if rows is None:  # the copy no longer matches the file: it must be rebuilt
+            log.warning("the in-memory vectors disagree with the learnings table; rescanning")
+            index.reset()
+    if rows is None:
         rows = con.execute(_RANKED.format(embedder=where), params).fetchall()
     found = []
     for row in rows:
@@ -316,38 +325,41 @@ def _ranked_rows_indexed(
     vector: list[float],
     where: str,
     params: dict[str, Any],
-    embedder: str,
-) -> list[tuple[Any, ...]]:
-    """``_RANKED``'s rows, scored in memory: the same result without decoding every vector."""
+) -> list[tuple[Any, ...]] | None:
+    """``_RANKED``'s rows, scored in memory; None if the copy disagrees with the file."""
     import numpy as np
 
     meta = con.execute(
-        f"""SELECT id, confidence, epoch_us(last_used_at) AS used FROM learnings
+        f"""SELECT rowid, confidence, epoch_us(last_used_at) AS used FROM learnings
             WHERE NOT forgotten {where}""",
         {k: v for k, v in params.items() if k in ("team", "embedder")},
     ).fetchnumpy()
-    ids = np.asarray(meta["id"], dtype=object)
-    if not len(ids):
+    rowids = np.asarray(meta["rowid"], np.int64)
+    if not len(rowids):
         return []
-    sims, missing = index.similarities(vector, ids)
-    if missing.any():  # written since the copy was made (e.g. by another process)
-        index.load_ids(con, embedder, ids[missing].tolist())
-        sims, missing = index.similarities(vector, ids)
+    if rowids.max() >= len(index):
+        index.extend(con)
+    sims = index.similarities(vector)[rowids]
     age_us = np.maximum(0, _epoch_us(params["now"]) - np.asarray(meta["used"], np.float64))
     decay = np.power(0.5, age_us / (86400e6 * params["half_life"]))
     confidence = np.asarray(meta["confidence"], np.float64)
     scores = np.where(sims >= params["min_similarity"], sims * confidence * decay, -1.0)
-    limit = min(params["limit"], len(ids))
-    top = np.argpartition(-scores, limit - 1)[:limit] if limit < len(ids) else np.arange(len(ids))
-    chosen = [ids[i] for i in top if scores[i] >= 0 and not missing[i]]
-    if not chosen:
+    limit = min(params["limit"], len(rowids))
+    top = np.argpartition(-scores, limit - 1)[:limit]
+    top = top[scores[top] >= 0]
+    if not len(top):
         return []
     # The similarities reported are DuckDB's own, computed for these few rows only.
-    return con.execute(
-        f"""SELECT {_COLUMNS}, array_cosine_similarity(embedding, $query::FLOAT[{DIM}])
-            FROM learnings WHERE id IN (SELECT unnest($ids::VARCHAR[]))""",
-        {"query": vector, "ids": chosen},
+    rows = con.execute(
+        f"""SELECT {_COLUMNS}, array_cosine_similarity(embedding, $query::FLOAT[{DIM}]),
+                   rowid
+            FROM learnings WHERE rowid IN (SELECT unnest($rowids::BIGINT[]))""",
+        {"query": vector, "rowids": rowids[top].tolist()},
     ).fetchall()
+    expected = dict(zip(rowids[top].tolist(), sims[top].tolist(), strict=True))
+    if any(abs(expected.get(row[-1], 9.0) - row[-2]) > 1e-4 for row in rows):
+        return None
+    return [row[:-1] for row in rows]
 
 
 def _epoch_us(moment: dt.datetime) -> int:

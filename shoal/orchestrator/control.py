@@ -87,7 +87,7 @@ class Control:
         self.scheduler = Scheduler(broker, supervisor, broker.recorder)
         self.teams = TeamMembers(broker, supervisor, self.scheduler)
         self._embedder_instance: Any = None
-        self._indexes: dict[str, Any] = {}  # embedder -> VectorIndex (shoal.memory.index)
+        self._index: Any = None  # shoal.memory.index.VectorIndex
         self._index_lock = threading.Lock()
         # Team task lists change on one thread, in arrival order: claims are atomic.
         self._serial = ThreadPoolExecutor(1, thread_name_prefix="team-tasks")
@@ -193,7 +193,7 @@ class Control:
 
     def on_memory_search(self, env: Envelope, payload: MemorySearch) -> None:
         def search(cur: Any, _env: Envelope, p: MemorySearch) -> QueryReply:
-            index = self._vector_index(cur, self._embedder().name)
+            index = self._vector_index()
             return search_rows(cur, self._embedder(), p, index)
 
         self._in_thread(env, search, payload)
@@ -264,7 +264,7 @@ class Control:
             min_similarity=floor,
             embedder=embedder.name,
             team=payload.team,
-            index=self._vector_index(cur, embedder.name),
+            index=self._vector_index(),
         )
         store.touch(cur, [item.id for item in learnings], now)
         try:
@@ -318,7 +318,7 @@ class Control:
         created = reinforced = 0
         for item, vector in zip(payload.learnings, vectors, strict=True):
             try:
-                learning_id, new = store.remember(
+                _, new = store.remember(
                     cur,
                     item.kind,
                     item.content,
@@ -332,8 +332,6 @@ class Control:
             except ValueError as exc:  # e.g. content with no words to embed
                 log.warning("learning not stored: %s", exc)
                 continue
-            if new:
-                self._vector_index(cur, embedder.name).add(learning_id, vector)
             created, reinforced = created + new, reinforced + (not new)
         return RememberResult(created=created, reinforced=reinforced)
 
@@ -344,16 +342,15 @@ class Control:
             raise LookupError(f"no learning {payload.id!r} (or the prefix is not unique)")
         return OkReply(detail=f"forgot {payload.id}")
 
-    def _vector_index(self, cur: Any, embedder: str) -> Any:
-        """The in-memory vectors of ``embedder``'s learnings, loaded on first use."""
+    def _vector_index(self) -> Any:
+        """The in-memory copy of the learnings' vectors (filled by the first recall)."""
         from shoal.memory.index import VectorIndex
         from shoal.memory.store import DIM
 
         with self._index_lock:
-            index = self._indexes.get(embedder)
-            if index is None:
-                index = self._indexes[embedder] = VectorIndex.load(cur, embedder, DIM)
-            return index
+            if self._index is None:
+                self._index = VectorIndex(DIM)
+            return self._index
 
     def _embedder(self) -> Any:
         if self._embedder_instance is None:
