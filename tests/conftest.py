@@ -23,6 +23,11 @@ import pytest
 from shoal.orchestrator import daemon
 from shoal.paths import Home
 
+# pytest-xdist workers inherit a fixed terminal size in COLUMNS/LINES; programs the
+# tests start in their own tmux panes must size themselves from the pane instead.
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
+
 REPO = Path(__file__).resolve().parent.parent
 SESSION_PREFIX = f"/tmp/shT{os.getpid()}-"
 
