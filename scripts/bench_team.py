@@ -117,12 +117,14 @@ def main() -> int:
         for size in (1, 4):
             home = root / f"h{size}"
             home.mkdir(mode=0o700)
-            # A fresh server per run: each run needs the whole script from its start.
-            # The first run is a warm-up (orchestrator, forkserver, actors).
-            for attempt in ("warm-up", "measured"):
-                with ScriptedModelServer(script(args.latency)) as server:
+            # One server (its address is part of the orchestrator's model settings, so a
+            # new one would restart it), rewound before each run. The first run is a
+            # warm-up: orchestrator, forkserver, actors.
+            with ScriptedModelServer(script(args.latency)) as server:
+                for attempt in ("warm-up", "measured"):
+                    server.rewind()
                     wall = run(home, server, size, root)
-                figures[f"size{size}_s"] = round(wall, 2) if attempt == "measured" else None
+                    figures[f"size{size}_s"] = round(wall, 2) if attempt == "measured" else None
             subprocess.run(
                 [sys.executable, "-m", "shoal", "orchestrator", "stop"],
                 env={**os.environ, "SHOAL_HOME": str(home)},

@@ -140,6 +140,7 @@ class TeamRun:
         self.worktrees: list[Path] = []
         self.branches: list[str] = []
         self.failing_before: list[str] = []
+        self.prepared: dict[str, Path] = {}  # worktrees made ahead for waiting subtasks
 
     def run(self) -> TeamRunResult:
         from shoal.workspace import snapshots, worktrees
@@ -156,12 +157,15 @@ class TeamRun:
             if not self.running:
                 self._block_the_rest()
                 break
+            more = self._prepare_one()  # while the children work
             try:
-                child = self.done.get(timeout=1.0)
+                child = self.done.get(timeout=0.0 if more else 1.0)
             except queue.Empty:
                 continue
             if child is not None and child.task_id in self.running:
-                self._finished(self.running.pop(child.task_id), child)
+                subtask = self.running.pop(child.task_id)
+                self._start_ready()  # the freed executor first; the merge can wait a moment
+                self._finished(subtask, child)
         merged = worktrees.head(self.integration)
         # The merged commit is iteration 1 of the task: referenced, so removing the
         # branches never loses it, and the loop can restore it as its best.
@@ -214,8 +218,10 @@ class TeamRun:
         for subtask in self._ready():
             if len(self.running) >= self.size:
                 return
-            start = worktrees.head(self.integration)  # includes the merged dependencies
-            path = self._add_worktree(subtask.id, start)
+            path = self.prepared.pop(subtask.id, None)
+            if path is None:
+                start = worktrees.head(self.integration)  # includes the merged dependencies
+                path = self._add_worktree(subtask.id, start)
             child = self._submit(subtask, path)
             self.running[child] = subtask
             self._update(
@@ -224,6 +230,22 @@ class TeamRun:
                 task_id=child,
                 branch=worktrees.branch_name(self.id, subtask.id),
             )
+
+    def _prepare_one(self) -> bool:
+        """While children work, make the worktree of a waiting subtask that depends on none;
+        True if more wait for theirs.
+
+        It starts from the base, as it would anyway (its siblings meet it at the merge);
+        a subtask with dependencies waits for them to be merged and starts from there.
+        """
+        waiting = [
+            s
+            for s in self._pending()
+            if not s.depends_on and s.id not in self.prepared and self.running
+        ]
+        if waiting:
+            self.prepared[waiting[0].id] = self._add_worktree(waiting[0].id, self.base)
+        return len(waiting) > 1
 
     def _block_the_rest(self) -> None:
         """Subtasks whose dependencies failed can never start: say so instead of waiting."""

@@ -314,6 +314,11 @@ class ScriptedModelServer:
                 with self.requests_log.open("a", encoding="utf-8") as f:
                     f.write(json.dumps(body) + "\n")
 
+    def rewind(self) -> None:
+        """Start every model's script (and every route's) from its first reply again."""
+        with self._lock:
+            self._served.clear()
+
     def _next_reply(self, model: str, body: dict[str, Any]) -> tuple[Reply, int] | None:
         """The reply to this request for ``model`` and its 0-based number; None if exhausted."""
         entry = self.script.models[model]
