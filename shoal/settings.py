@@ -68,6 +68,10 @@ class OrchestratorSettings(BaseModel):
     """Seconds an actor may stay busy without sending anything (a tool call event, a
     reply, a message) before it is flagged stalled and restarted (0: never)."""
 
+    mine_every: int = Field(5, ge=0)
+    """The pattern-miner looks at the history after this many finished tasks, once no
+    task is running (0: only on ``shoal learn --mine``)."""
+
     preload: list[str] = Field(
         default_factory=lambda: [
             "litellm",

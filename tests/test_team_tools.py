@@ -128,7 +128,8 @@ def test_teammates_message_each_other_and_team_memory_is_recalled_for_the_team(
         }
     )  # fmt: skip
     with ScriptedModelServer(script) as server:
-        env = model_env(server)
+        # Two subtasks and their run: the third finished task makes mining due.
+        env = {**model_env(server), "SHOAL_MINE_EVERY": "3"}
         team = shoal(
             "team", "run", "fix the two bugs", "-C", str(repo), "--size", "2",
             "--team", "red", "--json", env=env, timeout=150,
@@ -146,3 +147,8 @@ def test_teammates_message_each_other_and_team_memory_is_recalled_for_the_team(
     later = [text_of(r) for r in executor if "Task: fix the add function in calc.py" in text_of(r)]
     assert later and note in later[0]  # the team's note, recalled for the team's task
     assert note not in text_of(planner[-1])  # roles outside the team do not see it
+    # Mining became due with the third finished task and ran once no task was running.
+    mined = json.loads(
+        shoal("messages", "--kind", "mine.request", "--json", check=True).stdout.splitlines()[0]
+    )
+    assert mined["kind"] == "mine.request"

@@ -57,8 +57,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOOP_ROLES = ("planner", "executor", "evaluator", "learner", "pattern-miner")
-# The pattern-miner looks at the history again after this many finished tasks.
-MINE_EVERY = 5
 # Executors the scheduler starts on its own for subagents (team runs ask for theirs).
 MAX_EXECUTORS = 8
 # After a time-budget stop, how long the in-flight step may take to come back.
@@ -118,6 +116,8 @@ class Scheduler:
         self.tasks: dict[str, TaskRun] = {}
         self._waiting: dict[str, str] = {}  # request id -> task id
         self.finished = 0
+        self._mine_due = False
+        self._mine_model: ModelChoice | None = None
 
     # --- entry points (called on the broker thread) --------------------------
 
@@ -185,7 +185,11 @@ class Scheduler:
             self._finish(task, "failed", f"error: {type(exc).__name__}: {exc}")
 
     def tick(self, now: float) -> None:
-        """Wall-clock budgets and the grace period of a stop."""
+        """Wall-clock budgets, the grace period of a stop, and mining when idle."""
+        if self._mine_due and not self.tasks:
+            # Mining is background work: it waits until no task would compete with it.
+            self._mine_due = False
+            self.broker.post(MineRequest(model=self._mine_model), ROLE_PREFIX + "pattern-miner")
         for task in list(self.tasks.values()):
             self._warn_budgets(task)
             timeout = task.submit.options.timeout
@@ -483,8 +487,10 @@ class Scheduler:
         )
         self.broker.post(LearnRequest(record=record), ROLE_PREFIX + "learner", task_id=task.id)
         self.finished += 1
-        if self.finished % MINE_EVERY == 0:
-            self.broker.post(MineRequest(model=record.model), ROLE_PREFIX + "pattern-miner")
+        every = self.broker.settings.mine_every
+        if every and self.finished % every == 0:
+            self._mine_model = record.model  # mined at the next idle tick (see tick)
+            self._mine_due = True
         now = _ts(time.time())
         self.recorder.write(
             """INSERT INTO skill_effectiveness
