@@ -31,6 +31,7 @@ reason) and skipped, so a broken override leaves the skill below it in place.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -248,6 +249,13 @@ def parse_skill(text: str, source: str, layer: Layer, folder: str) -> tuple[Skil
     return skill, notes
 
 
+@functools.lru_cache(maxsize=512)
+def _parsed(text: str, source: str, layer: Layer, folder: str) -> tuple[Skill, list[str]]:
+    """``parse_skill``, remembered: every prompt discovers the skills again, and the YAML
+    is most of that time (an edited file is new text, so it is parsed again)."""
+    return parse_skill(text, source, layer, folder)
+
+
 def _read_dir(root: Traversable, layer: Layer, warnings: list[SkillWarning]) -> list[Skill]:
     if not root.is_dir():
         return []
@@ -258,7 +266,7 @@ def _read_dir(root: Traversable, layer: Layer, warnings: list[SkillWarning]) -> 
             continue
         source = str(path)
         try:
-            skill, notes = parse_skill(path.read_text(encoding="utf-8"), source, layer, entry.name)
+            skill, notes = _parsed(path.read_text(encoding="utf-8"), source, layer, entry.name)
         except (OSError, UnicodeDecodeError) as exc:
             warnings.append(SkillWarning(path=source, reason=f"cannot read: {exc}"))
             continue
