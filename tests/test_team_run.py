@@ -8,6 +8,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.mailbox.client import MailboxClient
@@ -19,6 +21,7 @@ from shoal.mailbox.envelope import (
     TeamTasksCreate,
     TeamTaskUpdate,
 )
+from shoal.orchestrator import daemon
 from shoal.paths import Home
 from shoal.store.queries import read
 from tests.conftest import shoal, wait_for
@@ -123,6 +126,13 @@ def test_three_executors_fix_three_files_in_parallel_and_all_branches_merge(
     assert len(children) == 3 and all(row[1] == "accepted" for row in children)
     listed = read(home, "team.tasks", {"list_id": out["task_id"]}).rows
     assert sorted((r[0], r[2]) for r in listed) == sorted((i, "accepted") for i in ids.values())
+    # Each executor was told which subtask it works on (`shoal team status` shows it).
+    daemon.stop(home)
+    with duckdb.connect(str(home.root / "shoal.duckdb"), read_only=True) as con:
+        told = con.execute(
+            "SELECT DISTINCT body->'payload'->>'subtask' FROM messages WHERE kind = 'exec.request'"
+        ).fetchall()
+    assert {row[0] for row in told} == set(ids.values())
     # The three ran at once: their executions overlapped in time.
     started = [r[9] for r in children]
     finished = [r[10] for r in children]

@@ -273,7 +273,12 @@ class TeamRun:
         plan = Plan(steps=[Step(title=subtask.title, detail=detail)])
         return self.lead.submit(
             TaskSubmit(
-                description=description, cwd=str(path), options=options, plan=plan, parent=self.id
+                description=description,
+                cwd=str(path),
+                options=options,
+                plan=plan,
+                parent=self.id,
+                subtask=subtask.id,
             ),
             self.id,
         )

@@ -345,6 +345,8 @@ class TaskSubmit(Payload):
     """A plan to follow instead of asking the planner (subtasks of a team run, subagents)."""
     parent: str | None = None
     """The task that started this one (a team run's subtask, a delegated subagent)."""
+    subtask: str | None = None
+    """The id of the team run's subtask this task carries out."""
 
 
 @message("task.accepted")
@@ -425,6 +427,8 @@ class ExecRequest(Payload):
     """The team run (or delegating task) this task belongs to: its task list and notes."""
     subagent: bool = False
     """A delegated subagent: it may not delegate in turn."""
+    subtask: str | None = None
+    """The team run's subtask id (shown by ``shoal team status``)."""
 
 
 @message("exec.event")

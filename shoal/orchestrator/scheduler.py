@@ -299,6 +299,7 @@ class Scheduler:
                 team=task.submit.options.team,
                 parent=task.submit.parent,
                 subagent=not task.submit.options.evaluate,
+                subtask=task.submit.subtask,
             ),
         )
         self._save_task(task, status="running")  # a resumed task knows its iteration
