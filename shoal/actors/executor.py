@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.actors.base import Actor, inline
-from shoal.actors.children import SubmitsChildren
+from shoal.actors.children import ChildSubmitter, SubmitsChildren
 from shoal.actors.llm import clip, function_tool, model_config, recalled_context, usage_of
 from shoal.mailbox.envelope import (
     Envelope,
@@ -56,7 +56,6 @@ class ExecutorActor(SubmitsChildren, Actor):
     role = "executor"
 
     def setup(self) -> None:
-        from shoal.actors.children import ChildSubmitter
         from shoal.actors.delegate import Delegations
 
         self.cancelled: set[str] = set()
@@ -135,7 +134,9 @@ class ToolLoop:
     """One iteration's conversation with the model."""
 
     def __init__(self, actor: ExecutorActor, task_id: str, request: ExecRequest) -> None:
+        from shoal.actors.agent_tools import provide
         from shoal.tools import Permissions, Toolbox, Workspace
+        from shoal.tools.permissions import Rule
 
         self.actor = actor
         self.task_id = task_id
@@ -143,8 +144,6 @@ class ToolLoop:
         outputs = actor.ctx.home.root / "outputs"
         outputs.mkdir(mode=0o700, exist_ok=True)
         workspace = Workspace([Path(request.cwd)], outputs)
-        from shoal.tools.permissions import Rule
-
         rules = [Rule.model_validate(r.model_dump()) for r in request.permission_rules]
         self.toolbox = Toolbox(workspace, Permissions(mode=request.permission_mode, rules=rules))
         self.usage = Usage()
@@ -153,8 +152,6 @@ class ToolLoop:
         self.context = recalled_context(
             actor.ctx, request.description, request.cwd, "executor", task_id, request.team
         )
-        from shoal.actors.agent_tools import provide
-
         self.extras = {tool.name: tool for tool in provide(self)}
 
     def close(self) -> None:

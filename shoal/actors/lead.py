@@ -18,10 +18,9 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from shoal.actors.base import Actor, inline
-from shoal.actors.children import SubmitsChildren
+from shoal.actors.children import ChildSubmitter, SubmitsChildren
 from shoal.mailbox.envelope import (
     ORCHESTRATOR,
     Envelope,
@@ -40,12 +39,10 @@ from shoal.mailbox.envelope import (
     TeamTaskUpdate,
     Usage,
 )
-
-if TYPE_CHECKING:
-    pass
+from shoal.workspace import snapshots, worktrees
+from shoal.workspace.git import WorkspaceError, toplevel
 
 MERGED = "_merged"
-_SUBMIT_TIMEOUT = 30.0
 
 
 class LeadActor(SubmitsChildren, Actor):
@@ -53,13 +50,10 @@ class LeadActor(SubmitsChildren, Actor):
     concurrency = 8  # team runs at once; each mostly waits for its children
 
     def setup(self) -> None:
-        from shoal.actors.children import ChildSubmitter
-
         self._lock = threading.Lock()
         self.children = ChildSubmitter(self.ctx)
-        self._runs: dict[
-            str, queue.Queue[TaskDone | None]
-        ] = {}  # parent task id -> children's ends
+        # parent task id -> the ends of its children (None: wake up, it was cancelled)
+        self._runs: dict[str, queue.Queue[TaskDone | None]] = {}
         self._cancelled: set[str] = set()
 
     # --- mail that arrives while runs wait (inline: never blocks) ----------------
@@ -90,27 +84,25 @@ class LeadActor(SubmitsChildren, Actor):
     # --- the run (a worker thread) ----------------------------------------------
 
     def on_team_run(self, msg: Envelope, payload: TeamRunRequest) -> TeamRunResult:
-        from shoal.workspace.git import WorkspaceError
-
         done: queue.Queue[TaskDone | None] = queue.Queue()
         with self._lock:
             self._runs[payload.task_id] = done
-        run = TeamRun(self, payload, done)
         try:
-            return run.run()
-        except WorkspaceError as exc:
-            return run.result(error=str(exc))
+            run = TeamRun(self, payload, done)
+            try:
+                return run.run()
+            except WorkspaceError as exc:
+                return run.result(error=str(exc))
+            finally:
+                run.cleanup()
         finally:
-            run.cleanup()
             with self._lock:
                 self._runs.pop(payload.task_id, None)
+                self._cancelled.discard(payload.task_id)
 
     def cancelled(self, task_id: str) -> bool:
         with self._lock:
             return task_id in self._cancelled
-
-    def submit(self, submit: TaskSubmit, task_id: str) -> str:
-        return self.children.submit(submit, task_id)
 
 
 class TeamRun:
@@ -119,8 +111,6 @@ class TeamRun:
     def __init__(
         self, lead: LeadActor, request: TeamRunRequest, done: queue.Queue[TaskDone | None]
     ) -> None:
-        from shoal.workspace.git import toplevel
-
         self.lead = lead
         self.request = request
         self.done = done
@@ -143,8 +133,6 @@ class TeamRun:
         self.prepared: dict[str, Path] = {}  # worktrees made ahead for waiting subtasks
 
     def run(self) -> TeamRunResult:
-        from shoal.workspace import snapshots, worktrees
-
         self.base = snapshots.base_snapshot(self.request.cwd, self.id)
         self._add_worktree(MERGED, self.base)
         self.failing_before = failing_checks(self.integration)
@@ -194,8 +182,6 @@ class TeamRun:
         )
 
     def cleanup(self) -> None:
-        from shoal.workspace import worktrees
-
         if self.request.options.keep_worktrees:
             return
         keep = {o.branch for o in self.outcomes.values() if o.status == "conflict"}
@@ -213,15 +199,12 @@ class TeamRun:
         return [s for s in self._pending() if all(d in self.merged for d in s.depends_on)]
 
     def _start_ready(self) -> None:
-        from shoal.workspace import worktrees
-
         for subtask in self._ready():
             if len(self.running) >= self.size:
                 return
-            path = self.prepared.pop(subtask.id, None)
-            if path is None:
-                start = worktrees.head(self.integration)  # includes the merged dependencies
-                path = self._add_worktree(subtask.id, start)
+            path = self.prepared.pop(subtask.id, None) or self._add_worktree(
+                subtask.id, self._start_of(subtask)
+            )
             child = self._submit(subtask, path)
             self.running[child] = subtask
             self._update(
@@ -231,13 +214,16 @@ class TeamRun:
                 branch=worktrees.branch_name(self.id, subtask.id),
             )
 
-    def _prepare_one(self) -> bool:
-        """While children work, make the worktree of a waiting subtask that depends on none;
-        True if more wait for theirs.
+    def _start_of(self, subtask: Subtask) -> str:
+        """Where a subtask's branch starts: the base, or the merge of what it depends on.
 
-        It starts from the base, as it would anyway (its siblings meet it at the merge);
-        a subtask with dependencies waits for them to be merged and starts from there.
+        A subtask that depends on none meets its siblings' work at the merge.
         """
+        return worktrees.head(self.integration) if subtask.depends_on else self.base
+
+    def _prepare_one(self) -> bool:
+        """While children work, make the worktree of one waiting subtask that depends on
+        none (its start is known already); True if more are waiting for theirs."""
         waiting = [
             s
             for s in self._pending()
@@ -271,7 +257,7 @@ class TeamRun:
             f"{subtask.title} (subtask {subtask.id} of: {self.request.description}).{files}"
         )
         plan = Plan(steps=[Step(title=subtask.title, detail=detail)])
-        return self.lead.submit(
+        return self.lead.children.submit(
             TaskSubmit(
                 description=description,
                 cwd=str(path),
@@ -284,8 +270,6 @@ class TeamRun:
         )
 
     def _finished(self, subtask: Subtask, child: TaskDone) -> None:
-        from shoal.workspace import worktrees
-
         self.usage = self.usage + Usage(prompt_tokens=child.tokens, cost_usd=child.cost_usd)
         status = child.status
         self._update(subtask.id, status=status, score=child.score, detail=child.decision)
@@ -296,8 +280,6 @@ class TeamRun:
         self._merge(subtask)
 
     def _merge(self, subtask: Subtask) -> None:
-        from shoal.workspace import worktrees
-
         branch = worktrees.branch_name(self.id, subtask.id)
         merge = worktrees.merge(self.integration, branch, f"Merge subtask {subtask.id}")
         if merge.ok:
@@ -313,8 +295,6 @@ class TeamRun:
 
     def _resolve(self, subtask: Subtask, files: list[str]) -> list[str]:
         """Give the conflicted merge to an executor; return the files still conflicted."""
-        from shoal.workspace import worktrees
-
         description = (
             f"Resolve the merge conflicts of subtask {subtask.id} ({subtask.title}) in "
             f"{', '.join(files)}: edit each file so no conflict markers remain and both "
@@ -326,7 +306,7 @@ class TeamRun:
             update={"team_size": None, "iterations": 1, "skip_checks": self.failing_before}
         )
         try:
-            child = self.lead.submit(
+            child = self.lead.children.submit(
                 TaskSubmit(
                     description=description,
                     cwd=str(self.integration),
@@ -365,8 +345,6 @@ class TeamRun:
     # --- plumbing ---------------------------------------------------------------------
 
     def _add_worktree(self, name: str, start: str) -> Path:
-        from shoal.workspace import worktrees
-
         branch = worktrees.branch_name(self.id, name)
         path = worktrees.add(self.repo, self.root / name, branch, start)
         self.worktrees.append(path)

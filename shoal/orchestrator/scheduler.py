@@ -312,11 +312,8 @@ class Scheduler:
         size = options.team_size or 1
         for role in ("executor", "evaluator"):
             if self._role_for(task, role) == role:  # no team members of that role: ours
-                missing = size - len(self.supervisor.names_of(role))
-                if missing > 0:
-                    self.supervisor.spawn(role, missing)
-        if not self.supervisor.names_of("lead"):
-            self.supervisor.spawn("lead")
+                self._at_least(role, size)
+        self._at_least("lead", 1)
         task.iteration += 1
         task.exec_started = time.monotonic()
         self._request(
@@ -516,9 +513,12 @@ class Scheduler:
     def _executor_for_subagent(self) -> None:
         """A subagent runs while its delegator waits: it needs an executor of its own."""
         busy = sum(1 for t in self.tasks.values() if t.phase in ("executing", "refining"))
-        have = len(self.supervisor.names_of("executor"))
-        if have <= busy and have < MAX_EXECUTORS:
-            self.supervisor.spawn("executor", min(busy + 1, MAX_EXECUTORS) - have)
+        self._at_least("executor", min(busy + 1, MAX_EXECUTORS))
+
+    def _at_least(self, role: str, count: int) -> None:
+        missing = count - len(self.supervisor.names_of(role))
+        if missing > 0:
+            self.supervisor.spawn(role, missing)
 
     def _role_for(self, task: TaskRun, role: str) -> str:
         """A team's own member of ``role`` when the task runs for a team that has one."""
@@ -529,8 +529,7 @@ class Scheduler:
 
     def _ensure_actors(self) -> None:
         for role in LOOP_ROLES:
-            if not self.supervisor.names_of(role):
-                self.supervisor.spawn(role)
+            self._at_least(role, 1)
 
     def _model(self, task: TaskRun, role: str) -> ModelChoice:
         models = task.submit.options.models
