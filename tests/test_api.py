@@ -37,12 +37,18 @@ TOKEN = "tok-" + os.urandom(8).hex()
 
 
 def request(
-    method: str, url: str, *, token: str | None = None, body: Any = None, raw: bytes | None = None
+    method: str,
+    url: str,
+    *,
+    token: str | None = None,
+    body: Any = None,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
     """One HTTP request (http.client: no proxy from the environment gets in the way)."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **(headers or {})}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     data = raw if raw is not None else None if body is None else json.dumps(body).encode()
@@ -280,6 +286,10 @@ def test_tasks_over_http_run_with_their_options_cancel_and_send_signed_webhooks(
                 "SHOAL_PRELOAD": "litellm",
             }
             url = serve("--port", "0", env=env)
+            # Without a token: no web page (Origin) and no rebound host name gets in.
+            page = {"Origin": "https://evil.example", "Content-Type": "text/plain"}
+            assert request("POST", f"{url}/tasks", body={}, headers=page)[0] == 403
+            assert request("GET", f"{url}/tasks", headers={"Host": "evil.example:9742"})[0] == 403
             status, created = request(
                 "POST",
                 f"{url}/tasks",

@@ -80,6 +80,8 @@ class App:
         path = path[len(PREFIX) :]
         if self._token is not None and path != "/health":
             self._check_token(headers.get("Authorization", ""))
+        elif self._token is None:
+            _refuse_browsers(headers)
         route, params = self._route(method, path)
         kwargs: dict[str, Any] = dict(params)
         if route.query is not None:
@@ -246,3 +248,27 @@ class HttpServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _refuse_browsers(headers: Any) -> None:
+    """Without a token, only programs on this machine: no web page, no rebound name.
+
+    A browser sends ``Origin`` with a cross-site POST (even a "simple" one that needs
+    no preflight), and a page reached through DNS rebinding names its own host in
+    ``Host``; either would let any web page start tasks as this user.
+    """
+    if headers.get("Origin"):
+        raise ApiError(403, "forbidden", "requests from web pages need a token (--token)")
+    host = _hostname(headers.get("Host") or "")
+    if host and host not in _LOOPBACK_HOSTS:
+        raise ApiError(403, "forbidden", f"Host {host} is not this machine; serve with --token")
+
+
+def _hostname(value: str) -> str:
+    """``[::1]:9742`` -> ``[::1]``, ``localhost:9742`` -> ``localhost``."""
+    if value.startswith("["):
+        return value.partition("]")[0] + "]"
+    return value.partition(":")[0].lower()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,14 +210,7 @@ class Endpoints:
         except RemoteError as exc:
             raise ApiError(422, "invalid", exc.message) from None
         assert isinstance(accepted, TaskAccepted)
-        self._until_recorded(accepted.task_id)
         return TaskCreated(id=accepted.task_id, url=f"{PREFIX}/tasks/{accepted.task_id}")
-
-    def _until_recorded(self, task_id: str, timeout: float = 2.0) -> None:
-        """Wait for the task's row (the recorder flushes every 50 ms), so a GET finds it."""
-        deadline = time.monotonic() + timeout
-        while not self._rows("task.get", {"task_id": task_id}) and time.monotonic() < deadline:
-            time.sleep(0.02)
 
     def list_tasks(self, query: TaskListQuery) -> TaskList:
         rows = self._rows("tasks.recent", {"limit": query.limit, "kind": query.status})

@@ -109,6 +109,7 @@ def _run(spec: UnitSpec, scratch: Path) -> UnitResult:
         permission_mode=spec.permission_mode,
         max_turns=spec.max_turns,
         token_budget=spec.token_budget,
+        subagent=True,  # a unit works alone: no delegation
     )
     loop = ToolLoop(_UnitAgent(ctx), task_id, request)  # type: ignore[arg-type]
     error = None

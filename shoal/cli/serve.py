@@ -128,6 +128,7 @@ def _foreground(home: Home) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)  # the terminal closed
     try:
         while True:
             time.sleep(1.0)
@@ -135,6 +136,9 @@ def _foreground(home: Home) -> None:
                 sys.stderr.write("shoal: the orchestrator stopped; restarting it (the API too)\n")
                 daemon.ensure(home)
     except KeyboardInterrupt:
+        pass
+    finally:
+        # Whatever ended the loop, the API must not outlive this command.
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
         _stop_serving(home)
         sys.stderr.write("stopped serving the HTTP API\n")

@@ -274,11 +274,7 @@ class Broker:
         connected = {
             n for n, p in self.peers.items() if p.role == role and self.supervisor.is_actor(n)
         }
-        starting = [
-            n
-            for n in self.supervisor.names_of(role)
-            if n not in connected and not self.supervisor.is_stopping(n)
-        ]
+        starting = [n for n in self.supervisor.taking_work(role) if n not in connected]
         names = [*connected, *starting]
         if not names:
             return None

@@ -101,6 +101,7 @@ class Supervisor:
         self._members: dict[str, Member] = {}
         self._released: list[Member] = []  # stopped, not yet handed to their launcher
         self._names: frozenset[str] = frozenset()
+        self._by_role: dict[str, tuple[str, ...]] = {}  # role -> actors that take work
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
@@ -168,6 +169,10 @@ class Supervisor:
 
     def wait_stopped(self, timeout: float) -> bool:
         return self._stopped.wait(timeout)
+
+    def taking_work(self, role: str) -> tuple[str, ...]:
+        """Actors of ``role`` that take new work (read without the lock: the broker's path)."""
+        return self._by_role.get(role, ())
 
     def is_actor(self, name: str) -> bool:
         return name in self._names
@@ -415,6 +420,11 @@ class Supervisor:
         live = [m for m in self._members.values() if m.state != "stopped"]
         # A stopping actor takes no new work: its unacked messages are refused.
         self._names = frozenset(m.name for m in live if m.state != "stopping")
+        by_role: dict[str, list[str]] = {}
+        for m in live:
+            if m.state != "stopping":
+                by_role.setdefault(m.role, []).append(m.name)
+        self._by_role = {role: tuple(names) for role, names in by_role.items()}
         roster = [
             {
                 "name": m.name,
