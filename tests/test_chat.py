@@ -249,6 +249,10 @@ def test_sessions_are_listed_exported_cleared_and_compacted(home: Home, tmp_path
                 call("write_file", path="new.txt", content="x"),
                 "I may not write files in plan mode.",
             ],
+            "scripted-ruled": [
+                call("write_file", path="ruled.txt", content="x"),
+                "A rule refused it.",
+            ],
         }
     }
     with ScriptedModelServer(script) as server:
@@ -334,6 +338,13 @@ def test_sessions_are_listed_exported_cleared_and_compacted(home: Home, tmp_path
         bad = shoal("sessions", "export", "ZZZZZZ")
         assert bad.returncode == 1 and bad.stderr.startswith("shoal: error: no session")
         assert "Traceback" not in bad.stderr
+
+        # The project's permission rules hold in chat as in `shoal run`.
+        (repo / ".shoal").mkdir(exist_ok=True)
+        (repo / ".shoal" / "config.toml").write_text('[shoal]\ndeny = ["write_file:ruled*"]\n')
+        out = chat_lines(repo, ["/model openai/scripted-ruled", "write ruled.txt"], env)
+        assert out.returncode == 0, out.stderr
+        assert "write_file ruled.txt  denied" in out.stdout and not (repo / "ruled.txt").exists()
 
 
 def test_a_digest_summarizes_without_a_model_and_markers_rebuild_the_conversation() -> None:

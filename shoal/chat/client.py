@@ -10,7 +10,7 @@ that took it (named by its ``chat.started`` event).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shoal.ids import new_id
@@ -32,6 +32,7 @@ from shoal.mailbox.envelope import (
     ErrorReply,
     ModelChoice,
     Payload,
+    PermissionRule,
     SessionClear,
     SessionInfo,
     SessionOpen,
@@ -66,6 +67,7 @@ class ChatSettings:
     model: ModelChoice
     small_model: ModelChoice | None = None
     permission_mode: str = "accept-edits"
+    permission_rules: list[PermissionRule] = field(default_factory=list)
     context_window: int | None = None
     can_ask: bool = False
     """A person answers approval questions (a terminal chat)."""
@@ -158,6 +160,7 @@ class ChatClient:
                 model=s.model,
                 small_model=s.small_model,
                 permission_mode=s.permission_mode,  # type: ignore[arg-type]
+                permission_rules=s.permission_rules,
                 context_window=s.context_window,
                 can_ask=s.can_ask,
             ),

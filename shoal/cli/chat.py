@@ -79,6 +79,7 @@ def chat(
         # Only a small model of its own: the main model would make summaries as dear as turns.
         small_model=models.get("small") if loop.small_model else None,
         permission_mode=loop.permission_mode,
+        permission_rules=loop.rules(),
         context_window=int(window) if window else None,
         can_ask=interactive,
     )

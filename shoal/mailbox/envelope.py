@@ -847,6 +847,8 @@ class ChatTurn(Payload):
     small_model: ModelChoice | None = None
     """Writes the summaries of compaction; without one they are a deterministic digest."""
     permission_mode: PermissionModeName = "accept-edits"
+    permission_rules: list[PermissionRule] = Field(default_factory=list)
+    """The allow/deny/ask rules from config, as ``shoal run`` obeys them."""
     context_window: int | None = Field(None, ge=256)
     """Tokens the model can take; None: litellm's model info, else a default."""
     max_steps: int = Field(40, ge=1, le=500)
