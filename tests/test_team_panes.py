@@ -204,7 +204,9 @@ def test_a_pane_member_is_respawned_in_place_takes_steering_and_leaves_a_transcr
     by_reason = {row["reason"]: row for row in kept}  # type: ignore[union-attr]
     assert set(by_reason) == {"restarted", "stopped"}
     assert all(row["pane_id"] == pane and row["member"] == "executor@red-1" for row in kept)
-    assert "executing" in by_reason["restarted"]["text"]  # what it was doing
+    # What it was doing when killed: the work it had been given (its phase line may not
+    # have been drawn yet when the kill came).
+    assert "iteration 1: fix the add function" in by_reason["restarted"]["text"]
     final = by_reason["stopped"]["text"]
     assert STEER in final and "read_file" in final and "edit_file" in final
     assert "iteration 1 done" in final
