@@ -67,6 +67,7 @@ TARGET_MSGS_PER_S = 20_000.0
 TARGET_HELP_S = 0.15
 
 _STOP = b"stop"
+_HELLO = b"hello"
 RELAY_ECHO = b"echo"
 
 
@@ -91,11 +92,14 @@ def _router_echo(endpoint: str, ready: Connection) -> None:
         ctx.term()
 
 
-def _relay(endpoint: str, ready: Connection) -> None:
+def _relay(endpoint: str, validate: bool, ready: Connection) -> None:
     """A ROUTER that forwards ``[identity, dest, body]`` as ``[dest, identity, body]``.
 
-    A message whose destination frame is ``stop`` ends it.
+    A message whose destination frame is ``stop`` ends it. With ``validate`` it
+    decodes each body as an Envelope first, as shoal's broker must.
     """
+    from shoal.mailbox.envelope import Envelope
+
     ctx = zmq.Context()
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 1_000)  # let a forwarded ``stop`` reach the echo
@@ -106,14 +110,22 @@ def _relay(endpoint: str, ready: Connection) -> None:
             identity, dest, *rest = sock.recv_multipart()
             if dest == _STOP:
                 return
+            if validate and rest[0] not in (_HELLO, _STOP):
+                Envelope.decode(rest[0])
             sock.send_multipart([dest, identity, *rest])
     finally:
         sock.close()
         ctx.term()
 
 
-def _relay_echo(endpoint: str, ready: Connection) -> None:
-    """A DEALER with identity ``echo`` behind the relay: answers ``[src, body]`` in kind."""
+def _relay_echo(endpoint: str, validate: bool, ready: Connection) -> None:
+    """A DEALER with identity ``echo`` behind the relay: answers ``[src, body]`` in kind.
+
+    With ``validate`` it answers the way shoal's echo actor does, but with none of its
+    loop: decode the envelope, validate the payload, make the reply envelope, encode it.
+    """
+    from shoal.mailbox.envelope import EchoReply, Envelope
+
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -122,7 +134,7 @@ def _relay_echo(endpoint: str, ready: Connection) -> None:
     try:
         # A message to ourselves through the relay: once it is back, the relay knows us
         # and routes to ``echo``; anything sent to us before that would be dropped.
-        sock.send_multipart([RELAY_ECHO, b"hello"])
+        sock.send_multipart([RELAY_ECHO, _HELLO])
         if not sock.poll(10_000):
             ready.send("no hello back from the relay in 10s")
             return
@@ -132,6 +144,11 @@ def _relay_echo(endpoint: str, ready: Connection) -> None:
             src, body = sock.recv_multipart()
             if body == _STOP:
                 return
+            if validate:
+                env = Envelope.decode(body)
+                asked = env.parse_payload()
+                answer = EchoReply(text=asked.text, seq=asked.seq, handled_by="echo")
+                body = env.reply(answer).encode()
             sock.send_multipart([src, body])
     finally:
         sock.close()
@@ -226,17 +243,20 @@ class RawRelay:
     """The 4-hop path of a routed round trip in pure pyzmq, over ``ipc://``.
 
     A DEALER here, a relay ROUTER and an echo DEALER, each in its own spawned process.
+    With ``validate``, each process also does the envelope work shoal's does at its
+    place on the path (make and encode, decode and validate), and nothing else.
     """
 
-    def __init__(self, tmp: Path) -> None:
-        self.endpoint = f"ipc://{tmp / 'raw-relay.sock'}"
+    def __init__(self, tmp: Path, *, validate: bool = False) -> None:
+        self.validate = validate
+        self.endpoint = f"ipc://{tmp / ('valid-relay.sock' if validate else 'raw-relay.sock')}"
         self._stack = contextlib.ExitStack()
         self._body = b"x" * RAW_MESSAGE_BYTES
 
     def __enter__(self) -> RawRelay:
         with contextlib.ExitStack() as stack:
-            stack.enter_context(_child(_relay, self.endpoint))
-            _, word = stack.enter_context(_child(_relay_echo, self.endpoint))
+            stack.enter_context(_child(_relay, self.endpoint, self.validate))
+            _, word = stack.enter_context(_child(_relay_echo, self.endpoint, self.validate))
             if word != "ready":
                 raise RuntimeError(f"relay echo: {word}")
             self._ctx = zmq.Context()
@@ -264,11 +284,19 @@ class RawRelay:
 
     def round_trips(self, count: int) -> list[float]:
         """Seconds of each of ``count`` round trips client -> relay -> echo -> relay -> client."""
+        from shoal.mailbox.envelope import EchoRequest, Envelope
+
         times = []
-        for _ in range(count):
+        text = "x" * 100
+        for i in range(count):
             start = time.perf_counter()
-            self._sock.send_multipart([RELAY_ECHO, self._body])
-            self._sock.recv_multipart()
+            if self.validate:
+                env = Envelope.of(EchoRequest(text=text, seq=i), sender="bench", recipient="echo")
+                self._sock.send_multipart([RELAY_ECHO, env.encode()])
+                Envelope.decode(self._sock.recv_multipart()[1])
+            else:
+                self._sock.send_multipart([RELAY_ECHO, self._body])
+                self._sock.recv_multipart()
             times.append(time.perf_counter() - start)
         return times
 
@@ -331,6 +359,7 @@ def _shoal_sink(endpoint: str, count: int, conn: Connection) -> None:
 class ShoalFigures:
     raw_rtt_s: float
     relay_rtt_s: float
+    valid_relay_rtt_s: float
     routed_rtt_s: float
     one_way_msgs_per_s: float
     one_way_send_msgs_per_s: float
@@ -340,7 +369,7 @@ class ShoalFigures:
     first_spawn_s: float
 
 
-def shoal_figures(one_way: int, raw: RawEcho, relay: RawRelay) -> ShoalFigures:
+def shoal_figures(one_way: int, raw: RawEcho, relay: RawRelay, valid: RawRelay) -> ShoalFigures:
     from shoal.mailbox.client import MailboxClient
     from shoal.mailbox.envelope import (
         ORCHESTRATOR,
@@ -378,10 +407,12 @@ def shoal_figures(one_way: int, raw: RawEcho, relay: RawRelay) -> ShoalFigures:
             client.request(echo, EchoRequest(text=text, seq=i), timeout=10.0)
         raw_times: list[float] = []
         relay_times: list[float] = []
+        valid_times: list[float] = []
         times = []
         for _ in range(RTT_BLOCKS):
             raw_times += raw.round_trips(RAW_ROUND_TRIPS // RTT_BLOCKS)
             relay_times += relay.round_trips(RAW_ROUND_TRIPS // RTT_BLOCKS)
+            valid_times += valid.round_trips(RAW_ROUND_TRIPS // RTT_BLOCKS)
             for i in range(SHOAL_ROUND_TRIPS // RTT_BLOCKS):
                 t0 = time.perf_counter()
                 client.request(echo, EchoRequest(text=text, seq=i), timeout=10.0)
@@ -389,6 +420,7 @@ def shoal_figures(one_way: int, raw: RawEcho, relay: RawRelay) -> ShoalFigures:
         routed_rtt = statistics.median(times)
         raw_rtt = statistics.median(raw_times)
         relay_rtt = statistics.median(relay_times)
+        valid_rtt = statistics.median(valid_times)
 
         # b. routed + recorded one-way throughput
         with _child(_shoal_sink, home.mailbox_endpoint, one_way, timeout=60.0) as (
@@ -440,6 +472,7 @@ def shoal_figures(one_way: int, raw: RawEcho, relay: RawRelay) -> ShoalFigures:
     return ShoalFigures(
         raw_rtt_s=raw_rtt,
         relay_rtt_s=relay_rtt,
+        valid_relay_rtt_s=valid_rtt,
         routed_rtt_s=routed_rtt,
         one_way_msgs_per_s=one_way_rate,
         one_way_send_msgs_per_s=send_rate,
@@ -489,8 +522,12 @@ def main(argv: list[str] | None = None) -> int:
         raw_rate = raw_push_pull(tmp)
         say("shoal (orchestrator, echo actor, RTT vs raw and relay RTT, one-way, spawns) ...")
         try:
-            with RawEcho(tmp) as raw, RawRelay(tmp) as relay:
-                fig = shoal_figures(args.messages, raw, relay)
+            with (
+                RawEcho(tmp) as raw,
+                RawRelay(tmp) as relay,
+                RawRelay(tmp, validate=True) as valid,
+            ):
+                fig = shoal_figures(args.messages, raw, relay, valid)
         finally:
             from shoal.orchestrator import daemon
             from shoal.paths import Home
@@ -519,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
         "routed_rtt_ratio": fig.routed_rtt_s / fig.raw_rtt_s,
         "relay_rtt_s": fig.relay_rtt_s,
         "routed_vs_relay_ratio": fig.routed_rtt_s / fig.relay_rtt_s,
+        "valid_relay_rtt_s": fig.valid_relay_rtt_s,
+        "valid_relay_rtt_ratio": fig.valid_relay_rtt_s / fig.raw_rtt_s,
         "routed_recorded_msgs_per_s": fig.one_way_msgs_per_s,
         "routed_recorded_messages": args.messages,
         "one_way_send_msgs_per_s": fig.one_way_send_msgs_per_s,
@@ -549,6 +588,12 @@ def main(argv: list[str] | None = None) -> int:
             "raw pyzmq relay RTT (median)",
             _ms(fig.relay_rtt_s),
             f"4 hops via a pure-pyzmq ROUTER relay; {fig.relay_rtt_s / fig.raw_rtt_s:.1f}x raw",
+        ),
+        (
+            "relay + envelope work RTT (median)",
+            _ms(fig.valid_relay_rtt_s),
+            f"the relay, each hop decoding/encoding envelopes as shoal's must; "
+            f"{fig.valid_relay_rtt_s / fig.raw_rtt_s:.1f}x raw",
         ),
         ("raw PUSH/PULL", f"{raw_rate:,.0f} msg/s", ""),
         (

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import os
+
 import pytest
 from pydantic import ValidationError
 
-from shoal.ids import id_time, new_id
+from shoal.ids import encode, id_time, new_id
 from shoal.mailbox import wire
 from shoal.mailbox.envelope import PAYLOADS, EchoReply, EchoRequest, Envelope, UnknownKind
 
@@ -67,6 +70,33 @@ def test_ids_are_unique_increasing_and_carry_their_time() -> None:
     import time
 
     assert abs(id_time(ids[-1]) - time.time()) < 5
+
+
+def test_id_encoding_is_base32hex_so_ids_sort_as_their_values() -> None:
+    values = [
+        0,
+        1,
+        2**127,
+        2**128 - 1,
+        *(int.from_bytes(os.urandom(16), "big") for _ in range(2000)),
+    ]
+    for value in values:
+        assert encode(value) == base64.b32hexencode(value.to_bytes(16, "big"))[:26].decode()
+
+
+def test_a_forked_child_makes_ids_of_its_own() -> None:
+    # Without a reseed the child's generator would repeat the parent's next ids.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its ids to the parent, then out without cleanup
+        os.write(write, " ".join(new_id()[10:] for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    parent = {new_id()[10:] for _ in range(5)}
+    assert len(child) == 5 and not child & parent
 
 
 def test_ack_frames_are_checked() -> None:
