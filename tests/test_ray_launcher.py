@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -80,3 +82,37 @@ def test_the_ray_backend_runs_actors_on_a_private_local_ray_that_asks_nothing_ou
     wait_for(lambda: not processes_with_home(str(home.root)), timeout=30, what="Ray to stop")
     assert list(user_home.iterdir()) == []  # no ~/.ray token, no bootstrap file
     assert proxy.seen == []  # type: ignore[attr-defined]
+
+
+def test_a_killed_ray_actor_is_restarted_and_ray_ends_with_a_killed_orchestrator(
+    home: Home,
+) -> None:
+    env = {"SHOAL_BACKEND": "ray", "SHOAL_RAY_NUM_CPUS": "1"}
+    daemon.start(home, env=env)
+    name = daemon.request(home, SpawnRequest(role="echo"), timeout=30).names[0]
+    with MailboxClient(home.mailbox_endpoint) as client:
+        client.request(name, EchoRequest(text="up"), timeout=120)
+        first = next(a for a in daemon.status(home).actors if a.name == name)
+        assert first.pid is not None
+        os.kill(first.pid, signal.SIGKILL)
+
+        def restarted() -> bool:
+            actor = next(a for a in daemon.status(home).actors if a.name == name)
+            return actor.restarts == 1 and actor.state == "ready" and actor.pid != first.pid
+
+        wait_for(restarted, timeout=60, what="the killed Ray actor to be restarted")
+        answer = client.request(name, EchoRequest(text="again"), timeout=60).parse_payload()
+        assert isinstance(answer, EchoReply) and answer.text == "again"
+    status = daemon.status(home)
+    ray_pids = [
+        p
+        for p in processes_with_home(str(home.root))
+        if b"raylet" in Path(f"/proc/{p}/cmdline").read_bytes()
+    ]
+    assert ray_pids
+    # Ray's own processes run with the stand-in HOME; the orchestrator never had it.
+    raylet_env = Path(f"/proc/{ray_pids[0]}/environ").read_bytes().split(b"\0")
+    assert f"HOME={home.root / 'ray' / 'home'}".encode() in raylet_env
+    os.kill(status.pid, signal.SIGKILL)
+    # The child serving Ray sees its stdin close and stops it; the Ray actor goes with it.
+    wait_for(lambda: not processes_with_home(str(home.root)), timeout=60, what="Ray to stop")

@@ -17,12 +17,17 @@ A private local Ray (no address given) is made safe for a developer machine:
   ``HOME`` pointing at a directory under the temp dir that holds an empty
   bootstrap config, so the file is found and nothing is asked, and nothing is
   written into the user's home. Work run in Ray workers gets the real ``HOME``
-  back (:func:`restore_home`);
+  back (:func:`restore_home`). Ray takes its processes' environment from the
+  process that starts it, so a private Ray is started by a child process of its
+  own (``python -m shoal.cluster.ray_runtime``) and joined: the stand-in
+  ``HOME`` is never set in the orchestrator, whose other threads go on working
+  while Ray starts;
 - its temp dir (sockets, logs) is short and under ``$SHOAL_HOME`` (unix socket
   paths are limited to 107 bytes), falling back to a private dir in /tmp.
 
 The process that called :func:`start` owns the Ray it started: :func:`stop`
-(or the process's death, Ray's processes share its fate) ends it.
+ends it, and so does the process's death (the child stops Ray when its stdin,
+a pipe from the owner, closes; Ray's processes share the child's fate).
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -44,6 +52,7 @@ _USER_HOME = "SHOAL_USER_HOME"
 # Ray's longest unix socket path below its temp dir ("session_<date>_<pid>/sockets/plasma_store").
 _RAY_SOCKET_TAIL = 72
 _MAX_IPC_PATH = 107
+_START_TIMEOUT = 120.0
 _lock = threading.Lock()
 
 
@@ -58,6 +67,8 @@ class RayInfo:
 
 
 _current: RayInfo | None = None
+_owner: subprocess.Popen[bytes] | None = None
+"""The child process serving the private Ray this process started (see :func:`main`)."""
 
 
 def safe_environment() -> dict[str, str]:
@@ -91,14 +102,10 @@ def start(home: Home, address: str | None = None, num_cpus: int | None = None) -
             os.environ[key] = value
         t0 = time.monotonic()
         if address:
-            if _is_loopback(address):  # a Ray on this machine: never look for a route out
-                os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-            import ray
-
-            ray.init(address=address, **_quiet())
+            _join(address)
             _current = RayInfo(address, False, time.monotonic() - t0)
         else:
-            _current = _start_local(home, num_cpus, t0)
+            _current = _start_child(home, num_cpus, t0)
         log.info(
             "ray %s at %s in %.1fs",
             "started" if _current.local else "joined",
@@ -120,7 +127,63 @@ def _is_loopback(address: str) -> bool:
         return False
 
 
+def _join(address: str) -> None:
+    if _is_loopback(address):  # a Ray on this machine: never look for a route out
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray
+
+    ray.init(address=address, **_quiet())
+
+
+def _start_child(home: Home, num_cpus: int | None, t0: float) -> RayInfo:
+    """Start a private Ray in a child process (see the module's docstring) and join it."""
+    global _owner
+    command = [sys.executable, "-m", "shoal.cluster.ray_runtime", "--home", str(home.root)]
+    if num_cpus is not None:
+        command += ["--num-cpus", str(num_cpus)]
+    home.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(home.logs / "ray.log", "ab") as log_file:
+        proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file
+        )
+    try:
+        address = _read_address(proc, home)
+        _join(address)
+    except BaseException:
+        _end_child(proc)
+        raise
+    _owner = proc
+    return RayInfo(address, True, time.monotonic() - t0)
+
+
+def _read_address(proc: subprocess.Popen[bytes], home: Home) -> str:
+    """The ``address`` line :func:`main` prints once its Ray is up."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + _START_TIMEOUT
+    while select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        line = proc.stdout.readline().decode()
+        if line.startswith("address "):
+            return line.split()[1]
+        if not line:  # the child ended without one
+            break
+    why = "did not start in time" if time.monotonic() >= deadline else "failed to start"
+    raise RuntimeError(f"a private Ray {why}; see {home.logs / 'ray.log'}")
+
+
+def _end_child(proc: subprocess.Popen[bytes], wait: float = 30.0) -> None:
+    """Close the child's stdin (it stops Ray and exits); kill it if it takes too long."""
+    with contextlib.suppress(OSError):
+        if proc.stdin is not None:
+            proc.stdin.close()
+    try:
+        proc.wait(wait)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _start_local(home: Home, num_cpus: int | None, t0: float) -> RayInfo:
+    """Start Ray in this process (the child of :func:`_start_child`; it sets HOME for Ray)."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read when ray is imported
     import ray
@@ -157,7 +220,7 @@ def _quiet() -> dict[str, object]:
 
 def stop() -> None:
     """Leave Ray; a private local Ray started here ends with it."""
-    global _current
+    global _current, _owner
     with _lock:
         if _current is None:
             return
@@ -165,6 +228,9 @@ def stop() -> None:
 
         with contextlib.suppress(Exception):
             ray.shutdown()
+        if _owner is not None:
+            _end_child(_owner)
+            _owner = None
         _current = None
 
 
@@ -187,7 +253,6 @@ def main(argv: list[str] | None = None) -> int:
     """
     import argparse
     import signal
-    import sys
 
     parser = argparse.ArgumentParser(prog="shoal-ray")
     parser.add_argument("--home", required=True)
@@ -195,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.umask(0o077)
     home = Home.resolve(args.home).ensure()
-    info = start(home, None, args.num_cpus)
+    global _current
+    with _lock:
+        for key, value in safe_environment().items():
+            os.environ[key] = value
+        info = _current = _start_local(home, args.num_cpus, time.monotonic())
     sys.stdout.write(f"address {info.address} {info.start_seconds:.2f}\n")
     sys.stdout.flush()
     done = threading.Event()

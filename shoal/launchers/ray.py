@@ -65,7 +65,7 @@ class ActorHost:
             if tcp_json is None:
                 raise RuntimeError(
                     "this actor runs on another host, but the orchestrator has no TCP "
-                    "mailbox (set mailbox_tcp, or join the cluster with ray_address)"
+                    "mailbox (set mailbox_tcp, or use backend ray with ray_address)"
                 )
             scratch = tempfile.mkdtemp(prefix=f"shoal-{spec.name}-")
             spec = spec.model_copy(
@@ -110,29 +110,31 @@ def _dump(spec: ActorSpec) -> bytes:
 
 
 class RayHandle:
-    """An actor process on a Ray node, seen through its host's Ray actor."""
+    """An actor process on a Ray node, seen through its host's Ray actor.
+
+    The supervisor asks ``alive()`` of every member many times a second while it
+    holds its lock, so the answer comes from futures Ray completes in the
+    background, not from a call into Ray.
+    """
 
     def __init__(self, host: Any, started: Any) -> None:
         import ray
 
         self._host = host
-        self._started = started
-        self._exited = host.wait.remote()
+        self._started = started.future()
+        self._exited = host.wait.remote().future()
         self._ray = ray
         self.pid: int | None = None
 
     def alive(self) -> bool:
-        ready, _ = self._ray.wait([self._exited], timeout=0)
-        if ready:
+        if self._exited.done():
             return False
-        if self.pid is None:
-            done, _ = self._ray.wait([self._started], timeout=0)
-            if done:
-                try:
-                    self.pid = self._ray.get(self._started)["pid"]
-                except Exception as exc:  # the host could not start the actor
-                    log.warning("ray actor host failed: %s", exc)
-                    return False
+        if self.pid is None and self._started.done():
+            try:
+                self.pid = self._started.result()["pid"]
+            except Exception as exc:  # the host could not start the actor
+                log.warning("ray actor host failed: %s", exc)
+                return False
         return True
 
     def signal(self, sig: int) -> None:

@@ -95,7 +95,10 @@ class Broker:
         self.tcp_endpoint: str | None = None
         """The mailbox on TCP (always CurveZMQ), for actors on other hosts; None if not bound."""
         self._auth = None
-        tcp = settings.mailbox_tcp or ("0.0.0.0:0" if settings.ray_address else None)
+        # Only actors on other hosts need TCP: Ray actors of a joined cluster, or an explicit
+        # mailbox_tcp. A ray_address kept in the settings for batches opens no port.
+        remote_ray = settings.backend == "ray" and bool(settings.ray_address)
+        tcp = settings.mailbox_tcp or ("0.0.0.0:0" if remote_ray else None)
         if tcp:
             from shoal.mailbox.curve import bind_tcp, tcp_file
 
