@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
 
-from shoal.actors.base import Actor, inline
+from shoal.actors.base import KEEP, Actor, inline
 from shoal.mailbox.envelope import EchoReply, EchoRequest, Envelope, Payload, message
 
 
@@ -87,3 +88,41 @@ class PingerActor(Actor):
             self.seen[payload.seq or 0] += 1
             if len(self.seen) >= self.expected:
                 self.done.set()
+
+
+@message("test.keep")
+class KeepRequest(Payload):
+    text: str
+
+
+@message("test.kept")
+class KeptRequest(Payload):
+    release: bool = False
+
+
+@message("test.kept.result")
+class KeptReply(Payload):
+    texts: list[str]
+    pid: int
+
+
+class KeeperActor(Actor):
+    """Holds every ``test.keep`` unacked until asked to release them (``KEEP``)."""
+
+    role = "keeper"
+
+    def setup(self) -> None:
+        self.kept: dict[str, str] = {}
+
+    @inline
+    def on_test_keep(self, msg: Envelope, payload: KeepRequest) -> object:
+        self.kept[msg.id] = payload.text
+        return KEEP
+
+    @inline
+    def on_test_kept(self, msg: Envelope, payload: KeptRequest) -> KeptReply:
+        texts = sorted(self.kept.values())
+        if payload.release:
+            self.ctx.release(list(self.kept))
+            self.kept.clear()
+        return KeptReply(texts=texts, pid=os.getpid())

@@ -21,7 +21,15 @@ from shoal.orchestrator import daemon
 from shoal.paths import Home
 from shoal.store.queries import read
 from tests.conftest import wait_for
-from tests.roles import CountReply, CountRequest, PingRequest, PingResult
+from tests.roles import (
+    CountReply,
+    CountRequest,
+    KeepRequest,
+    KeptReply,
+    KeptRequest,
+    PingRequest,
+    PingResult,
+)
 
 
 def spawn(home: Home, role: str, count: int = 1, name: str | None = None) -> list[str]:
@@ -100,6 +108,29 @@ def test_handlers_are_idempotent_by_message_id(orchestrator: Home) -> None:
         assert first.id == second.id  # the very same reply, resent
         again = client.request("counter", CountRequest(), timeout=10)
         assert CountReply.model_validate(again.payload).total == 2
+
+
+def test_a_kept_message_survives_kill_9_until_released(orchestrator: Home) -> None:
+    spawn(orchestrator, "tests.roles:KeeperActor", name="keeper")
+    with MailboxClient(orchestrator.mailbox_endpoint) as client:
+
+        def kept(release: bool = False) -> KeptReply:
+            reply = client.request("keeper", KeptRequest(release=release), timeout=30)
+            return KeptReply.model_validate(reply.payload)
+
+        client.send("keeper", KeepRequest(text="steer left"))
+        first = kept()
+        assert first.texts == ["steer left"]
+        os.kill(first.pid, signal.SIGKILL)
+        # Not acked: the broker hands it to the next instance.
+        wait_for(lambda: kept().pid != first.pid, timeout=30, what="the keeper restarted")
+        second = kept(release=True)
+        assert second.texts == ["steer left"] and second.pid != first.pid
+        assert actor(orchestrator, "keeper").restarts == 1
+        os.kill(second.pid, signal.SIGKILL)
+        # Released = acked: the third instance never sees it.
+        wait_for(lambda: kept().pid not in (first.pid, second.pid), timeout=30, what="restart")
+        assert kept().texts == []
 
 
 def test_errors_come_back_as_remote_errors(orchestrator: Home) -> None:

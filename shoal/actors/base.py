@@ -4,8 +4,10 @@ A handler's name is decided by the kind it answers (textual's convention):
 ``echo.request`` is handled by ``on_echo_request(self, msg, payload)``, where
 ``payload`` is already validated against the kind's model. Returning a
 payload replies to the sender (which also acks the request); returning None
-acks it. Handlers run on a worker thread, so they may block (a model call);
-``@inline`` marks a fast handler that runs on the mailbox loop itself.
+acks it; returning :data:`KEEP` holds the message unacked until the actor calls
+``ctx.release(msg.id)``: if the process dies before that, the broker hands the
+message to the next instance. Handlers run on a worker thread, so they may block
+(a model call); ``@inline`` marks a fast handler that runs on the mailbox loop itself.
 """
 
 from __future__ import annotations
@@ -22,6 +24,15 @@ if TYPE_CHECKING:
     from shoal.paths import Home
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+"""A handler's answer meaning: not done with this message yet (see ``ActorContext.release``)."""
 
 
 def inline(handler: F) -> F:
@@ -44,6 +55,7 @@ class ActorContext:
         home: Home,
         post: Callable[[Envelope], None],
         mailbox: MailboxAddress | None = None,
+        release: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.name = name
         self.role = role
@@ -51,6 +63,7 @@ class ActorContext:
         self.mailbox = mailbox
         self.log = logging.getLogger(f"shoal.actor.{name}")
         self._post = post
+        self._release = release
 
     def send(
         self,
@@ -66,6 +79,11 @@ class ActorContext:
         )
         self._post(env)
         return env
+
+    def release(self, message_ids: list[str]) -> None:
+        """Ack messages a handler kept (it answered KEEP); safe from any thread."""
+        if message_ids and self._release is not None:
+            self._release(list(message_ids))
 
     def post(self, env: Envelope) -> None:
         """Send an envelope built by the caller (who needs its id before a reply can arrive)."""

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from shoal.actors.base import Actor, inline
+from shoal.actors.base import KEEP, Actor, inline
 from shoal.actors.children import ChildSubmitter, SubmitsChildren
 from shoal.actors.llm import clip, function_tool, model_config, recalled_context, usage_of
 from shoal.mailbox.envelope import (
@@ -59,8 +59,10 @@ class ExecutorActor(SubmitsChildren, Actor):
         from shoal.actors.delegate import Delegations
 
         self.cancelled: set[str] = set()
-        self._inbox: list[TeamMessage] = []
+        # (message id, message); a subagent's result has no message of its own (None).
+        self._inbox: list[tuple[str | None, TeamMessage]] = []
         self._inbox_lock = threading.Lock()
+        self._taken: list[str] = []  # ids handed to the running task, acked when it ends
         self.children = ChildSubmitter(self.ctx)
         self.delegations = Delegations()
         self.current_task: str | None = None
@@ -73,24 +75,29 @@ class ExecutorActor(SubmitsChildren, Actor):
         if self.delegations.ended_now(payload) and payload.parent == self.current_task:
             text = result_text(payload)
             with self._inbox_lock:
-                self._inbox.append(
-                    TeamMessage(text=text, sender=f"subagent {payload.task_id}", source="subagent")
+                message = TeamMessage(
+                    text=text, sender=f"subagent {payload.task_id}", source="subagent"
                 )
+                self._inbox.append((None, message))
 
     @inline
     def on_task_cancel(self, msg: Envelope, payload: TaskCancel) -> None:
         self.cancelled.add(payload.task_id)
 
     @inline
-    def on_team_message(self, msg: Envelope, payload: TeamMessage) -> None:
+    def on_team_message(self, msg: Envelope, payload: TeamMessage) -> object:
         with self._inbox_lock:
-            self._inbox.append(payload)
+            self._inbox.append((msg.id, payload))
+        # Acked once the task that reads it has ended: a kill before then hands it to
+        # the next instance, whose rerun of the task reads it again.
+        return KEEP
 
     def take_inbox(self) -> list[TeamMessage]:
         """Messages that arrived since the last turn (each is handed out once)."""
         with self._inbox_lock:
-            messages, self._inbox = self._inbox, []
-        return messages
+            taken, self._inbox = self._inbox, []
+        self._taken += [message_id for message_id, _ in taken if message_id is not None]
+        return [message for _, message in taken]
 
     def on_exec_request(self, msg: Envelope, payload: ExecRequest) -> ExecResult:
         from shoal.llm.errors import ModelError
@@ -101,15 +108,19 @@ class ExecutorActor(SubmitsChildren, Actor):
             payload.cwd, task_id
         )
         self.current_task = task_id
-        loop = ToolLoop(self, task_id, payload)
         error = None
         try:
-            loop.run()
-        except ModelError as exc:
-            error = str(exc)
+            loop = ToolLoop(self, task_id, payload)
+            try:
+                loop.run()
+            except ModelError as exc:
+                error = str(exc)
+            finally:
+                loop.close()
+            snapshot = snapshots.snapshot(payload.cwd, task_id, payload.iteration)
         finally:
-            loop.close()
-        snapshot = snapshots.snapshot(payload.cwd, task_id, payload.iteration)
+            self.ctx.release(self._taken)
+            self._taken = []
         return ExecResult(
             iteration=payload.iteration,
             summary=loop.summary,

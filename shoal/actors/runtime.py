@@ -25,7 +25,7 @@ import zmq
 from pydantic import ValidationError
 
 from shoal.actors import registry
-from shoal.actors.base import Actor, ActorContext, is_inline
+from shoal.actors.base import KEEP, Actor, ActorContext, is_inline
 from shoal.launchers import ActorSpec
 from shoal.mailbox import sockets, wire
 from shoal.mailbox.envelope import Envelope, ErrorReply, Payload, UnknownKind
@@ -82,6 +82,7 @@ class ActorRuntime:
         self.instance = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._results: queue.SimpleQueue[tuple[Envelope, Any]] = queue.SimpleQueue()
         self._outgoing: queue.SimpleQueue[Envelope] = queue.SimpleQueue()
+        self._released: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._held: dict[str, Envelope] = {}
@@ -96,7 +97,9 @@ class ActorRuntime:
         self._progress_at: float | None = None
         self._stopping = False
         self._last_pong = time.monotonic()
-        ctx = ActorContext(spec.name, spec.role, self.home, self._post, spec.mailbox_address())
+        ctx = ActorContext(
+            spec.name, spec.role, self.home, self._post, spec.mailbox_address(), self._release
+        )
         self.actor = actor_cls(ctx)
         self._pool = ThreadPoolExecutor(max(1, actor_cls.concurrency), thread_name_prefix="handler")
 
@@ -131,6 +134,10 @@ class ActorRuntime:
         self._outgoing.put(env)
         os.write(self._wake_w, b".")
 
+    def _release(self, message_ids: list[str]) -> None:
+        self._released.put(message_ids)
+        os.write(self._wake_w, b".")
+
     # --- the loop ------------------------------------------------------------
 
     def _loop(self) -> None:
@@ -158,6 +165,7 @@ class ActorRuntime:
                 self._drain_wake()
             self._collect_results()
             self._send_outgoing()
+            self._ack_released()
             self._dispatch()
             self._flush_acks()
 
@@ -262,6 +270,8 @@ class ActorRuntime:
             self._finish(env, result)
 
     def _finish(self, env: Envelope, result: Payload | None) -> None:
+        if result is KEEP:
+            return  # held (and reported in beats) until the actor releases it
         reply_body = None
         if result is not None:
             reply = env.reply(result, sender=self.spec.name)
@@ -271,9 +281,20 @@ class ActorRuntime:
         else:
             self._acks.append(env.id)
         self._held.pop(env.id, None)
-        self._done[env.id] = reply_body
+        self._remember(env.id, reply_body)
+
+    def _remember(self, message_id: str, reply_body: bytes | None) -> None:
+        """Handled: a redelivery of it is answered again (or acked), never run again."""
+        self._done[message_id] = reply_body
         if len(self._done) > _DONE_MEMORY:
             self._done.popitem(last=False)
+
+    def _ack_released(self) -> None:
+        while not self._released.empty():
+            for message_id in self._released.get_nowait():  # only this thread takes from it
+                if self._held.pop(message_id, None) is not None:
+                    self._acks.append(message_id)
+                    self._remember(message_id, None)
 
     def _send_outgoing(self) -> None:
         while not self._outgoing.empty():
