@@ -275,11 +275,12 @@ def _geometry(tmux: list[str], session: str) -> str:
 
 
 def _alive(pid: int) -> bool:
+    """The process runs (a zombie its parent, tmux, has not reaped yet does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
         return False
-    return True
+    return state != "Z"
 
 
 @needs_tmux
