@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -265,3 +266,177 @@ def test_bad_team_commands_fail_in_one_line(home: Home) -> None:
         assert result.exit_code == code, (args, result.stderr)
         assert text in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
     assert daemon.running_pid(home) is None  # none of them started an orchestrator
+
+
+def _geometry(tmux: list[str], session: str) -> str:
+    """Each pane of a session, one a line, as tmux itself lays it out."""
+    fmt = "#{window_id} #{pane_id} #{pane_left},#{pane_top} #{pane_width}x#{pane_height}"
+    return _tmux(tmux, "list-panes", "-s", "-t", f"={session}:", "-F", fmt)
+
+
+def _alive(pid: int) -> bool:
+    """The process runs (a zombie its parent, tmux, has not reaped yet does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@needs_tmux
+def test_a_five_member_team_gets_a_pane_each_and_goes_down_after_its_busy_member_answers(
+    home: Home, tmux: list[str], tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path)
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                # In flight when `team down` comes: the member must finish the message.
+                "scripted-executor": [{**call("read_file", path="calc.py"), "delay": 4}],
+            }
+        }
+    )
+    # The person's own panes on the same server, in two windows: shoal must not touch them.
+    _tmux(tmux, "new-session", "-d", "-s", "mine", "-x", "90", "-y", "20", "sleep 600")
+    _tmux(tmux, "split-window", "-d", "-h", "-t", "=mine:", "sleep 600")
+    _tmux(tmux, "new-window", "-d", "-t", "=mine:", "sleep 600")
+    mine = _geometry(tmux, "mine")
+    assert len(mine.splitlines()) == 3
+
+    with ScriptedModelServer(script) as server:
+        env = {**model_env(server), "SHOAL_PRELOAD": ""}  # five panes importing litellm: slow
+        up = shoal(
+            "team", "up", "blue", "--members", "planner,executor*3,evaluator", "--json", env=env
+        )
+        assert up.returncode == 0, up.stderr
+        members = {m["name"]: m for m in _team("blue", env)["members"]}
+        order = ["planner@blue-1", *(f"executor@blue-{i}" for i in (1, 2, 3)), "evaluator@blue-1"]
+        assert sorted(members) == sorted(order)
+        for name, m in members.items():
+            assert m["role"] == name.rsplit("-", 1)[0] and m["alive"] and m["state"] == "ready"
+            assert m["last_heartbeat"] and m["pane_id"].startswith("%")
+        assert len({m["pane_id"] for m in members.values()}) == 5
+        # What tmux says: each member's own pane, running the member's process.
+        fmt = "#{pane_id} #{pane_pid} #{@shoal_member}"
+        panes = _tmux(tmux, "list-panes", "-s", "-t", "=shoal-blue:", "-F", fmt).split("\n")[:-1]
+        assert sorted(panes) == sorted(
+            f"{m['pane_id']} {m['pid']} {name}" for name, m in members.items()
+        )
+        # Four panes to a window, tiled in member order (a 2x2 grid of equal panes); the
+        # fifth member opens the next window, a pane of its own the window's full size.
+        windows = {}
+        for line in _geometry(tmux, "shoal-blue").splitlines():
+            window, pane, at, size = line.split()
+            windows.setdefault(window, []).append((pane, at, size))
+        first, second = windows.values()
+        assert [p for p, _, _ in first] == [members[n]["pane_id"] for n in order[:4]]
+        lefts = sorted({int(at.split(",")[0]) for _, at, _ in first})
+        tops = sorted({int(at.split(",")[1]) for _, at, _ in first})
+        assert len(lefts) == 2 and len(tops) == 2, first
+        assert [at for _, at, _ in first] == [f"{x},{y}" for y in tops for x in lefts]
+        widths = [int(size.split("x")[0]) for _, _, size in first]
+        assert max(widths) - min(widths) <= 1 and min(widths) >= 90, first
+        assert [p for p, _, _ in second] == [members["evaluator@blue-1"]["pane_id"]]
+        assert second[0][2].startswith("200x")
+        assert _geometry(tmux, "mine") == mine
+
+        # The token budget ends the task on the executor's answer: no evaluation to wait for.
+        command = ["run", "fix the add function", "-C", str(repo), "--team", "blue", "--json"]
+        command += ["--budget-tokens", "1000"]
+        run = subprocess.Popen(
+            [sys.executable, "-m", "shoal", *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, **env},
+        )
+        try:
+            wait_for(
+                lambda: server.requests_for("scripted-executor"),
+                timeout=60,
+                what="the team's executor's first model call",
+            )
+            busy: list[TeamMemberStatus] = wait_for(  # type: ignore[assignment]
+                lambda: [m for m in _members(home, "blue") if m.busy],
+                what="a busy member (from its heartbeats)",
+            )
+            assert [m.phase for m in busy] == ["executing"], busy
+            worker = busy[0].name
+            # In process (no interpreter start-up): the model's reply is still ~4 s away.
+            down = CliRunner().invoke(app, ["team", "down", "blue"])
+            assert down.exit_code == 0 and "team blue is down" in down.stdout, down.stderr
+            # The idle members stopped at once; the busy one answered its message (recorded)
+            # and only then stopped.
+            results = read(home, "messages.recent", {"kind": "exec.result", "limit": 5}).rows
+            answered = [row[7] for row in results if row[2] == worker]
+            events = read(home, "actor_events.recent", {"kind": "stopped", "limit": 10}).rows
+            stopped = {row[1]: row[0] for row in events}
+            assert sorted(stopped) == sorted(order) and len(answered) == 1, (events, results)
+            idle = [stopped[name] for name in order if name != worker]
+            assert max(idle) < answered[0] < stopped[worker], (events, results)
+            out, err = run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+    # The answer reached the task: its usage counted, and the task ended on it.
+    done = json.loads(out or "{}")
+    assert done.get("decision") == "budget_tokens" and done.get("iterations") == 1, err
+    assert "(stopped: token budget reached)" in done["summary"], done
+
+    # ... and shown in its pane before the pane closed: the scrollback stored at the end.
+    rows = read(home, "team.transcripts", {"team": "blue"})
+    kept = {
+        row["member"]: row for row in (dict(zip(rows.columns, r, strict=True)) for r in rows.rows)
+    }
+    assert sorted(kept) == sorted(order)
+    assert all(row["reason"] == "stopped" for row in kept.values())
+    text = kept[worker]["text"]
+    # Its answer, then its own last line (a killed member never writes it).
+    assert text.index("iteration 1 done") < text.index(f"{worker} stopped (exit 0)"), text
+    after = text.split(f"{worker} stopped (exit 0)", 1)[1].strip()
+    assert not after or after.startswith("Pane is dead (status 0"), text  # tmux's own line
+
+    assert _tmux(tmux, "list-panes", "-a", "-F", "#{session_name}").split() == ["mine"] * 3
+    assert _geometry(tmux, "mine") == mine
+    assert not any(_alive(m["pid"]) for m in members.values())
+    assert not _pane_processes(home)
+    assert not (home.root / "worktrees").exists() or not any((home.root / "worktrees").iterdir())
+    worktrees = subprocess.run(
+        ["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True
+    ).stdout
+    assert len(worktrees.splitlines()) == 1, worktrees
+    assert shoal("team", "status", "blue").returncode == 1
+
+
+@needs_tmux
+def test_a_busy_member_is_killed_after_the_grace_and_at_once_with_force(
+    home: Home, tmux: list[str]
+) -> None:
+    for team, how, waited in (
+        ("held", ["--grace", "1"], (1.0, 15.0)),  # waits the grace, not the 120 s of work
+        ("fast", ["--force", "--grace", "120"], (0.0, 15.0)),  # does not wait the grace
+    ):
+        up = shoal("team", "up", team, "--members", "tests.stall_roles:SleeperActor", "--json")
+        assert up.returncode == 0, up.stderr
+        member = json.loads(up.stdout)["members"][0]
+        with MailboxClient(home.mailbox_endpoint) as client:
+            client.send(member["name"], SleepRequest(seconds=120))
+            wait_for(lambda t=team: _members(home, t)[0].busy, what="the member to be busy")
+        asked = time.time()
+        down = shoal("team", "down", team, *how)
+        assert down.returncode == 0 and f"team {team} is down" in down.stdout, down.stderr
+        events = read(home, "actor_events.recent", {"kind": "stopped", "limit": 5}).rows
+        at = next(row[0] for row in events if row[1] == member["name"])
+        stopped = dt.datetime.fromisoformat(at).replace(tzinfo=dt.UTC).timestamp() - asked
+        assert waited[0] <= stopped < waited[1], (team, stopped)
+        assert _tmux(tmux, "list-sessions", "-F", "#{session_name}").split() == []
+        assert not _alive(member["pid"]) and not _pane_processes(home)
+        rows = read(home, "team.transcripts", {"team": team})
+        (row,) = (dict(zip(rows.columns, r, strict=True)) for r in rows.rows)
+        assert row["member"] == member["name"] and row["reason"] == "stopped"
+        # The work it was killed in; a killed member never writes its own last line.
+        assert "test.sleep" in row["text"] and "stopped (exit" not in row["text"], row["text"]
+    grace = CliRunner().invoke(app, ["team", "down", "--help"]).stdout
+    assert "[default: 30.0" in " ".join(grace.split("--grace", 1)[1].split())  # the README's 30 s

@@ -252,18 +252,26 @@ class TmuxLauncher:
     def _add_to_session(
         self, server: TmuxServer, session: str, team: str, made: tuple[str, ...], command: list[str]
     ) -> str:
-        """A new pane in the session's last window with room, else in a new window."""
+        """A new pane in the session's last window with room, else in a new window.
+
+        The split is of the window's last pane, so the tiled layout reads in the order
+        the members were started (a split of the window's active pane would put each
+        new pane right after the first one).
+        """
         counts: dict[str, int] = {}
+        last: dict[str, str] = {}  # window -> its last pane (list-panes is in index order)
         for pane in server.panes():
             if pane.session == session:
                 counts[pane.window_id] = counts.get(pane.window_id, 0) + 1
+                last[pane.window_id] = pane.pane_id
         roomy = [w for w, n in counts.items() if n < _PANES_PER_WINDOW]
         if roomy:
+            window = roomy[-1]
             try:
                 out = server.run(
-                    "split-window", "-d", "-t", roomy[-1], *self._spawn_args(), *made, *command
+                    "split-window", "-d", "-t", last[window], *self._spawn_args(), *made, *command
                 )
-                server.run("select-layout", "-t", roomy[-1], "tiled")
+                server.run("select-layout", "-t", window, "tiled")
                 return out
             except Exception as exc:  # "no space for new pane": a window of its own then
                 log.info("split in %s refused (%s); opening a window", session, exc)

@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = runtime.run()
     finally:
-        view.note(f"[bold]{spec.name} stopped[/bold] (exit {code})")
-        view.close()
+        view.close(last=f"[bold]{spec.name} stopped[/bold] (exit {code})")
         sys.stdout.flush()
     return code
 

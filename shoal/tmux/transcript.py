@@ -50,10 +50,16 @@ class Transcript:
     def note(self, markup: str) -> None:
         self._queue.put(("note", markup))
 
-    def close(self, timeout: float = 2.0) -> None:
-        """Render what is queued, then stop."""
+    def close(self, last: str | None = None, timeout: float = 2.0) -> None:
+        """Render what is queued, then stop; ``last`` is the final line.
+
+        It is drawn only after the thread stopped, so no task progress event that
+        arrives meanwhile can follow it (the pane's last line says the member ended).
+        """
         self._queue.put(_STOP)
         self._thread.join(timeout)
+        if last is not None:
+            self._line(last)
 
     # --- the rendering thread ----------------------------------------------------
 
