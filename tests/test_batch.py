@@ -128,6 +128,20 @@ def executor_requests(server: ScriptedModelServer) -> Counter[str]:
     return counts
 
 
+def status_of(batch_id: str) -> dict[str, Any]:
+    status = shoal("batch", "status", batch_id, "--json", check=True)
+    return json.loads(status.stdout)
+
+
+def refs(repo: Path) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "for-each-ref", "--format=%(refname) %(objectname)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 # --- on a shared private local Ray (num_cpus=2) ------------------------------------
 
 
@@ -243,6 +257,7 @@ def test_an_interrupted_batch_resumes_with_only_its_unfinished_units(
     home: Home, tmp_path: Path, ray_address: str
 ) -> None:
     repo, names = make_repo(tmp_path, 6)
+    refs_before = refs(repo)
     delays = dict.fromkeys(names, 0.6)
     with ScriptedModelServer(script(names, delays=delays)) as server:
         proc = subprocess.Popen(
@@ -297,10 +312,13 @@ def test_an_interrupted_batch_resumes_with_only_its_unfinished_units(
     assert all(r["status"] == "accepted" for r in after.values())
     for name in done_before:
         assert after[name]["finished_at"] == before[name]["finished_at"]
-    assert out["branches"] == {}  # a dry run (as asked when it started): patch files only
-    patches = {p.name: p.read_text() for p in Path(out["patches"]).iterdir()}
+    # A dry run (as asked when it started): patch files only, no branch nor any other ref.
+    assert out["branches"] == {} and status_of(batch_id)["applied"] == {}
+    assert refs(repo) == refs_before
+    patches = {p.name: p for p in Path(out["patches"]).iterdir()}
     assert set(patches) == {f"{n}.patch" for n in names}
-    assert all("+    return 1" in text for text in patches.values())
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in patches.values())
+    assert all("+    return 1" in p.read_text() for p in patches.values())
 
 
 def test_units_by_directory_take_committed_files_only(tmp_path: Path) -> None:
@@ -374,27 +392,17 @@ def test_local_pool_over_repositories_judges_verifies_and_commits_to_a_branch(
 
 
 def local_batch(
-    repo: Path, server: ScriptedModelServer, *extra: str, env: dict[str, str] | None = None
+    repo: Path,
+    server: ScriptedModelServer,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    judge: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     return shoal(
         "batch", INSTRUCTION, "--files", "m*.py", "-C", str(repo), "--backend", "local",
         "--workers", "2", "--json", *extra,
-        env={**env_for(server), **(env or {})}, timeout=120,
+        env={**env_for(server, judge), **(env or {})}, timeout=120,
     )  # fmt: skip
-
-
-def status_of(batch_id: str) -> dict[str, Any]:
-    status = shoal("batch", "status", batch_id, "--json", check=True)
-    return json.loads(status.stdout)
-
-
-def refs(repo: Path) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), "for-each-ref", "--format=%(refname) %(objectname)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
 
 
 # A unit whose verify kills its own worker (its parent) dies every time it runs; the
@@ -405,43 +413,70 @@ KILLER_VERIFY = (
 )
 
 
-def test_a_rejected_unit_and_a_lost_one_are_recorded_the_rest_applied_and_exit_is_1(
+def verdict(score: float) -> dict[str, Any]:
+    judged = {"score": score, "dimensions": {"correctness": score}, "findings": []}
+    return {"tool_calls": [{"name": "submit_evaluation", "arguments": judged}]}
+
+
+def test_rejected_units_and_a_lost_one_are_recorded_the_rest_applied_and_exit_is_1(
     home: Home, tmp_path: Path
 ) -> None:
-    repo, names = make_repo(tmp_path, 3)
+    import shutil
+
+    repo, names = make_repo(tmp_path, 4)
     left_behind = tmp_path / "left-behind"
     routes = {f"unit: {n})": [edit(n)] for n in names}
     routes["unit: m01.py)"] = [edit("m01.py", to="return 2")]  # check.py fails on it
-    model = Script.model_validate({"models": {"scripted-executor": {"routes": routes}}})
+    model = Script.model_validate(
+        {
+            "models": {
+                "scripted-executor": {"routes": routes},
+                # The judge scores m03 below the quality bar, every other unit above it.
+                "scripted-evaluator": {
+                    "routes": {"unit: m03.py)": [verdict(0.3)]},
+                    "replies": [verdict(0.9)],
+                },
+            }
+        }
+    )
     try:
         with ScriptedModelServer(model) as server:
             result = local_batch(
                 repo, server, "--verify", KILLER_VERIFY, "--retries", "1",
-                env={"LEFT_BEHIND": str(left_behind)},
+                env={"LEFT_BEHIND": str(left_behind)}, judge=True,
             )  # fmt: skip
             requests = executor_requests(server)
     finally:
         for scratch in set(left_behind.read_text().split()) if left_behind.exists() else ():
             assert Path(scratch).name.startswith("shoal-unit-")
-            subprocess.run(["rm", "-rf", scratch], check=True)
+            shutil.rmtree(scratch, ignore_errors=True)
     assert result.returncode == 1, result.stderr[-3000:]
     out = json.loads(result.stdout)
     assert out["status"] == "done"
-    assert (out["accepted"], out["rejected"], out["lost"]) == (1, 1, 1)
-    assert requests == Counter({"m00.py": 1, "m01.py": 1, "m02.py": 2})  # lost after 1 retry
+    assert (out["accepted"], out["rejected"], out["lost"]) == (1, 2, 1)
+    # The lost unit ran once more than --retries 1 allows again; nothing else was re-run.
+    assert requests == Counter({"m00.py": 1, "m01.py": 1, "m02.py": 2, "m03.py": 1})
     units = {u["name"]: u for u in status_of(out["batch_id"])["unit_results"]}
-    assert units["m00.py"]["status"] == "accepted" and units["m00.py"]["verify_passed"] is True
-    rejected = units["m01.py"]
-    assert rejected["status"] == "rejected" and rejected["verify_passed"] is False
-    assert rejected["attempts"] == 1 and rejected["files_changed"] == ["m01.py"]
+    accepted = units["m00.py"]
+    assert accepted["status"] == "accepted" and accepted["verify_passed"] is True
+    assert accepted["score"] == pytest.approx(0.9)
+    failed_verify = units["m01.py"]
+    assert failed_verify["status"] == "rejected" and failed_verify["verify_passed"] is False
+    assert failed_verify["attempts"] == 1 and failed_verify["files_changed"] == ["m01.py"]
+    assert failed_verify["score"] is None  # not judged after its verify failed
+    judged_low = units["m03.py"]
+    assert judged_low["status"] == "rejected" and judged_low["verify_passed"] is True
+    assert judged_low["score"] == pytest.approx(0.3) and judged_low["attempts"] == 1
     lost = units["m02.py"]
     assert lost["status"] == "lost" and lost["attempts"] == 2
     assert "worker died" in lost["error"]
     branch = out["branches"][str(repo)]
     assert "return 1" in branch_file(repo, branch, "m00.py")
-    assert "return 0" in branch_file(repo, branch, "m01.py")  # the rejected patch is not in
-    assert "return 0" in branch_file(repo, branch, "m02.py")
-    assert "return 2" in (Path(out["patches"]) / "m01.py.patch").read_text()
+    for name in ("m01.py", "m02.py", "m03.py"):  # no patch but the accepted one is on it
+        assert "return 0" in branch_file(repo, branch, name)
+    patches = Path(out["patches"])
+    assert "return 2" in (patches / "m01.py.patch").read_text()
+    assert "return 1" in (patches / "m03.py.patch").read_text()
 
 
 def test_overlapping_units_the_later_patch_is_a_conflict_kept_as_a_patch_file(
@@ -510,22 +545,6 @@ def test_a_branch_that_cannot_be_written_makes_its_units_conflicts_not_losses(
     assert branches == {} and unapplied == [outcome]
     assert outcome.status == "conflict" and "refs/heads/shoal" in (outcome.error or "")
     assert "shoal/batch-B1234" not in refs(repo)
-
-
-def test_dry_run_writes_patch_files_and_creates_no_branch(home: Home, tmp_path: Path) -> None:
-    repo, names = make_repo(tmp_path, 2)
-    before = refs(repo)
-    with ScriptedModelServer(script(names)) as server:
-        result = local_batch(repo, server, "--dry-run")
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout)
-    assert out["accepted"] == 2 and out["branches"] == {}
-    assert refs(repo) == before  # no branch, no ref of any kind
-    patches = sorted(Path(out["patches"]).iterdir())
-    assert [p.name for p in patches] == ["m00.py.patch", "m01.py.patch"]
-    assert all(p.stat().st_mode & 0o777 == 0o600 for p in patches)
-    assert all("+    return 1" in p.read_text() for p in patches)
-    assert status_of(out["batch_id"])["applied"] == {}
 
 
 HOOK = '#!/bin/sh\necho "$0" >> "{marker}"\nexit 1\n'
