@@ -52,15 +52,21 @@ def make_repo(root: Path, n: int) -> tuple[Path, list[str]]:
     return repo, names
 
 
-def edit(name: str, delay: float = 0.0) -> dict[str, Any]:
-    """One reply doing the whole unit (read, edit, finish): a retried unit gets it again."""
+def edit(
+    name: str, delay: float = 0.0, to: str = "return 1", also: tuple[str, str, str] | None = None
+) -> dict[str, Any]:
+    """One reply doing the whole unit (read, edit, finish): a retried unit gets it again.
+
+    ``also`` is one more ``(path, old, new)`` edit, outside the unit's own file.
+    """
+    edits = [(name, "return 0", to), *([also] if also else [])]
     calls = [
-        {"name": "read_file", "arguments": {"path": name}},
-        {
-            "name": "edit_file",
-            "arguments": {"path": name, "old_string": "return 0", "new_string": "return 1"},
-        },
-        {"name": "finish", "arguments": {"summary": f"{name} returns 1"}},
+        *({"name": "read_file", "arguments": {"path": p}} for p, _, _ in edits),
+        *(
+            {"name": "edit_file", "arguments": {"path": p, "old_string": o, "new_string": n}}
+            for p, o, n in edits
+        ),
+        {"name": "finish", "arguments": {"summary": f"{name}: {to}"}},
     ]
     return {"tool_calls": calls, "delay": delay}
 
@@ -120,6 +126,20 @@ def executor_requests(server: ScriptedModelServer) -> Counter[str]:
         first = next(m["content"] for m in body["messages"] if m["role"] == "user")
         counts[first.split("(unit: ", 1)[1].split(")", 1)[0]] += 1
     return counts
+
+
+def status_of(batch_id: str) -> dict[str, Any]:
+    status = shoal("batch", "status", batch_id, "--json", check=True)
+    return json.loads(status.stdout)
+
+
+def refs(repo: Path) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "for-each-ref", "--format=%(refname) %(objectname)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 # --- on a shared private local Ray (num_cpus=2) ------------------------------------
@@ -237,6 +257,7 @@ def test_an_interrupted_batch_resumes_with_only_its_unfinished_units(
     home: Home, tmp_path: Path, ray_address: str
 ) -> None:
     repo, names = make_repo(tmp_path, 6)
+    refs_before = refs(repo)
     delays = dict.fromkeys(names, 0.6)
     with ScriptedModelServer(script(names, delays=delays)) as server:
         proc = subprocess.Popen(
@@ -291,10 +312,13 @@ def test_an_interrupted_batch_resumes_with_only_its_unfinished_units(
     assert all(r["status"] == "accepted" for r in after.values())
     for name in done_before:
         assert after[name]["finished_at"] == before[name]["finished_at"]
-    assert out["branches"] == {}  # a dry run (as asked when it started): patch files only
-    patches = {p.name: p.read_text() for p in Path(out["patches"]).iterdir()}
+    # A dry run (as asked when it started): patch files only, no branch nor any other ref.
+    assert out["branches"] == {} and status_of(batch_id)["applied"] == {}
+    assert refs(repo) == refs_before
+    patches = {p.name: p for p in Path(out["patches"]).iterdir()}
     assert set(patches) == {f"{n}.patch" for n in names}
-    assert all("+    return 1" in text for text in patches.values())
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in patches.values())
+    assert all("+    return 1" in p.read_text() for p in patches.values())
 
 
 def test_units_by_directory_take_committed_files_only(tmp_path: Path) -> None:
@@ -362,3 +386,199 @@ def test_local_pool_over_repositories_judges_verifies_and_commits_to_a_branch(
         assert status["spec"]["unit"] == "repo" and status["spec"]["judge"] is True
         listed = [json.loads(line) for line in shoal("batch", "list", "--json").stdout.splitlines()]
         assert listed[0]["id"] == out["batch_id"] and listed[0]["units"] == 2
+
+
+# --- on the local pool: what the README promises about outcomes ----------------------
+
+
+def local_batch(
+    repo: Path,
+    server: ScriptedModelServer,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    judge: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    return shoal(
+        "batch", INSTRUCTION, "--files", "m*.py", "-C", str(repo), "--backend", "local",
+        "--workers", "2", "--json", *extra,
+        env={**env_for(server, judge), **(env or {})}, timeout=120,
+    )  # fmt: skip
+
+
+# A unit whose verify kills its own worker (its parent) dies every time it runs; the
+# clone's parent directory is noted so the test can remove what the dead worker left.
+KILLER_VERIFY = (
+    'if [ "$SHOAL_UNIT" = m02.py ]; then dirname "$PWD" >> "$LEFT_BEHIND"; kill -9 $PPID; '
+    "exit 1; fi; python check.py"
+)
+
+
+def verdict(score: float) -> dict[str, Any]:
+    judged = {"score": score, "dimensions": {"correctness": score}, "findings": []}
+    return {"tool_calls": [{"name": "submit_evaluation", "arguments": judged}]}
+
+
+def test_rejected_units_and_a_lost_one_are_recorded_the_rest_applied_and_exit_is_1(
+    home: Home, tmp_path: Path
+) -> None:
+    import shutil
+
+    repo, names = make_repo(tmp_path, 4)
+    left_behind = tmp_path / "left-behind"
+    routes = {f"unit: {n})": [edit(n)] for n in names}
+    routes["unit: m01.py)"] = [edit("m01.py", to="return 2")]  # check.py fails on it
+    model = Script.model_validate(
+        {
+            "models": {
+                "scripted-executor": {"routes": routes},
+                # The judge scores m03 below the quality bar, every other unit above it.
+                "scripted-evaluator": {
+                    "routes": {"unit: m03.py)": [verdict(0.3)]},
+                    "replies": [verdict(0.9)],
+                },
+            }
+        }
+    )
+    try:
+        with ScriptedModelServer(model) as server:
+            result = local_batch(
+                repo, server, "--verify", KILLER_VERIFY, "--retries", "1",
+                env={"LEFT_BEHIND": str(left_behind)}, judge=True,
+            )  # fmt: skip
+            requests = executor_requests(server)
+    finally:
+        for scratch in set(left_behind.read_text().split()) if left_behind.exists() else ():
+            assert Path(scratch).name.startswith("shoal-unit-")
+            shutil.rmtree(scratch, ignore_errors=True)
+    assert result.returncode == 1, result.stderr[-3000:]
+    out = json.loads(result.stdout)
+    assert out["status"] == "done"
+    assert (out["accepted"], out["rejected"], out["lost"]) == (1, 2, 1)
+    # The lost unit ran once more than --retries 1 allows again; nothing else was re-run.
+    assert requests == Counter({"m00.py": 1, "m01.py": 1, "m02.py": 2, "m03.py": 1})
+    units = {u["name"]: u for u in status_of(out["batch_id"])["unit_results"]}
+    accepted = units["m00.py"]
+    assert accepted["status"] == "accepted" and accepted["verify_passed"] is True
+    assert accepted["score"] == pytest.approx(0.9)
+    failed_verify = units["m01.py"]
+    assert failed_verify["status"] == "rejected" and failed_verify["verify_passed"] is False
+    assert failed_verify["attempts"] == 1 and failed_verify["files_changed"] == ["m01.py"]
+    assert failed_verify["score"] is None  # not judged after its verify failed
+    judged_low = units["m03.py"]
+    assert judged_low["status"] == "rejected" and judged_low["verify_passed"] is True
+    assert judged_low["score"] == pytest.approx(0.3) and judged_low["attempts"] == 1
+    lost = units["m02.py"]
+    assert lost["status"] == "lost" and lost["attempts"] == 2
+    assert "worker died" in lost["error"]
+    branch = out["branches"][str(repo)]
+    assert "return 1" in branch_file(repo, branch, "m00.py")
+    for name in ("m01.py", "m02.py", "m03.py"):  # no patch but the accepted one is on it
+        assert "return 0" in branch_file(repo, branch, name)
+    patches = Path(out["patches"])
+    assert "return 2" in (patches / "m01.py.patch").read_text()
+    assert "return 1" in (patches / "m03.py.patch").read_text()
+
+
+def test_overlapping_units_the_later_patch_is_a_conflict_kept_as_a_patch_file(
+    home: Home, tmp_path: Path
+) -> None:
+    repo, names = make_repo(tmp_path, 2)
+    (repo / "owner.txt").write_text("owner = nobody\n")
+    subprocess.run(["git", "-C", str(repo), "add", "owner.txt"], check=True)
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "o"],
+        check=True,
+    )
+    # Both units also change the same line of owner.txt: each is fine on its own.
+    routes = {
+        f"unit: {n})": [edit(n, also=("owner.txt", "owner = nobody", f"owner = {n}"))]
+        for n in names
+    }
+    model = Script.model_validate({"models": {"scripted-executor": {"routes": routes}}})
+    with ScriptedModelServer(model) as server:
+        result = local_batch(repo, server, "--verify", "python check.py")
+    assert result.returncode == 1, result.stderr[-3000:]
+    out = json.loads(result.stdout)
+    assert (out["accepted"], out["conflict"]) == (1, 1)
+    assert out["left_out"] == ["m01.py"]
+    units = {u["name"]: u for u in status_of(out["batch_id"])["unit_results"]}
+    assert units["m00.py"]["status"] == "accepted"
+    conflict = units["m01.py"]
+    assert conflict["status"] == "conflict" and conflict["verify_passed"] is True
+    assert "owner.txt" in conflict["error"] and "m01.py.patch" in conflict["error"]
+    branch = out["branches"][str(repo)]
+    assert branch_file(repo, branch, "owner.txt") == "owner = m00.py\n"
+    assert "return 1" in branch_file(repo, branch, "m00.py")
+    assert "return 0" in branch_file(repo, branch, "m01.py")
+    kept = (Path(out["patches"]) / "m01.py.patch").read_text()
+    assert "+owner = m01.py" in kept and "+    return 1" in kept
+    # The kept patch is whole: it applies to the batch's base commit.
+    check = subprocess.run(["git", "-C", str(repo), "apply", "--check", "-"], input=kept, text=True)
+    assert check.returncode == 0
+
+
+def test_a_branch_that_cannot_be_written_makes_its_units_conflicts_not_losses(
+    tmp_path: Path,
+) -> None:
+    from shoal.batch.driver import BatchSpec, Outcome, apply_accepted
+    from shoal.mailbox.envelope import BatchUnitRow, ModelChoice
+
+    repo, _ = make_repo(tmp_path, 1)
+    # A branch named "shoal" leaves no room for refs/heads/shoal/batch-...
+    subprocess.run(["git", "-C", str(repo), "branch", "shoal"], check=True)
+    base = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (repo / "m00.py").write_text("def value():\n    return 1\n")
+    diff = subprocess.run(
+        ["git", "-C", str(repo), "diff", "--binary"], capture_output=True, text=True, check=True
+    ).stdout
+    subprocess.run(["git", "-C", str(repo), "checkout", "-q", "--", "m00.py"], check=True)
+    spec = BatchSpec(
+        instruction=INSTRUCTION,
+        models={"executor": ModelChoice(model="openai/x")},
+        bases={str(repo): base},
+    )
+    row = BatchUnitRow(unit_id=unit_id("m00.py"), name="m00.py", source=str(repo))
+    outcome = Outcome(row, status="accepted", attempts=1, diff=diff)
+    branches, unapplied = apply_accepted("B1234", spec, [outcome], tmp_path / "patches")
+    assert branches == {} and unapplied == [outcome]
+    assert outcome.status == "conflict" and "refs/heads/shoal" in (outcome.error or "")
+    assert "shoal/batch-B1234" not in refs(repo)
+
+
+HOOK = '#!/bin/sh\necho "$0" >> "{marker}"\nexit 1\n'
+
+
+def test_git_dir_in_the_environment_and_repository_hooks_cannot_redirect_or_stop_a_batch(
+    home: Home, tmp_path: Path
+) -> None:
+    repo, names = make_repo(tmp_path / "work", 2)
+    decoy, _ = make_repo(tmp_path / "decoy", 1)
+    marker = tmp_path / "hooks-ran"
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    for hook_dir in (hooks, repo / ".git" / "hooks"):
+        for name in ("pre-commit", "post-commit", "post-checkout", "reference-transaction"):
+            (hook_dir / name).write_text(HOOK.format(marker=marker))
+            (hook_dir / name).chmod(0o755)
+    # A global config whose hooksPath a clone of the repository would pick up, too.
+    (tmp_path / "gitconfig").write_text(f"[core]\n\thooksPath = {hooks}\n")
+    decoy_refs = refs(decoy)
+    hostile = {
+        "GIT_DIR": str(decoy / ".git"),
+        "GIT_WORK_TREE": str(decoy),
+        "GIT_INDEX_FILE": str(decoy / ".git" / "index"),
+        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"),
+    }
+    with ScriptedModelServer(script(names)) as server:
+        result = local_batch(repo, server, "--verify", "python check.py", env=hostile)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout)
+    assert out["accepted"] == 2, out["unit_results"]
+    branch = out["branches"][str(repo)]
+    for name in names:
+        assert "return 1" in branch_file(repo, branch, name)
+    assert not marker.exists(), marker.read_text()
+    assert refs(decoy) == decoy_refs  # the repository GIT_DIR named was not touched
+    assert "return 0" in (decoy / "m00.py").read_text()

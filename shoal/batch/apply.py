@@ -3,8 +3,9 @@
 Each patch is applied with ``git apply --cached`` to a temporary index that
 starts at the batch's base commit, and committed on top of the previous one
 (one commit per unit), so the branch reads as the batch's history. A patch
-that no longer applies (two units changed the same lines) is reported and
-left out. HEAD, the user's index and work tree are never written.
+that no longer applies (two units changed the same lines) is left out and
+reported with git's reason; a branch that cannot be written raises. HEAD, the
+user's index and work tree are never written.
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ def branch_name(batch_id: str) -> str:
 
 def apply_patches(
     repo: Path, base: str, branch: str, patches: list[tuple[str, str]], message: str
-) -> list[str]:
-    """Commit ``(name, patch)`` in order onto ``base`` as ``branch``; return the names left out."""
-    left_out = []
+) -> dict[str, str]:
+    """Commit ``(name, patch)`` in order onto ``base`` as ``branch``.
+
+    Returns the names left out, each with why. WorkspaceError: nothing could be
+    committed (the base is gone, the branch name is taken by a ref, ...).
+    """
+    left_out = {}
     with tempfile.TemporaryDirectory(prefix="shoal-apply-") as tmp:
         index = Path(tmp) / "index"
         git(repo, "read-tree", base, index=index)
@@ -31,8 +36,8 @@ def apply_patches(
         for name, patch in patches:
             try:
                 git(repo, "apply", "--cached", "--binary", "-", index=index, input=patch.encode())
-            except WorkspaceError:
-                left_out.append(name)
+            except WorkspaceError as exc:
+                left_out[name] = str(exc)
                 continue
             tree = git(repo, "write-tree", index=index).decode().strip()
             text = f"{message}: {name}\n".encode()

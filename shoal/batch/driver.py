@@ -5,7 +5,10 @@ writing: the batch, each finished unit and the end are messages to the
 orchestrator (``batch.start``, ``batch.unit``, ``batch.end``), which records
 them. Resume reads the rows back through named queries and runs only the
 units that have no outcome yet. A unit whose worker died runs again, up to
-``retries`` more times; after that it is ``lost``.
+``retries`` more times; after that it is ``lost``. An accepted unit whose patch
+cannot be committed to the batch's branch (another unit changed the same
+lines, the branch cannot be written) becomes a ``conflict``: recorded with
+git's reason, its patch file kept.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _RECORD_TIMEOUT = 60.0
-_FINAL = ("accepted", "rejected", "failed", "lost")
+_FINAL = ("accepted", "rejected", "failed", "lost", "conflict")
 
 
 class BatchSpec(BaseModel):
@@ -86,10 +89,11 @@ class Summary:
     backend_start_s: float = 0.0
     branches: dict[str, str] = field(default_factory=dict)
     left_out: list[str] = field(default_factory=list)
+    """Accepted units not committed to a branch: conflicts, and units of a URL source."""
     patches: str = ""
 
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(("accepted", "rejected", "failed", "lost", "pending"), 0)
+        counts = dict.fromkeys((*_FINAL, "pending"), 0)
         for o in self.outcomes:
             counts[o.status] = counts.get(o.status, 0) + 1
         return counts
@@ -260,7 +264,12 @@ def run_batch(
             progress.stop()
             records.flush()
             if not spec.dry_run:
-                summary.branches, summary.left_out = _apply(batch_id, spec, outcomes, patches)
+                summary.branches, unapplied = apply_accepted(batch_id, spec, outcomes, patches)
+                summary.left_out = [o.row.name for o in unapplied]
+                for o in unapplied:
+                    if o.status == "conflict":
+                        records.send(_record(batch_id, o))
+                records.flush()
             summary.status = "done"
         except KeyboardInterrupt:
             progress.stop()
@@ -415,28 +424,46 @@ def _recall(client: MailboxClient, spec: BatchSpec) -> str:
     return reply.text if isinstance(reply, ContextResult) else ""
 
 
-def _apply(
+def apply_accepted(
     batch_id: str, spec: BatchSpec, outcomes: list[Outcome], patches: Path
-) -> tuple[dict[str, str], list[str]]:
-    """Accepted patches onto ``shoal/batch-<id>``, one branch per local repository."""
-    from shoal.batch.apply import apply_patches, branch_name
+) -> tuple[dict[str, str], list[Outcome]]:
+    """Accepted patches onto ``shoal/batch-<id>``, one branch per local repository.
 
-    by_source: dict[str, list[tuple[str, str]]] = {}
+    Returns the branches and the accepted outcomes not applied: those of a URL
+    source (their patch files are the result) and conflicts, whose status and
+    error this sets.
+    """
+    from shoal.batch.apply import apply_patches, branch_name
+    from shoal.workspace.git import WorkspaceError
+
+    by_source: dict[str, list[Outcome]] = {}
     for o in sorted(outcomes, key=lambda o: o.row.name):
         if o.status == "accepted" and o.diff:
-            by_source.setdefault(o.row.source, []).append((o.row.name, o.diff))
-    branches, left_out = {}, []
+            by_source.setdefault(o.row.source, []).append(o)
+    branches: dict[str, str] = {}
+    unapplied: list[Outcome] = []
+    branch = branch_name(batch_id)
     for source, items in by_source.items():
         base = spec.bases.get(source)
         if base is None or not Path(source).is_dir():
-            left_out += [name for name, _ in items]  # a URL: its patches are the files
+            unapplied += items  # a URL: its patches are the files
             continue
-        branch = branch_name(batch_id)
-        left_out += apply_patches(
-            Path(source), base, branch, items, f"shoal batch {batch_id}: {spec.instruction[:60]}"
-        )
-        branches[source] = branch
-    return branches, left_out
+        message = f"shoal batch {batch_id}: {spec.instruction[:60]}"
+        try:
+            left_out = apply_patches(
+                Path(source), base, branch, [(o.row.name, o.diff) for o in items], message
+            )
+        except WorkspaceError as exc:
+            left_out = dict.fromkeys((o.row.name for o in items), str(exc))
+        else:
+            branches[source] = branch
+        for o in items:
+            if o.row.name in left_out:
+                o.status = "conflict"
+                path = patches / f"{_safe(o.row.name)}.patch"
+                o.error = f"not committed to {branch}: {left_out[o.row.name]}; the patch is {path}"
+                unapplied.append(o)
+    return branches, unapplied
 
 
 def load_outcomes(rows: list[dict[str, Any]]) -> list[Outcome]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from shoal.mailbox.envelope import ModelChoice
+from shoal.workspace.git import WorkspaceError, git, head, split_z, toplevel
 
 UnitKind = Literal["file", "dir", "repo"]
 
@@ -76,30 +76,27 @@ def unit_id(name: str) -> str:
 
 
 def repo_root(path: Path) -> Path:
-    out = subprocess.run(
-        ["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True, text=True
-    )
-    if out.returncode != 0:
-        raise BatchError(f"{path} is not inside a git repository")
-    return Path(out.stdout.strip())
+    try:
+        return toplevel(path)
+    except WorkspaceError as exc:
+        raise BatchError(str(exc)) from None
 
 
 def head_commit(repo: Path | str) -> str:
-    out = subprocess.run(
-        ["git", "-C", str(repo), "rev-parse", "--verify", "HEAD^{commit}"],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
+    try:
+        commit = head(Path(repo))
+    except WorkspaceError as exc:
+        raise BatchError(str(exc)) from None
+    if commit is None:
         raise BatchError(f"{repo} has no commits; batch units start from a commit")
-    return out.stdout.strip()
+    return commit
 
 
 def tracked_files(root: Path) -> list[str]:
-    out = subprocess.run(
-        ["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True
-    ).stdout
-    return [p for p in out.decode(errors="surrogateescape").split("\0") if p]
+    try:
+        return split_z(git(root, "ls-files", "-z"))
+    except WorkspaceError as exc:
+        raise BatchError(str(exc)) from None
 
 
 def file_units(root: Path, pattern: str, kind: UnitKind) -> list[tuple[str, list[str]]]:

@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 from shoal.batch.units import UnitResult, UnitSpec
 from shoal.mailbox.envelope import ContextResult, Payload, Usage
 from shoal.paths import Home
+from shoal.workspace.git import git, without_redirects
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,12 @@ def run_unit(spec_json: str) -> str:
 
     restore_home()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    # Everything the unit runs (the tool loop's shell and git, verify, the evaluator's
+    # checks) works in its clone: a GIT_DIR or GIT_WORK_TREE inherited from the shell
+    # that started the batch would point it at the user's repository instead. This
+    # process only runs units, so the variables go for good.
+    for name in set(os.environ) - set(without_redirects(os.environ)):
+        del os.environ[name]
     spec = UnitSpec.model_validate_json(spec_json)
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="shoal-unit-"))
@@ -155,13 +161,13 @@ def _clone(spec: UnitSpec, dest: Path) -> Path:
     local = "://" not in spec.source and not spec.source.startswith("git@")
     # --shared borrows the source's objects: a clone costs a checkout, not a copy.
     shared = ["--shared"] if local else []
-    _git(None, "clone", "--quiet", "--no-checkout", *shared, spec.source, str(dest))
-    _git(dest, "checkout", "--quiet", "--detach", spec.base or "HEAD")
+    git(dest.parent, "clone", "--quiet", "--no-checkout", *shared, spec.source, str(dest))
+    git(dest, "checkout", "--quiet", "--detach", spec.base or "HEAD")
     return dest
 
 
 def _patch(clone: Path, base: str, snap: str) -> str:
-    out = _git(
+    out = git(
         clone,
         "diff-tree",
         "-r",
@@ -177,22 +183,6 @@ def _patch(clone: Path, base: str, snap: str) -> str:
         snap,
     )
     return out.decode()  # UnicodeDecodeError: a unit's own failure, reported as such
-
-
-def _git(repo: Path | None, *args: str) -> bytes:
-    from shoal.workspace.git import IDENTITY
-
-    where = ["-C", str(repo)] if repo is not None else []
-    proc = subprocess.run(
-        ["git", *where, "-c", "core.hooksPath=/dev/null", *args],
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, **IDENTITY, "GIT_TERMINAL_PROMPT": "0"},
-    )
-    if proc.returncode != 0:
-        reason = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise RuntimeError(f"git {args[0]}: {reason[-1] if reason else proc.returncode}")
-    return proc.stdout
 
 
 def _evaluate(

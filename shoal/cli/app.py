@@ -5,23 +5,13 @@ from __future__ import annotations
 import sys
 
 import typer
-from typer.core import TyperGroup
 
 from shoal import __version__
-
-
-class _RunByDefault(TyperGroup):
-    """``shoal "fix the failing test"`` means ``shoal run "fix the failing test"``."""
-
-    def resolve_command(self, ctx, args):  # type: ignore[no-untyped-def]
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["run", *args]
-        return super().resolve_command(ctx, args)
-
+from shoal.cli.groups import RunByDefault
 
 app = typer.Typer(
     name="shoal",
-    cls=_RunByDefault,
+    cls=RunByDefault,
     help="shoal: a local-first AI coding agent for the terminal, built as a team of actors.",
     no_args_is_help=True,
     add_completion=False,

@@ -14,27 +14,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from typer.core import TyperGroup
 
+from shoal.cli.groups import RunByDefault
 from shoal.cli.output import console, fail, print_json
 
 if TYPE_CHECKING:
     from shoal.batch.backends import Backend
-    from shoal.batch.driver import Summary
+    from shoal.batch.driver import BatchSpec, Outcome, Summary
+    from shoal.batch.units import UnitKind
     from shoal.paths import Home
 
-
-class _RunByDefault(TyperGroup):
-    """``shoal batch "rename foo"`` means ``shoal batch run "rename foo"``."""
-
-    def resolve_command(self, ctx, args):  # type: ignore[no-untyped-def]
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["run", *args]
-        return super().resolve_command(ctx, args)
-
+Found = list[tuple[str, str, list[str]]]
+"""(name, source repository, files) per unit."""
 
 app = typer.Typer(
-    cls=_RunByDefault,
+    cls=RunByDefault,
     help="Apply one instruction to many files, directories or repositories, in parallel.",
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -83,39 +77,76 @@ def batch_run(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run a batch: split into units, run each in isolation, apply what was accepted."""
-    from shoal import config
-    from shoal.batch.driver import BatchSpec, Outcome
-    from shoal.batch.units import (
-        BatchError,
-        file_units,
-        head_commit,
-        repo_root,
-        repo_units,
-        unit_id,
-    )
     from shoal.ids import new_id
-    from shoal.mailbox.envelope import BatchUnitRow
     from shoal.paths import Home
 
+    kind = _unit_kind(files, repos, unit)
+    home = Home.resolve()
+    workdir = (cwd or Path.cwd()).resolve()
+    found, bases = _find_units(files, repos, kind, workdir)
+    spec = _spec(
+        home,
+        workdir if files is not None else Path.cwd(),
+        model=model,
+        judge=judge,
+        quality=quality,
+        instruction=instruction,
+        files=files,
+        repos=str(repos.resolve()) if repos is not None else None,
+        unit=kind,
+        verify=verify,
+        verify_timeout=verify_timeout,
+        max_turns=max_turns,
+        workers=workers or _cpus(),
+        retries=retries,
+        dry_run=dry_run,
+        bases=bases,
+    )
+    chosen = _backend(home, backend, ray_address)
+    _run(home, new_id(), spec, _outcomes(found), chosen, quiet=quiet, json_out=json_out, new=True)
+
+
+def _unit_kind(files: str | None, repos: Path | None, unit: str | None) -> UnitKind:
     if (files is None) == (repos is None):
         fail("give exactly one of --files GLOB or --repos FILE", code=2)
     kind = unit or ("repo" if repos is not None else "file")
     if kind not in ("file", "dir", "repo") or (kind == "repo") != (repos is not None):
         fail("--unit is file or dir with --files, and repo with --repos", code=2)
-    home = Home.resolve()
-    workdir = (cwd or Path.cwd()).resolve()
+    return kind  # type: ignore[return-value]
+
+
+def _find_units(
+    files: str | None, repos: Path | None, kind: UnitKind, workdir: Path
+) -> tuple[Found, dict[str, str | None]]:
+    """The units, and the commit each source starts from (None: a URL's HEAD, at clone time)."""
+    from shoal.batch.units import BatchError, file_units, head_commit, repo_root, repo_units
+
     try:
         if files is not None:
             root = repo_root(workdir)
-            found = [(name, str(root), fs) for name, fs in file_units(root, files, kind)]  # type: ignore[arg-type]
-            bases: dict[str, str | None] = {str(root): head_commit(root)}
-        else:
-            assert repos is not None
-            found = [(name, source, []) for name, source in repo_units(repos.resolve())]
-            bases = {s: (head_commit(s) if Path(s).is_dir() else None) for _, s, _ in found}
+            found = [(name, str(root), fs) for name, fs in file_units(root, files, kind)]
+            return found, {str(root): head_commit(root)}
+        assert repos is not None
+        found = [(name, source, []) for name, source in repo_units(repos.resolve())]
+        return found, {s: (head_commit(s) if Path(s).is_dir() else None) for _, s, _ in found}
     except BatchError as exc:
         fail(str(exc), code=2)
-    loop = config.load(home, workdir if files is not None else Path.cwd(), {"model": model})
+
+
+def _spec(
+    home: Home,
+    cwd: Path,
+    *,
+    model: str | None,
+    judge: bool | None,
+    quality: float | None,
+    **options: Any,
+) -> BatchSpec:
+    """The batch as asked for, with the configured models, quality bar and permissions."""
+    from shoal import config
+    from shoal.batch.driver import BatchSpec
+
+    loop = config.load(home, cwd, {"model": model})
     models = loop.models()
     if "executor" not in models:
         fail(
@@ -123,32 +154,28 @@ def batch_run(
             "or pass -m",
             code=2,
         )
-    spec = BatchSpec(
-        instruction=instruction,
-        files=files,
-        repos=str(repos.resolve()) if repos is not None else None,
-        unit=kind,  # type: ignore[arg-type]
-        verify=verify,
-        verify_timeout=verify_timeout,
-        judge=("evaluator" in models) if judge is None else judge,
+    judge = ("evaluator" in models) if judge is None else judge
+    if judge and "evaluator" not in models:
+        fail("--judge needs an evaluator model (SHOAL_EVALUATOR_MODEL or SHOAL_MODEL)", code=2)
+    return BatchSpec(
+        judge=judge,
         quality=quality if quality is not None else loop.quality,
         models=models,
         permission_mode=loop.permission_mode,
-        max_turns=max_turns,
         token_budget=loop.budget_tokens,
-        workers=workers or _cpus(),
-        retries=retries,
-        dry_run=dry_run,
-        bases=bases,
+        **options,
     )
-    if spec.judge and "evaluator" not in models:
-        fail("--judge needs an evaluator model (SHOAL_EVALUATOR_MODEL or SHOAL_MODEL)", code=2)
-    outcomes = [
+
+
+def _outcomes(found: Found) -> list[Outcome]:
+    from shoal.batch.driver import Outcome
+    from shoal.batch.units import unit_id
+    from shoal.mailbox.envelope import BatchUnitRow
+
+    return [
         Outcome(BatchUnitRow(unit_id=unit_id(name), name=name, source=source, files=fs))
         for name, source, fs in found
     ]
-    chosen = _backend(home, backend, ray_address)
-    _run(home, new_id(), spec, outcomes, chosen, quiet=quiet, json_out=json_out, new=True)
 
 
 @app.command("resume")
@@ -268,6 +295,7 @@ def _report(summary: Summary, json_out: bool) -> None:
         f"batch {summary.batch_id}: {summary.status}; {counts['accepted']} accepted, "
         f"{counts['rejected']} rejected, {counts['failed']} failed"
         + (f", {counts['lost']} lost" if counts["lost"] else "")
+        + (f", {counts['conflict']} conflicts" if counts["conflict"] else "")
         + (f", {counts['pending']} not run" if counts["pending"] else "")
         + f" in {summary.duration_s:.1f}s on {summary.backend}; {data['tokens']} tokens, "
         f"${data['cost_usd']:.4f}"

@@ -1065,7 +1065,8 @@ class BatchUnitDone(Payload):
 
     batch_id: str = Field(pattern=r"^[0-9A-Za-z]{4,64}$")
     unit_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    status: Literal["accepted", "rejected", "failed", "lost"]
+    status: Literal["accepted", "rejected", "failed", "lost", "conflict"]
+    """``conflict``: accepted, but its patch could not be committed to the batch's branch."""
     attempts: int = Field(ge=1)
     score: float | None = None
     verify_passed: bool | None = None

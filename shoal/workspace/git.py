@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 
@@ -68,7 +68,7 @@ def git(
 
     ``index`` sets ``GIT_INDEX_FILE``: the user's own index is never written through here.
     """
-    env = {k: v for k, v in os.environ.items() if k not in _REDIRECTING}
+    env = without_redirects(os.environ)
     env.update(IDENTITY, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
     if index is not None:
         env["GIT_INDEX_FILE"] = str(index)
@@ -88,6 +88,11 @@ def git(
         reason = lines[-1].strip() if lines else f"exit code {proc.returncode}"
         raise WorkspaceError(f"git {args[0]} failed in {repo}: {reason}")
     return proc.stdout
+
+
+def without_redirects(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` without the variables that would point git at another repository or index."""
+    return {k: v for k, v in env.items() if k not in _REDIRECTING}
 
 
 def toplevel(repo: str | Path) -> Path:
