@@ -124,6 +124,31 @@ def test_git_allowed_subcommands_work_in_the_workspace(box: Toolbox, repo: Path)
     assert head.ok and "a.txt" in head.output
 
 
+def test_git_dir_from_the_users_shell_cannot_point_the_tools_at_another_repository(
+    box: Toolbox, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoy = tmp_path / "decoy"
+    subprocess.run(["git", "init", "-q", str(decoy)], check=True)
+    (repo / "mine.txt").write_text("in the workspace\n")
+    monkeypatch.setenv("GIT_DIR", str(decoy / ".git"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(decoy))
+    monkeypatch.setenv("GIT_INDEX_FILE", str(decoy / ".git" / "index"))
+    shown = box.call("shell", {"command": "git rev-parse --show-toplevel; git status --short"})
+    assert shown.ok and str(repo) in shown.output and "mine.txt" in shown.output
+    assert box.call("git", {"args": ["add", "mine.txt"]}).ok
+    status = box.call("git", {"args": ["status", "--short"]})
+    assert "A  mine.txt" in status.output
+    found = box.call("grep", {"pattern": "in the workspace"})
+    assert "mine.txt" in found.output
+    decoy_status = subprocess.run(
+        ["git", "-C", str(decoy), "status", "--short"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
+    )
+    assert decoy_status.stdout == ""  # nothing was added to the decoy's index
+
+
 def test_git_failure_is_an_error_result_with_its_exit_code(box: Toolbox) -> None:
     result = box.call("git", {"args": ["show", "no-such-rev"]})
     assert not result.ok and result.exit_code == 128

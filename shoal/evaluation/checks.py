@@ -210,7 +210,10 @@ def _score_one(result: CheckResult) -> float:
 
 
 def _environment() -> dict[str, str]:
-    env = dict(os.environ)
+    from shoal.workspace.git import without_redirects
+
+    # The project's checks run on the workspace, never on a repository GIT_DIR names.
+    env = without_redirects(os.environ)
     env.pop("FORCE_COLOR", None)
     # Non-interactive, uncoloured output; and no __pycache__ written into the user's tree
     # (pytest's assertion rewriting honours it too).

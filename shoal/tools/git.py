@@ -17,6 +17,7 @@ from shoal.tools import process
 from shoal.tools.base import ToolArgs, ToolError, ToolOutput
 from shoal.tools.shell import status
 from shoal.tools.workspace import Workspace
+from shoal.workspace.git import without_redirects
 
 ALLOWED = ("status", "diff", "log", "show", "add", "commit", "restore", "rev-parse", "branch")
 WRITES = frozenset({"add", "commit", "restore"})
@@ -94,7 +95,7 @@ def git(ws: Workspace, args: GitArgs) -> ToolOutput:
         done = process.run(
             ["git", "--no-pager", *args.args],
             cwd=ws.root,
-            env={**os.environ, **ENV},
+            env={**without_redirects(os.environ), **ENV},
             timeout=TIMEOUT,
         )
     except FileNotFoundError:

@@ -25,6 +25,7 @@ from shoal.tools.base import ToolArgs, ToolError, ToolOutput
 from shoal.tools.files import BINARY_SNIFF, MAX_FILE_BYTES
 from shoal.tools.patterns import compile_glob
 from shoal.tools.workspace import Workspace
+from shoal.workspace.git import without_redirects
 
 MAX_MATCHES = 5000
 MAX_COLUMNS = 500
@@ -205,7 +206,7 @@ def _git_listed(directory: Path) -> list[Path] | None:
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=TIMEOUT,
-            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+            env={**without_redirects(os.environ), "GIT_OPTIONAL_LOCKS": "0"},
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -10,6 +10,7 @@ from pydantic import Field
 from shoal.tools import process
 from shoal.tools.base import ToolArgs, ToolError, ToolOutput
 from shoal.tools.workspace import Workspace
+from shoal.workspace.git import without_redirects
 
 DEFAULT_TIMEOUT = 120.0
 MAX_TIMEOUT = 600.0
@@ -42,7 +43,9 @@ def shell(ws: Workspace, args: ShellArgs) -> ToolOutput:
         done = process.run(
             ["bash", "-c", args.command],
             cwd=ws.root,
-            env={**os.environ, **QUIET_ENV},
+            # A GIT_DIR or GIT_WORK_TREE from the user's shell would point the model's
+            # git at another repository than the workspace.
+            env={**without_redirects(os.environ), **QUIET_ENV},
             timeout=args.timeout,
         )
     except FileNotFoundError:
