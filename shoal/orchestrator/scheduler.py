@@ -521,9 +521,13 @@ class Scheduler:
             self.supervisor.spawn(role, missing)
 
     def _role_for(self, task: TaskRun, role: str) -> str:
-        """A team's own member of ``role`` when the task runs for a team that has one."""
+        """A team's own member of ``role`` when the task runs for a team that has one.
+
+        Only members that take work count: while a team goes down its stopping members
+        take nothing new, and the task's next step goes to shoal's own actors instead.
+        """
         team = task.submit.options.team
-        if team and self.supervisor.names_of(f"{role}@{team}"):
+        if team and self.supervisor.taking_work(f"{role}@{team}"):
             return f"{role}@{team}"
         return role
 
