@@ -175,6 +175,14 @@ def test_the_api_needs_its_token_and_answers_bad_input_in_json(home: Home, tmp_p
         ("POST", "/tasks", {"body": {"description": "x", "cwd": "rel"}}, 422, "absolute"),
         ("POST", "/tasks", {"body": {"description": "x", "cwd": str(tmp_path)}}, 422, "git"),
         ("POST", "/tasks", {"body": {"description": "x", "cwd": str(repo)}}, 422, "no model"),
+        ("POST", "/tasks", {"body": {"description": " ", "cwd": str(repo)}}, 422, "empty"),
+        (
+            "POST",
+            "/tasks",
+            {"body": {"description": "x", "cwd": str(repo), "colour": "red"}},
+            422,
+            "colour: Extra inputs are not permitted",
+        ),
         (
             "POST",
             "/tasks",
@@ -219,6 +227,36 @@ def test_the_api_needs_its_token_and_answers_bad_input_in_json(home: Home, tmp_p
     with pytest.raises(ConnectionRefusedError):
         request("GET", f"{url}/health")
     assert not (home.root / "api.json").exists() and not (home.root / "api.token").exists()
+
+
+def test_answers_leave_out_fields_they_do_not_know_and_requests_refuse_them() -> None:
+    from pydantic import ValidationError
+
+    from shoal.api.models import TaskCreate, TaskSummary
+    from shoal.api.openapi import document
+    from shoal.api.routes import ROUTES
+
+    # A column a shared query gains later is left out of the answer, not a 500.
+    row = {
+        "id": "T1",
+        "status": "accepted",
+        "decision": "quality",
+        "score": 0.9,
+        "iterations": 1,
+        "tokens": 10,
+        "cost_usd": 0.0,
+        "created_at": "2026-01-01",
+        "description": "x",
+        "added_later": 42,
+    }
+    assert "added_later" not in TaskSummary.model_validate(row).model_dump()
+    with pytest.raises(ValidationError, match="colour"):
+        TaskCreate.model_validate({"description": "x", "cwd": "/x", "colour": "red"})
+    # So for every model in the document: only what clients send is closed.
+    schemas = document(None)["components"]["schemas"]
+    sent = {m.__name__ for r in ROUTES for m in (r.body, r.query) if m is not None}
+    closed = {n for n, s in schemas.items() if s.get("additionalProperties") is False}
+    assert closed == sent & set(schemas) == {"TaskCreate"}
 
 
 def test_serve_in_the_foreground_stops_serving_on_ctrl_c(home: Home) -> None:
@@ -382,3 +420,167 @@ def test_tasks_over_http_run_with_their_options_cancel_and_send_signed_webhooks(
         assert "s3cret-key" not in (home.logs / "orchestrator.log").read_text()
     finally:
         receiver.close()
+
+
+class Endpoints:
+    """Webhook receivers on one server, by path: ``/ok`` answers 200; ``/busy`` 503 with
+    ``Retry-After: <wait>`` (``/busy-once``: only to the first attempt of each delivery);
+    ``/broken`` 500. Each POST is kept with its arrival time."""
+
+    def __init__(self, wait: int = 1) -> None:
+        self.posts: list[tuple[float, str, dict[str, str], bytes]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                outer.posts.append((time.monotonic(), self.path, headers, body))
+                first = headers["x-shoal-attempt"] == "1"
+                busy = self.path == "/busy" or (self.path == "/busy-once" and first)
+                self.send_response(503 if busy else 500 if self.path == "/broken" else 200)
+                if busy:
+                    self.send_header("Retry-After", str(wait))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def at(self, path: str) -> list[tuple[float, str, dict[str, str], bytes]]:
+        return [p for p in self.posts if p[1] == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_webhook_retries_wait_in_a_timer_not_in_the_delivery_workers() -> None:
+    from shoal.api.settings import WebhookConfig
+    from shoal.api.webhooks import Dispatcher
+    from shoal.mailbox.envelope import Envelope, TaskDone
+
+    receivers = Endpoints(wait=1)
+    rows: list[list[Any]] = []
+    dispatcher = Dispatcher("ipc:///nonexistent", lambda _sql, params: rows.append(params))
+
+    def hook(path: str, name: str, **extra: Any) -> WebhookConfig:
+        url = receivers.base + path
+        return WebhookConfig(url=url, name=name, secret="k", **extra)  # type: ignore[arg-type]
+
+    # More receivers asking to wait than there are delivery workers (4), queued first.
+    busy = [hook("/busy", f"busy{n}", max_attempts=2) for n in range(6)]
+    impatient = hook("/busy", "impatient", max_retry_after=0.5)
+    broken = hook("/broken", "broken", max_attempts=4, backoff=0.05, backoff_cap=0.1)
+    dispatcher.configure(served=[*busy, impatient, broken, hook("/ok", "healthy")])
+    done = TaskDone(
+        task_id="T1",
+        status="failed",
+        decision="error",
+        score=None,
+        iterations=1,
+        tokens=0,
+        cost_usd=0.0,
+        files_changed=[],
+        summary="",
+    )
+    try:
+        sent = time.monotonic()
+        assert dispatcher.dispatch(Envelope.of(done, sender="o", recipient="*", task_id="T1")) == 9
+        wait_for(lambda: len(receivers.at("/busy")) >= 6 * 2 + 1, 30, what="the busy retries")
+        wait_for(lambda: len(rows) == 6 * 2 + 1 + 4 + 1, 10, what="every attempt's row")
+    finally:
+        dispatcher.close()
+        receivers.close()
+    healthy = receivers.at("/ok")
+    retried = [p for p in receivers.at("/busy") if p[2]["x-shoal-attempt"] == "2"]
+    assert len(healthy) == 1 and len(retried) == 6
+    # The healthy receiver did not wait behind the busy ones; each retry waited as asked.
+    assert healthy[0][0] < min(p[0] for p in retried)
+    assert min(p[0] for p in retried) - sent >= 1.0
+    by = {(r[4], r[1]): r for r in rows}  # (webhook name, attempt) -> row
+    assert [by[("busy0", n)][6] for n in (1, 2)] == [503, 503]
+    assert by[("busy0", 1)][11] is not None and by[("busy0", 2)][11] is None  # retry_at
+    assert (by[("healthy", 1)][6], by[("healthy", 1)][7]) == (200, True)
+    # Asking for longer than max_retry_after ends the delivery, saying why.
+    assert ("impatient", 2) not in by
+    assert "Retry-After 1s is longer than max_retry_after" in by[("impatient", 1)][8]
+    # Without Retry-After: the capped full-jitter backoff, every attempt made.
+    waits = [(by[("broken", n)][11] - by[("broken", n)][10]).total_seconds() for n in (1, 2, 3)]
+    assert all(0 <= w <= 0.1 + 0.01 for w in waits), waits
+    assert by[("broken", 4)][6] == 500 and by[("broken", 4)][11] is None
+
+
+def test_a_failed_task_is_signed_with_the_secret_from_the_environment_and_retried_as_asked(
+    home: Home, tmp_path: Path
+) -> None:
+    key = "env-k3y-" + os.urandom(6).hex()
+    receivers = Endpoints(wait=1)
+    home.ensure()
+    home.config_file.write_text(
+        f'[[webhooks]]\nurl = "{receivers.base}/busy-once"\nname = "flaky"\n'
+        'events = ["task.failed"]\nsecret_env = "SHOAL_TEST_HOOK_KEY"\n\n'
+        f'[[webhooks]]\nurl = "{receivers.base}/ok"\nname = "steady"\n'
+        'events = ["task.failed"]\nsecret_env = "SHOAL_TEST_HOOK_KEY"\n'
+    )
+    repo = bare_repo(tmp_path)
+    # A request the provider refuses (400, not retried): the task fails at once.
+    script = Script.model_validate({"models": {"scripted-any": [{"status": 400}]}})
+    try:
+        with ScriptedModelServer(script) as server:
+            env = {
+                "SHOAL_BASE_URL": server.base_url,
+                "SHOAL_MODEL": "openai/scripted-any",
+                "SHOAL_TEST_HOOK_KEY": key,
+            }
+            unset = shoal("orchestrator", "start", env={"SHOAL_TEST_HOOK_KEY": ""})
+            assert unset.returncode != 0 and "SHOAL_TEST_HOOK_KEY is not set" in unset.stderr
+            ran = shoal("run", "fix it", "-C", str(repo), "--json", env=env, timeout=120)
+            assert ran.returncode == 1, ran.stderr
+            task_id = json.loads(ran.stdout)["task_id"]
+            assert json.loads(ran.stdout)["status"] == "failed"
+            wait_for(lambda: len(receivers.at("/busy-once")) >= 2, 30, what="the retry")
+        steady, flaky = receivers.at("/ok"), receivers.at("/busy-once")
+        assert len(steady) == 1 and len(flaky) == 2
+        # The steady receiver had it at once; the flaky one again after its Retry-After.
+        assert steady[0][0] < flaky[1][0] and flaky[1][0] - flaky[0][0] >= 1.0
+        for _, _, headers, raw in [*steady, *flaky]:
+            expected = hmac.new(key.encode(), raw, hashlib.sha256).hexdigest()
+            assert headers["x-shoal-signature"] == f"sha256={expected}"
+            assert headers["x-shoal-event"] == "task.failed"
+            event = json.loads(raw)
+            assert (event["task_id"], event["data"]["status"]) == (task_id, "failed")
+
+        listed = shoal("webhooks", "--json", "--task", task_id, check=True).stdout
+        rows = [json.loads(line) for line in listed.splitlines()]
+        seen = sorted((r["webhook"], r["attempt"], r["status_code"]) for r in rows)
+        assert seen == [("flaky", 1, 503), ("flaky", 2, 200), ("steady", 1, 200)]
+        table = shoal("webhooks", check=True).stdout
+        assert "flaky" in table and key not in table and key not in listed
+    finally:
+        receivers.close()
+    assert shoal("orchestrator", "stop").returncode == 0
+    for log in home.logs.rglob("*"):
+        assert not log.is_file() or key not in log.read_text(errors="replace"), log
+    import duckdb
+
+    con = duckdb.connect(str(home.database), read_only=True)
+    try:
+        columns = con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE data_type IN ('VARCHAR', 'JSON')"
+        ).fetchall()
+        found = [
+            (t, c)
+            for t, c in columns
+            if con.execute(
+                f'SELECT count(*) FROM "{t}" WHERE "{c}" LIKE ?', [f"%{key}%"]
+            ).fetchall()[0][0]
+        ]
+    finally:
+        con.close()
+    assert len(columns) > 20 and found == []

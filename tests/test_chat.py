@@ -378,3 +378,39 @@ def test_a_digest_summarizes_without_a_model_and_markers_rebuild_the_conversatio
     assert cleared.summary is None and cleared.live == []
     assert conversation.context_window("openai/gpt-4o") > 100_000  # litellm's model info
     assert conversation.context_window("openai/unknown-x") == conversation.DEFAULT_WINDOW
+
+
+@pytest.mark.timeout(120)
+def test_sessions_list_here_shows_the_sessions_of_this_directory(
+    home: Home, tmp_path: Path
+) -> None:
+    one, two = make_repo(tmp_path / "one"), make_repo(tmp_path / "two")
+    env = {"SHOAL_EXECUTOR_MODEL": "openai/unused", "SHOAL_BASE_URL": "http://127.0.0.1:9/v1"}
+    for repo, name in ((one, "first"), (two, "second"), (one, "third")):
+        out = chat_lines(repo, ["/exit"], env, "-s", name)  # a named session, no turn
+        assert out.returncode == 0, out.stderr
+
+    def listed(*args: str, cwd: Path) -> list[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "shoal", "sessions", "list", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()
+
+    def names(*args: str, cwd: Path) -> list[tuple[str, str]]:
+        rows = [json.loads(line) for line in listed("--json", *args, cwd=cwd)]
+        return [(r["name"], r["cwd"]) for r in rows]
+
+    assert names("--here", cwd=one) == [("third", str(one)), ("first", str(one))]
+    assert names("--here", "-C", str(two), cwd=one) == [("second", str(two))]
+    assert names("--here", cwd=tmp_path) == []
+    assert [n for n, _ in names(cwd=tmp_path)] == ["third", "second", "first"]
+    table = "\n".join(listed("--here", cwd=two))
+    assert "second" in table and "first" not in table and "third" not in table
+    bad = shoal("sessions", "list", "-C", str(one))
+    assert bad.returncode == 2 and "give --here too" in bad.stderr

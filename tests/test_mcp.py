@@ -401,3 +401,79 @@ def test_servers_left_by_a_killed_actor_are_killed_by_the_next_host(tmp_path: Pa
         for proc in (stubborn, stranger):
             proc.kill()
             proc.wait()
+
+
+ENV_SERVER = """\
+import os, sys
+from mcp.server.mcpserver import MCPServer
+from mcp_types import ToolAnnotations
+
+app = MCPServer("envy")
+
+
+@app.tool(annotations=ToolAnnotations(readOnlyHint=True))
+def env(name: str) -> str:
+    \"\"\"One of this server's environment variables.\"\"\"
+    return os.environ.get(name, "<unset>")
+
+
+@app.tool(annotations=ToolAnnotations(readOnlyHint=True))
+def last_arg() -> str:
+    \"\"\"This server's last command-line argument.\"\"\"
+    return sys.argv[-1]
+
+
+app.run("stdio")
+"""
+
+
+def test_a_servers_env_and_args_are_filled_from_the_environment_when_it_starts(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "t0ken-" + os.urandom(6).hex()
+    script = tmp_path / "env_server.py"
+    script.write_text(ENV_SERVER)
+    shoal(
+        "mcp",
+        "add",
+        "envy",
+        "--env",
+        "TOKEN=${SHOAL_TEST_TOKEN}",
+        "--env",
+        "REGION=${SHOAL_TEST_REGION:-eu-west}",
+        "--",
+        sys.executable,
+        str(script),
+        "${SHOAL_TEST_ARG:-plain}",
+        check=True,
+    )
+    stored = (home.root / "mcp.json").read_text()
+    assert "${SHOAL_TEST_TOKEN}" in stored and "${SHOAL_TEST_REGION:-eu-west}" in stored
+
+    # Set; set but empty and unset: the defaults stand in.
+    monkeypatch.setenv("SHOAL_TEST_TOKEN", token)
+    monkeypatch.setenv("SHOAL_TEST_REGION", "")
+    monkeypatch.delenv("SHOAL_TEST_ARG", raising=False)
+    notices: list[str] = []
+    found = start_tools(home, tmp_path, Permissions(), None, None, notices.append)
+    try:
+        tools = {t.name: t for t in found}
+        assert set(tools) == {"envy__env", "envy__last_arg"}, notices
+        assert tools["envy__env"].run({"name": "TOKEN"}) == (token, True)
+        assert tools["envy__env"].run({"name": "REGION"}) == ("eu-west", True)
+        assert tools["envy__last_arg"].run({}) == ("plain", True)
+    finally:
+        for tool in found:
+            if tool.close:
+                tool.close()
+
+    # The listing names the variables; no value filled in reaches it.
+    env = {"SHOAL_TEST_TOKEN": token, "SHOAL_TEST_REGION": "us-east-9", "SHOAL_TEST_ARG": "given"}
+    listing = shoal("mcp", "list", env=env, check=True).stdout
+    rows = [
+        json.loads(line) for line in shoal("mcp", "list", "--json", env=env).stdout.splitlines()
+    ]
+    assert "envy" in listing and "env REGION, TOKEN" in listing
+    assert [r["target"].endswith("(env REGION, TOKEN)") for r in rows] == [True]
+    for shown in (listing, json.dumps(rows)):
+        assert token not in shown and "us-east-9" not in shown and "given" not in shown

@@ -21,11 +21,20 @@ from shoal.mailbox.envelope import (
 TaskStatus = Literal["running", "accepted", "unaccepted", "failed", "cancelled"]
 
 
-class _Body(BaseModel):
+class _Request(BaseModel):
+    """What a client sends: a misspelt or unknown field is an error, not silently dropped."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class TaskCreate(_Body):
+class _Response(BaseModel):
+    """What the API answers, mostly built from named store queries' rows: a column a query
+    gains later is left out of the answer instead of turning it into a 500."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class TaskCreate(_Request):
     """A task to run, as ``shoal run`` would: unset options come from the orchestrator's
     configuration (environment, the project's ``.shoal/config.toml``, ``config.toml``)."""
 
@@ -55,14 +64,14 @@ class TaskCreate(_Body):
         return cwd
 
 
-class TaskCreated(_Body):
+class TaskCreated(_Response):
     id: str
     status: Literal["running"] = "running"
     url: str
     """Path of the task's resource."""
 
 
-class TaskSummary(_Body):
+class TaskSummary(_Response):
     id: str
     status: TaskStatus
     decision: str | None
@@ -75,11 +84,11 @@ class TaskSummary(_Body):
     description: str
 
 
-class TaskList(_Body):
+class TaskList(_Response):
     tasks: list[TaskSummary]
 
 
-class IterationView(_Body):
+class IterationView(_Response):
     n: int
     score: float | None
     judge_score: float | None
@@ -93,7 +102,7 @@ class IterationView(_Body):
     decision: str | None
 
 
-class FindingView(_Body):
+class FindingView(_Response):
     iteration: int
     severity: str
     title: str
@@ -117,12 +126,12 @@ class TaskDetail(TaskSummary):
     """A team run's subtasks and how each ended."""
 
 
-class CancelAccepted(_Body):
+class CancelAccepted(_Response):
     id: str
     status: Literal["cancelling"] = "cancelling"
 
 
-class OrchestratorView(_Body):
+class OrchestratorView(_Response):
     pid: int
     home: str
     started_at: float
@@ -130,26 +139,26 @@ class OrchestratorView(_Body):
     messages: MessageCounters
 
 
-class TeamView(_Body):
+class TeamView(_Response):
     name: str
     members: list[ActorStatus]
     """Actors whose role is ``ROLE@TEAM``."""
 
 
-class ApiView(_Body):
+class ApiView(_Response):
     url: str
     auth: bool
     webhooks: int
 
 
-class StatusView(_Body):
+class StatusView(_Response):
     orchestrator: OrchestratorView
     running: list[TaskSummary]
     teams: list[TeamView]
     api: ApiView
 
 
-class CostRow(_Body):
+class CostRow(_Response):
     role: str
     model: str | None
     calls: int
@@ -158,7 +167,7 @@ class CostRow(_Body):
     cost_usd: float
 
 
-class CostView(_Body):
+class CostView(_Response):
     total_usd: float
     total_tokens: int
     calls: int
@@ -166,13 +175,13 @@ class CostView(_Body):
     """Per role and model, the most expensive first."""
 
 
-class Health(_Body):
+class Health(_Response):
     status: Literal["ok"] = "ok"
     version: str
     pid: int
 
 
-class ErrorDetail(_Body):
+class ErrorDetail(_Response):
     code: str
     """bad_request, unauthorized, not_found, method_not_allowed, conflict, too_large,
     invalid, unavailable, internal."""
@@ -180,11 +189,11 @@ class ErrorDetail(_Body):
     """One line saying what was wrong."""
 
 
-class ErrorBody(_Body):
+class ErrorBody(_Response):
     error: ErrorDetail
 
 
-class TaskListQuery(_Body):
+class TaskListQuery(_Request):
     limit: int = Field(20, ge=1, le=1000)
     status: TaskStatus | None = None
 

@@ -45,7 +45,6 @@ from shoal.mailbox.envelope import (
     StatusRequest,
     TaskAccepted,
     TaskCancel,
-    TaskSubmit,
 )
 from shoal.mailbox.errors import RemoteError
 
@@ -175,36 +174,22 @@ class Endpoints:
         return self._document()
 
     def create_task(self, body: TaskCreate) -> TaskCreated:
-        from shoal import config
         from shoal.settings import SettingsError
-        from shoal.workspace.git import WorkspaceError, toplevel
+        from shoal.submission import SubmitError, task_submit
 
-        cwd = Path(body.cwd).resolve()
-        if not cwd.is_dir():
-            raise ApiError(422, "invalid", f"cwd: {cwd} is not a directory")
-        try:
-            toplevel(cwd)
-        except WorkspaceError:
-            raise ApiError(
-                422,
-                "invalid",
-                f"cwd: {cwd} is not a git repository; shoal keeps each iteration in git",
-            ) from None
         flags = body.model_dump(exclude={"description", "cwd", "team"})
         try:
-            options = config.load(self.home, cwd, flags).task_options()
-        except SettingsError as exc:
-            raise ApiError(422, "invalid", str(exc)) from None
-        if not options.models:
-            raise ApiError(
-                422,
-                "invalid",
-                "no model configured: give model, or set SHOAL_MODEL in the orchestrator's "
-                "environment or [shoal] model in config.toml",
+            submit = task_submit(
+                self.home,
+                body.description,
+                Path(body.cwd),
+                flags,
+                team=body.team,
+                no_model="give model, or set SHOAL_MODEL in the orchestrator's environment or "
+                "[shoal] model in config.toml",
             )
-        if body.team is not None:
-            options = options.model_copy(update={"team": body.team})
-        submit = TaskSubmit(description=body.description, cwd=str(cwd), options=options)
+        except (SubmitError, SettingsError) as exc:
+            raise ApiError(422, "invalid", str(exc)) from None
         try:
             accepted = self._ask(submit, timeout=30.0)
         except RemoteError as exc:
@@ -225,7 +210,6 @@ class Endpoints:
         for it in iterations:
             it["dimensions"] = json.loads(it["dimensions"] or "{}")
             it["checks"] = json.loads(it["checks"] or "[]")
-            it.pop("snapshot", None)
         return TaskDetail.model_validate(
             {
                 **task,

@@ -47,7 +47,13 @@ class WebhookConfig(BaseModel):
     max_attempts: int = Field(5, ge=1, le=10)
     """Attempts before a delivery is given up (the first one included)."""
     backoff: float = Field(1.0, gt=0, le=60)
-    """Seconds before the first retry; doubled for each further one (with jitter)."""
+    """Longest wait before the first retry, in seconds; doubled for each further one (the
+    wait is drawn at random below it: full jitter)."""
+    backoff_cap: float = Field(60.0, gt=0, le=3600)
+    """Longest wait before any retry, in seconds."""
+    max_retry_after: float = Field(300.0, ge=0, le=3600)
+    """Longest ``Retry-After`` (on 429 or 503) honoured; a receiver asking for more gets no
+    further attempt."""
     timeout: float = Field(10.0, gt=0, le=120)
     """Seconds to wait for the receiver's answer."""
 

@@ -11,38 +11,49 @@ Headers: ``X-Shoal-Signature: sha256=<hex HMAC-SHA256 of the raw body>``,
 deduplicate by it), ``X-Shoal-Timestamp`` and ``X-Shoal-Attempt``.
 
 Delivery runs on worker threads fed by a subscriber thread, never on the
-broker's. A connection error, a timeout, 408, 429 or 5xx is retried after
-``backoff * 2^(attempt-1)`` seconds (jittered, at most ``max_attempts``);
-other answers are final. Each attempt is a ``webhook_deliveries`` row with the
-receiver's scheme, host and port only: URLs and secrets are never recorded.
+broker's. A connection error, a timeout, 408, 425, 429 or 5xx is retried (at
+most ``max_attempts`` attempts in all) after the model calls' backoff
+(:func:`shoal.llm.retry.backoff`: full jitter below ``backoff * 2^(attempt-1)``,
+capped at ``backoff_cap``), or after the receiver's ``Retry-After`` on 429 and
+503 (up to ``max_retry_after``; asking for longer ends the delivery). A retry
+waits in a timer heap, not in a worker: a slow receiver never holds up the
+others. Other answers are final. Each attempt is a ``webhook_deliveries`` row
+with the receiver's scheme, host and port only: URLs and secrets are never
+recorded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
+import heapq
 import hmac
 import http.client
+import itertools
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from shoal import __version__
 from shoal.api.settings import WebhookConfig
 from shoal.ids import new_id
+from shoal.llm.retry import backoff, retry_after
 from shoal.mailbox.envelope import BudgetWarning, Envelope, TaskDone
 
 log = logging.getLogger(__name__)
 
 TOPICS = [TaskDone.kind, BudgetWarning.kind]
 _RETRY_STATUS = frozenset({408, 425, 429})
+_ASKS_TO_WAIT = frozenset({429, 503})
+"""Answers whose ``Retry-After`` is honoured."""
 _INSERT = "INSERT INTO webhook_deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
@@ -62,6 +73,41 @@ def event_of(env: Envelope) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+def retry_wait(
+    hook: WebhookConfig, attempt: int, status: int | None, asked: float | None
+) -> tuple[float | None, str | None]:
+    """Seconds before attempt ``attempt + 1``, or None and why not, after a retryable failure."""
+    if attempt >= hook.max_attempts:
+        return None, None
+    if asked is not None and status in _ASKS_TO_WAIT:
+        if asked > hook.max_retry_after:
+            return None, f"Retry-After {asked:.0f}s is longer than max_retry_after"
+        return asked, None
+    return backoff(attempt, base=hook.backoff, cap=hook.backoff_cap), None
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """One event for one webhook: the same body and signature on every attempt."""
+
+    hook: WebhookConfig
+    event: dict[str, Any]
+    raw: bytes
+    signature: str
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int | None
+    error: str | None
+    retry_after: float | None
+    """Seconds the receiver asked to wait (``Retry-After``), if it did."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
 def _utc(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).replace(tzinfo=None)
 
@@ -78,6 +124,12 @@ class Dispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook")
+        # Retries due later: (monotonic due time, tie-break, job), released to the pool by
+        # one timer thread, so waiting for a retry never occupies a worker.
+        self._due: list[tuple[float, int, Callable[[], None]]] = []
+        self._order = itertools.count()
+        self._wake = threading.Condition()
+        self._timer: threading.Thread | None = None
 
     @property
     def hooks(self) -> list[WebhookConfig]:
@@ -104,8 +156,11 @@ class Dispatcher:
 
     def close(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        with self._wake:
+            self._wake.notify_all()
+        for thread in (self._thread, self._timer):
+            if thread is not None:
+                thread.join(5)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _follow(self) -> None:
@@ -135,40 +190,71 @@ class Dispatcher:
                 "task_id": env.task_id or data.get("task_id"),
                 "data": {k: v for k, v in data.items() if k != "kind"},
             }
-            self._pool.submit(self._deliver, hook, body)
+            self._pool.submit(self._start, hook, body)
         return len(hooks)
 
-    def _deliver(self, hook: WebhookConfig, event: dict[str, Any]) -> None:
+    def _start(self, hook: WebhookConfig, event: dict[str, Any]) -> None:
         raw = json.dumps(event, separators=(",", ":")).encode()
         try:
             signature = sign(hook.key(), raw)
         except Exception as exc:  # the secret_env went away: record why, never guess
-            self._note(hook, event, 1, None, f"not signed: {exc}", 0.0, None)
+            self._note(hook, event, 1, _Answer(None, f"not signed: {exc}", None), 0.0, None)
             return
-        for attempt in range(1, hook.max_attempts + 1):
-            started = time.monotonic()
-            status, error = self._post(hook, raw, signature, event, attempt)
-            took = (time.monotonic() - started) * 1000
-            ok = status is not None and 200 <= status < 300
-            retry = not ok and attempt < hook.max_attempts and _retryable(status)
-            delay = hook.backoff * 2 ** (attempt - 1) * random.uniform(0.8, 1.2) if retry else 0
-            self._note(
-                hook, event, attempt, status, error, took, time.time() + delay if retry else None
-            )
-            if not retry or self._stop.wait(delay):
-                if not ok:
-                    log.warning(
-                        "webhook %s: %s not delivered after %d attempt(s): %s",
-                        hook.label,
-                        event["event"],
-                        attempt,
-                        error or f"HTTP {status}",
-                    )
-                return
+        self._attempt(_Delivery(hook, event, raw, signature), 1)
 
-    def _post(
-        self, hook: WebhookConfig, raw: bytes, signature: str, event: dict[str, Any], attempt: int
-    ) -> tuple[int | None, str | None]:
+    def _attempt(self, delivery: _Delivery, attempt: int) -> None:
+        """POST once; record it; schedule the next attempt if this one may be retried."""
+        if self._stop.is_set():
+            return
+        hook, event = delivery.hook, delivery.event
+        started = time.monotonic()
+        answer = self._post(delivery, attempt)
+        took = (time.monotonic() - started) * 1000
+        wait, refused = None, None
+        if not answer.ok and _retryable(answer.status):
+            wait, refused = retry_wait(hook, attempt, answer.status, answer.retry_after)
+        if refused:
+            answer = _Answer(answer.status, f"{answer.error}; {refused}", answer.retry_after)
+        retry_at = None if wait is None else time.time() + wait
+        self._note(hook, event, attempt, answer, took, retry_at)
+        if wait is not None:
+            self._later(wait, functools.partial(self._attempt, delivery, attempt + 1))
+        elif not answer.ok:
+            log.warning(
+                "webhook %s: %s not delivered after %d attempt(s): %s",
+                hook.label,
+                event["event"],
+                attempt,
+                answer.error or f"HTTP {answer.status}",
+            )
+
+    def _later(self, delay: float, job: Callable[[], None]) -> None:
+        with self._wake:
+            heapq.heappush(self._due, (time.monotonic() + delay, next(self._order), job))
+            if self._timer is None:
+                self._timer = threading.Thread(
+                    target=self._release, name="webhook-retries", daemon=True
+                )
+                self._timer.start()
+            self._wake.notify()
+
+    def _release(self) -> None:
+        """Hand each retry to the pool when it is due (the timer thread)."""
+        with self._wake:
+            while not self._stop.is_set():
+                if not self._due:
+                    self._wake.wait()
+                    continue
+                left = self._due[0][0] - time.monotonic()
+                if left > 0:
+                    self._wake.wait(left)
+                    continue
+                job = heapq.heappop(self._due)[2]
+                with contextlib.suppress(RuntimeError):  # the pool is shut down: we are closing
+                    self._pool.submit(job)
+
+    def _post(self, delivery: _Delivery, attempt: int) -> _Answer:
+        hook, event = delivery.hook, delivery.event
         parts = urlsplit(hook.url)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
@@ -180,15 +266,20 @@ class Dispatcher:
             "X-Shoal-Delivery": event["id"],
             "X-Shoal-Timestamp": str(int(time.time())),
             "X-Shoal-Attempt": str(attempt),
-            "X-Shoal-Signature": signature,
+            "X-Shoal-Signature": delivery.signature,
         }
         try:
-            conn.request("POST", path, body=raw, headers=headers)
+            conn.request("POST", path, body=delivery.raw, headers=headers)
             response = conn.getresponse()
             response.read(64 * 1024)
-            return response.status, None if response.status < 300 else response.reason
+            status = response.status
+            return _Answer(
+                status,
+                None if status < 300 else response.reason,
+                retry_after(dict(response.getheaders())),
+            )
         except (OSError, http.client.HTTPException) as exc:
-            return None, f"{type(exc).__name__}: {exc}"[:300]
+            return _Answer(None, f"{type(exc).__name__}: {exc}"[:300], None)
         finally:
             with contextlib.suppress(Exception):
                 conn.close()
@@ -198,12 +289,10 @@ class Dispatcher:
         hook: WebhookConfig,
         event: dict[str, Any],
         attempt: int,
-        status: int | None,
-        error: str | None,
+        answer: _Answer,
         took_ms: float,
         retry_at: float | None,
     ) -> None:
-        ok = status is not None and 200 <= status < 300
         self._record(
             _INSERT,
             [
@@ -213,9 +302,9 @@ class Dispatcher:
                 event["task_id"],
                 hook.label,
                 hook.target,
-                status,
-                ok,
-                error,
+                answer.status,
+                answer.ok,
+                answer.error,
                 took_ms,
                 _utc(time.time()),
                 _utc(retry_at) if retry_at is not None else None,

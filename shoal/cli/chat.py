@@ -114,13 +114,21 @@ def _rows(name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
 @sessions_app.command("list")
 def sessions_list(
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=10_000),
-    here: bool = typer.Option(False, "--here", help="Only sessions of this directory."),
+    here: bool = typer.Option(
+        False, "--here", help="Only sessions started in this directory (or -C DIR)."
+    ),
+    cwd: Path | None = typer.Option(
+        None, "--cwd", "-C", help="With --here: this directory instead of the current one."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON lines."),
 ) -> None:
     """List chat sessions, most recent first."""
+    if cwd is not None and not here:
+        fail("-C selects the directory of --here; give --here too", code=2)
     params: dict[str, Any] = {"limit": limit}
     if here:
-        params["cwd"] = str(Path.cwd().resolve())
+        # Sessions record the resolved directory `shoal chat` ran in (or its -C).
+        params["cwd"] = str((cwd or Path.cwd()).resolve())
     rows = _rows("sessions.list", params)
     if json_out:
         for row in rows:

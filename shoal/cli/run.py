@@ -8,8 +8,6 @@ was accepted, 1 when it ended unaccepted or failed, 2 for usage errors.
 from __future__ import annotations
 
 import os
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -105,32 +103,23 @@ def prepare(
     task: str, cwd: Path | None, flags: dict[str, Any], *, team: str | None = None
 ) -> tuple[Home, TaskSubmit]:
     """Check the work tree and the model settings; build the task as ``shoal run`` sends it."""
-    from shoal import config
-    from shoal.mailbox.envelope import TaskSubmit
     from shoal.paths import Home
+    from shoal.submission import SubmitError, task_submit
 
     home = Home.resolve()
-    workdir = (cwd or Path.cwd()).resolve()
-    if not workdir.is_dir():
-        fail(f"--cwd {workdir} is not a directory", code=2)
-    if not _is_git_repo(workdir):
-        fail(
-            f"{workdir} is not a git repository; shoal keeps each iteration in git "
-            "(run `git init` there first)",
-            code=2,
+    try:
+        submit = task_submit(
+            home,
+            task,
+            cwd or Path.cwd(),
+            flags,
+            team=team,
+            no_model="set SHOAL_MODEL (e.g. openai/gpt-4o) and its provider key, or pass -m; "
+            "`shoal demo` runs the loop with a scripted model",
         )
-    options = config.load(home, workdir, flags).task_options()
-    if not options.models:
-        fail(
-            "no model configured: set SHOAL_MODEL (e.g. openai/gpt-4o) and its provider key, "
-            "or pass -m; `shoal demo` runs the loop with a scripted model",
-            code=2,
-        )
-    if team is not None:
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", team):
-            fail(f"--team {team!r} is not a team name (letters, digits, - and _)", code=2)
-        options = options.model_copy(update={"team": team})
-    return home, TaskSubmit(description=task, cwd=str(workdir), options=options)
+    except SubmitError as exc:
+        fail(str(exc), code=2)
+    return home, submit
 
 
 def submit_and_follow(home: Home, submit: TaskSubmit, *, quiet: bool) -> TaskDone:
@@ -202,15 +191,6 @@ def _ensure_orchestrator(home: Home) -> None:
         )
     daemon.stop(home)
     daemon.start(home)
-
-
-def _is_git_repo(path: Path) -> bool:
-    result = subprocess.run(
-        ["git", "-C", str(path), "rev-parse", "--is-inside-work-tree"],
-        capture_output=True,
-        text=True,
-    )
-    return result.returncode == 0 and result.stdout.strip() == "true"
 
 
 def report(done: TaskDone, *, json_out: bool, print_only: bool) -> None:

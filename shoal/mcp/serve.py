@@ -11,6 +11,7 @@ print there.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,25 +29,28 @@ def serve(root: Path) -> None:
 def build(root: Path) -> Any:
     """The MCP server for ``root`` (an ``MCPServer``, not started)."""
     from mcp.server.mcpserver import MCPServer
-    from mcp.server.mcpserver.exceptions import ToolError
-    from mcp_types import ToolAnnotations
 
     from shoal import __version__
     from shoal.tools import Permissions, Toolbox, Workspace
-    from shoal.tools.base import ToolError as ShoalToolError
-    from shoal.tools.files import READ_FILE
-    from shoal.tools.find import GLOB
-    from shoal.tools.grep import GREP
     from shoal.tools.permissions import PermissionMode
 
     home = Home.resolve()
     toolbox = Toolbox(
         Workspace([root], home.root / "outputs"), Permissions(mode=PermissionMode.PLAN)
     )
-    reads = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
     app: Any = MCPServer(
         "shoal", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING"
     )
+    call = _caller(toolbox)
+    _file_tools(app, call)
+    _git_tools(app, call, toolbox)
+    _task_tool(app, home, root)
+    return app
+
+
+def _caller(toolbox: Any) -> Callable[[str, dict[str, Any]], str]:
+    """Run one of shoal's tools; a failure becomes the SDK's ToolError (the client sees it)."""
+    from mcp.server.mcpserver.exceptions import ToolError
 
     def call(name: str, arguments: dict[str, Any]) -> str:
         result = toolbox.call(name, {k: v for k, v in arguments.items() if v is not None})
@@ -54,22 +58,39 @@ def build(root: Path) -> Any:
             raise ToolError(result.output)
         return result.output
 
-    @app.tool(description=READ_FILE, annotations=reads)
+    return call
+
+
+def _reads() -> Any:
+    from mcp_types import ToolAnnotations
+
+    return ToolAnnotations(readOnlyHint=True, openWorldHint=False)
+
+
+def _file_tools(app: Any, call: Callable[[str, dict[str, Any]], str]) -> None:
+    """``read_file``, ``glob`` and ``grep``, described as they are to the executor's model."""
+    from shoal.tools.files import READ_FILE
+    from shoal.tools.find import GLOB
+    from shoal.tools.grep import GREP
+
+    @app.tool(description=READ_FILE, annotations=_reads())
     def read_file(path: str, offset: int | None = None, limit: int | None = None) -> str:
         return call("read_file", {"path": path, "offset": offset, "limit": limit})
 
-    @app.tool(description=GLOB, annotations=reads)
+    @app.tool(description=GLOB, annotations=_reads())
     def glob(pattern: str) -> str:
         return call("glob", {"pattern": pattern})
 
-    @app.tool(description=GREP, annotations=reads)
+    @app.tool(description=GREP, annotations=_reads())
     def grep(pattern: str, path: str | None = None, glob: str | None = None) -> str:
         return call("grep", {"pattern": pattern, "path": path, "glob": glob})
 
-    @app.tool(annotations=reads)
-    def git_status() -> str:
-        """The repository's status: branch, staged, changed and untracked files."""
-        return call("git", {"args": ["status", "--short", "--branch"]})
+
+def _git_tools(app: Any, call: Callable[[str, dict[str, Any]], str], toolbox: Any) -> None:
+    """``git_status``, ``git_diff`` and ``git_log``: fixed read-only git commands."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from shoal.tools.base import ToolError as ShoalToolError
 
     def paths(path: str | None) -> list[str]:
         if not path:
@@ -79,7 +100,12 @@ def build(root: Path) -> Any:
         except ShoalToolError as exc:
             raise ToolError(str(exc)) from None
 
-    @app.tool(annotations=reads)
+    @app.tool(annotations=_reads())
+    def git_status() -> str:
+        """The repository's status: branch, staged, changed and untracked files."""
+        return call("git", {"args": ["status", "--short", "--branch"]})
+
+    @app.tool(annotations=_reads())
     def git_diff(ref: str | None = None, path: str | None = None, stat: bool = False) -> str:
         """The diff of the work tree against the index, or against `ref` (a commit or branch),
         optionally only for `path`; `stat` gives a summary per file instead."""
@@ -88,12 +114,18 @@ def build(root: Path) -> Any:
         args = ["diff", *(["--stat"] if stat else []), *([ref] if ref else []), "--"]
         return call("git", {"args": [*args, *paths(path)]})
 
-    @app.tool(annotations=reads)
+    @app.tool(annotations=_reads())
     def git_log(max_count: int = 20, path: str | None = None) -> str:
         """The latest commits (one line each), optionally only those touching `path`."""
         count = max(1, min(int(max_count), 500))
         args = ["log", "--oneline", "--decorate", f"-n{count}", "--"]
         return call("git", {"args": [*args, *paths(path)]})
+
+
+def _task_tool(app: Any, home: Home, root: Path) -> None:
+    """``run_task``: a whole task through the orchestrator, like ``shoal run``."""
+    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp_types import ToolAnnotations
 
     @app.tool(annotations=ToolAnnotations(readOnlyHint=False, openWorldHint=True))
     def run_task(description: str, cwd: str | None = None, iterations: int | None = None) -> str:
@@ -107,34 +139,27 @@ def build(root: Path) -> Any:
             raise ToolError(str(exc)) from None
         return json.dumps(done, indent=1)
 
-    return app
-
 
 def submit(home: Home, workdir: Path, description: str, iterations: int | None) -> dict[str, Any]:
     """Run one task through the orchestrator and return its ``task.done`` as a dict."""
     import typer
 
-    from shoal import config
-    from shoal.cli.run import _is_git_repo, submit_and_follow
-    from shoal.mailbox.envelope import TaskSubmit
+    from shoal.cli.run import submit_and_follow
     from shoal.settings import SettingsError
+    from shoal.submission import task_submit
 
-    if not description.strip():
-        raise ValueError("description is empty; say what the task is")
-    if not _is_git_repo(workdir):
-        raise ValueError(f"{workdir} is not a git repository (shoal keeps iterations in git)")
     try:
-        options = config.load(home, workdir, {"iterations": iterations}).task_options()
+        task = task_submit(
+            home,
+            description,
+            workdir,
+            {"iterations": iterations},
+            no_model="set SHOAL_MODEL for `shoal mcp serve`",
+        )
     except SettingsError as exc:
         raise ValueError(str(exc)) from None
-    if not options.models:
-        raise ValueError("no model configured for shoal: set SHOAL_MODEL for `shoal mcp serve`")
     try:
-        done = submit_and_follow(
-            home,
-            TaskSubmit(description=description, cwd=str(workdir), options=options),
-            quiet=True,
-        )
+        done = submit_and_follow(home, task, quiet=True)
     except typer.Exit as exc:  # the orchestrator could not be started; stderr says why
         raise ValueError(f"the task could not be submitted (exit {exc.exit_code})") from None
     return done.model_dump(mode="json", exclude={"kind"})
