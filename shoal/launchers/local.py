@@ -8,8 +8,11 @@ ZeroMQ context after the fork.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.forkserver
+import os
+import signal
 from multiprocessing.process import BaseProcess
 
 from shoal.launchers import ActorSpec, signal_group
@@ -51,6 +54,13 @@ class LocalLauncher:
     def close(self) -> None:
         """Stop the forkserver (it would also exit on its own once we are gone)."""
         server = multiprocessing.forkserver._forkserver
+        pid = getattr(server, "_forkserver_pid", None)
+        if pid is not None:
+            # CPython's way (below) closes a pipe the forkserver reads only once its
+            # preloads are imported: an orchestrator stopped in its first seconds waited
+            # for litellm's import. The forkserver holds nothing worth a clean exit.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         stop = getattr(server, "_stop", None)  # CPython's own (private) shutdown hook
         if stop is not None:
             stop()
