@@ -72,9 +72,13 @@ def processes_with_home(prefix: str) -> list[int]:
 
 
 def shoal(
-    *args: str, timeout: float = 60.0, check: bool = False, env: dict[str, str] | None = None
+    *args: str,
+    timeout: float = 60.0,
+    check: bool = False,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess, as a user would."""
+    """Run the real CLI in a subprocess, as a user would (in ``cwd`` if given)."""
     result = subprocess.run(
         [sys.executable, "-m", "shoal", *args],
         capture_output=True,
@@ -82,6 +86,7 @@ def shoal(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"shoal {' '.join(args)} -> {result.returncode}\n{result.stderr}")

@@ -391,16 +391,7 @@ def test_sessions_list_here_shows_the_sessions_of_this_directory(
         assert out.returncode == 0, out.stderr
 
     def listed(*args: str, cwd: Path) -> list[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "shoal", "sessions", "list", *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-        )
-        assert result.returncode == 0, result.stderr
-        return result.stdout.splitlines()
+        return shoal("sessions", "list", *args, cwd=cwd, check=True).stdout.splitlines()
 
     def names(*args: str, cwd: Path) -> list[tuple[str, str]]:
         rows = [json.loads(line) for line in listed("--json", *args, cwd=cwd)]

@@ -107,16 +107,7 @@ def project_server(repo: Path, script: Path, pid_file: Path, **extra: Any) -> No
 
 def shoal_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The real CLI run in ``cwd`` (project-scope commands work on the directory they run in)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "shoal", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stderr
-    return result
+    return shoal(*args, cwd=cwd, check=True)
 
 
 def tool_messages(requests: list[dict[str, Any]]) -> list[str]:

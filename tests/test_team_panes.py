@@ -140,14 +140,7 @@ def test_a_pane_member_is_respawned_in_place_takes_steering_and_leaves_a_transcr
         assert len(no_terminal.stderr.splitlines()) == 1
 
         command = ["run", "fix the add function", "-C", str(repo), "--team", "red", "--json"]
-        run = subprocess.Popen(
-            [sys.executable, "-m", "shoal", *command],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ, **env},
-        )
+        run = _start(command, env)
         try:
             wait_for(
                 lambda: server.requests_for("scripted-executor"),
@@ -213,6 +206,18 @@ def test_a_pane_member_is_respawned_in_place_takes_steering_and_leaves_a_transcr
     assert "iteration 1 done" in final
     shown = shoal("team", "transcripts", "red", "--member", "executor@red-1")
     assert STEER in shown.stdout
+
+
+def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """``shoal *command`` in the background, its output kept for ``communicate``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "shoal", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **env},
+    )
 
 
 def _members(home: Home, name: str) -> list[TeamMemberStatus]:
@@ -344,14 +349,7 @@ def test_a_five_member_team_gets_a_pane_each_and_goes_down_after_its_busy_member
         # The token budget ends the task on the executor's answer: no evaluation to wait for.
         command = ["run", "fix the add function", "-C", str(repo), "--team", "blue", "--json"]
         command += ["--budget-tokens", "1000"]
-        run = subprocess.Popen(
-            [sys.executable, "-m", "shoal", *command],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ, **env},
-        )
+        run = _start(command, env)
         try:
             wait_for(
                 lambda: server.requests_for("scripted-executor"),

@@ -100,7 +100,6 @@ class ExecutorActor(SubmitsChildren, Actor):
         return [message for _, message in taken]
 
     def on_exec_request(self, msg: Envelope, payload: ExecRequest) -> ExecResult:
-        from shoal.llm.errors import ModelError
         from shoal.workspace import snapshots
 
         task_id = msg.task_id or msg.id
@@ -108,15 +107,9 @@ class ExecutorActor(SubmitsChildren, Actor):
             payload.cwd, task_id
         )
         self.current_task = task_id
-        error = None
         try:
             loop = ToolLoop(self, task_id, payload)
-            try:
-                loop.run()
-            except ModelError as exc:
-                error = str(exc)
-            finally:
-                loop.close()
+            error = loop.run_to_end()
             snapshot = snapshots.snapshot(payload.cwd, task_id, payload.iteration)
         finally:
             self.ctx.release(self._taken)
@@ -172,6 +165,18 @@ class ToolLoop:
                     tool.close()
                 except Exception:
                     self.actor.ctx.log.exception("closing tool %s failed", tool.name)
+
+    def run_to_end(self) -> str | None:
+        """Run the conversation and close its tools; the model's failure (None if none)."""
+        from shoal.llm.errors import ModelError
+
+        try:
+            self.run()
+        except ModelError as exc:
+            return str(exc)
+        finally:
+            self.close()
+        return None
 
     def run(self) -> None:
         from shoal.llm.client import complete

@@ -96,7 +96,6 @@ def _run(spec: UnitSpec, scratch: Path) -> UnitResult:
     from shoal.actors.executor import ToolLoop
     from shoal.actors.llm import clip
     from shoal.evaluation.process import run_command
-    from shoal.llm.errors import ModelError
     from shoal.mailbox.envelope import ExecRequest, Plan, Step
     from shoal.workspace import snapshots
 
@@ -118,13 +117,7 @@ def _run(spec: UnitSpec, scratch: Path) -> UnitResult:
         subagent=True,  # a unit works alone: no delegation
     )
     loop = ToolLoop(_UnitAgent(ctx), task_id, request)  # type: ignore[arg-type]
-    error = None
-    try:
-        loop.run()
-    except ModelError as exc:
-        error = str(exc)
-    finally:
-        loop.close()
+    error = loop.run_to_end()
     usage = loop.usage
     snap = snapshots.snapshot(clone, task_id, 1)
     changed = snapshots.changed_files(clone, base, snap)
