@@ -164,6 +164,8 @@ def test_a_pane_member_is_respawned_in_place_takes_steering_and_leaves_a_transcr
         done = json.loads(out or "{}")
         assert done.get("status") == "accepted", err
         assert "a + b" in (repo / "calc.py").read_text()
+        # The team's executor did the work: shoal started no executor of its own.
+        assert "executor" not in [a.role for a in daemon.status(home).actors]
         executor = server.requests_for("scripted-executor")
         assert len(executor) == 4
         assert STEER in json.dumps(executor[2]["messages"])  # the turn after the person typed

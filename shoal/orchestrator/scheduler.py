@@ -122,7 +122,7 @@ class Scheduler:
     # --- entry points (called on the broker thread) --------------------------
 
     def submit(self, env: Envelope, payload: TaskSubmit) -> TaskAccepted:
-        self._ensure_actors()
+        self._ensure_actors(payload.options.team)
         task = TaskRun(new_id(), payload, env.sender)
         for role in ("planner", "executor", "evaluator"):
             self._model(task, role)  # refuse a task no model can run, before it exists
@@ -506,7 +506,10 @@ class Scheduler:
     def _request(self, task: TaskRun, role: str, payload: Payload) -> None:
         if task.pending is not None:
             self._waiting.pop(task.pending, None)  # its answer no longer matters
-        env = self.broker.post(payload, ROLE_PREFIX + self._role_for(task, role), task_id=task.id)
+        target = self._role_for(task, role)
+        if target == role:  # ours: none was started for a team task whose team had its own
+            self._at_least(role, 1)
+        env = self.broker.post(payload, ROLE_PREFIX + target, task_id=task.id)
         task.pending = env.id
         self._waiting[env.id] = task.id
 
@@ -531,9 +534,11 @@ class Scheduler:
             return f"{role}@{team}"
         return role
 
-    def _ensure_actors(self) -> None:
+    def _ensure_actors(self, team: str | None = None) -> None:
+        """shoal's own actors of each loop role, but none a task's team has already."""
         for role in LOOP_ROLES:
-            self._at_least(role, 1)
+            if not (team and self.supervisor.taking_work(f"{role}@{team}")):
+                self._at_least(role, 1)
 
     def _model(self, task: TaskRun, role: str) -> ModelChoice:
         models = task.submit.options.models
