@@ -42,6 +42,11 @@ _MODEL_ENV_PREFIXES = (
 )
 
 
+DEFAULT_BUDGET_USD = 10.0
+DEFAULT_BUDGET_TOKENS = 5_000_000
+DEFAULT_TIMEOUT = 3600.0
+
+
 class LoopConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -61,9 +66,12 @@ class LoopConfig(BaseModel):
     embedding_base_url: str | None = None
     iterations: int = Field(3, ge=1, le=50)
     quality: float = Field(0.8, ge=0, le=1)
-    budget_usd: float | None = Field(None, gt=0)
-    budget_tokens: int | None = Field(None, gt=0)
-    timeout: float | None = Field(None, gt=0)
+    # Circuit breakers, always on: generous defaults, and only positive values (no "off").
+    budget_usd: float = Field(DEFAULT_BUDGET_USD, gt=0)
+    """Cost at which a task stops (counted for models litellm has prices for)."""
+    budget_tokens: int = Field(DEFAULT_BUDGET_TOKENS, gt=0)
+    timeout: float = Field(DEFAULT_TIMEOUT, gt=0)
+    """Wall-clock seconds a task may run."""
     permission_mode: str = "accept-edits"
     allow: list[str] = Field(default_factory=list)
     """Permission rules, each ``TOOL`` or ``TOOL:PATTERN`` (e.g. ``shell:pytest *``)."""

@@ -120,3 +120,21 @@ def test_permission_rules_add_up_across_config_layers_and_a_bad_rule_is_one_line
         "shoal: error: deny rule 'shel:rm' names no tool; the tools are "
         + result.stderr.split("the tools are ")[1].strip()
     ]
+
+
+def test_budgets_are_always_on_and_cannot_be_switched_off(home: Home, tmp_path) -> None:
+    from shoal.config import LoopConfig
+
+    options = LoopConfig().task_options()
+    assert options.budget_tokens and options.budget_usd and options.timeout  # on by default
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    env = {"SHOAL_MODEL": "openai/scripted"}
+    for flag in ("--budget-tokens", "--budget-usd", "--timeout"):
+        result = shoal("run", "fix it", "-C", str(repo), flag, "0", env=env)
+        assert result.returncode == 2, (flag, result.stderr)
+        assert_one_line_error(result, "greater than 0")
+    from_env = shoal("run", "fix it", "-C", str(repo), env={**env, "SHOAL_TIMEOUT": "0"})
+    assert from_env.returncode == 2
+    assert_one_line_error(from_env, "SHOAL_TIMEOUT")

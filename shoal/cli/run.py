@@ -104,6 +104,7 @@ def prepare(
 ) -> tuple[Home, TaskSubmit]:
     """Check the work tree and the model settings; build the task as ``shoal run`` sends it."""
     from shoal.paths import Home
+    from shoal.settings import SettingsError
     from shoal.submission import SubmitError, task_submit
 
     home = Home.resolve()
@@ -117,7 +118,7 @@ def prepare(
             no_model="set SHOAL_MODEL (e.g. openai/gpt-4o) and its provider key, or pass -m; "
             "`shoal demo` runs the loop with a scripted model",
         )
-    except SubmitError as exc:
+    except (SubmitError, SettingsError) as exc:  # a bad option or setting: a usage error
         fail(str(exc), code=2)
     return home, submit
 
