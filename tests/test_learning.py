@@ -9,7 +9,7 @@ from pathlib import Path
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.paths import Home
-from tests.conftest import shoal
+from tests.conftest import shoal, wait_for
 from tests.test_loop import call, make_repo, model_env, plan, verdict
 
 BLOCKER = {
@@ -253,3 +253,31 @@ def test_the_executor_loads_a_selected_skill_on_demand(home: Home, tmp_path: Pat
     assert "python-testing" in first and "get_skill" in json.dumps(executor[0]["tools"])
     loaded = executor[1]["messages"][-1]
     assert loaded["role"] == "tool" and "## " in loaded["content"] and "pytest" in loaded["content"]
+
+
+def test_mining_every_nth_task_counts_tasks_across_orchestrator_restarts(
+    home: Home, tmp_path: Path
+) -> None:
+    from shoal.store.queries import read
+
+    repo = make_repo(tmp_path)
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan(), plan()],
+                "scripted-executor": [call("finish", summary="done")] * 2,
+                "scripted-evaluator": [verdict(0.9)] * 2,
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        env = {**model_env(server), "SHOAL_MINE_EVERY": "2"}
+        shoal("run", "fix the add test", "-C", str(repo), "-i", "1", env=env, timeout=120)
+        # The orchestrator exits (as it does when idle) between the two tasks.
+        shoal("orchestrator", "stop", env=env, check=True)
+        shoal("run", "fix the add test again", "-C", str(repo), "-i", "1", env=env, timeout=120)
+
+        def mined() -> bool:
+            return bool(read(home, "messages.recent", {"kind": "mine.request", "limit": 5}).rows)
+
+        wait_for(mined, timeout=30, what="mining after the second task of the history")
