@@ -453,6 +453,20 @@ def test_a_deny_rule_beats_an_allow_rule(ws: Workspace, repo: Path) -> None:
     assert (repo / "victim").is_dir() and not (repo / "conf").exists()
 
 
+def test_an_ask_rule_beats_an_allow_rule_and_still_asks_in_bypass_mode(
+    ws: Workspace, repo: Path
+) -> None:
+    rules = [
+        Rule(action="allow", tool="shell", pattern="touch *"),
+        Rule(action="ask", tool="shell", pattern="touch secret*"),
+    ]
+    for mode in ("accept-edits", "bypass"):
+        box = Toolbox(ws, Permissions(mode=mode, rules=rules))  # no terminal: an ask is refused
+        assert "needs approval" in error(box.call("shell", {"command": "touch secret.txt"}))
+        ok(box.call("shell", {"command": "touch plain.txt"}))
+    assert (repo / "plain.txt").exists() and not (repo / "secret.txt").exists()
+
+
 def test_ask_without_an_asker_is_denied_with_the_flag_that_allows_it(
     ws: Workspace, repo: Path
 ) -> None:

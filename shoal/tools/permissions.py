@@ -122,11 +122,13 @@ class Permissions(BaseModel):
                 "read_file, glob, grep and read-only git to investigate and describe the "
                 "changes in your plan instead",
             )
-        if self.mode is PermissionMode.BYPASS:
-            return Decision("allow", "bypass mode")
+        # An ask rule is someone saying "ask me about this": bypass skips the mode's own
+        # asks, not theirs (deny wins over ask, ask over allow, in every mode).
         for rule in rules:
             if rule.action == "ask" and _matches_any_part(rule, request):
                 return Decision("ask", f"the rule {rule.describe()} asks", rule)
+        if self.mode is PermissionMode.BYPASS:
+            return Decision("allow", "bypass mode")
         allows = [r for r in rules if r.action == "allow"]
         if allows and _allowed(allows, request):
             return Decision("allow", "an allow rule", allows[0])
