@@ -138,3 +138,18 @@ def test_budgets_are_always_on_and_cannot_be_switched_off(home: Home, tmp_path) 
     from_env = shoal("run", "fix it", "-C", str(repo), env={**env, "SHOAL_TIMEOUT": "0"})
     assert from_env.returncode == 2
     assert_one_line_error(from_env, "SHOAL_TIMEOUT")
+
+
+def test_shoal_with_a_task_means_run_whether_options_come_first_or_not(
+    home: Home, tmp_path
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    env = {"SHOAL_MODEL": ""}  # stops at the model check: proof that `run` took the arguments
+    for args in (("fix it", "-C", str(repo)), ("-C", str(repo), "fix it"), ("--quiet", "fix it")):
+        result = shoal(*args, env=env, cwd=repo)
+        assert result.returncode == 2, (args, result.stderr)
+        assert_one_line_error(result, "no model configured")
+    assert shoal("--version").stdout.startswith("shoal ")
+    assert "No such option: -x" in shoal("-x").stderr
