@@ -9,7 +9,6 @@ only words the failure its own way (a CLI error, a 422, a tool error).
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,12 +24,17 @@ class SubmitError(ValueError):
 
 
 def is_git_repo(path: Path) -> bool:
-    result = subprocess.run(
-        ["git", "-C", str(path), "rev-parse", "--is-inside-work-tree"],
-        capture_output=True,
-        text=True,
-    )
-    return result.returncode == 0 and result.stdout.strip() == "true"
+    """Inside a git work tree (a GIT_DIR in the environment does not count); a missing
+    git is a SubmitError, in one line."""
+    from shoal.workspace.git import WorkspaceError, toplevel
+
+    try:
+        toplevel(path)
+    except WorkspaceError as exc:
+        if "not installed" in str(exc):
+            raise SubmitError(str(exc)) from None
+        return False
+    return True
 
 
 def task_submit(

@@ -515,6 +515,37 @@ def test_webhook_retries_wait_in_a_timer_not_in_the_delivery_workers() -> None:
     assert by[("broken", 4)][6] == 500 and by[("broken", 4)][11] is None
 
 
+def test_a_retry_still_waiting_when_the_orchestrator_stops_is_recorded_as_not_delivered() -> None:
+    from shoal.api.settings import WebhookConfig
+    from shoal.api.webhooks import Dispatcher
+    from shoal.mailbox.envelope import Envelope, TaskDone
+
+    receivers = Endpoints(wait=60)
+    rows: list[list[Any]] = []
+    dispatcher = Dispatcher("ipc:///nonexistent", lambda _sql, params: rows.append(params))
+    hook = WebhookConfig(url=receivers.base + "/busy", name="busy", secret="k")  # type: ignore[arg-type]
+    dispatcher.configure(served=[hook])
+    done = TaskDone(
+        task_id="T2",
+        status="cancelled",
+        decision="cancelled",
+        score=None,
+        iterations=1,
+        tokens=0,
+        cost_usd=0.0,
+        files_changed=[],
+        summary="",
+    )
+    try:
+        dispatcher.dispatch(Envelope.of(done, sender="o", recipient="*", task_id="T2"))
+        wait_for(lambda: dispatcher.waiting() == 1, 10, what="a retry waiting 60 s")
+    finally:
+        dispatcher.close()
+        receivers.close()
+    assert [(r[1], r[6]) for r in rows] == [(1, 503), (2, None)]
+    assert "not delivered: the orchestrator stopped" in rows[1][8]
+
+
 def test_a_failed_task_is_signed_with_the_secret_from_the_environment_and_retried_as_asked(
     home: Home, tmp_path: Path
 ) -> None:

@@ -153,3 +153,16 @@ def test_shoal_with_a_task_means_run_whether_options_come_first_or_not(
         assert_one_line_error(result, "no model configured")
     assert shoal("--version").stdout.startswith("shoal ")
     assert "No such option: -x" in shoal("-x").stderr
+
+
+def test_a_git_dir_in_the_environment_does_not_make_a_directory_a_repository(
+    home: Home, tmp_path
+) -> None:
+    decoy = tmp_path / "decoy"
+    subprocess.run(["git", "init", "-q", str(decoy)], check=True)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    env = {"GIT_DIR": str(decoy / ".git"), "GIT_WORK_TREE": str(decoy), "SHOAL_MODEL": "x/y"}
+    result = shoal("run", "fix it", "-C", str(plain), env=env)
+    assert result.returncode == 2
+    assert_one_line_error(result, "is not a git repository")

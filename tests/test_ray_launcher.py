@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import threading
@@ -76,6 +77,9 @@ def test_the_ray_backend_runs_actors_on_a_private_local_ray_that_asks_nothing_ou
     assert sessions, "Ray's temp dir is not under SHOAL_HOME"
     ray_pids = processes_with_home(str(home.root))
     assert any(b"raylet" in Path(f"/proc/{p}/cmdline").read_bytes() for p in ray_pids)
+    # Ray runs without authentication here: every port it listens on is on loopback.
+    listening = _listening_addresses(ray_pids)
+    assert listening and all(ipaddress.ip_address(a).is_loopback for a in listening), listening
 
     daemon.stop(home)
     wait_for(lambda: not pid_alive(actor.pid), timeout=20, what="the Ray actor to stop")
@@ -116,3 +120,34 @@ def test_a_killed_ray_actor_is_restarted_and_ray_ends_with_a_killed_orchestrator
     os.kill(status.pid, signal.SIGKILL)
     # The child serving Ray sees its stdin close and stops it; the Ray actor goes with it.
     wait_for(lambda: not processes_with_home(str(home.root)), timeout=60, what="Ray to stop")
+
+
+def _listening_addresses(pids: list[int]) -> list[str]:
+    """The local addresses of the TCP sockets ``pids`` listen on (from /proc/net)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(fields[1].split(":")[0])
+            # /proc/net shows each 32-bit word in host (little-endian) order.
+            words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            address = ipaddress.ip_address(words)
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+                address = address.ipv4_mapped
+            found.append(str(address))
+    return found

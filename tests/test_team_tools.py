@@ -152,3 +152,27 @@ def test_teammates_message_each_other_and_team_memory_is_recalled_for_the_team(
         shoal("messages", "--kind", "mine.request", "--json", check=True).stdout.splitlines()[0]
     )
     assert mined["kind"] == "mine.request"
+
+
+def test_a_message_to_an_idle_executor_is_acked_and_holds_nothing(orchestrator: Home) -> None:
+    # Kept messages are held only while a task runs: held ones keep an orchestrator
+    # from its idle exit.
+    from shoal.mailbox.client import MailboxClient
+    from shoal.mailbox.envelope import SpawnRequest, TeamMessage
+    from shoal.orchestrator import daemon
+    from tests.conftest import wait_for
+
+    name = daemon.request(orchestrator, SpawnRequest(role="executor")).names[0]
+
+    def ready() -> bool:
+        actors = daemon.status(orchestrator).actors
+        return any(a.name == name and a.state == "ready" for a in actors)
+
+    wait_for(ready, timeout=60, what="the executor up")
+    with MailboxClient(orchestrator.mailbox_endpoint) as client:
+        client.send(name, TeamMessage(text="when you start, read NOTES.md", sender="a person"))
+    wait_for(
+        lambda: daemon.status(orchestrator).messages.pending == 0,
+        timeout=20,
+        what="the message acked",
+    )

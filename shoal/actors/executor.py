@@ -87,6 +87,10 @@ class ExecutorActor(SubmitsChildren, Actor):
     @inline
     def on_team_message(self, msg: Envelope, payload: TeamMessage) -> object:
         with self._inbox_lock:
+            if self.current_task is None:
+                # Nothing runs to rerun it after a kill: acked now, read by the next task.
+                self._inbox.append((None, payload))
+                return None
             self._inbox.append((msg.id, payload))
         # Acked once the task that reads it has ended: a kill before then hands it to
         # the next instance, whose rerun of the task reads it again.
@@ -99,6 +103,17 @@ class ExecutorActor(SubmitsChildren, Actor):
         self._taken += [message_id for message_id, _ in taken if message_id is not None]
         return [message for _, message in taken]
 
+    def _end_task(self) -> None:
+        """Ack what the task read and what came after its last turn (kept for the next
+        task, in memory): nothing is held while no task runs, so an idle executor never
+        keeps the orchestrator from its idle exit."""
+        with self._inbox_lock:
+            self.current_task = None
+            waiting = [message_id for message_id, _ in self._inbox if message_id is not None]
+            self._inbox = [(None, message) for _, message in self._inbox]
+        self.ctx.release([*self._taken, *waiting])  # acked with this task's reply
+        self._taken = []
+
     def on_exec_request(self, msg: Envelope, payload: ExecRequest) -> ExecResult:
         from shoal.workspace import snapshots
 
@@ -106,14 +121,14 @@ class ExecutorActor(SubmitsChildren, Actor):
         base = snapshots.list_snapshots(payload.cwd, task_id).get(0) or snapshots.base_snapshot(
             payload.cwd, task_id
         )
-        self.current_task = task_id
+        with self._inbox_lock:
+            self.current_task = task_id
         try:
             loop = ToolLoop(self, task_id, payload)
             error = loop.run_to_end()
             snapshot = snapshots.snapshot(payload.cwd, task_id, payload.iteration)
         finally:
-            self.ctx.release(self._taken)
-            self._taken = []
+            self._end_task()
         return ExecResult(
             iteration=payload.iteration,
             summary=loop.summary,

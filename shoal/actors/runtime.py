@@ -15,6 +15,7 @@ import queue
 import secrets
 import signal
 import sys
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -80,7 +81,9 @@ class ActorRuntime:
         self.observer = observer
         self.home = Home.resolve(spec.home)
         self.instance = f"{os.getpid()}-{secrets.token_hex(4)}"
-        self._results: queue.SimpleQueue[tuple[Envelope, Any]] = queue.SimpleQueue()
+        # (request, handler's result, ids it released while it ran)
+        self._results: queue.SimpleQueue[tuple[Envelope, Any, list[str]]] = queue.SimpleQueue()
+        self._handler = threading.local()
         self._outgoing: queue.SimpleQueue[Envelope] = queue.SimpleQueue()
         self._released: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
@@ -135,6 +138,12 @@ class ActorRuntime:
         os.write(self._wake_w, b".")
 
     def _release(self, message_ids: list[str]) -> None:
+        pending = getattr(self._handler, "released", None)
+        if pending is not None:
+            # From a running handler: acked with its reply, never before it (a kill in
+            # between would lose the kept message while the request is run again).
+            pending.extend(message_ids)
+            return
         self._released.put(message_ids)
         os.write(self._wake_w, b".")
 
@@ -258,16 +267,22 @@ class ActorRuntime:
             return ErrorReply(code="handler_failed", message=f"{type(exc).__name__}: {exc}")
 
     def _call(self, handler: Any, env: Envelope, payload: Payload) -> None:
-        self._results.put((env, self._invoke(handler, env, payload)))
+        self._handler.released = released = []
+        try:
+            result = self._invoke(handler, env, payload)
+        finally:
+            self._handler.released = None
+        self._results.put((env, result, released))
         os.write(self._wake_w, b".")
 
     def _collect_results(self) -> None:
         while not self._results.empty():
-            env, result = self._results.get_nowait()  # only this thread takes from it
+            env, result, released = self._results.get_nowait()  # only this thread takes
             self._running -= 1
             if self._running == 0:
                 self._busy_since = None
             self._finish(env, result)
+            self._ack(released)
 
     def _finish(self, env: Envelope, result: Payload | None) -> None:
         if result is KEEP:
@@ -291,10 +306,13 @@ class ActorRuntime:
 
     def _ack_released(self) -> None:
         while not self._released.empty():
-            for message_id in self._released.get_nowait():  # only this thread takes from it
-                if self._held.pop(message_id, None) is not None:
-                    self._acks.append(message_id)
-                    self._remember(message_id, None)
+            self._ack(self._released.get_nowait())  # only this thread takes from it
+
+    def _ack(self, kept: list[str]) -> None:
+        for message_id in kept:
+            if self._held.pop(message_id, None) is not None:
+                self._acks.append(message_id)
+                self._remember(message_id, None)
 
     def _send_outgoing(self) -> None:
         while not self._outgoing.empty():

@@ -154,10 +154,20 @@ class Dispatcher:
             assert self._thread is not None
             self._thread.start()
 
+    def waiting(self) -> int:
+        """Retries not yet due (an idle orchestrator stays up for them)."""
+        with self._wake:
+            return len(self._due)
+
     def close(self) -> None:
         self._stop.set()
         with self._wake:
+            left, self._due = self._due, []
             self._wake.notify_all()
+        for _, _, job in left:  # each is ``_attempt(delivery, attempt)``
+            delivery, attempt = job.args
+            stopped = _Answer(None, "not delivered: the orchestrator stopped before it", None)
+            self._note(delivery.hook, delivery.event, attempt, stopped, 0.0, None)
         for thread in (self._thread, self._timer):
             if thread is not None:
                 thread.join(5)

@@ -258,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", required=True)
     parser.add_argument("--num-cpus", type=int, default=None)
     args = parser.parse_args(argv)
+    # Ctrl-C reaches the whole foreground group: the owner decides when Ray ends (it
+    # closes our stdin), as Ray's own processes ignore SIGINT for the same reason.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.umask(0o077)
     home = Home.resolve(args.home).ensure()
     global _current

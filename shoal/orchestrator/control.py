@@ -97,8 +97,9 @@ class Control:
         self.scheduler.tick(now)
 
     def keeps_alive(self) -> bool:
-        """Whether the orchestrator must not exit when idle (it serves the HTTP API)."""
-        return self.api.serving
+        """Whether the orchestrator must not exit when idle (it serves the HTTP API, or
+        webhook retries are still to be made)."""
+        return self.api.serving or self.api.webhooks.waiting() > 0
 
     def handle(self, env: Envelope) -> None:
         if self.scheduler.owns(env.reply_to):

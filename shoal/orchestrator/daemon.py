@@ -61,6 +61,7 @@ def start(
     if pid is not None:
         return pid, False
     from shoal.settings import OrchestratorSettings
+    from shoal.workspace.git import without_redirects
 
     home.ensure()
     OrchestratorSettings.load(home)  # a bad setting fails here, in the user's terminal
@@ -82,7 +83,9 @@ def start(
             stdout=log,
             stderr=log,
             start_new_session=True,
-            env={**os.environ, **(env or {}), "SHOAL_HOME": str(home.root)},
+            # Actors inherit this environment: a GIT_DIR of the shell that happened to start
+            # the orchestrator must not point their git at that repository.
+            env={**without_redirects(os.environ), **(env or {}), "SHOAL_HOME": str(home.root)},
         )
     finally:
         os.close(write_fd)

@@ -125,6 +125,8 @@ class Supervisor:
             raise LookupError(f"unknown launcher {launcher!r}; known: {', '.join(self.launchers)}")
         if name is not None and count != 1:
             raise ValueError("a name can only be given when spawning one actor")
+        if self.stopping:
+            return []  # never launched now, it would only hold up the stop until its timeout
         with self._lock:
             if name is not None and self._live(name):
                 raise ValueError(f"an actor named {name!r} already exists")
