@@ -425,7 +425,8 @@ def test_tasks_over_http_run_with_their_options_cancel_and_send_signed_webhooks(
 class Endpoints:
     """Webhook receivers on one server, by path: ``/ok`` answers 200; ``/busy`` 503 with
     ``Retry-After: <wait>`` (``/busy-once``: only to the first attempt of each delivery);
-    ``/broken`` 500. Each POST is kept with its arrival time."""
+    ``/broken`` 500; ``/status/N`` N to a first attempt, then 200. Each POST is kept with
+    its arrival time."""
 
     def __init__(self, wait: int = 1) -> None:
         self.posts: list[tuple[float, str, dict[str, str], bytes]] = []
@@ -438,6 +439,11 @@ class Endpoints:
                 outer.posts.append((time.monotonic(), self.path, headers, body))
                 first = headers["x-shoal-attempt"] == "1"
                 busy = self.path == "/busy" or (self.path == "/busy-once" and first)
+                if self.path.startswith("/status/"):  # that status to a first attempt, then 200
+                    self.send_response(int(self.path.split("/")[2]) if first else 200)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 self.send_response(503 if busy else 500 if self.path == "/broken" else 200)
                 if busy:
                     self.send_header("Retry-After", str(wait))
@@ -513,6 +519,52 @@ def test_webhook_retries_wait_in_a_timer_not_in_the_delivery_workers() -> None:
     waits = [(by[("broken", n)][11] - by[("broken", n)][10]).total_seconds() for n in (1, 2, 3)]
     assert all(0 <= w <= 0.1 + 0.01 for w in waits), waits
     assert by[("broken", 4)][6] == 500 and by[("broken", 4)][11] is None
+
+
+def test_webhooks_retry_timeouts_refusals_and_busy_answers_but_not_a_bad_request() -> None:
+    import socket
+
+    from shoal.api.settings import WebhookConfig
+    from shoal.api.webhooks import Dispatcher
+    from shoal.mailbox.envelope import Envelope, TaskDone
+
+    receivers = Endpoints(wait=0)
+    with socket.socket() as probe:  # a port nobody listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/"
+    rows: list[list[Any]] = []
+    dispatcher = Dispatcher("ipc:///nonexistent", lambda _sql, params: rows.append(params))
+    codes = (408, 425, 429, 400)
+    hooks = [
+        WebhookConfig(url=f"{receivers.base}/status/{code}", name=str(code), secret="k",
+                      backoff=0.05, backoff_cap=0.1)
+        for code in codes
+    ]  # fmt: skip
+    hooks.append(WebhookConfig(url=closed, name="closed", secret="k", max_attempts=2,
+                               backoff=0.05, backoff_cap=0.1))  # fmt: skip
+    dispatcher.configure(served=hooks)
+    done = TaskDone(
+        task_id="T3",
+        status="accepted",
+        decision="quality",
+        score=0.9,
+        iterations=1,
+        tokens=0,
+        cost_usd=0.0,
+        files_changed=[],
+        summary="",
+    )
+    try:
+        dispatcher.dispatch(Envelope.of(done, sender="o", recipient="*", task_id="T3"))
+        wait_for(lambda: len(rows) == 3 * 2 + 1 + 2, 20, what="every attempt's row")
+    finally:
+        dispatcher.close()
+        receivers.close()
+    by = {(r[4], r[1]): r for r in rows}  # (webhook name, attempt) -> row
+    for code in (408, 425, 429):
+        assert by[(str(code), 1)][6] == code and by[(str(code), 2)][7] is True
+    assert by[("400", 1)][6] == 400 and ("400", 2) not in by  # a bad request is not retried
+    assert by[("closed", 1)][6] is None and by[("closed", 2)][6] is None
 
 
 def test_a_retry_still_waiting_when_the_orchestrator_stops_is_recorded_as_not_delivered() -> None:

@@ -240,3 +240,20 @@ def test_environment_is_non_interactive(tmp_path: Path, monkeypatch: pytest.Monk
     check = Check(name="env", kind="test", command=[sys.executable, "-c", probe], cwd=tmp_path)
     assert run(check, timeout=10).output == "1 False \n"
     assert os.environ["FORCE_COLOR"] == "1"
+
+
+def test_a_check_runs_on_its_workspace_whatever_git_dir_the_shell_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    repo, decoy = tmp_path / "repo", tmp_path / "decoy"
+    for root in (repo, decoy):
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (repo / "mine.txt").write_text("x\n")
+    monkeypatch.setenv("GIT_DIR", str(decoy / ".git"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(decoy))
+    command = "git rev-parse --show-toplevel && git status --short"
+    result = run(Check(kind="test", name="git", command=command, cwd=repo))
+    assert str(repo) in result.output and "mine.txt" in result.output
+    assert str(decoy) not in result.output
