@@ -166,3 +166,34 @@ def test_a_git_dir_in_the_environment_does_not_make_a_directory_a_repository(
     result = shoal("run", "fix it", "-C", str(plain), env=env)
     assert result.returncode == 2
     assert_one_line_error(result, "is not a git repository")
+
+
+def test_loop_settings_flags_beat_environment_beats_project_beats_home(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shoal.config import load
+    from shoal.settings import OrchestratorSettings
+
+    project = tmp_path / "proj"
+    (project / ".shoal").mkdir(parents=True)
+    home.ensure()
+    home.config_file.write_text(
+        '[shoal]\nmodel = "home/m"\niterations = 2\nquality = 0.5\npermission_mode = "plan"\n'
+        "[orchestrator]\nidle_timeout = 100\n"
+    )
+    (project / ".shoal" / "config.toml").write_text(
+        '[shoal]\nmodel = "project/m"\niterations = 4\nplanner_base_url = "http://p"\n'
+    )
+    monkeypatch.setenv("SHOAL_ITERATIONS", "6")
+    monkeypatch.setenv("SHOAL_IDLE_TIMEOUT", "7")
+    for name in ("SHOAL_MODEL", "SHOAL_QUALITY", "SHOAL_PERMISSION_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    loaded = load(home, project, {"model": None, "quality": 0.9})
+    assert loaded.model == "project/m"  # project over home
+    assert loaded.iterations == 6  # environment over both files
+    assert loaded.quality == 0.9  # a flag over everything
+    assert loaded.permission_mode == "plan"  # home, where nothing else says otherwise
+    models = loaded.models()
+    assert models["planner"].base_url == "http://p" and models["executor"].base_url is None
+    assert load(home, project, {"iterations": 1}).iterations == 1
+    assert OrchestratorSettings.load(home).idle_timeout == 7  # the environment wins
