@@ -155,8 +155,10 @@ def test_a_pane_member_is_respawned_in_place_takes_steering_and_leaves_a_transcr
             _tmux(tmux, "send-keys", "-t", pane, "-l", EARLY)
             _tmux(tmux, "send-keys", "-t", pane, "Enter")
             wait_for(
-                lambda: "✉" in (shown := _tmux(tmux, "capture-pane", "-p", "-J", "-t", pane))
-                and EARLY in shown.split("✉", 1)[1],
+                lambda: (
+                    "✉" in (shown := _tmux(tmux, "capture-pane", "-p", "-J", "-t", pane))
+                    and EARLY in shown.split("✉", 1)[1]
+                ),
                 timeout=30,
                 what="the member to show the steering it got",
             )
