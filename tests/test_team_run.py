@@ -227,7 +227,7 @@ def test_a_conflict_the_resolver_leaves_is_reported_and_its_branch_kept(
         steps=[{"title": "fix add twice"}],
         subtasks=[subtask("left", "calc.py"), subtask("right", "calc.py")],
     )
-    late = fix("calc.py", "a - b", "b + a")
+    edits = {"left": "a + b", "right": "b + a"}
     script = Script.model_validate(
         {
             "models": {
@@ -236,9 +236,7 @@ def test_a_conflict_the_resolver_leaves_is_reported_and_its_branch_kept(
                     "routes": {
                         # The resolver gives up: it finishes without touching the file.
                         "Resolve the merge conflicts": [call("finish", summary="cannot decide")],
-                        "subtask left ": fix("calc.py", "a - b", "a + b"),
-                        # Right ends after left has merged, so right is the one that conflicts.
-                        "subtask right ": [{**late[0], "delay": 1.5}, *late[1:]],
+                        **{f"subtask {k} ": fix("calc.py", "a - b", v) for k, v in edits.items()},
                     }
                 },
                 "scripted-evaluator": [verdict(0.95)],
@@ -253,21 +251,22 @@ def test_a_conflict_the_resolver_leaves_is_reported_and_its_branch_kept(
             if "Resolve the merge conflicts" in json.dumps(r["messages"][:2])
         ]
     assert resolver, "the conflict went to no executor"
-    # The merged result (left's fix) passes the final evaluation; right is reported.
+    # Whichever ended first merged; the other one conflicts and is reported.
+    by_status = {s["status"]: s for s in out["subtasks"]}
+    assert sorted(by_status) == ["accepted", "conflict"], out["subtasks"]
+    merged, kept = by_status["accepted"]["id"], by_status["conflict"]
+    # The merged result (one fix) passes the final evaluation.
     assert code == 0 and out["status"] == "accepted", out
-    subtasks = {s["id"]: s for s in out["subtasks"]}
-    assert subtasks["left"]["status"] == "accepted", out
-    assert subtasks["right"]["status"] == "conflict", out
-    assert "calc.py" in subtasks["right"]["detail"]
-    branch = f"shoal/team/{out['task_id']}/right"
-    assert subtasks["right"]["branch"] == branch
+    assert "calc.py" in kept["detail"]
+    branch = f"shoal/team/{out['task_id']}/{kept['id']}"
+    assert kept["branch"] == branch
     assert "unresolved conflicts kept on " + branch in out["summary"]
-    assert "merged 1 of 2 subtasks (left)" in out["summary"]
-    # The conflicted branch outlives the run with right's commit on it; the others are gone.
+    assert f"merged 1 of 2 subtasks ({merged})" in out["summary"]
+    # The conflicted branch outlives the run with its commit on it; the others are gone.
     assert git(repo, "branch", "--list", "shoal/team/*").split() == [branch]
-    assert "b + a" in git(repo, "show", f"{branch}:calc.py")
-    # Left's fix is what landed in the work tree, with no conflict markers.
-    assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+    assert edits[kept["id"]] in git(repo, "show", f"{branch}:calc.py")
+    # The merged fix is what landed in the work tree, with no conflict markers.
+    assert (repo / "calc.py").read_text() == f"def add(a, b):\n    return {edits[merged]}\n"
     assert not (home.root / "worktrees" / out["task_id"]).exists()
 
 
