@@ -32,6 +32,7 @@ from tests.test_loop import call, make_repo, model_env, plan, verdict
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
 STEER = "STEER-7f3 keep the change to one line"
+EARLY = "EARLY-2c9 touch only calc.py"
 
 
 @pytest.fixture
@@ -149,6 +150,18 @@ def test_a_pane_member_is_respawned_in_place_takes_steering_and_leaves_a_transcr
             )
             busy = _team("red", env)["members"][0]
             assert busy["task_id"] and busy["phase"] == "executing"
+            # Steering while the first model call is in flight: the member shows it once it
+            # holds it (unanswered until the task ends), then dies before its next turn.
+            _tmux(tmux, "send-keys", "-t", pane, "-l", EARLY)
+            _tmux(tmux, "send-keys", "-t", pane, "Enter")
+            wait_for(
+                lambda: (
+                    "✉" in (shown := _tmux(tmux, "capture-pane", "-p", "-J", "-t", pane))
+                    and EARLY in shown.split("✉", 1)[1]
+                ),
+                timeout=30,
+                what="the member to show the steering it got",
+            )
             os.kill(member["pid"], signal.SIGKILL)
             wait_for(
                 lambda: len(server.requests_for("scripted-executor")) >= 2,
@@ -171,6 +184,10 @@ def test_a_pane_member_is_respawned_in_place_takes_steering_and_leaves_a_transcr
         assert STEER in json.dumps(executor[2]["messages"])  # the turn after the person typed
         assert "(person)" in json.dumps(executor[2]["messages"])
         assert STEER not in json.dumps(executor[1]["messages"])
+        # The steering the killed member held reached the respawned one on its first turn.
+        assert EARLY not in json.dumps(executor[0]["messages"])
+        assert EARLY in json.dumps(executor[1]["messages"])
+        assert json.dumps(executor[1]["messages"]).count(EARLY) == 1
 
         after = _team("red", env)["members"][0]
     assert after["pane_id"] == pane  # the same pane, respawned in place
@@ -180,7 +197,8 @@ def test_a_pane_member_is_respawned_in_place_takes_steering_and_leaves_a_transcr
         after["pid"]
     )
     steering = read(home, "messages.recent", {"kind": "team.message", "limit": 5})
-    assert [row[2] for row in steering.rows] == ["executor@red-1.pane"]  # sender: the pane
+    # Two typed lines, each recorded once (sender: the pane), however often delivered.
+    assert [row[2] for row in steering.rows] == ["executor@red-1.pane"] * 2
 
     down = shoal("team", "down", "red")
     assert down.returncode == 0 and "team red is down" in down.stdout, down.stderr

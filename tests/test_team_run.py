@@ -122,6 +122,7 @@ def test_three_executors_fix_three_files_in_parallel_and_all_branches_merge(
     # Worktrees and branches are removed afterwards.
     assert "shoal/team" not in git(repo, "branch", "--list", "-a")
     assert git(repo, "worktree", "list").count("\n") == 1
+    assert not (home.root / "worktrees" / out["task_id"]).exists()
     children = read(home, "tasks.children", {"task_id": out["task_id"]}).rows
     assert len(children) == 3 and all(row[1] == "accepted" for row in children)
     listed = read(home, "team.tasks", {"list_id": out["task_id"]}).rows
@@ -215,3 +216,114 @@ def test_two_concurrent_claims_have_one_winner_and_a_blocked_task_cannot_be_clai
         what="claims recorded",
     )
     assert {r[0]: r[3] for r in rows}["b"] == "x"  # type: ignore[index]
+
+
+def test_a_conflict_the_resolver_leaves_is_reported_and_its_branch_kept(
+    home: Home, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path, buggy=("calc.py",))
+    plan = call(
+        "submit_plan",
+        steps=[{"title": "fix add twice"}],
+        subtasks=[subtask("left", "calc.py"), subtask("right", "calc.py")],
+    )
+    edits = {"left": "a + b", "right": "b + a"}
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan],
+                "scripted-executor": {
+                    "routes": {
+                        # The resolver gives up: it finishes without touching the file.
+                        "Resolve the merge conflicts": [call("finish", summary="cannot decide")],
+                        **{f"subtask {k} ": fix("calc.py", "a - b", v) for k, v in edits.items()},
+                    }
+                },
+                "scripted-evaluator": [verdict(0.95)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        code, out = run_team(server, repo, "--size", "2")
+        resolver = [
+            r
+            for r in server.requests_for("scripted-executor")
+            if "Resolve the merge conflicts" in json.dumps(r["messages"][:2])
+        ]
+    assert resolver, "the conflict went to no executor"
+    # Whichever ended first merged; the other one conflicts and is reported.
+    by_status = {s["status"]: s for s in out["subtasks"]}
+    assert sorted(by_status) == ["accepted", "conflict"], out["subtasks"]
+    merged, kept = by_status["accepted"]["id"], by_status["conflict"]
+    # The merged result (one fix) passes the final evaluation.
+    assert code == 0 and out["status"] == "accepted", out
+    assert "calc.py" in kept["detail"]
+    branch = f"shoal/team/{out['task_id']}/{kept['id']}"
+    assert kept["branch"] == branch
+    assert "unresolved conflicts kept on " + branch in out["summary"]
+    assert f"merged 1 of 2 subtasks ({merged})" in out["summary"]
+    # The conflicted branch outlives the run with its commit on it; the others are gone.
+    assert git(repo, "branch", "--list", "shoal/team/*").split() == [branch]
+    assert edits[kept["id"]] in git(repo, "show", f"{branch}:calc.py")
+    # The merged fix is what landed in the work tree, with no conflict markers.
+    assert (repo / "calc.py").read_text() == f"def add(a, b):\n    return {edits[merged]}\n"
+    assert not (home.root / "worktrees" / out["task_id"]).exists()
+
+
+def test_a_dependent_subtask_starts_after_its_dependency_merged_and_keep_keeps_the_worktrees(
+    home: Home, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path, buggy=("calc.py", "nums.py"))
+    plan = call(
+        "submit_plan",
+        steps=[{"title": "fix add, then double"}],
+        subtasks=[
+            subtask("use-add", "nums.py", depends_on=["fix-add"]),
+            subtask("fix-add", "calc.py"),
+        ],
+    )
+    first = fix("calc.py", "a - b", "a + b")
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan],
+                "scripted-executor": {
+                    "routes": {
+                        "subtask fix-add ": [{**first[0], "delay": 1.0}, *first[1:]],
+                        "subtask use-add ": [
+                            call("read_file", path="calc.py"),
+                            *fix("nums.py", "n * 3", "n * 2"),
+                        ],
+                    }
+                },
+                "scripted-evaluator": [verdict(0.95)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        code, out = run_team(server, repo, "--size", "2", "--keep")
+        dependent = [
+            r
+            for r in server.requests_for("scripted-executor")
+            if "subtask use-add " in json.dumps(r["messages"][:2])
+        ]
+    assert code == 0, out
+    assert out["status"] == "accepted"
+    assert [s["status"] for s in out["subtasks"]] == ["accepted", "accepted"]
+    assert [s["id"] for s in out["subtasks"]] == ["fix-add", "use-add"]  # dependency order
+    assert pytest_passes(repo)
+    # use-add's worktree started from the merge of fix-add: reading calc.py shows the fix.
+    results = [m for m in dependent[1]["messages"] if m["role"] == "tool"]
+    assert results and "return a + b" in results[0]["content"]
+    # It started only once fix-add had ended (and merged), though two executors were free.
+    children = {r[0]: r for r in read(home, "tasks.children", {"task_id": out["task_id"]}).rows}
+    by_subtask = {s["id"]: children[s["task_id"]] for s in out["subtasks"]}
+    assert by_subtask["use-add"][9] >= by_subtask["fix-add"][10]
+    # --keep: the branches and worktrees are still there after the run.
+    task = out["task_id"]
+    branches = git(repo, "branch", "--list", f"shoal/team/{task}/*").split()
+    assert {f"shoal/team/{task}/{s}" for s in ("fix-add", "use-add", "_merged")} <= set(branches)
+    kept = home.root / "worktrees" / task
+    assert {p.name for p in kept.iterdir()} == {"fix-add", "use-add", "_merged"}
+    assert "a + b" in (kept / "_merged" / "calc.py").read_text()
+    assert str(kept / "use-add") in git(repo, "worktree", "list")

@@ -14,6 +14,7 @@ final evaluation on it.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -186,6 +187,9 @@ class TeamRun:
             return
         keep = {o.branch for o in self.outcomes.values() if o.status == "conflict"}
         worktrees.remove(self.repo, *self.worktrees)
+        # worktrees/TASK/ exists only while the run does (a kept branch needs no worktree).
+        with contextlib.suppress(OSError):
+            self.root.rmdir()
         for branch in self.branches:
             if branch not in keep:
                 worktrees.delete_branch(self.repo, branch)
