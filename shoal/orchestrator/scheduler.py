@@ -372,6 +372,10 @@ class Scheduler:
         best = task.best
         if status is None:
             status = {"quality": "accepted", "cancelled": "cancelled"}.get(decision, "unaccepted")
+        unmerged = [s for s in task.subtasks if s.status in ("failed", "cancelled", "conflict")]
+        if status == "accepted" and unmerged:
+            # The merged part passed, but some of the work is not in it: never "done".
+            status, task.stop = "unaccepted", "unmerged"
         task.status = status
         self._save_task(task, status="running")  # the decision survives a restart
         if best is None or task.base is None:
