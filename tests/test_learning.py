@@ -175,6 +175,8 @@ def test_similar_tasks_become_a_proposed_skill_that_later_tasks_use(
         assert (home.root / "skills" / "proposed" / name / "SKILL.md").is_file()
         listed = shoal("learn", "list", "--json", check=True).stdout
         assert name in listed
+        shown = shoal("learn", "show", name, check=True).stdout
+        assert shown == (home.root / "skills" / "proposed" / name / "SKILL.md").read_text()
         shoal("learn", "approve", name, check=True)
         assert (home.root / "skills" / name / "SKILL.md").is_file()
         again = json.loads(shoal("learn", "--mine", "--json", env=env, check=True).stdout)
@@ -281,3 +283,23 @@ def test_mining_every_nth_task_counts_tasks_across_orchestrator_restarts(
             return bool(read(home, "messages.recent", {"kind": "mine.request", "limit": 5}).rows)
 
         wait_for(mined, timeout=30, what="mining after the second task of the history")
+
+
+def test_a_dismissed_proposal_leaves_the_list_and_is_never_proposed_again(home: Home) -> None:
+    from types import SimpleNamespace
+
+    from shoal.actors.pattern_miner import _existing, skill_name
+
+    summary = "fix the failing add test in calc.py"
+    name = skill_name(summary)
+    proposed = home.root / "skills" / "proposed" / name
+    proposed.mkdir(parents=True)
+    (proposed / "SKILL.md").write_text(f"---\nname: {name}\ndescription: d\n---\nbody\n")
+    assert shoal("learn", "dismiss", name, check=True).stdout.strip() == f"dismissed {name}"
+    dismissed = home.root / "skills" / "dismissed" / name / "SKILL.md"
+    assert dismissed.is_file() and not proposed.exists()
+    assert shoal("learn", "list", "--json", check=True).stdout == ""
+    missing = shoal("learn", "show", name)
+    assert missing.returncode == 1 and "no proposed skill" in missing.stderr
+    # What the miner checks before proposing: a dismissed skill of that name counts.
+    assert _existing(home.root / "skills", SimpleNamespace(summary=summary)) == name  # type: ignore[arg-type]
