@@ -253,6 +253,57 @@ def test_a_ray_batch_over_20_files_edits_all_retries_a_killed_worker_and_records
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.timeout(240)
+def test_a_batch_on_its_own_private_ray_stops_it_after_ctrl_c_of_the_terminal(
+    home: Home, tmp_path: Path
+) -> None:
+    from tests.conftest import processes_with_home
+
+    def ray_processes() -> list[int]:
+        marks = (b"raylet", b"gcs_server", b"shoal.cluster.ray_runtime")
+        found = []
+        for pid in processes_with_home(str(home.root)):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if any(mark in cmdline for mark in marks):
+                found.append(pid)
+        return found
+
+    repo, names = make_repo(tmp_path, 4)
+    with ScriptedModelServer(script(names, delays=dict.fromkeys(names, 0.8))) as server:
+        command = [
+            *("batch", INSTRUCTION, "--files", "m*.py", "-C", str(repo)),
+            *("--backend", "ray", "--workers", "1", "--dry-run", "--json"),
+        ]
+        # Its own session, like a terminal's foreground job: Ctrl-C reaches every process.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shoal", *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, **env_for(server), "SHOAL_RAY_NUM_CPUS": "1"},
+            start_new_session=True,
+        )
+        try:
+            wait_for(
+                lambda: server.requests_for("scripted-executor"),
+                timeout=150,
+                what="a unit at work on the private Ray",
+            )
+            assert ray_processes(), "no private Ray"
+            os.killpg(proc.pid, signal.SIGINT)
+            _, stderr = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr[-3000:]
+    wait_for(lambda: not ray_processes(), timeout=60, what="the private Ray to stop")
+    assert "KeyboardInterrupt" not in (home.logs / "ray.log").read_text()
+
+
 def test_an_interrupted_batch_resumes_with_only_its_unfinished_units(
     home: Home, tmp_path: Path, ray_address: str
 ) -> None:
