@@ -535,52 +535,18 @@ def test_a_task_can_be_cancelled_while_it_runs(home: Home, tmp_path: Path) -> No
     assert proc.returncode == 1
 
 
-def test_quiet_output_and_bypass_mode_runs_shell_without_an_allow_rule(
+def test_a_cost_budget_stops_a_run_on_a_priced_model_and_bypass_mode_runs_shell(
     home: Home, tmp_path: Path
 ) -> None:
     repo = make_repo(tmp_path)
-    script = Script.model_validate(
-        {
-            "models": {
-                "scripted-planner": [plan()],
-                "scripted-executor": [
-                    call("shell", command="touch bypassed.txt"),  # would ask: refused by default
-                    call("read_file", path="calc.py"),
-                    call("edit_file", path="calc.py", old_string="a - b", new_string="a + b"),
-                    call("finish", summary="The final answer."),
-                ],
-                "scripted-evaluator": [verdict(0.95)],
-            }
-        }
-    )
-    with ScriptedModelServer(script) as server:
-        quiet = shoal(
-            "run",
-            "fix it",
-            "-C",
-            str(repo),
-            "--quiet",
-            "--permission-mode",
-            "bypass",
-            env=model_env(server),
-            timeout=120,
-        )
-        shell_result = server.requests_for("scripted-executor")[1]["messages"][-1]["content"]
-    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
-    assert quiet.stdout.startswith("accepted: score ") and "(quality)" in quiet.stdout
-    assert "The final answer." in quiet.stdout and "details: shoal show " in quiet.stdout
-    assert (repo / "bypassed.txt").exists(), shell_result
-    assert "not allowed" not in shell_result and "permission" not in shell_result
-
-
-def test_a_cost_budget_stops_a_run_on_a_model_litellm_prices(home: Home, tmp_path: Path) -> None:
-    repo = make_repo(tmp_path)
-    costly = {"usage": {"prompt_tokens": 100_000, "completion_tokens": 1_000}}
+    costly = {"usage": {"prompt_tokens": 100_000, "completion_tokens": 1_000}}  # ~$0.26
     script = Script.model_validate(
         {
             "models": {
                 "scripted-planner": [plan()],
                 "gpt-4o": [
+                    # no --allow rule: only bypass mode lets it run (it would ask, so refused)
+                    call("shell", command="touch bypassed.txt"),
                     {**call("read_file", path="calc.py"), **costly},
                     {**call("finish", summary="looked around"), **costly},
                 ],
@@ -602,17 +568,22 @@ def test_a_cost_budget_stops_a_run_on_a_model_litellm_prices(home: Home, tmp_pat
             "10000000",
             "-i",
             "5",
+            "--permission-mode",
+            "bypass",
             env=env,
             timeout=120,
         )
-        executor_calls = len(server.requests_for("gpt-4o"))
+        executor = server.requests_for("gpt-4o")
     assert result.returncode == 1, result.stderr
     out = json.loads(result.stdout)
     assert (out["status"], out["decision"], out["iterations"]) == ("unaccepted", "budget_usd", 1)
-    assert out["cost_usd"] >= 0.001 and executor_calls <= 2
+    assert out["cost_usd"] >= 0.001 and len(executor) <= 3  # no second iteration started
+    shell_result = executor[1]["messages"][-1]["content"]
+    assert (repo / "bypassed.txt").exists(), shell_result
+    assert "not allowed" not in shell_result and "--permission-mode" not in shell_result
 
 
-def test_a_plateau_stops_the_loop_and_is_learned_and_plan_mode_refuses_edits(
+def test_a_plateau_stops_the_loop_and_is_learned_quietly_and_plan_mode_refuses_edits(
     home: Home, tmp_path: Path
 ) -> None:
     repo = make_repo(tmp_path)
@@ -633,14 +604,29 @@ def test_a_plateau_stops_the_loop_and_is_learned_and_plan_mode_refuses_edits(
         }
     )
     with ScriptedModelServer(script) as server:
-        code, out = run_task(
-            server, repo, "--quality", "0.9", "-i", "4", "--permission-mode", "plan"
+        quiet = shoal(
+            "run",
+            "fix the add function",
+            "-C",
+            str(repo),
+            "--quiet",
+            "--quality",
+            "0.9",
+            "-i",
+            "4",
+            "--permission-mode",
+            "plan",
+            env=model_env(server),
+            timeout=120,
         )
         refusal = server.requests_for("scripted-executor")[2]["messages"][-1]["content"]
     assert "the run is in plan mode (read-only), so edit_file is not allowed" in refusal
     assert (repo / "calc.py").read_text() == BUGGY
-    assert code == 1 and (out["status"], out["decision"]) == ("unaccepted", "plateau")
-    assert out["iterations"] == 2
+    # --quiet: no progress on stderr, the result on stdout
+    assert quiet.returncode == 1 and quiet.stderr == "", quiet.stderr
+    assert quiet.stdout.startswith("unaccepted: score ")
+    assert "after 2 iteration(s) (plateau)" in quiet.stdout
+    assert "described it again" in quiet.stdout and "details: shoal show " in quiet.stdout
 
     def plateau_learnings() -> list[dict[str, Any]]:
         listed = shoal("memory", "list", "--json", check=True).stdout.splitlines()
