@@ -93,6 +93,40 @@ def shoal(
     return result
 
 
+def places_holding(home: Home, *secrets: str) -> list[str]:
+    """Where under ``home`` any of ``secrets`` was written: DuckDB text columns, logs, run/.
+
+    Call it once the orchestrator is stopped (the database is read directly). Also
+    asserts the database had plenty of text columns, so an empty scan cannot pass.
+    """
+    import duckdb
+
+    found = [
+        str(path)
+        for folder in (home.logs, home.run)
+        for path in folder.rglob("*")
+        if path.is_file() and any(s.encode() in path.read_bytes() for s in secrets)
+    ]
+    con = duckdb.connect(str(home.database), read_only=True)
+    try:
+        columns = con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE data_type IN ('VARCHAR', 'JSON')"
+        ).fetchall()
+        for table, column in columns:
+            for secret in secrets:
+                hits = con.execute(
+                    f'SELECT count(*) FROM "{table}" WHERE CAST("{column}" AS VARCHAR) LIKE ?',
+                    [f"%{secret}%"],
+                ).fetchall()[0][0]
+                if hits:
+                    found.append(f"{table}.{column}")
+    finally:
+        con.close()
+    assert len(columns) > 20, columns
+    return found
+
+
 @pytest.fixture
 def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
     root = tempfile.mkdtemp(prefix=SESSION_PREFIX)

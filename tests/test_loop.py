@@ -14,8 +14,20 @@ from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.paths import Home
 from shoal.store.queries import read
-from tests.conftest import shoal
+from tests.conftest import places_holding, shoal, wait_for
 
+# What README says `--json` prints.
+RESULT_KEYS = (
+    "task_id",
+    "status",
+    "decision",
+    "score",
+    "iterations",
+    "tokens",
+    "cost_usd",
+    "files_changed",
+    "summary",
+)
 BUGGY = "def add(a, b):\n    return a - b\n"
 TEST = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
 
@@ -62,9 +74,12 @@ def model_env(server: ScriptedModelServer) -> dict[str, str]:
     }
 
 
-def run_task(server: ScriptedModelServer, repo: Path, *args: str) -> tuple[int, dict[str, Any]]:
+def run_task(
+    server: ScriptedModelServer, repo: Path, *args: str, bare: bool = False
+) -> tuple[int, dict[str, Any]]:
+    """``shoal run "fix the add function" -C repo --json ...``; ``bare``: without the ``run``."""
     result = shoal(
-        "run",
+        *(() if bare else ("run",)),
         "fix the add function",
         "-C",
         str(repo),
@@ -105,10 +120,14 @@ def test_a_bug_is_fixed_and_every_step_is_recorded(home: Home, tmp_path: Path) -
         }
     )
     with ScriptedModelServer(script) as server:
-        code, out = run_task(server, repo, "--deny", "shell:rm *", "--allow", "shell:pytest*")
+        # the README's headline form: `shoal "task"` is `shoal run "task"`
+        code, out = run_task(
+            server, repo, "--deny", "shell:rm *", "--allow", "shell:pytest*", bare=True
+        )
         refusal = server.requests_for("scripted-executor")[1]["messages"][-1]["content"]
     assert "shell rm calc.py is denied by the permission rule (deny shell 'rm *')" in refusal
     assert code == 0, out
+    assert set(out) >= set(RESULT_KEYS)
     assert out["status"] == "accepted" and out["decision"] == "quality"
     assert out["iterations"] == 1 and out["score"] >= 0.8
     assert out["files_changed"] == ["calc.py"] and out["summary"] == "add now adds"
@@ -266,8 +285,17 @@ def test_refused_tool_calls_reach_the_model_and_leave_files_alone(
     assert (repo / "calc.py").read_text() == BUGGY
 
 
-def test_tasks_and_costs_list_what_ran(home: Home, tmp_path: Path) -> None:
+def test_tasks_and_costs_list_what_ran_and_keys_are_never_recorded(
+    home: Home, tmp_path: Path
+) -> None:
+    import os
+
     repo = make_repo(tmp_path)
+    keys = {
+        "SHOAL_API_KEY": f"sk-{os.urandom(12).hex()}",
+        "OPENAI_API_KEY": f"sk-{os.urandom(12).hex()}",
+    }
+    marker = f"note-{os.urandom(6).hex()}"  # in the task text: the scan must find it
     script = Script.model_validate(
         {
             "models": {
@@ -278,12 +306,30 @@ def test_tasks_and_costs_list_what_ran(home: Home, tmp_path: Path) -> None:
         }
     )
     with ScriptedModelServer(script) as server:
-        _, out = run_task(server, repo)
+        ran = shoal(
+            "run",
+            f"fix it ({marker})",
+            "-C",
+            str(repo),
+            "--json",
+            env={**model_env(server), **keys},
+            timeout=120,
+        )
+        sent = server.api_keys
+    out = json.loads(ran.stdout)
     listed = [json.loads(line) for line in shoal("tasks", "--json", check=True).stdout.splitlines()]
     assert listed[0]["id"] == out["task_id"] and listed[0]["status"] == out["status"]
     costs = json.loads(shoal("status", "--costs", "--json", check=True).stdout)["costs"]
     assert {c["role"] for c in costs} == {"planner", "executor", "evaluator"}
     assert sum(c["prompt_tokens"] + c["completion_tokens"] for c in costs) == out["tokens"]
+    # README: keys never travel in messages or land in the database; actors read them
+    # from their environment (and did send one to the model).
+    secrets = list(keys.values())
+    assert sent & set(secrets), sent
+    assert shoal("orchestrator", "stop").returncode == 0
+    assert places_holding(home, *secrets) == []
+    assert {"tasks.description", "messages.body"} <= set(places_holding(home, marker))
+    assert not any(k in ran.stdout + ran.stderr for k in secrets)
 
 
 def test_the_time_budget_cancels_a_slow_iteration(home: Home, tmp_path: Path) -> None:
@@ -372,7 +418,7 @@ def test_project_config_and_a_changed_model_env_restart_an_idle_orchestrator(
     assert daemon.running_pid(home) != old_pid
 
 
-def test_print_and_quiet_output(home: Home, tmp_path: Path) -> None:
+def test_print_output_is_the_final_summary_only(home: Home, tmp_path: Path) -> None:
     repo = make_repo(tmp_path)
     script = Script.model_validate(
         {
@@ -487,3 +533,104 @@ def test_a_task_can_be_cancelled_while_it_runs(home: Home, tmp_path: Path) -> No
     assert (out["status"], out["decision"]) == ("cancelled", "cancelled"), stderr
     assert "cancelling" in stderr and evaluations == 0
     assert proc.returncode == 1
+
+
+def test_a_cost_budget_stops_a_run_on_a_priced_model_and_bypass_mode_runs_shell(
+    home: Home, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path)
+    costly = {"usage": {"prompt_tokens": 100_000, "completion_tokens": 1_000}}  # ~$0.26
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "gpt-4o": [
+                    # no --allow rule: only bypass mode lets it run (it would ask, so refused)
+                    call("shell", command="touch bypassed.txt"),
+                    {**call("read_file", path="calc.py"), **costly},
+                    {**call("finish", summary="looked around"), **costly},
+                ],
+                "scripted-evaluator": [verdict(0.3)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        env = {**model_env(server), "SHOAL_EXECUTOR_MODEL": "openai/gpt-4o"}
+        result = shoal(
+            "run",
+            "fix the add function",
+            "-C",
+            str(repo),
+            "--json",
+            "--budget-usd",
+            "0.001",
+            "--budget-tokens",
+            "10000000",
+            "-i",
+            "5",
+            "--permission-mode",
+            "bypass",
+            env=env,
+            timeout=120,
+        )
+        executor = server.requests_for("gpt-4o")
+    assert result.returncode == 1, result.stderr
+    out = json.loads(result.stdout)
+    assert (out["status"], out["decision"], out["iterations"]) == ("unaccepted", "budget_usd", 1)
+    assert out["cost_usd"] >= 0.001 and len(executor) <= 3  # no second iteration started
+    shell_result = executor[1]["messages"][-1]["content"]
+    assert (repo / "bypassed.txt").exists(), shell_result
+    assert "not allowed" not in shell_result and "--permission-mode" not in shell_result
+
+
+def test_a_plateau_stops_the_loop_and_is_learned_quietly_and_plan_mode_refuses_edits(
+    home: Home, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path)
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": [
+                    # iteration 1: plan mode lets the read through and refuses the edit
+                    call("read_file", path="calc.py"),
+                    call("edit_file", path="calc.py", old_string="a - b", new_string="a + b"),
+                    call("finish", summary="described the fix"),
+                    # iteration 2
+                    call("finish", summary="described it again"),
+                ],
+                "scripted-evaluator": [verdict(0.50), verdict(0.51)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        quiet = shoal(
+            "run",
+            "fix the add function",
+            "-C",
+            str(repo),
+            "--quiet",
+            "--quality",
+            "0.9",
+            "-i",
+            "4",
+            "--permission-mode",
+            "plan",
+            env=model_env(server),
+            timeout=120,
+        )
+        refusal = server.requests_for("scripted-executor")[2]["messages"][-1]["content"]
+    assert "the run is in plan mode (read-only), so edit_file is not allowed" in refusal
+    assert (repo / "calc.py").read_text() == BUGGY
+    # --quiet: no progress on stderr, the result on stdout
+    assert quiet.returncode == 1 and quiet.stderr == "", quiet.stderr
+    assert quiet.stdout.startswith("unaccepted: score ")
+    assert "after 2 iteration(s) (plateau)" in quiet.stdout
+    assert "described it again" in quiet.stdout and "details: shoal show " in quiet.stdout
+
+    def plateau_learnings() -> list[dict[str, Any]]:
+        listed = shoal("memory", "list", "--json", check=True).stdout.splitlines()
+        return [m for m in map(json.loads, listed) if m["kind"] == "plateau"]
+
+    learned = wait_for(plateau_learnings, 30, what="the learner's plateau learning")
+    assert "refinements stopped improving the score" in learned[0]["content"]  # type: ignore[index]

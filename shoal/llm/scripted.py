@@ -105,7 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             return
         owner = self.server.owner
-        owner._record(body)
+        owner._record(body, self.headers.get("Authorization", ""))
         route = self._route()
         if route == "/chat/completions":
             self._chat(body)
@@ -245,6 +245,7 @@ class ScriptedModelServer:
         self.requests_log = Path(requests_log) if requests_log is not None else None
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
+        self._keys: set[str] = set()
         self._served: dict[str, int] = {}
         self._connections: set[socket.socket] = set()
         self._closing = threading.Event()
@@ -269,6 +270,12 @@ class ScriptedModelServer:
     def requests_for(self, model: str) -> list[dict[str, Any]]:
         """The request bodies that named ``model``."""
         return [r for r in self.requests if r.get("model") == model]
+
+    @property
+    def api_keys(self) -> set[str]:
+        """The bearer keys clients sent (kept in memory only, never in ``requests_log``)."""
+        with self._lock:
+            return set(self._keys)
 
     def close(self) -> None:
         if self._closing.is_set():
@@ -305,9 +312,11 @@ class ScriptedModelServer:
             else:
                 self._connections.discard(conn)
 
-    def _record(self, body: dict[str, Any]) -> None:
+    def _record(self, body: dict[str, Any], authorization: str) -> None:
         with self._lock:
             self._requests.append(body)
+            if authorization.startswith("Bearer "):
+                self._keys.add(authorization.removeprefix("Bearer "))
             if self.requests_log is not None:
                 # One JSON line per request, appended and closed at once, so another
                 # process can read the file while the server runs.
