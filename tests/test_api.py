@@ -292,7 +292,8 @@ def test_tasks_over_http_run_with_their_options_cancel_and_send_signed_webhooks(
     receiver = Receiver()
     home.root.mkdir(parents=True, exist_ok=True)
     (home.root / "config.toml").write_text(
-        f'[[webhooks]]\nurl = "{receiver.url}"\nevents = ["task.complete", "budget.warning"]\n'
+        f'[[webhooks]]\nurl = "{receiver.url}"\n'
+        'events = ["task.complete", "task.failed", "budget.warning"]\n'
         'secret = "s3cret-key"\nbackoff = 0.2\n'
     )
     script = Script.model_validate(
@@ -414,7 +415,10 @@ def test_tasks_over_http_run_with_their_options_cancel_and_send_signed_webhooks(
         assert rows[2]["retry_at"] is not None and rows[3]["retry_at"] is None
         host = urlsplit(receiver.url)
         assert {r["target"] for r in rows} == {f"http://127.0.0.1:{host.port}"}
-        assert not read(home, "webhooks.deliveries", {"task_id": slow["id"]}).rows  # not subscribed
+        # A cancelled task is a task.failed event.
+        wait_for(lambda: len(receiver.events("task.failed")) >= 2, 30, what="task.failed")
+        failed = json.loads(receiver.events("task.failed")[-1][1])
+        assert (failed["task_id"], failed["data"]["status"]) == (slow["id"], "cancelled")
         listed = shoal("webhooks", "--json", "--task", task_id, check=True).stdout.splitlines()
         assert sorted(json.loads(line)["status_code"] for line in listed) == [200, 200, 500, 500]
         assert "s3cret-key" not in (home.logs / "orchestrator.log").read_text()
