@@ -253,6 +253,10 @@ def test_sessions_are_listed_exported_cleared_and_compacted(home: Home, tmp_path
                 call("write_file", path="ruled.txt", content="x"),
                 "A rule refused it.",
             ],
+            "scripted-asker": [
+                call("shell", command="touch asked.txt"),
+                "Nobody could approve it.",
+            ],
         }
     }
     with ScriptedModelServer(script) as server:
@@ -345,6 +349,11 @@ def test_sessions_are_listed_exported_cleared_and_compacted(home: Home, tmp_path
         out = chat_lines(repo, ["/model openai/scripted-ruled", "write ruled.txt"], env)
         assert out.returncode == 0, out.stderr
         assert "write_file ruled.txt  denied" in out.stdout and not (repo / "ruled.txt").exists()
+        # Without a terminal, a call that would ask is refused (shell asks in accept-edits).
+        out = chat_lines(repo, ["/model openai/scripted-asker", "touch asked.txt"], env)
+        assert out.returncode == 0, out.stderr
+        assert "shell touch asked.txt  denied" in out.stdout and not (repo / "asked.txt").exists()
+        assert "no terminal" in texts(server.requests_for("scripted-asker")[-1])
 
 
 def test_a_digest_summarizes_without_a_model_and_markers_rebuild_the_conversation() -> None:
