@@ -149,7 +149,8 @@ def test_the_api_needs_its_token_and_answers_bad_input_in_json(home: Home, tmp_p
     port = free_port()
     signed = {"SHOAL_WEBHOOK_SECRET": "k"}
     hook = "http://127.0.0.1:9/x"
-    url = serve("--port", str(port), "--token", TOKEN, "--webhook", hook, env=signed)
+    # The token from the environment (the same as --token T).
+    url = serve("--port", str(port), "--webhook", hook, env={**signed, "SHOAL_API_TOKEN": TOKEN})
     assert url == f"http://127.0.0.1:{port}/api/v1"
     assert (home.root / "api.token").stat().st_mode & 0o777 == 0o600
     status, health = request("GET", f"{url}/health")  # the one endpoint without the token
