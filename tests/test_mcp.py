@@ -268,10 +268,11 @@ def test_permission_rules_and_project_approval_govern_mcp_tools(home: Home, tmp_
     assert plan_mode.decide(request).action == "deny"
     assert not any(alive(p) for p in pids(pid_file))
 
-    # A project server you add yourself is approved by adding it.
-    shoal_in(repo, "mcp", "add", "mine", "--scope", "project", "--", "mine-server")
+    # A project server you add yourself is approved by adding it; --allow lands in its entry.
+    shoal_in(repo, "mcp", "add", "mine", "--scope", "project", "--allow", "*", "--", "mine-server")
     assert next(s for s in discover(home, repo).servers if s.name == "mine").approved
-    assert "mine" in json.loads((repo / ".shoal" / "mcp.json").read_text())["mcpServers"]
+    added = json.loads((repo / ".shoal" / "mcp.json").read_text())["mcpServers"]["mine"]
+    assert added["allow"] == ["*"] and listed()["mine"]["allow"] == ["*"]
 
 
 def test_mcp_rule_names_and_bad_servers(home: Home, tmp_path: Path) -> None:
