@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from shoal.paths import Home
-from tests.conftest import shoal
+from tests.conftest import shoal, wait_for
 
 
 def assert_one_line_error(result, *needles: str) -> None:
@@ -41,6 +41,22 @@ def test_start_status_stop_through_the_cli(home: Home) -> None:
         assert set(actor) >= {"name", "role", "pid", "state", "restarts", "last_heartbeat"}
     human = shoal("orchestrator", "status", check=True).stdout
     assert "echo-1" in human and "messages:" in human
+    spawned = shoal("orchestrator", "spawn", "echo", "--name", "helper", check=True)
+    assert "helper" in spawned.stdout
+    shoal("orchestrator", "spawn", "echo", "-n", "2", check=True)
+    listed = json.loads(shoal("orchestrator", "status", "--json").stdout)["actors"]
+    names = {a["name"] for a in listed}
+    assert names == {"echo-1", "echo-2", "echo-3", "echo-4", "helper"}
+    shoal("orchestrator", "retire", "helper", check=True)
+
+    def retired() -> bool:
+        actors = json.loads(shoal("orchestrator", "status", "--json").stdout)["actors"]
+        return "helper" not in {a["name"] for a in actors if a["state"] != "stopped"}
+
+    wait_for(retired, timeout=30, what="helper retired")
+    log_lines = shoal("messages", "--json", "-n", "500").stdout.splitlines()
+    logged = [json.loads(line) for line in log_lines]
+    assert logged and {"kind", "sender", "recipient"} <= set(logged[0])
     stopped = shoal("orchestrator", "stop", check=True)
     assert f"orchestrator stopped (pid {status['pid']})" in stopped.stdout
     assert shoal("orchestrator", "status").returncode == 3
