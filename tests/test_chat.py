@@ -283,6 +283,7 @@ def test_sessions_are_listed_exported_cleared_and_compacted(home: Home, tmp_path
             "/files",
             "/diff",
             "/status",
+            "/sessions",
             "/tasks",
             "/skills",
             "/team",
@@ -301,6 +302,8 @@ def test_sessions_are_listed_exported_cleared_and_compacted(home: Home, tmp_path
         assert "calc.py  read" in out.stdout  # /files
         assert "+    return a - b  # touched" in out.stdout  # /diff
         assert "orchestrator pid" in out.stdout and "chat-1" in out.stdout  # /status
+        current = [line for line in out.stdout.splitlines() if line.startswith("* ")]
+        assert len(current) == 1 and "demo" in current[0]  # /sessions marks this one
         assert "no tasks yet" in out.stdout and "python-testing" in out.stdout
         assert "no team is running" in out.stdout and "/permissions" in out.stdout
         # /model switched the model; /permissions plan made the turn read-only.
