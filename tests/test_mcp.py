@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -469,3 +470,26 @@ def test_a_servers_env_and_args_are_filled_from_the_environment_when_it_starts(
     assert [r["target"].endswith("(env REGION, TOKEN)") for r in rows] == [True]
     for shown in (listing, json.dumps(rows)):
         assert token not in shown and "us-east-9" not in shown and "given" not in shown
+
+
+def test_a_server_that_never_answers_its_handshake_fails_in_time_and_is_stopped(
+    tmp_path: Path,
+) -> None:
+    from shoal.mcp.config import ServerConfig
+    from shoal.mcp.host import McpHost
+
+    mute = ServerConfig.model_validate(
+        {"command": sys.executable, "args": ["-c", "import time; time.sleep(120)"]}
+    )
+    run_dir = tmp_path / "run"
+    host = McpHost(run_dir, tmp_path / "logs", tmp_path)
+    started = time.monotonic()
+    try:
+        tools, failures = host.start({"mute": mute}, timeout=1.0)
+        took = time.monotonic() - started
+        written = [pid for f in run_dir.glob("*") if f.is_file() for pid in pids(f)]
+    finally:
+        host.close()
+    assert tools == [] and failures == {"mute": "it did not start within 1s"}
+    assert took < 10, took
+    assert written and not any(alive(pid) for pid in written)  # stopped with the host
