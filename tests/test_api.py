@@ -427,6 +427,23 @@ def test_tasks_over_http_run_with_their_options_cancel_and_send_signed_webhooks(
         receiver.close()
 
 
+def task_done(task_id: str, status: str, decision: str, score: float | None = None) -> Any:
+    """A finished task's bus message, as the scheduler publishes it."""
+    from shoal.mailbox.envelope import TaskDone
+
+    return TaskDone(
+        task_id=task_id,
+        status=status,  # type: ignore[arg-type]
+        decision=decision,
+        score=score,
+        iterations=1,
+        tokens=0,
+        cost_usd=0.0,
+        files_changed=[],
+        summary="",
+    )
+
+
 class Endpoints:
     """Webhook receivers on one server, by path: ``/ok`` answers 200; ``/busy`` 503 with
     ``Retry-After: <wait>`` (``/busy-once``: only to the first attempt of each delivery);
@@ -473,7 +490,7 @@ class Endpoints:
 def test_webhook_retries_wait_in_a_timer_not_in_the_delivery_workers() -> None:
     from shoal.api.settings import WebhookConfig
     from shoal.api.webhooks import Dispatcher
-    from shoal.mailbox.envelope import Envelope, TaskDone
+    from shoal.mailbox.envelope import Envelope
 
     receivers = Endpoints(wait=1)
     rows: list[list[Any]] = []
@@ -488,17 +505,7 @@ def test_webhook_retries_wait_in_a_timer_not_in_the_delivery_workers() -> None:
     impatient = hook("/busy", "impatient", max_retry_after=0.5)
     broken = hook("/broken", "broken", max_attempts=4, backoff=0.05, backoff_cap=0.1)
     dispatcher.configure(served=[*busy, impatient, broken, hook("/ok", "healthy")])
-    done = TaskDone(
-        task_id="T1",
-        status="failed",
-        decision="error",
-        score=None,
-        iterations=1,
-        tokens=0,
-        cost_usd=0.0,
-        files_changed=[],
-        summary="",
-    )
+    done = task_done("T1", "failed", "error")
     try:
         sent = time.monotonic()
         assert dispatcher.dispatch(Envelope.of(done, sender="o", recipient="*", task_id="T1")) == 9
@@ -531,7 +538,7 @@ def test_webhooks_retry_timeouts_refusals_and_busy_answers_but_not_a_bad_request
 
     from shoal.api.settings import WebhookConfig
     from shoal.api.webhooks import Dispatcher
-    from shoal.mailbox.envelope import Envelope, TaskDone
+    from shoal.mailbox.envelope import Envelope
 
     receivers = Endpoints(wait=0)
     with socket.socket() as probe:  # a port nobody listens on: connection refused
@@ -548,17 +555,7 @@ def test_webhooks_retry_timeouts_refusals_and_busy_answers_but_not_a_bad_request
     hooks.append(WebhookConfig(url=closed, name="closed", secret="k", max_attempts=2,
                                backoff=0.05, backoff_cap=0.1))  # fmt: skip
     dispatcher.configure(served=hooks)
-    done = TaskDone(
-        task_id="T3",
-        status="accepted",
-        decision="quality",
-        score=0.9,
-        iterations=1,
-        tokens=0,
-        cost_usd=0.0,
-        files_changed=[],
-        summary="",
-    )
+    done = task_done("T3", "accepted", "quality", score=0.9)
     try:
         dispatcher.dispatch(Envelope.of(done, sender="o", recipient="*", task_id="T3"))
         wait_for(lambda: len(rows) == 3 * 2 + 1 + 2, 20, what="every attempt's row")
@@ -575,24 +572,14 @@ def test_webhooks_retry_timeouts_refusals_and_busy_answers_but_not_a_bad_request
 def test_a_retry_still_waiting_when_the_orchestrator_stops_is_recorded_as_not_delivered() -> None:
     from shoal.api.settings import WebhookConfig
     from shoal.api.webhooks import Dispatcher
-    from shoal.mailbox.envelope import Envelope, TaskDone
+    from shoal.mailbox.envelope import Envelope
 
     receivers = Endpoints(wait=60)
     rows: list[list[Any]] = []
     dispatcher = Dispatcher("ipc:///nonexistent", lambda _sql, params: rows.append(params))
     hook = WebhookConfig(url=receivers.base + "/busy", name="busy", secret="k")  # type: ignore[arg-type]
     dispatcher.configure(served=[hook])
-    done = TaskDone(
-        task_id="T2",
-        status="cancelled",
-        decision="cancelled",
-        score=None,
-        iterations=1,
-        tokens=0,
-        cost_usd=0.0,
-        files_changed=[],
-        summary="",
-    )
+    done = task_done("T2", "cancelled", "cancelled")
     try:
         dispatcher.dispatch(Envelope.of(done, sender="o", recipient="*", task_id="T2"))
         wait_for(lambda: dispatcher.waiting() == 1, 10, what="a retry waiting 60 s")
