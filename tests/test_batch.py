@@ -456,6 +456,27 @@ def local_batch(
     )  # fmt: skip
 
 
+def test_no_judge_skips_the_judge_and_without_json_a_table_and_progress_are_shown(
+    home: Home, tmp_path: Path
+) -> None:
+    repo, names = make_repo(tmp_path, 2)
+    with ScriptedModelServer(script(names, judge=True)) as server:
+        result = shoal(
+            "batch", INSTRUCTION, "--files", "m*.py", "-C", str(repo), "--backend", "local",
+            "--workers", "2", "--no-judge",
+            env=env_for(server, judge=True), timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert not server.requests_for("scripted-evaluator")  # configured, but not asked
+    header = next(line for line in result.stdout.splitlines() if line.startswith("unit"))
+    assert header.split()[:5] == ["unit", "status", "score", "verify", "tries"]
+    lines = result.stdout.splitlines()
+    for name in names:
+        assert any(line.startswith(name) and "accepted" in line for line in lines), name
+    assert "2 accepted, 0 rejected, 0 failed" in result.stdout
+    assert "batch ✓2" in result.stderr and "2/2" in result.stderr  # the progress bar's last state
+
+
 # A unit whose verify kills its own worker (its parent) dies every time it runs; the
 # clone's parent directory is noted so the test can remove what the dead worker left.
 KILLER_VERIFY = (
