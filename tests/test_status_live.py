@@ -117,3 +117,24 @@ def _pane(tmux: list[str]) -> str:
         [*tmux, "capture-pane", "-p", "-t", "live"], capture_output=True, text=True
     )
     return result.stdout
+
+
+def test_a_budget_warning_shows_in_the_plain_lines_and_the_live_table() -> None:
+    from rich.console import Console
+
+    from shoal.cli.live import LiveState, render
+    from shoal.mailbox.envelope import BudgetWarning, Envelope, TaskProgress
+
+    state = LiveState()
+
+    def event(payload: TaskProgress | BudgetWarning) -> str | None:
+        return state.apply(Envelope.of(payload, sender="orchestrator", recipient="*", task_id="T1"))
+
+    progress = TaskProgress(task_id="T1", phase="executing", iteration=1, tokens=850)
+    assert event(progress) == "T1 executing iteration 1 · 850 tokens · $0.0000"
+    warning = BudgetWarning(task_id="T1", budget="tokens", used=850, limit=1000, fraction=0.85)
+    assert event(warning) == "T1 budget warning: 85% of its tokens budget"
+    console = Console(width=200, record=True)
+    console.print(render(state))
+    row = next(line for line in console.export_text().splitlines() if line.startswith("T1"))
+    assert "executing" in row and "850" in row and "⚠ tokens 85%" in row
