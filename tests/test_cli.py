@@ -97,6 +97,26 @@ def test_doctor_reports_and_fails_on_missing_requirements(home: Home, tmp_path) 
     blocker.write_text("")
     bad = shoal("doctor", "--json", env={"SHOAL_HOME": str(blocker / "home")})
     assert bad.returncode == 1 and json.loads(bad.stdout)["ok"] is False
+    # With an orchestrator: its mailbox answers, the file's mode and schema version are shown.
+    shoal("orchestrator", "start", check=True)
+    rows = {
+        c["name"]: c for c in json.loads(shoal("doctor", "--json", check=True).stdout)["checks"]
+    }
+    assert "mailbox answers" in rows["orchestrator"]["detail"]
+    assert rows["database file"]["ok"] and "0o600" in rows["database file"]["detail"]
+    assert rows["schema"]["ok"] and rows["schema"]["detail"].startswith("version ")
+    assert rows["rg"]["detail"].startswith("ripgrep") or not rows["rg"]["required"]
+    home.root.chmod(0o755)  # readable by others: refused
+    try:
+        loose = shoal("doctor", "--json")
+        checks = {c["name"]: c for c in json.loads(loose.stdout)["checks"]}
+        assert (
+            loose.returncode == 1
+            and not checks["home"]["ok"]
+            and "0o755" in checks["home"]["detail"]
+        )
+    finally:
+        home.root.chmod(0o700)
 
 
 def test_demo_runs_the_runtime_end_to_end(home: Home) -> None:
