@@ -257,6 +257,10 @@ def test_sessions_are_listed_exported_cleared_and_compacted(home: Home, tmp_path
                 call("shell", command="touch asked.txt"),
                 "Nobody could approve it.",
             ],
+            "scripted-flags": [
+                call("write_file", path="flag.txt", content="x"),
+                "Plan mode: I only read.",
+            ],
         }
     }
     with ScriptedModelServer(script) as server:
@@ -357,6 +361,12 @@ def test_sessions_are_listed_exported_cleared_and_compacted(home: Home, tmp_path
         assert out.returncode == 0, out.stderr
         assert "shell touch asked.txt  denied" in out.stdout and not (repo / "asked.txt").exists()
         assert "no terminal" in texts(server.requests_for("scripted-asker")[-1])
+        # -m and --permission-mode on the command line, as /model and /permissions do.
+        flags = ("-m", "openai/scripted-flags", "--permission-mode", "plan")
+        out = chat_lines(repo, ["write flag.txt"], env, *flags)
+        assert out.returncode == 0, out.stderr
+        assert len(server.requests_for("scripted-flags")) == 2, out.stdout
+        assert "write_file flag.txt  denied" in out.stdout and not (repo / "flag.txt").exists()
 
 
 def test_a_digest_summarizes_without_a_model_and_markers_rebuild_the_conversation() -> None:

@@ -62,6 +62,10 @@ def chat(
     loop = config.load(home, workdir, flags)
     models = loop.models()
     chosen = models.get("executor")
+    if model is not None:  # the chat's model, over SHOAL_EXECUTOR_MODEL too
+        from shoal.mailbox.envelope import ModelChoice
+
+        chosen = ModelChoice(model=model, base_url=loop.executor_base_url or loop.base_url)
     if chosen is None:
         fail(
             "no model configured: set SHOAL_MODEL (e.g. openai/gpt-4o) and its provider key, "
