@@ -640,3 +640,34 @@ def test_a_failed_task_is_signed_with_the_secret_from_the_environment_and_retrie
         receivers.close()
     assert shoal("orchestrator", "stop").returncode == 0
     assert places_holding(home, key) == []
+
+
+def test_every_option_of_a_task_posted_over_http_reaches_the_task(
+    home: Home, tmp_path: Path
+) -> None:
+    from shoal.api.models import TaskCreate
+    from shoal.submission import task_submit
+
+    repo = bare_repo(tmp_path)
+    body = TaskCreate.model_validate(
+        {
+            "description": "fix it",
+            "cwd": str(repo),
+            "model": "openai/posted",
+            "iterations": 2,
+            "quality": 0.7,
+            "budget_usd": 1.5,
+            "budget_tokens": 900,
+            "timeout": 30,
+            "permission_mode": "plan",
+        }
+    )
+    # What POST /tasks hands to the code `shoal run` uses (routes.create_task).
+    submit = task_submit(home, body.description, Path(body.cwd), body.flags(), no_model="-")
+    options = submit.options
+    assert (options.iterations, options.quality, options.permission_mode) == (2, 0.7, "plan")
+    assert (options.budget_usd, options.budget_tokens, options.timeout) == (1.5, 900, 30)
+    assert options.models["executor"].model == "openai/posted"
+    unset = TaskCreate.model_validate({"description": "x", "cwd": str(repo), "model": "o/m"})
+    defaults = task_submit(home, "x", repo, unset.flags(), no_model="-").options
+    assert defaults.timeout == 3600 and defaults.permission_mode == "accept-edits"

@@ -63,6 +63,10 @@ class TaskCreate(_Request):
             raise ValueError("must be an absolute path")
         return cwd
 
+    def flags(self) -> dict[str, Any]:
+        """The options as ``shoal run``'s flags (None: unset, the configuration decides)."""
+        return self.model_dump(exclude={"description", "cwd", "team"})
+
 
 class TaskCreated(_Response):
     id: str

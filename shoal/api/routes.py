@@ -177,7 +177,7 @@ class Endpoints:
         from shoal.settings import SettingsError
         from shoal.submission import SubmitError, task_submit
 
-        flags = body.model_dump(exclude={"description", "cwd", "team"})
+        flags = body.flags()
         try:
             submit = task_submit(
                 self.home,
