@@ -427,3 +427,23 @@ def test_sessions_list_here_shows_the_sessions_of_this_directory(
     assert "second" in table and "first" not in table and "third" not in table
     bad = shoal("sessions", "list", "-C", str(one))
     assert bad.returncode == 2 and "give --here too" in bad.stderr
+
+
+def test_compact_n_keeps_the_latest_n_turns(home: Home, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    script = {
+        "models": {
+            "scripted-chat": ["one noted", "two noted", "three noted", "what was first?"],
+            "scripted-small": ["SUMMARY: the user said one."],
+        }
+    }
+    with ScriptedModelServer(script) as server:
+        env = chat_env(server, SHOAL_SMALL_MODEL="openai/scripted-small")
+        lines = ["one", "two", "three", "/compact 2", "/compact 2", "and now?"]
+        out = chat_lines(repo, lines, env)
+        assert out.returncode == 0, out.stderr
+        assert "compacted 2 messages" in out.stdout and "(the latest 2" in out.stdout, out.stdout
+        assert "nothing to compact" in out.stdout  # the second time: only the latest 2 are left
+        last = texts(server.requests_for("scripted-chat")[-1])
+        assert "SUMMARY: the user said one." in last and '"one"' not in last
+        assert "two" in last and "three" in last
