@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shoal.mailbox.envelope import ModelChoice, PermissionRule, TaskOptions
+from shoal.mailbox.envelope import ModelChoice, PermissionModeName, PermissionRule, TaskOptions
 from shoal.paths import Home
 from shoal.settings import SettingsError, validated
 
@@ -72,7 +72,7 @@ class LoopConfig(BaseModel):
     budget_tokens: int = Field(DEFAULT_BUDGET_TOKENS, gt=0)
     timeout: float = Field(DEFAULT_TIMEOUT, gt=0)
     """Wall-clock seconds a task may run."""
-    permission_mode: str = "accept-edits"
+    permission_mode: PermissionModeName = "accept-edits"
     allow: list[str] = Field(default_factory=list)
     """Permission rules, each ``TOOL`` or ``TOOL:PATTERN`` (e.g. ``shell:pytest *``)."""
     deny: list[str] = Field(default_factory=list)
@@ -94,7 +94,7 @@ class LoopConfig(BaseModel):
             budget_usd=self.budget_usd,
             budget_tokens=self.budget_tokens,
             timeout=self.timeout,
-            permission_mode=self.permission_mode,  # type: ignore[arg-type]
+            permission_mode=self.permission_mode,
             permission_rules=self.rules(),
             models=self.models(),
         )

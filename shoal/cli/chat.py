@@ -42,6 +42,7 @@ def chat(
     from shoal.chat.repl import Repl, pick
     from shoal.cli.run import _ensure_orchestrator
     from shoal.paths import Home
+    from shoal.settings import SettingsError
 
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     home = Home.resolve()
@@ -59,7 +60,10 @@ def chat(
     if resume and session_id is None and not interactive:
         fail("--resume without an id needs a terminal to pick in; give the session id", code=2)
     flags = {"model": model, "permission_mode": permission_mode}
-    loop = config.load(home, workdir, flags)
+    try:
+        loop = config.load(home, workdir, flags)
+    except SettingsError as exc:  # a bad option or setting: a usage error
+        fail(str(exc), code=2)
     models = loop.models()
     chosen = models.get("executor")
     if model is not None:  # the chat's model, over SHOAL_EXECUTOR_MODEL too
@@ -72,8 +76,6 @@ def chat(
             "or pass -m",
             code=2,
         )
-    if loop.permission_mode not in ("default", "plan", "accept-edits", "bypass"):
-        fail(f"unknown permission mode {loop.permission_mode!r}", code=2)
     window = os.environ.get("SHOAL_CHAT_CONTEXT_WINDOW")
     if window is not None and not (window.isdigit() and int(window) >= 256):
         fail(f"SHOAL_CHAT_CONTEXT_WINDOW={window!r} is not a number of tokens (256 or more)")

@@ -293,6 +293,9 @@ class Usage(BaseModel):
         )
 
 
+PermissionModeName = Literal["default", "plan", "accept-edits", "bypass"]
+
+
 class ModelChoice(BaseModel):
     """A role's model as the task asked for it (keys never travel: actors read their env)."""
 
@@ -317,7 +320,7 @@ class TaskOptions(BaseModel):
     """Wall-clock budget of the whole task, in seconds."""
     plateau: float = Field(0.02, ge=0)
     """A refinement that improves the score by less than this stops the loop."""
-    permission_mode: Literal["default", "plan", "accept-edits", "bypass"] = "accept-edits"
+    permission_mode: PermissionModeName = "accept-edits"
     permission_rules: list[PermissionRule] = Field(default_factory=list)
     """Allow, deny and ask rules from config and flags; deny wins."""
     models: dict[str, ModelChoice] = Field(default_factory=dict)
@@ -757,8 +760,6 @@ class BudgetWarning(Payload):
 
 
 # --- chat and sessions ------------------------------------------------------------
-
-PermissionModeName = Literal["default", "plan", "accept-edits", "bypass"]
 
 
 @message("session.open")
