@@ -175,7 +175,7 @@ def test_budgets_are_always_on_and_cannot_be_switched_off(home: Home, tmp_path) 
     assert from_env.returncode == 2
     assert_one_line_error(from_env, "SHOAL_TIMEOUT")
     # An unknown mode is a usage error, never a traceback.
-    for command in (("run", "fix it"), ("chat",)):
+    for command in (("run", "fix it"), ("team", "run", "fix it"), ("chat",)):
         mode = shoal(*command, "-C", str(repo), "--permission-mode", "bogus", env=env)
         assert mode.returncode == 2, (command, mode.stderr)
         assert_one_line_error(mode, "permission_mode", "'plan'")

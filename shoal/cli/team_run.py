@@ -27,6 +27,9 @@ def team_run(
     ),
     timeout: float | None = typer.Option(None, "--timeout", help="Stop after this many seconds."),
     cwd: Path | None = typer.Option(None, "--cwd", "-C", help="Repository to work in."),
+    permission_mode: str | None = typer.Option(
+        None, "--permission-mode", help="default, plan (read-only), accept-edits, bypass."
+    ),
     allow: list[str] | None = typer.Option(
         None,
         "--allow",
@@ -52,7 +55,7 @@ def team_run(
         "budget_usd": budget_usd,
         "budget_tokens": budget_tokens,
         "timeout": timeout,
-        "permission_mode": None,
+        "permission_mode": permission_mode,
         "allow": allow,
         "deny": deny,
     }
