@@ -7,11 +7,15 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from shoal.cli.output import console, fail, print_json
+
+if TYPE_CHECKING:
+    from shoal.chat.client import ChatSettings
+    from shoal.paths import Home
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ID = re.compile(r"[0-9A-Za-z]{4,64}")
@@ -37,58 +41,18 @@ def chat(
     ),
 ) -> None:
     """Chat with shoal in this repository: a REPL with tools, sessions and slash commands."""
-    from shoal import config
-    from shoal.chat.client import ChatClient, ChatSettings
+    from shoal.chat.client import ChatClient
     from shoal.chat.repl import Repl, pick
     from shoal.cli.run import _ensure_orchestrator
     from shoal.paths import Home
-    from shoal.settings import SettingsError
 
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     home = Home.resolve()
     workdir = (cwd or Path.cwd()).resolve()
     if not workdir.is_dir():
         fail(f"--cwd {workdir} is not a directory", code=2)
-    if session_id is not None and not resume:
-        fail(f"to resume session {session_id!r} write shoal chat --resume {session_id}", code=2)
-    if session_id is not None and not _ID.fullmatch(session_id):
-        fail(f"{session_id!r} is not a session id", code=2)
-    if name is not None and not _NAME.fullmatch(name):
-        fail(f"-s {name!r}: a session name is letters, digits, '.', '-' and '_'", code=2)
-    if sum([name is not None, continue_last, resume]) > 1:
-        fail("give one of -s NAME, --continue and --resume", code=2)
-    if resume and session_id is None and not interactive:
-        fail("--resume without an id needs a terminal to pick in; give the session id", code=2)
-    flags = {"model": model, "permission_mode": permission_mode}
-    try:
-        loop = config.load(home, workdir, flags)
-    except SettingsError as exc:  # a bad option or setting: a usage error
-        fail(str(exc), code=2)
-    models = loop.models()
-    chosen = models.get("executor")
-    if model is not None:  # the chat's model, over SHOAL_EXECUTOR_MODEL too
-        from shoal.mailbox.envelope import ModelChoice
-
-        chosen = ModelChoice(model=model, base_url=loop.executor_base_url or loop.base_url)
-    if chosen is None:
-        fail(
-            "no model configured: set SHOAL_MODEL (e.g. openai/gpt-4o) and its provider key, "
-            "or pass -m",
-            code=2,
-        )
-    window = os.environ.get("SHOAL_CHAT_CONTEXT_WINDOW")
-    if window is not None and not (window.isdigit() and int(window) >= 256):
-        fail(f"SHOAL_CHAT_CONTEXT_WINDOW={window!r} is not a number of tokens (256 or more)")
-    settings = ChatSettings(
-        cwd=str(workdir),
-        model=chosen,
-        # Only a small model of its own: the main model would make summaries as dear as turns.
-        small_model=models.get("small") if loop.small_model else None,
-        permission_mode=loop.permission_mode,
-        permission_rules=loop.rules(),
-        context_window=int(window) if window else None,
-        can_ask=interactive,
-    )
+    _check_session_choice(session_id, name, continue_last, resume, interactive)
+    settings = _settings(home, workdir, model, permission_mode, interactive)
     _ensure_orchestrator(home)
     out = console()
     with ChatClient(home, settings) as client:
@@ -102,6 +66,59 @@ def chat(
                 raise typer.Exit(0)
         repl.open(session_id=session_id, name=name, continue_last=continue_last)
         raise typer.Exit(repl.loop())
+
+
+def _check_session_choice(
+    session_id: str | None, name: str | None, continue_last: bool, resume: bool, interactive: bool
+) -> None:
+    if session_id is not None and not resume:
+        fail(f"to resume session {session_id!r} write shoal chat --resume {session_id}", code=2)
+    if session_id is not None and not _ID.fullmatch(session_id):
+        fail(f"{session_id!r} is not a session id", code=2)
+    if name is not None and not _NAME.fullmatch(name):
+        fail(f"-s {name!r}: a session name is letters, digits, '.', '-' and '_'", code=2)
+    if sum([name is not None, continue_last, resume]) > 1:
+        fail("give one of -s NAME, --continue and --resume", code=2)
+    if resume and session_id is None and not interactive:
+        fail("--resume without an id needs a terminal to pick in; give the session id", code=2)
+
+
+def _settings(
+    home: Home, workdir: Path, model: str | None, permission_mode: str | None, interactive: bool
+) -> ChatSettings:
+    """The chat's model, permissions and context window, from the flags and the settings."""
+    from shoal import config
+    from shoal.chat.client import ChatSettings
+    from shoal.mailbox.envelope import ModelChoice
+    from shoal.settings import SettingsError
+
+    try:
+        loop = config.load(home, workdir, {"model": model, "permission_mode": permission_mode})
+    except SettingsError as exc:  # a bad option or setting: a usage error
+        fail(str(exc), code=2)
+    models = loop.models()
+    chosen = models.get("executor")
+    if model is not None:  # the chat's model, over SHOAL_EXECUTOR_MODEL too
+        chosen = ModelChoice(model=model, base_url=loop.executor_base_url or loop.base_url)
+    if chosen is None:
+        fail(
+            "no model configured: set SHOAL_MODEL (e.g. openai/gpt-4o) and its provider key, "
+            "or pass -m",
+            code=2,
+        )
+    window = os.environ.get("SHOAL_CHAT_CONTEXT_WINDOW")
+    if window is not None and not (window.isdigit() and int(window) >= 256):
+        fail(f"SHOAL_CHAT_CONTEXT_WINDOW={window!r} is not a number of tokens (256 or more)")
+    return ChatSettings(
+        cwd=str(workdir),
+        model=chosen,
+        # Only a small model of its own: the main model would make summaries as dear as turns.
+        small_model=models.get("small") if loop.small_model else None,
+        permission_mode=loop.permission_mode,
+        permission_rules=loop.rules(),
+        context_window=int(window) if window else None,
+        can_ask=interactive,
+    )
 
 
 sessions_app = typer.Typer(
