@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -35,59 +36,48 @@ def tasks(
     json_out: bool = typer.Option(False, "--json", help="Print JSON lines."),
 ) -> None:
     """List recent tasks."""
-    from rich.table import Table
-
     if background:
-        _background(limit, json_out)
+        _list(
+            _rows("tasks.background", {"limit": limit}),
+            json_out,
+            "no background tasks yet",
+            ("task", "parent", "kind", "status", "phase", "score", "description"),
+            lambda r: (r["id"], r["parent"], r["kind"], r["status"], r["phase"],
+                       _score(r["score"]), r["description"][:50]),
+        )  # fmt: skip
         return
-    rows = _rows("tasks.recent", {"limit": limit})
-    if json_out:
-        for row in rows:
-            print_json(row)
-        return
-    if not rows:
-        console().print("no tasks yet")
-        return
-    table = Table(box=None, pad_edge=False)
-    for column in ("task", "status", "score", "iter", "tokens", "cost", "description"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(
-            r["id"],
-            r["status"],
-            _score(r["score"]),
-            str(r["iterations"]),
-            str(r["tokens"]),
-            f"${r['cost_usd']:.4f}",
-            r["description"][:60],
-        )
-    console().print(table)
+    _list(
+        _rows("tasks.recent", {"limit": limit}),
+        json_out,
+        "no tasks yet",
+        ("task", "status", "score", "iter", "tokens", "cost", "description"),
+        lambda r: (r["id"], r["status"], _score(r["score"]), str(r["iterations"]),
+                   str(r["tokens"]), f"${r['cost_usd']:.4f}", r["description"][:60]),
+    )  # fmt: skip
 
 
-def _background(limit: int, json_out: bool) -> None:
+def _list(
+    rows: list[dict[str, Any]],
+    json_out: bool,
+    empty: str,
+    columns: tuple[str, ...],
+    cells: Callable[[dict[str, Any]], tuple[str, ...]],
+) -> None:
+    """Rows as JSON lines, or a table (a line saying there are none)."""
     from rich.table import Table
 
-    rows = _rows("tasks.background", {"limit": limit})
     if json_out:
         for row in rows:
             print_json(row)
         return
     if not rows:
-        console().print("no background tasks yet")
+        console().print(empty)
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("task", "parent", "kind", "status", "phase", "score", "description"):
+    for column in columns:
         table.add_column(column)
     for r in rows:
-        table.add_row(
-            r["id"],
-            r["parent"],
-            r["kind"],
-            r["status"],
-            r["phase"],
-            _score(r["score"]),
-            r["description"][:50],
-        )
+        table.add_row(*cells(r))
     console().print(table)
 
 
