@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from shoal.cli import loop_options as lo
 from shoal.cli.output import fail, print_json
 
 if TYPE_CHECKING:
@@ -24,59 +25,31 @@ if TYPE_CHECKING:
 
 def run(
     task: str = typer.Argument(..., help="What to do, in plain words."),
-    iterations: int | None = typer.Option(
-        None, "--iterations", "-i", min=1, max=50, help="Most iterations (default 3)."
-    ),
-    quality: float | None = typer.Option(
-        None, "--quality", min=0.0, max=1.0, help="Score that accepts the result (default 0.8)."
-    ),
-    model: str | None = typer.Option(None, "--model", "-m", help="litellm model for every role."),
-    budget_usd: float | None = typer.Option(None, "--budget-usd", help="Stop at this cost."),
-    budget_tokens: int | None = typer.Option(
-        None, "--budget-tokens", help="Stop at this many tokens."
-    ),
-    timeout: float | None = typer.Option(None, "--timeout", help="Stop after this many seconds."),
-    cwd: Path | None = typer.Option(None, "--cwd", "-C", help="Repository to work in."),
-    permission_mode: str | None = typer.Option(
-        None, "--permission-mode", help="default, plan (read-only), accept-edits, bypass."
-    ),
-    team: str | None = typer.Option(
-        None, "--team", help="Run on the members of this team (see `shoal team up`)."
-    ),
-    allow: list[str] | None = typer.Option(
-        None,
-        "--allow",
-        metavar="RULE",
-        help="Allow a tool call without asking: TOOL or TOOL:PATTERN (repeat).",
-    ),
-    deny: list[str] | None = typer.Option(
-        None,
-        "--deny",
-        metavar="RULE",
-        help="Refuse a tool call: TOOL or TOOL:PATTERN (repeat); deny wins.",
-    ),
+    iterations: lo.Iterations = None,
+    quality: lo.Quality = None,
+    model: lo.Model = None,
+    budget_usd: lo.BudgetUsd = None,
+    budget_tokens: lo.BudgetTokens = None,
+    timeout: lo.Timeout = None,
+    cwd: lo.Cwd = None,
+    permission_mode: lo.PermissionMode = None,
+    team: lo.Team = None,
+    allow: lo.Allow = None,
+    deny: lo.Deny = None,
     backend: str | None = typer.Option(
         None, "--backend", help="Where actors run: local processes or ray (Ray actors)."
     ),
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="With --backend ray: join this cluster (host:port)."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+    quiet: lo.Quiet = False,
     print_only: bool = typer.Option(False, "--print", "-p", help="Print only the final answer."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    json_out: lo.JsonOut = False,
 ) -> None:
     """Run a task: plan, execute, evaluate, refine until the result is good enough."""
-    flags = {
-        "iterations": iterations,
-        "quality": quality,
-        "model": model,
-        "budget_usd": budget_usd,
-        "budget_tokens": budget_tokens,
-        "timeout": timeout,
-        "permission_mode": permission_mode,
-        "allow": allow,
-        "deny": deny,
-    }
+    flags = lo.flags(
+        iterations, quality, model, budget_usd, budget_tokens, timeout, permission_mode, allow, deny
+    )
     home, submit = prepare(task, cwd, flags, team=team)
     _choose_backend(backend, ray_address)
     done = submit_and_follow(home, submit, quiet=quiet or print_only or json_out)
