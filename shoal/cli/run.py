@@ -98,6 +98,8 @@ def prepare(
 
 def submit_and_follow(home: Home, submit: TaskSubmit, *, quiet: bool) -> TaskDone:
     """Send the task, show its progress on stderr, and return its TaskDone."""
+    import zmq
+
     from shoal.mailbox.client import MailboxClient
     from shoal.mailbox.envelope import ORCHESTRATOR, TaskAccepted, TaskCancel, TaskDone
     from shoal.mailbox.events import Subscriber
@@ -113,15 +115,19 @@ def submit_and_follow(home: Home, submit: TaskSubmit, *, quiet: bool) -> TaskDon
         progress.started(accepted.task_id, submit)
         interrupted = False
         next_check = time.monotonic() + 2.0
+        poller = zmq.Poller()
+        poller.register(client.socket, zmq.POLLIN)
+        poller.register(events.socket, zmq.POLLIN)
         while True:
             if time.monotonic() > next_check:
                 next_check = time.monotonic() + 2.0
                 _keep_orchestrator(home, progress)
             try:
-                env = client.recv(timeout=0.02)
+                ready = dict(poller.poll(0 if client.waiting else 500))
+                env = client.recv(timeout=0) if client.waiting or client.socket in ready else None
                 if env is not None and env.kind == TaskDone.kind:
                     return TaskDone.model_validate(env.payload)
-                event = events.recv(timeout=0.02)
+                event = events.recv(timeout=0) if events.socket in ready else None
                 if event is not None and event.task_id == accepted.task_id:
                     progress.show(event)
             except KeyboardInterrupt:

@@ -47,6 +47,16 @@ class MailboxClient:
         self._sock.close()
         self._ctx.term()
 
+    @property
+    def waiting(self) -> bool:
+        """A message is already received and waits for ``recv``."""
+        return bool(self._inbox)
+
+    @property
+    def socket(self) -> zmq.Socket:
+        """The DEALER socket, to poll together with others (only ``recv`` reads it)."""
+        return self._sock
+
     def send(
         self,
         recipient: str,

@@ -26,7 +26,18 @@ _KIND = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 _ADDRESS = r"^[A-Za-z0-9_.:*@/-]{1,128}$"
 
 
-class Payload(BaseModel):
+class Model(BaseModel):
+    """Base of the models payloads are made of.
+
+    Their validators are built when first used, not on import: a process uses a
+    few of the ~100 models here, and building all of them cost every CLI start
+    and actor spawn ~40 ms.
+    """
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class Payload(Model):
     """Base of every payload model; ``kind`` is the message kind it travels as."""
 
     model_config = ConfigDict(extra="forbid")
@@ -150,7 +161,7 @@ class StatusRequest(Payload):
     pass
 
 
-class ActorStatus(BaseModel):
+class ActorStatus(Model):
     name: str
     role: str
     pid: int | None
@@ -160,7 +171,7 @@ class ActorStatus(BaseModel):
     launcher: str
 
 
-class MessageCounters(BaseModel):
+class MessageCounters(Model):
     routed: int
     recorded: int
     dropped: int
@@ -244,12 +255,12 @@ class ActorExited(Payload):
 # --- the loop: plan -> execute -> evaluate -> refine ----------------------------
 
 
-class Step(BaseModel):
+class Step(Model):
     title: str
     detail: str = ""
 
 
-class Subtask(BaseModel):
+class Subtask(Model):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     title: str
     detail: str = ""
@@ -258,21 +269,21 @@ class Subtask(BaseModel):
     depends_on: list[str] = Field(default_factory=list)
 
 
-class Plan(BaseModel):
+class Plan(Model):
     """What the planner submits through its ``submit_plan`` tool call."""
 
     steps: list[Step] = Field(min_length=1)
     subtasks: list[Subtask] = Field(default_factory=list)
 
 
-class Finding(BaseModel):
+class Finding(Model):
     severity: Literal["blocker", "important", "minor"]
     title: str
     detail: str = ""
     fix: str = ""
 
 
-class Usage(BaseModel):
+class Usage(Model):
     """Tokens and cost of the model calls behind one reply."""
 
     prompt_tokens: int = 0
@@ -296,14 +307,14 @@ class Usage(BaseModel):
 PermissionModeName = Literal["default", "plan", "accept-edits", "bypass"]
 
 
-class ModelChoice(BaseModel):
+class ModelChoice(Model):
     """A role's model as the task asked for it (keys never travel: actors read their env)."""
 
     model: str
     base_url: str | None = None
 
 
-class PermissionRule(BaseModel):
+class PermissionRule(Model):
     """One allow/deny/ask rule as it travels (checked by ``shoal.tools.permissions.Rule``)."""
 
     action: Literal["allow", "deny", "ask"]
@@ -311,7 +322,7 @@ class PermissionRule(BaseModel):
     pattern: str | None = None
 
 
-class TaskOptions(BaseModel):
+class TaskOptions(Model):
     iterations: int = Field(3, ge=1, le=50)
     quality: float = Field(0.8, ge=0, le=1)
     budget_usd: float | None = Field(None, gt=0)
@@ -472,14 +483,14 @@ class EvalRequest(Payload):
     skip_checks: list[str] = Field(default_factory=list)
 
 
-class CheckOutcome(BaseModel):
+class CheckOutcome(Model):
     name: str
     kind: str
     passed: bool
     output: str = ""
 
 
-class Evaluation(BaseModel):
+class Evaluation(Model):
     """What the judge submits through its ``submit_evaluation`` tool call."""
 
     score: float = Field(ge=0, le=1)
@@ -526,7 +537,7 @@ class ContextRequest(Payload):
     """A team member's task: the team's own notes are recalled too."""
 
 
-class Recalled(BaseModel):
+class Recalled(Model):
     id: str
     kind: str
     content: str
@@ -543,7 +554,7 @@ class ContextResult(Payload):
     """The block to put in the prompt (empty when there is nothing relevant)."""
 
 
-class TaskRecord(BaseModel):
+class TaskRecord(Model):
     """What the learner gets about a finished task."""
 
     task_id: str
@@ -563,7 +574,7 @@ class LearnRequest(Payload):
     record: TaskRecord
 
 
-class NewLearning(BaseModel):
+class NewLearning(Model):
     kind: str = Field(pattern=r"^[a-z_]{2,32}$")
     content: str = Field(min_length=3, max_length=2000)
     confidence: float = Field(ge=0, le=1)
@@ -596,7 +607,7 @@ class MemorySearch(Payload):
     k: int = Field(10, ge=1, le=1000)
 
 
-class MinedPattern(BaseModel):
+class MinedPattern(Model):
     id: str
     kind: str
     summary: str
@@ -642,7 +653,7 @@ class TeamMessage(Payload):
     source: Literal["person", "teammate", "lead", "subagent"] = "teammate"
 
 
-class SubtaskOutcome(BaseModel):
+class SubtaskOutcome(Model):
     id: str
     title: str = ""
     status: Literal[
@@ -777,7 +788,7 @@ class SessionOpen(Payload):
     """How many of the latest user and assistant messages to send back (to show on resume)."""
 
 
-class SessionLine(BaseModel):
+class SessionLine(Model):
     """One message of a transcript as a person reads it."""
 
     role: str
@@ -799,7 +810,7 @@ class SessionInfo(Payload):
     recent: list[SessionLine] = Field(default_factory=list)
 
 
-class SessionMessage(BaseModel):
+class SessionMessage(Model):
     """One row of a transcript: a chat message, or a marker (``summary``, ``clear``)."""
 
     role: Literal["user", "assistant", "tool", "summary", "clear"]
@@ -830,7 +841,7 @@ class SessionClear(Payload):
     session_id: str
 
 
-class Attachment(BaseModel):
+class Attachment(Model):
     path: str
     content: str
 
@@ -956,7 +967,7 @@ class ChatAnswer(Payload):
 _TEAM_NAME = r"^[A-Za-z0-9_-]{1,32}$"
 
 
-class TeamMemberSpec(BaseModel):
+class TeamMemberSpec(Model):
     role: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     """A base role (``executor``); the team's members get ``executor@TEAM``."""
     count: int = Field(1, ge=1, le=64)
@@ -997,7 +1008,7 @@ class TeamStatusRequest(Payload):
     """One team, or every team that is up."""
 
 
-class TeamMemberStatus(BaseModel):
+class TeamMemberStatus(Model):
     name: str
     role: str
     pane_id: str | None
@@ -1021,7 +1032,7 @@ class TeamMemberStatus(BaseModel):
     cost_usd: float
 
 
-class TeamInfo(BaseModel):
+class TeamInfo(Model):
     name: str
     mode: str
     session: str | None
@@ -1037,7 +1048,7 @@ class TeamStatusReply(Payload):
 # --- batch refactors and ray ---
 
 
-class BatchUnitRow(BaseModel):
+class BatchUnitRow(Model):
     """One unit of a batch as recorded when the batch starts."""
 
     unit_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")

@@ -7,7 +7,6 @@ an empty list of topics receives everything.
 from __future__ import annotations
 
 import zmq
-import zmq.asyncio
 
 from shoal.mailbox import sockets
 from shoal.mailbox.envelope import Envelope
@@ -24,6 +23,11 @@ class Subscriber:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def socket(self) -> zmq.Socket:
+        """The SUB socket, to poll together with others (only ``recv`` reads it)."""
+        return self._sock
+
     def recv(self, timeout: float | None = None) -> Envelope | None:
         if not self._sock.poll(None if timeout is None else int(timeout * 1000)):
             return None
@@ -37,6 +41,8 @@ class Subscriber:
 
 class AsyncSubscriber:
     def __init__(self, endpoint: str, topics: list[str] | None = None) -> None:
+        import zmq.asyncio  # asyncio costs a synchronous client ~18 ms of start-up
+
         self._ctx = zmq.asyncio.Context()
         self._sock = sockets.subscriber(self._ctx, endpoint, topics or [])
 
