@@ -17,11 +17,12 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from shoal.actors.base import Actor, inline
 from shoal.actors.children import ChildSubmitter, SubmitsChildren
+from shoal.actors.merger import Merger
 from shoal.mailbox.envelope import (
     ORCHESTRATOR,
     Envelope,
@@ -132,35 +133,57 @@ class TeamRun:
         self.branches: list[str] = []
         self.failing_before: list[str] = []
         self.prepared: dict[str, Path] = {}  # worktrees made ahead for waiting subtasks
+        self._lock = threading.Lock()  # outcomes and usage: the merger updates them too
+        self.merger = Merger(self)
 
     def run(self) -> TeamRunResult:
         self.base = snapshots.base_snapshot(self.request.cwd, self.id)
         self._add_worktree(MERGED, self.base)
         self.failing_before = failing_checks(self.integration)
         self._publish_list()
-        while self._pending() or self.running:
-            if self.lead.cancelled(self.id):
-                self._cancel_children()
-                break
-            self._start_ready()
-            if not self.running:
-                self._block_the_rest()
-                break
-            more = self._prepare_one()  # while the children work
-            try:
-                child = self.done.get(timeout=0.0 if more else 1.0)
-            except queue.Empty:
-                continue
-            if child is not None and child.task_id in self.running:
-                subtask = self.running.pop(child.task_id)
-                self._start_ready()  # the freed executor first; the merge can wait a moment
-                self._finished(subtask, child)
+        self.merger.start()
+        try:
+            self._schedule()
+        finally:
+            self.merger.close()
+        if self.merger.error is not None:
+            raise self.merger.error
         merged = worktrees.head(self.integration)
         # The merged commit is iteration 1 of the task: referenced, so removing the
         # branches never loses it, and the loop can restore it as its best.
         snapshots.keep(self.request.cwd, self.id, 1, merged)
         snapshots.restore(self.request.cwd, merged)
         return self.result(snapshot=merged)
+
+    def _schedule(self) -> None:
+        """Start subtasks as executors free up until all ended and their merges are done."""
+        while self._pending() or self.running or self.merger.busy():
+            if self.merger.error is not None:
+                raise self.merger.error
+            if self.lead.cancelled(self.id):
+                self._cancel_children()
+                return
+            self._start_ready()
+            if not self.running and not self.merger.busy():
+                self._block_the_rest()
+                return
+            more = self._prepare_one()  # while the children work
+            try:
+                first = self.done.get(timeout=0.0 if more else 1.0)
+            except queue.Empty:
+                continue
+            ended = []
+            for child in [first, *self._more_done()]:
+                if child is None:
+                    continue  # a wake-up: a merge ended, or the run was cancelled
+                if child.task_id in self.running:
+                    ended.append((self.running.pop(child.task_id), child))
+                else:
+                    self.merger.offer(child)
+            # Every freed executor gets its next subtask first, then the merger its work.
+            self._start_ready()
+            for subtask, child in ended:
+                self._finished(subtask, child)
 
     def result(self, *, snapshot: str = "", error: str | None = None) -> TeamRunResult:
         outcomes = [self.outcomes[s.id] for s in self.subtasks]
@@ -190,11 +213,17 @@ class TeamRun:
         # worktrees/TASK/ exists only while the run does (a kept branch needs no worktree).
         with contextlib.suppress(OSError):
             self.root.rmdir()
-        for branch in self.branches:
-            if branch not in keep:
-                worktrees.delete_branch(self.repo, branch)
+        worktrees.delete_branches(self.repo, [b for b in self.branches if b not in keep])
 
     # --- scheduling ----------------------------------------------------------------
+
+    def _more_done(self) -> list[TaskDone | None]:
+        """The children that ended meanwhile, without waiting."""
+        more: list[TaskDone | None] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                more.append(self.done.get_nowait())
+        return more
 
     def _pending(self) -> list[Subtask]:
         return [s for s in self.subtasks if self.outcomes[s.id].status == "pending"]
@@ -203,15 +232,27 @@ class TeamRun:
         return [s for s in self._pending() if all(d in self.merged for d in s.depends_on)]
 
     def _start_ready(self) -> None:
-        for subtask in self._ready():
-            if len(self.running) >= self.size:
-                return
+        starting = self._ready()[: max(0, self.size - len(self.running))]
+        missing = [s for s in starting if s.id not in self.prepared]
+        if len(missing) > 1:
+            # A wave's worktrees at once: made one by one, the last executor of a
+            # wave of four started ~60 ms after the first.
+            with ThreadPoolExecutor(len(missing)) as pool:
+                futures = [(s, pool.submit(self._worktree_for, s)) for s in missing]
+            for subtask, future in futures:
+                if future.exception() is None:  # the others' failure must not orphan it
+                    path, branch = future.result()
+                    self._track(path, branch)
+                    self.prepared[subtask.id] = path
+            for _, future in futures:
+                future.result()  # a WorkspaceError ends the run, as one made alone would
+        for subtask in starting:
             path = self.prepared.pop(subtask.id, None) or self._add_worktree(
                 subtask.id, self._start_of(subtask)
             )
             child = self._submit(subtask, path)
             self.running[child] = subtask
-            self._update(
+            self.update(
                 subtask.id,
                 status="running",
                 task_id=child,
@@ -241,7 +282,7 @@ class TeamRun:
         """Subtasks whose dependencies failed can never start: say so instead of waiting."""
         for subtask in self._pending():
             failed = [d for d in subtask.depends_on if d not in self.merged]
-            self._update(
+            self.update(
                 subtask.id,
                 status="failed",
                 detail=f"not started: depends on {', '.join(failed)}, which did not merge",
@@ -274,86 +315,37 @@ class TeamRun:
         )
 
     def _finished(self, subtask: Subtask, child: TaskDone) -> None:
-        self.usage = self.usage + Usage(prompt_tokens=child.tokens, cost_usd=child.cost_usd)
-        status = child.status
-        self._update(subtask.id, status=status, score=child.score, detail=child.decision)
-        if status in ("failed", "cancelled"):
-            return
-        path = self.root / subtask.id
-        worktrees.commit_all(path, f"{subtask.id}: {subtask.title}\n\nshoal team run {self.id}")
-        self._merge(subtask)
-
-    def _merge(self, subtask: Subtask) -> None:
-        branch = worktrees.branch_name(self.id, subtask.id)
-        merge = worktrees.merge(self.integration, branch, f"Merge subtask {subtask.id}")
-        if merge.ok:
-            self.merged.add(subtask.id)
-            return
-        left = self._resolve(subtask, merge.conflicts)
-        if left:
-            worktrees.abort_merge(self.integration)
-            self._update(subtask.id, status="conflict", detail="conflicts in " + ", ".join(left))
-            return
-        worktrees.conclude_merge(self.integration)
-        self.merged.add(subtask.id)
-
-    def _resolve(self, subtask: Subtask, files: list[str]) -> list[str]:
-        """Give the conflicted merge to an executor; return the files still conflicted."""
-        description = (
-            f"Resolve the merge conflicts of subtask {subtask.id} ({subtask.title}) in "
-            f"{', '.join(files)}: edit each file so no conflict markers remain and both "
-            f"sides' changes are kept where they do not contradict (task: "
-            f"{self.request.description})."
-        )
-        step = Step(title="resolve merge conflicts", detail=", ".join(files))
-        options = self.request.options.model_copy(
-            update={"team_size": None, "iterations": 1, "skip_checks": self.failing_before}
-        )
-        try:
-            child = self.lead.children.submit(
-                TaskSubmit(
-                    description=description,
-                    cwd=str(self.integration),
-                    options=options,
-                    plan=Plan(steps=[step]),
-                    parent=self.id,
-                ),
-                self.id,
-            )
-        except (RuntimeError, TimeoutError):
-            return files
-        deadline = time.monotonic() + (options.timeout or 1800)
-        others: list[TaskDone] = []  # subtasks that end meanwhile are handled afterwards
-        while time.monotonic() < deadline and not self.lead.cancelled(self.id):
-            try:
-                done = self.done.get(timeout=1.0)
-            except queue.Empty:
-                continue
-            if done is not None and done.task_id == child:
-                self.usage = self.usage + Usage(prompt_tokens=done.tokens, cost_usd=done.cost_usd)
-                break
-            if done is not None:
-                others.append(done)
-        for done in others:
-            self.done.put(done)
-        return worktrees.with_markers(self.integration, files)
+        self.charge(Usage(prompt_tokens=child.tokens, cost_usd=child.cost_usd))
+        self.update(subtask.id, status=child.status, score=child.score, detail=child.decision)
+        if child.status not in ("failed", "cancelled"):
+            self.merger.add(subtask)
 
     def _cancel_children(self) -> None:
         for child in self.running:
             self.lead.ctx.send(ORCHESTRATOR, TaskCancel(task_id=child), task_id=self.id)
         for subtask in self.running.values():
-            self._update(subtask.id, status="cancelled")
+            self.update(subtask.id, status="cancelled")
         for subtask in self._pending():
-            self._update(subtask.id, status="cancelled", detail="not started")
+            self.update(subtask.id, status="cancelled", detail="not started")
 
     # --- plumbing ---------------------------------------------------------------------
 
     def _add_worktree(self, name: str, start: str) -> Path:
+        path, branch = self._new_worktree(name, start)
+        self._track(path, branch)
+        return path
+
+    def _worktree_for(self, subtask: Subtask) -> tuple[Path, str]:
+        return self._new_worktree(subtask.id, self._start_of(subtask))
+
+    def _new_worktree(self, name: str, start: str) -> tuple[Path, str]:
         branch = worktrees.branch_name(self.id, name)
-        path = worktrees.add(self.repo, self.root / name, branch, start)
+        return worktrees.add(self.repo, self.root / name, branch, start), branch
+
+    def _track(self, path: Path, branch: str) -> None:
+        """Removed (and deleted) when the run ends."""
         self.worktrees.append(path)
         self.branches.append(branch)
-        return path
 
     def _publish_list(self) -> None:
         """The run's subtasks become the team task list the members (and `shoal team`) see."""
@@ -363,10 +355,13 @@ class TeamRun:
             task_id=self.id,
         )
 
-    def _update(self, subtask_id: str, **changes: object) -> None:
-        outcome = self.outcomes[subtask_id]
-        self.outcomes[subtask_id] = outcome.model_copy(update=changes)
-        o = self.outcomes[subtask_id]
+    def charge(self, usage: Usage) -> None:
+        with self._lock:
+            self.usage = self.usage + usage
+
+    def update(self, subtask_id: str, **changes: object) -> None:
+        with self._lock:
+            o = self.outcomes[subtask_id] = self.outcomes[subtask_id].model_copy(update=changes)
         self.lead.ctx.send(
             ORCHESTRATOR,
             TeamTaskUpdate(

@@ -52,9 +52,11 @@ def remove(repo: Path, *paths: Path) -> None:
     git(repo, "worktree", "prune")
 
 
-def delete_branch(repo: Path, branch: str) -> None:
-    with contextlib.suppress(WorkspaceError):
-        git(repo, "branch", "-D", "--quiet", branch)
+def delete_branches(repo: Path, branches: list[str]) -> None:
+    """Delete the branches (one git call); one already gone does not stop the others."""
+    if branches:
+        with contextlib.suppress(WorkspaceError):
+            git(repo, "branch", "-D", "--quiet", *branches)
 
 
 def commit_all(path: Path, message: str) -> str | None:

@@ -1,0 +1,130 @@
+"""Merging a team run's finished subtasks into its integration branch, on a thread of its own.
+
+The lead's scheduler hands each finished subtask to the merger and goes back to
+starting subtasks: a merge (commit, merge, maybe a resolver child task) never
+keeps a freed executor waiting. Merges happen one at a time, in the order the
+subtasks were handed over (their dependency order, as the scheduler starts a
+subtask only once what it depends on is merged). After each one the merger
+wakes the scheduler, whose waiting subtasks may have become ready.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from shoal.mailbox.envelope import Plan, Step, Subtask, TaskDone, TaskSubmit, Usage
+from shoal.workspace import worktrees
+
+if TYPE_CHECKING:
+    from shoal.actors.lead import TeamRun
+
+
+class Merger:
+    def __init__(self, run: TeamRun) -> None:
+        self.run = run
+        self.error: Exception | None = None  # the run ends with it (raised by the scheduler)
+        self._jobs: queue.Queue[Subtask | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._resolver: str | None = None  # the child task resolving a conflict now
+        self._resolved: queue.Queue[TaskDone] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name=f"merge-{run.id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def add(self, subtask: Subtask) -> None:
+        """Commit the subtask's worktree and merge its branch (soon, on the merger's thread)."""
+        with self._lock:
+            self._in_flight += 1
+        self._jobs.put(subtask)
+
+    def busy(self) -> bool:
+        """Merges handed over and not finished yet."""
+        with self._lock:
+            return self._in_flight > 0
+
+    def offer(self, done: TaskDone) -> None:
+        """A child ended that the scheduler did not start: the resolver the merger waits for."""
+        with self._lock:
+            if done.task_id != self._resolver:
+                return
+        self._resolved.put(done)
+
+    def close(self) -> None:
+        """Finish the merges handed over, then stop the thread."""
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while (subtask := self._jobs.get()) is not None:
+            try:
+                if self.error is None:  # after a failure the run ends: no more git work
+                    self._commit_and_merge(subtask)
+            except Exception as exc:  # the scheduler raises it; the thread takes the rest
+                self.error = exc
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+                self.run.done.put(None)  # wake the scheduler: dependents may be ready
+
+    def _commit_and_merge(self, subtask: Subtask) -> None:
+        run = self.run
+        path = run.root / subtask.id
+        worktrees.commit_all(path, f"{subtask.id}: {subtask.title}\n\nshoal team run {run.id}")
+        branch = worktrees.branch_name(run.id, subtask.id)
+        merge = worktrees.merge(run.integration, branch, f"Merge subtask {subtask.id}")
+        if merge.ok:
+            run.merged.add(subtask.id)
+            return
+        left = self._resolve(subtask, merge.conflicts)
+        if left:
+            worktrees.abort_merge(run.integration)
+            run.update(subtask.id, status="conflict", detail="conflicts in " + ", ".join(left))
+            return
+        worktrees.conclude_merge(run.integration)
+        run.merged.add(subtask.id)
+
+    def _resolve(self, subtask: Subtask, files: list[str]) -> list[str]:
+        """Give the conflicted merge to an executor; return the files still conflicted."""
+        run = self.run
+        description = (
+            f"Resolve the merge conflicts of subtask {subtask.id} ({subtask.title}) in "
+            f"{', '.join(files)}: edit each file so no conflict markers remain and both "
+            f"sides' changes are kept where they do not contradict (task: "
+            f"{run.request.description})."
+        )
+        step = Step(title="resolve merge conflicts", detail=", ".join(files))
+        options = run.request.options.model_copy(
+            update={"team_size": None, "iterations": 1, "skip_checks": run.failing_before}
+        )
+        submit = TaskSubmit(
+            description=description,
+            cwd=str(run.integration),
+            options=options,
+            plan=Plan(steps=[step]),
+            parent=run.id,
+        )
+        try:
+            with self._lock:  # its end may come before submit returns
+                self._resolver = child = run.lead.children.submit(submit, run.id)
+        except (RuntimeError, TimeoutError):
+            return files
+        deadline = time.monotonic() + (options.timeout or 1800)
+        try:
+            while time.monotonic() < deadline and not run.lead.cancelled(run.id):
+                try:
+                    done = self._resolved.get(timeout=1.0)
+                except queue.Empty:
+                    continue
+                if done.task_id == child:
+                    run.charge(Usage(prompt_tokens=done.tokens, cost_usd=done.cost_usd))
+                    break
+        finally:
+            with self._lock:
+                self._resolver = None
+        return worktrees.with_markers(run.integration, files)
