@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from shoal.actors.base import KEEP, Actor, inline
 from shoal.actors.children import ChildSubmitter, SubmitsChildren
 from shoal.actors.llm import clip, function_tool, model_config, recalled_context, usage_of
 from shoal.mailbox.envelope import (
+    ContextResult,
     Envelope,
     ExecEvent,
     ExecRequest,
@@ -66,6 +68,7 @@ class ExecutorActor(SubmitsChildren, Actor):
         self.children = ChildSubmitter(self.ctx)
         self.delegations = Delegations()
         self.current_task: str | None = None
+        self._recalls = ThreadPoolExecutor(1, thread_name_prefix="recall")
 
     @inline
     def on_task_done(self, msg: Envelope, payload: TaskDone) -> None:
@@ -118,13 +121,24 @@ class ExecutorActor(SubmitsChildren, Actor):
         from shoal.workspace import snapshots
 
         task_id = msg.task_id or msg.id
+        # The orchestrator recalls while this process snapshots the work tree: the two
+        # waited for each other at the start of every iteration (~20 ms).
+        recall = self._recalls.submit(
+            recalled_context,
+            self.ctx,
+            payload.description,
+            payload.cwd,
+            "executor",
+            task_id,
+            payload.team,
+        )
         base = snapshots.list_snapshots(payload.cwd, task_id).get(0) or snapshots.base_snapshot(
             payload.cwd, task_id
         )
         with self._inbox_lock:
             self.current_task = task_id
         try:
-            loop = ToolLoop(self, task_id, payload)
+            loop = ToolLoop(self, task_id, payload, recall.result())
             error = loop.run_to_end()
             snapshot = snapshots.snapshot(payload.cwd, task_id, payload.iteration)
         finally:
@@ -152,7 +166,9 @@ class ExecutorActor(SubmitsChildren, Actor):
 class ToolLoop:
     """One iteration's conversation with the model."""
 
-    def __init__(self, actor: ExecutorActor, task_id: str, request: ExecRequest) -> None:
+    def __init__(
+        self, actor: ExecutorActor, task_id: str, request: ExecRequest, context: ContextResult
+    ) -> None:
         from shoal.actors.agent_tools import provide
         from shoal.tools import Permissions, Toolbox, Workspace
         from shoal.tools.permissions import Rule
@@ -168,9 +184,7 @@ class ToolLoop:
         self.usage = Usage()
         self.turns = self.calls = 0
         self.summary = ""
-        self.context = recalled_context(
-            actor.ctx, request.description, request.cwd, "executor", task_id, request.team
-        )
+        self.context = context
         self.extras = {tool.name: tool for tool in provide(self)}
 
     def close(self) -> None:

@@ -94,7 +94,7 @@ class _UnitAgent:
 
 def _run(spec: UnitSpec, scratch: Path) -> UnitResult:
     from shoal.actors.executor import ToolLoop
-    from shoal.actors.llm import clip
+    from shoal.actors.llm import clip, recalled_context
     from shoal.evaluation.process import run_command
     from shoal.mailbox.envelope import ExecRequest, Plan, Step
     from shoal.workspace import snapshots
@@ -116,7 +116,8 @@ def _run(spec: UnitSpec, scratch: Path) -> UnitResult:
         token_budget=spec.token_budget,
         subagent=True,  # a unit works alone: no delegation
     )
-    loop = ToolLoop(_UnitAgent(ctx), task_id, request)  # type: ignore[arg-type]
+    context = recalled_context(ctx, request.description, request.cwd, "executor", task_id)
+    loop = ToolLoop(_UnitAgent(ctx), task_id, request, context)  # type: ignore[arg-type]
     error = loop.run_to_end()
     usage = loop.usage
     snap = snapshots.snapshot(clone, task_id, 1)
