@@ -55,7 +55,7 @@ class OrchestratorSettings(BaseModel):
     orphan_timeout: float = Field(30.0, gt=0)
     """Seconds an actor waits for a lost orchestrator before it exits."""
 
-    flush_interval: float = Field(0.05, gt=0, le=0.1)
+    flush_interval: float = Field(0.1, gt=0, le=0.1)
     """Seconds between recorder flushes to DuckDB (at most 0.1)."""
 
     max_frame_bytes: int = Field(8 * 1024 * 1024, ge=1024)

@@ -201,13 +201,49 @@ class Recorder:
                 pending.acks += item.acks
                 pending.events += item.events
                 pending.statements += item.statements
-            if pending and self._flush(cur, pending):
+            if pending:
+                self._flush(cur, pending)
                 pending = _Batch(seq=pending.seq)
             for done in barriers:
                 done.set()
         cur.close()
 
-    def _flush_rows(self, cur: duckdb.DuckDBPyConnection, batch: _Batch) -> bool:
+    def _flush(self, cur: duckdb.DuckDBPyConnection, batch: _Batch) -> None:
+        """Write the batch in one transaction (a commit costs DuckDB more than most rows).
+
+        If DuckDB refuses any of it, the rows go in on their own (row by row if need
+        be), then each statement alone: one bad row never holds back the message log.
+        """
+        if self._in_one(cur, batch, batch.statements):
+            return
+        if not self._in_one(cur, batch, []):
+            self.failures += 1
+            self._flush_rows(cur, batch)
+        self._statements(cur, batch.statements)
+
+    def _in_one(
+        self, cur: duckdb.DuckDBPyConnection, batch: _Batch, statements: list[tuple[str, list[Any]]]
+    ) -> bool:
+        try:
+            cur.execute("BEGIN")
+            if batch.messages:
+                insert_messages(cur, batch.messages)
+            if batch.acks:
+                insert_acks(cur, batch.acks)
+            if batch.events:
+                insert_events(cur, batch.events)
+            for sql, params in statements:
+                cur.execute(sql, params)
+            cur.execute("COMMIT")
+        except Exception:
+            log.exception("recorder flush failed; writing its parts on their own")
+            cur.execute("ROLLBACK")
+            return False
+        self.recorded += len(batch.messages)
+        self.flushed_seq = batch.seq
+        return True
+
+    def _flush_rows(self, cur: duckdb.DuckDBPyConnection, batch: _Batch) -> None:
         """Insert one row at a time, setting aside the rows DuckDB refuses (they are logged)."""
         for row in batch.messages:
             try:
@@ -227,30 +263,12 @@ class Recorder:
             except Exception as exc:
                 log.error("actor events could not be recorded: %s", exc)
         self.flushed_seq = batch.seq
-        batch.messages, batch.acks, batch.events = [], [], []
-        return self._flush(cur, batch) if batch.statements else True
 
-    def _flush(self, cur: duckdb.DuckDBPyConnection, batch: _Batch) -> bool:
-        try:
-            cur.execute("BEGIN")
-            if batch.messages:
-                insert_messages(cur, batch.messages)
-            if batch.acks:
-                insert_acks(cur, batch.acks)
-            if batch.events:
-                insert_events(cur, batch.events)
-            cur.execute("COMMIT")
-        except Exception:
-            log.exception("recorder flush failed; inserting row by row")
-            self.failures += 1
-            cur.execute("ROLLBACK")
-            return self._flush_rows(cur, batch)
-        self.recorded += len(batch.messages)
-        self.flushed_seq = batch.seq
-        for sql, params in batch.statements:
-            # Each on its own: one bad row must never hold back the message log.
+    def _statements(
+        self, cur: duckdb.DuckDBPyConnection, statements: list[tuple[str, list[Any]]]
+    ) -> None:
+        for sql, params in statements:
             try:
                 cur.execute(sql, params)
             except Exception:
                 log.exception("recorder statement failed and was skipped: %s", sql.split()[:4])
-        return True
