@@ -100,13 +100,39 @@ def toplevel(repo: str | Path) -> Path:
     path = Path(repo).expanduser().absolute()
     if not path.is_dir():
         raise WorkspaceError(f"{path} is not a directory")
+    known = _toplevels.get(path)
+    if known is not None and _still_toplevel(path, known):
+        return known
     try:
         out = git(path, "rev-parse", "--show-toplevel")
     except WorkspaceError as exc:
         if "not installed" in str(exc):
             raise
         raise WorkspaceError(f"{path} is not inside a git work tree") from None
-    return Path(out.decode().strip())
+    root = Path(out.decode().strip())
+    if len(_toplevels) >= _TOPLEVELS_KEPT:
+        _toplevels.clear()
+    _toplevels[path] = root
+    return root
+
+
+# Work tree roots found before, by directory: a snapshot, a restore and a diff each
+# asked git again (a process each, several per iteration).
+_toplevels: dict[Path, Path] = {}
+_TOPLEVELS_KEPT = 1024
+
+
+def _still_toplevel(path: Path, root: Path) -> bool:
+    """``root`` still holds the repository and no other one began between it and ``path``
+    (a few stat calls; a path under a symlink never counts as known)."""
+    if not (root / ".git").exists():
+        return False
+    d = path
+    while d != root:
+        if (d / ".git").exists() or d.parent == d:
+            return False
+        d = d.parent
+    return True
 
 
 def head(root: Path) -> str | None:
