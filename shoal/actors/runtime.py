@@ -282,7 +282,11 @@ class ActorRuntime:
             if self._running == 0:
                 self._busy_since = None
             self._finish(env, result)
-            self._ack(released)
+            if released:
+                # Right behind the reply, before anything else this turn: whoever has
+                # the reply may kill us next, and the released messages must stay acked.
+                self._ack(released)
+                self._flush_acks()
 
     def _finish(self, env: Envelope, result: Payload | None) -> None:
         if result is KEEP:
