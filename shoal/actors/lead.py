@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from shoal.actors.base import Actor, inline
@@ -35,6 +35,7 @@ from shoal.mailbox.envelope import (
     TaskDone,
     TaskSubmit,
     TeamMessage,
+    TeamPrepare,
     TeamRunRequest,
     TeamRunResult,
     TeamTasksCreate,
@@ -45,6 +46,7 @@ from shoal.workspace import snapshots, worktrees
 from shoal.workspace.git import WorkspaceError, toplevel
 
 MERGED = "_merged"
+_BASES_KEPT = 64
 
 
 class LeadActor(SubmitsChildren, Actor):
@@ -57,6 +59,8 @@ class LeadActor(SubmitsChildren, Actor):
         # parent task id -> the ends of its children (None: wake up, it was cancelled)
         self._runs: dict[str, queue.Queue[TaskDone | None]] = {}
         self._cancelled: set[str] = set()
+        # task id -> its base snapshot and the checks failing on it (see on_team_prepare)
+        self._bases: dict[str, Future[tuple[str, list[str]]]] = {}
 
     # --- mail that arrives while runs wait (inline: never blocks) ----------------
 
@@ -83,7 +87,31 @@ class LeadActor(SubmitsChildren, Actor):
     def on_team_message(self, msg: Envelope, payload: TeamMessage) -> None:
         self.ctx.log.info("message from %s: %s", payload.sender, payload.text)
 
-    # --- the run (a worker thread) ----------------------------------------------
+    # --- the run (worker threads) -----------------------------------------------
+
+    def on_team_prepare(self, msg: Envelope, payload: TeamPrepare) -> None:
+        """Sent with the plan request: the base is ready by the time the plan is."""
+        try:
+            self.base_of(payload.task_id, payload.cwd)
+        except WorkspaceError as exc:  # the run itself reports it (it asks again)
+            self.ctx.log.warning("team run %s: %s", payload.task_id, exc)
+
+    def base_of(self, task_id: str, cwd: str) -> tuple[str, list[str]]:
+        """The run's base snapshot and the checks failing on it, made once per run
+        (by whichever of team.prepare and team.run comes first; the other waits)."""
+        with self._lock:
+            future = self._bases.get(task_id)
+            mine = future is None
+            if future is None:
+                future = self._bases[task_id] = Future()
+                if len(self._bases) > _BASES_KEPT:  # runs whose team.run never came
+                    self._bases.pop(next(iter(self._bases)))
+        if mine:
+            try:
+                future.set_result(prepare_base(cwd, task_id, self.ctx.home.root / "worktrees"))
+            except Exception as exc:
+                future.set_exception(exc)
+        return future.result()
 
     def on_team_run(self, msg: Envelope, payload: TeamRunRequest) -> TeamRunResult:
         done: queue.Queue[TaskDone | None] = queue.Queue()
@@ -101,6 +129,7 @@ class LeadActor(SubmitsChildren, Actor):
             with self._lock:
                 self._runs.pop(payload.task_id, None)
                 self._cancelled.discard(payload.task_id)
+                self._bases.pop(payload.task_id, None)
 
     def cancelled(self, task_id: str) -> bool:
         with self._lock:
@@ -137,9 +166,8 @@ class TeamRun:
         self.merger = Merger(self)
 
     def run(self) -> TeamRunResult:
-        self.base = snapshots.base_snapshot(self.request.cwd, self.id)
+        self.base, self.failing_before = self.lead.base_of(self.id, self.request.cwd)
         self._add_worktree(MERGED, self.base)
-        self.failing_before = failing_checks(self.integration)
         self._publish_list()
         self.merger.start()
         try:
@@ -394,6 +422,26 @@ def ordered(subtasks: list[Subtask]) -> list[Subtask]:
             out.append(s.model_copy(update={"depends_on": deps[s.id]}))
             placed.add(s.id)
     return out
+
+
+def prepare_base(cwd: str, task_id: str, worktrees_root: Path) -> tuple[str, list[str]]:
+    """Snapshot ``cwd`` as the run's base; run the project's checks on a checkout of it.
+
+    A project without checks needs no checkout (most of the time this takes).
+    """
+    from shoal.evaluation import checks
+
+    base = snapshots.base_snapshot(cwd, task_id)
+    if not checks.detect(cwd):
+        return base, []
+    repo = toplevel(cwd)
+    path = worktrees.add_detached(repo, worktrees_root / task_id / "_base", base)
+    try:
+        return base, failing_checks(path)
+    finally:
+        worktrees.remove(repo, path)
+        with contextlib.suppress(OSError):  # the run makes it again; a plan refused never
+            path.parent.rmdir()
 
 
 def failing_checks(path: Path) -> list[str]:

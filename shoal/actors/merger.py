@@ -76,6 +76,10 @@ class Merger:
         run = self.run
         path = run.root / subtask.id
         worktrees.commit_all(path, f"{subtask.id}: {subtask.title}\n\nshoal team run {run.id}")
+        if not run.request.options.keep_worktrees:
+            # Its branch holds the work now; removed here, it is not left for the end
+            # of the run, where the final evaluation waits for the cleanup.
+            worktrees.remove(run.repo, path)
         branch = worktrees.branch_name(run.id, subtask.id)
         merge = worktrees.merge(run.integration, branch, f"Merge subtask {subtask.id}")
         if merge.ok:

@@ -667,6 +667,15 @@ class SubtaskOutcome(Model):
     """Why it ended so, e.g. the files a merge conflict left unresolved."""
 
 
+@message("team.prepare")
+class TeamPrepare(Payload):
+    """For the lead, while the plan is made: snapshot the base of a team run and find the
+    project checks that already fail on it (the run's first steps, off its critical path)."""
+
+    task_id: str
+    cwd: str
+
+
 @message("team.run")
 class TeamRunRequest(Payload):
     """For the lead: run a plan's subtasks in parallel worktrees and merge them."""

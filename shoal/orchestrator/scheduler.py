@@ -44,6 +44,7 @@ from shoal.mailbox.envelope import (
     TaskProgress,
     TaskRecord,
     TaskSubmit,
+    TeamPrepare,
     TeamRunRequest,
     TeamRunResult,
     Usage,
@@ -162,8 +163,19 @@ class Scheduler:
                 team_size=payload.options.team_size,
             ),
         )
+        if payload.options.team_size:
+            self._prepare_team(task)
         self._progress(task, "planning")
         return TaskAccepted(task_id=task.id)
+
+    def _prepare_team(self, task: TaskRun) -> None:
+        """While the plan is made: the team's actors start (if they must) and the lead
+        snapshots the base and runs the project's checks on it (the run's first steps)."""
+        self._team_actors(task)
+        lead = self._role_for(task, "lead")
+        self.broker.post(
+            TeamPrepare(task_id=task.id, cwd=task.submit.cwd), ROLE_PREFIX + lead, task_id=task.id
+        )
 
     def adopt(self, task: TaskRun, pending: str | None) -> None:
         """Take back a task rebuilt from the records after a restart (see resume.py)."""
@@ -326,11 +338,7 @@ class Scheduler:
         """Hand the subtasks to the lead, with enough executors to run them at once."""
         assert task.plan is not None
         options = task.submit.options
-        size = options.team_size or 1
-        for role in ("executor", "evaluator"):
-            if self._role_for(task, role) == role:  # no team members of that role: ours
-                self._at_least(role, size)
-        self._at_least("lead", 1)
+        self._team_actors(task)
         task.iteration += 1
         task.exec_started = time.monotonic()
         self._request(
@@ -346,6 +354,14 @@ class Scheduler:
         )
         self._save_task(task, status="running")
         self._progress(task, "teamwork")
+
+    def _team_actors(self, task: TaskRun) -> None:
+        """Enough executors and evaluators to run ``team_size`` subtasks at once, and a lead."""
+        size = task.submit.options.team_size or 1
+        for role in ("executor", "evaluator"):
+            if self._role_for(task, role) == role:  # no team members of that role: ours
+                self._at_least(role, size)
+        self._at_least("lead", 1)
 
     def _evaluate(self, task: TaskRun, result: ExecResult) -> None:
         assert task.plan is not None

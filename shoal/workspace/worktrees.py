@@ -41,6 +41,15 @@ def add(repo: Path, path: Path, branch: str, start: str) -> Path:
     return path
 
 
+def add_detached(repo: Path, path: Path, start: str) -> Path:
+    """A new worktree at ``path`` with ``start`` checked out and no branch."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.exists():
+        remove(repo, path)
+    git(repo, "worktree", "add", "--quiet", "--detach", str(path), start)
+    return path
+
+
 def remove(repo: Path, *paths: Path) -> None:
     """Remove worktrees, whatever state they are in (a merge in progress, untracked files).
 
