@@ -33,9 +33,9 @@ def snapshot(repo: str | Path, task_id: str, n: int) -> str:
     """Commit the work tree as iteration ``n`` of ``task_id`` and return the commit's sha."""
     ref = _ref(task_id, n)
     root = toplevel(repo)
-    parent = head(root)
+    index, parent = _index_and_head(root)
     with tempfile.TemporaryDirectory(prefix="shoal-snap-") as tmp:
-        tree = _worktree_tree(root, Path(tmp), parent)
+        tree = _worktree_tree(root, Path(tmp), parent, index)
     parents = ["-p", parent] if parent else []
     message = f"shoal snapshot {task_id}/{n}".encode()
     sha = git(root, "commit-tree", "--no-gpg-sign", *parents, tree, input=message)
@@ -70,9 +70,11 @@ def restore(repo: str | Path, sha: str, *, since_sha: str | None = None) -> list
     root = toplevel(repo)
     target = _tree(root, sha)
     with tempfile.TemporaryDirectory(prefix="shoal-restore-") as tmp:
-        current = (
-            _tree(root, since_sha) if since_sha else _worktree_tree(root, Path(tmp), head(root))
-        )
+        if since_sha:
+            current = _tree(root, since_sha)
+        else:
+            index, parent = _index_and_head(root)
+            current = _worktree_tree(root, Path(tmp), parent, index)
         writes: list[str] = []
         removes: list[str] = []
         for old_mode, new_mode, status, path in _diff_tree(root, current, target):
@@ -111,8 +113,7 @@ def diff(repo: str | Path, base: str | None, sha: str) -> str:
         "--no-textconv",
         "--src-prefix=a/",
         "--dst-prefix=b/",
-        _base_tree(root, base),
-        _tree(root, sha),
+        *_trees(root, base, sha),
     )
     return out.decode(errors="replace")
 
@@ -127,8 +128,7 @@ def changed_files(repo: str | Path, base: str | None, sha: str) -> list[str]:
         "-z",
         "--name-only",
         "--no-renames",
-        _base_tree(root, base),
-        _tree(root, sha),
+        *_trees(root, base, sha),
     )
     return sorted(split_z(out))
 
@@ -171,10 +171,19 @@ def _ref(task_id: str, n: int) -> str:
     return f"{REF_PREFIX}/{task_id}/{n}"
 
 
-def _worktree_tree(root: Path, tmp: Path, parent: str | None) -> str:
-    """The tree of the work tree as `git add -A` sees it, built in a temporary index."""
+def _index_and_head(root: Path) -> tuple[Path, str | None]:
+    """The work tree's index file and HEAD's commit (None before the first), in one git call."""
+    out = git(
+        root, "rev-parse", "--git-path", "index", "--verify", "--quiet", "HEAD^{commit}", ok=(0, 1)
+    )
+    lines = out.decode().splitlines()
+    return root / lines[0], (lines[1].strip() or None) if len(lines) > 1 else None
+
+
+def _worktree_tree(root: Path, tmp: Path, parent: str | None, real: Path) -> str:
+    """The tree of the work tree as `git add -A` sees it, built in a temporary index
+    seeded from ``real``, the work tree's own index."""
     index = tmp / "index"
-    real = root / git(root, "rev-parse", "--git-path", "index").decode().strip()
     # Seeding from the real index keeps its stat data, so unchanged files are not re-hashed.
     # copy2 keeps the index's mtime too: git compares it with each entry's to find files
     # changed in the same instant the index was written ("racy git"); a fresh mtime hides them.
@@ -199,6 +208,18 @@ def _tree(root: Path, rev: str) -> str:
     if not tree:
         raise WorkspaceError(f"{rev!r} is not a commit or tree in {root}")
     return tree
+
+
+def _trees(root: Path, base: str | None, sha: str) -> tuple[str, str]:
+    """The trees of ``base`` (None: HEAD) and ``sha``, in one git call when both exist."""
+    if base is not None:
+        out = git(
+            root, "rev-parse", "--quiet", f"{base}^{{tree}}", f"{sha}^{{tree}}", ok=(0, 1, 128)
+        )
+        trees = out.decode().split()
+        if len(trees) == 2:
+            return trees[0], trees[1]
+    return _base_tree(root, base), _tree(root, sha)  # one is missing: say which
 
 
 def _base_tree(root: Path, base: str | None) -> str:
