@@ -60,3 +60,23 @@ def test_subtasks_are_ordered_by_dependencies_and_cycles_are_refused(tmp_path: P
         assert "cycle" in str(exc)
     else:
         raise AssertionError("a cycle was accepted")
+
+
+def test_the_base_of_a_run_and_the_checks_failing_on_it_leave_no_checkout(tmp_path: Path) -> None:
+    from shoal.actors.lead import prepare_base
+    from shoal.workspace import snapshots
+
+    repo = repo_with(tmp_path, "one\n")
+    (repo / "untracked.txt").write_text("in the base too\n")
+    root = tmp_path / "worktrees"
+    base, failing = prepare_base(str(repo), "run1", root)
+    assert (base, failing) == (snapshots.list_snapshots(repo, "run1")[0], [])
+    assert not root.exists()  # no checks: no checkout made
+
+    (repo / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
+    (repo / "test_f.py").write_text("def test_f():\n    assert open('f.txt').read() == 'two\\n'\n")
+    base, failing = prepare_base(str(repo), "run2", root)
+    assert failing == ["pytest"]
+    assert "test_f.py" in git(repo, "ls-tree", "--name-only", base)
+    assert list(root.iterdir()) == []  # the checkout and its run's directory are gone
+    assert git(repo, "worktree", "list").count("\n") == 1
