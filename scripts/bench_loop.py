@@ -125,15 +125,15 @@ timed(
     lambda self, to, payload, *a, **k: f"request {payload.kind} -> reply",
 )
 sys.argv = ["shoal", *sys.argv[1:]]
-code = 0
-try:
-    app.main()
-except SystemExit as exc:
-    code = exc.code if isinstance(exc.code, int) else 1
-finally:
+
+def write_marks():
     with open(os.environ["SHOAL_BENCH_PROBE_OUT"], "w") as f:
-        json.dump({"marks": marks, "spans": spans, "exit": code}, f)
-sys.exit(code)
+        json.dump({"marks": marks, "spans": spans}, f)
+
+# app.main() ends the process itself (os._exit after the atexit hooks).
+import atexit
+atexit.register(write_marks)
+app.main()
 """
 
 
