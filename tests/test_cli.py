@@ -29,6 +29,32 @@ def test_help_and_version() -> None:
     assert shoal("--version", check=True).stdout.startswith("shoal ")
 
 
+def test_the_cli_ends_without_teardown_but_runs_atexit_hooks_and_keeps_exit_codes(
+    tmp_path: Path,
+) -> None:
+    import sys
+
+    mark = tmp_path / "atexit-ran"
+    script = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: open({str(mark)!r}, 'w').write('yes'))\n"
+        "sys.argv = ['shoal', *sys.argv[1:]]\n"
+        "from shoal.cli.app import main\n"
+        "main()\n"
+        "raise SystemExit('main() returned')\n"  # it must end the process itself
+    )
+    version = subprocess.run(
+        [sys.executable, "-c", script, "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert (version.returncode, version.stdout.startswith("shoal ")) == (0, True)
+    assert mark.read_text() == "yes"
+    usage = subprocess.run(
+        [sys.executable, "-c", script, "run"], capture_output=True, text=True, timeout=60
+    )
+    assert usage.returncode == 2 and "Missing argument" in usage.stderr
+    assert "main() returned" not in usage.stderr + version.stderr
+
+
 def test_start_status_stop_through_the_cli(home: Home) -> None:
     started = shoal("orchestrator", "start", "--actors", "echo*2", check=True)
     assert "orchestrator started" in started.stdout and "echo-1, echo-2" in started.stdout
