@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import os
 import sys
+import threading
 from typing import NoReturn
 
 import typer
@@ -118,13 +119,18 @@ def _exit_now(code: object) -> NoReturn:
 
     Freeing every module and model at exit takes 40-60 ms that a user waits for at
     the end of each command; nothing of shoal's needs it (sockets and files are
-    closed where they are used). atexit hooks still run and the streams are flushed.
+    closed where they are used). What an exit does first still happens: waiting
+    for non-daemon threads (and thread pools' own exit hooks), then the atexit
+    hooks; the streams are flushed.
     """
     if code is None:
         code = 0
     elif not isinstance(code, int):
         sys.stderr.write(f"{code}\n")  # what `sys.exit("message")` prints
         code = 1
+    wait_for_threads = getattr(threading, "_shutdown", None)  # what Py_Finalize calls first
+    if wait_for_threads is not None:
+        wait_for_threads()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
