@@ -435,7 +435,7 @@ def prepare_base(cwd: str, task_id: str, worktrees_root: Path) -> tuple[str, lis
     if not checks.detect(cwd):
         return base, []
     repo = toplevel(cwd)
-    path = worktrees.add_detached(repo, worktrees_root / task_id / "_base", base)
+    path = worktrees.add(repo, worktrees_root / task_id / "_base", None, base)
     try:
         return base, failing_checks(path)
     finally:

@@ -32,21 +32,14 @@ def branch_name(run_id: str, subtask: str) -> str:
     return f"{BRANCH_PREFIX}/{run_id}/{subtask}"
 
 
-def add(repo: Path, path: Path, branch: str, start: str) -> Path:
-    """A new worktree at ``path`` on a new ``branch`` starting at commit ``start``."""
+def add(repo: Path, path: Path, branch: str | None, start: str) -> Path:
+    """A new worktree at ``path`` on a new ``branch`` starting at commit ``start``
+    (``branch`` None: ``start`` checked out detached)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if path.exists():  # left by an earlier attempt of the same run
         remove(repo, path)
-    git(repo, "worktree", "add", "--quiet", "-B", branch, str(path), start)
-    return path
-
-
-def add_detached(repo: Path, path: Path, start: str) -> Path:
-    """A new worktree at ``path`` with ``start`` checked out and no branch."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if path.exists():
-        remove(repo, path)
-    git(repo, "worktree", "add", "--quiet", "--detach", str(path), start)
+    on = ["-B", branch] if branch is not None else ["--detach"]
+    git(repo, "worktree", "add", "--quiet", *on, str(path), start)
     return path
 
 
