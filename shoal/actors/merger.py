@@ -29,8 +29,8 @@ class Merger:
         self._jobs: queue.Queue[Subtask | None] = queue.Queue()
         self._lock = threading.Lock()
         self._in_flight = 0
-        self._resolver: str | None = None  # the child task resolving a conflict now
-        self._resolved: queue.Queue[TaskDone] = queue.Queue()
+        # Children the scheduler did not start: a resolver's end is among them.
+        self._ended: queue.Queue[TaskDone] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name=f"merge-{run.id}", daemon=True)
 
     def start(self) -> None:
@@ -48,11 +48,8 @@ class Merger:
             return self._in_flight > 0
 
     def offer(self, done: TaskDone) -> None:
-        """A child ended that the scheduler did not start: the resolver the merger waits for."""
-        with self._lock:
-            if done.task_id != self._resolver:
-                return
-        self._resolved.put(done)
+        """A child ended that the scheduler did not start (the resolver waits for its own)."""
+        self._ended.put(done)
 
     def close(self) -> None:
         """Finish the merges handed over, then stop the thread."""
@@ -114,21 +111,16 @@ class Merger:
             parent=run.id,
         )
         try:
-            with self._lock:  # its end may come before submit returns
-                self._resolver = child = run.lead.children.submit(submit, run.id)
+            child = run.lead.children.submit(submit, run.id)
         except (RuntimeError, TimeoutError):
             return files
         deadline = time.monotonic() + (options.timeout or 1800)
-        try:
-            while time.monotonic() < deadline and not run.lead.cancelled(run.id):
-                try:
-                    done = self._resolved.get(timeout=1.0)
-                except queue.Empty:
-                    continue
-                if done.task_id == child:
-                    run.charge(Usage(prompt_tokens=done.tokens, cost_usd=done.cost_usd))
-                    break
-        finally:
-            with self._lock:
-                self._resolver = None
+        while time.monotonic() < deadline and not run.lead.cancelled(run.id):
+            try:
+                done = self._ended.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if done.task_id == child:  # others: an earlier resolver given up on
+                run.charge(Usage(prompt_tokens=done.tokens, cost_usd=done.cost_usd))
+                break
         return worktrees.with_markers(run.integration, files)
