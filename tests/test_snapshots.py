@@ -243,6 +243,10 @@ def test_clear_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(WorkspaceError, match="not a commit or tree") as info:
         restore(repo, "0" * 40)
     assert "\n" not in str(info.value)
+    good = snapshot(repo, "T7", 0)
+    for base, sha in ((good, "0" * 40), ("0" * 40, good)):  # either side of a diff
+        with pytest.raises(WorkspaceError, match=f"'{'0' * 40}' is not a commit or tree"):
+            changed_files(repo, base, sha)
 
 
 def test_a_subdirectory_snapshots_the_whole_work_tree(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ REF_PREFIX = "refs/shoal"
 # Task ids become one ref path component: no '/', nothing git-check-ref-format refuses.
 _TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")
 _GITLINK = "160000"
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def snapshot(repo: str | Path, task_id: str, n: int) -> str:
@@ -213,10 +214,9 @@ def _tree(root: Path, rev: str) -> str:
 def _trees(root: Path, base: str | None, sha: str) -> tuple[str, str]:
     """The trees of ``base`` (None: HEAD) and ``sha``, in one git call when both exist."""
     if base is not None:
-        out = git(
-            root, "rev-parse", "--quiet", f"{base}^{{tree}}", f"{sha}^{{tree}}", ok=(0, 1, 128)
-        )
-        trees = out.decode().split()
+        out = git(root, "rev-parse", f"{base}^{{tree}}", f"{sha}^{{tree}}", ok=(0, 128))
+        # On failure git echoes the name it could not resolve: only object ids count.
+        trees = [t for t in out.decode().split() if _OBJECT_ID.fullmatch(t)]
         if len(trees) == 2:
             return trees[0], trees[1]
     return _base_tree(root, base), _tree(root, sha)  # one is missing: say which
