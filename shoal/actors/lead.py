@@ -261,19 +261,7 @@ class TeamRun:
 
     def _start_ready(self) -> None:
         starting = self._ready()[: max(0, self.size - len(self.running))]
-        missing = [s for s in starting if s.id not in self.prepared]
-        if len(missing) > 1:
-            # A wave's worktrees at once: made one by one, the last executor of a
-            # wave of four started ~60 ms after the first.
-            with ThreadPoolExecutor(len(missing)) as pool:
-                futures = [(s, pool.submit(self._worktree_for, s)) for s in missing]
-            for subtask, future in futures:
-                if future.exception() is None:  # the others' failure must not orphan it
-                    path, branch = future.result()
-                    self._track(path, branch)
-                    self.prepared[subtask.id] = path
-            for _, future in futures:
-                future.result()  # a WorkspaceError ends the run, as one made alone would
+        self._prepare_at_once([s for s in starting if s.id not in self.prepared])
         for subtask in starting:
             path = self.prepared.pop(subtask.id, None) or self._add_worktree(
                 subtask.id, self._start_of(subtask)
@@ -362,6 +350,21 @@ class TeamRun:
         path, branch = self._new_worktree(name, start)
         self._track(path, branch)
         return path
+
+    def _prepare_at_once(self, subtasks: list[Subtask]) -> None:
+        """The worktrees of a wave, made at the same time: one by one, the last executor
+        of a wave of four started ~60 ms after the first."""
+        if len(subtasks) < 2:
+            return  # made as it starts
+        with ThreadPoolExecutor(len(subtasks)) as pool:
+            futures = [(s, pool.submit(self._worktree_for, s)) for s in subtasks]
+        for subtask, future in futures:
+            if future.exception() is None:  # the others' failure must not orphan it
+                path, branch = future.result()
+                self._track(path, branch)
+                self.prepared[subtask.id] = path
+        for _, future in futures:
+            future.result()  # a WorkspaceError ends the run, as one made alone would
 
     def _worktree_for(self, subtask: Subtask) -> tuple[Path, str]:
         return self._new_worktree(subtask.id, self._start_of(subtask))

@@ -105,20 +105,18 @@ class TaskRun:
         return max(self.history, key=lambda i: i.score, default=None)
 
 
+# The tasks row: what a task keeps from its submission, and what each step changes.
+_FIXED = ("id", "description", "cwd", "options", "requester", "created_at", "parent")
 _CHANGING = (
-    "status, phase, decision, score, best_iteration, iterations, tokens, cost_usd, plan, "
-    "base, files_changed, summary, updated_at, finished_at, subtasks"
-)
+    "status", "phase", "decision", "score", "best_iteration", "iterations", "tokens",
+    "cost_usd", "plan", "base", "files_changed", "summary", "updated_at", "finished_at",
+    "subtasks",
+)  # fmt: skip
 _INSERT_TASK = (
-    "INSERT OR REPLACE INTO tasks "
-    f"(id, description, cwd, options, requester, created_at, parent, {_CHANGING}) "
-    f"VALUES ({', '.join(['?'] * 22)})"
+    f"INSERT OR REPLACE INTO tasks ({', '.join(_FIXED + _CHANGING)}) "
+    f"VALUES ({', '.join('?' * len(_FIXED + _CHANGING))})"
 )
-_UPDATE_TASK = (
-    "UPDATE tasks SET "
-    + ", ".join(f"{column.strip()} = ?" for column in _CHANGING.split(","))
-    + " WHERE id = ?"
-)
+_UPDATE_TASK = f"UPDATE tasks SET {', '.join(f'{c} = ?' for c in _CHANGING)} WHERE id = ?"
 
 
 def _ts(seconds: float) -> str:
