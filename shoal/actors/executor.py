@@ -2,18 +2,21 @@
 
 Each iteration starts from the plan (and the previous iteration's findings),
 runs the model with the workspace tools until it answers without tool calls
-or calls ``finish(summary)``, then snapshots the work tree on a scratch ref
-so the loop can always go back to the best iteration. It also restores that
-snapshot when the loop ends (``workspace.restore``).
+or calls ``finish(summary)``, then snapshots what its own tool calls changed
+on a scratch ref, so the loop can always go back to the best iteration. When
+the loop ends it puts that iteration's files back (``workspace.restore``),
+three-way: the work tree is shared with a person, and nothing they changed
+meanwhile is reverted or counted as the task's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shoal.actors.base import KEEP, Actor, inline
 from shoal.actors.children import ChildSubmitter, SubmitsChildren
@@ -31,6 +34,10 @@ from shoal.mailbox.envelope import (
     TeamMessage,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from shoal.tools.permissions import PermissionRequest
+    from shoal.workspace.changes import TaskChanges
 
 SYSTEM = """You are the executor of shoal, a coding agent. You work in the git repository
 at {cwd} using the tools you have: read files before editing them, make exact edits, and
@@ -119,6 +126,7 @@ class ExecutorActor(SubmitsChildren, Actor):
 
     def on_exec_request(self, msg: Envelope, payload: ExecRequest) -> ExecResult:
         from shoal.workspace import snapshots
+        from shoal.workspace.changes import TaskChanges
 
         task_id = msg.task_id or msg.id
         # The orchestrator recalls while this process snapshots the work tree: the two
@@ -132,16 +140,22 @@ class ExecutorActor(SubmitsChildren, Actor):
             task_id,
             payload.team,
         )
-        base = snapshots.list_snapshots(payload.cwd, task_id).get(0) or snapshots.base_snapshot(
-            payload.cwd, task_id
-        )
+        taken = snapshots.list_snapshots(payload.cwd, task_id)
+        base = taken.get(0) or snapshots.base_snapshot(payload.cwd, task_id)
+        # This iteration's snapshot is the one before it plus what its own calls changed.
+        earlier = [n for n in taken if n < payload.iteration]
+        prior = taken[max(earlier)] if earlier else base
+        changes = TaskChanges(payload.cwd, task_id, payload.iteration)
         with self._inbox_lock:
             self.current_task = task_id
         try:
-            loop = ToolLoop(self, task_id, payload, recall.result())
+            loop = ToolLoop(self, task_id, payload, recall.result(), changes)
             error = loop.run_to_end()
-            snapshot = snapshots.snapshot(payload.cwd, task_id, payload.iteration)
+            snapshot = snapshots.snapshot_paths(
+                payload.cwd, task_id, payload.iteration, prior, sorted(changes.paths)
+            )
         finally:
+            changes.close()
             self._end_task()
         return ExecResult(
             iteration=payload.iteration,
@@ -155,11 +169,18 @@ class ExecutorActor(SubmitsChildren, Actor):
         )
 
     def on_workspace_restore(self, msg: Envelope, payload: RestoreRequest) -> RestoreResult:
-        from shoal.workspace import snapshots
+        """From the state the task left the files in (its last snapshot) to its best,
+        three-way: what someone else changed meanwhile stays theirs."""
+        from shoal.workspace import changes, snapshots
 
-        snapshots.restore(payload.cwd, payload.snapshot)
+        task_id = msg.task_id or msg.id
+        taken = snapshots.list_snapshots(payload.cwd, task_id)
+        last = taken[max(taken)] if taken else payload.snapshot
+        applied = snapshots.apply(payload.cwd, last, payload.snapshot)
+        changes.forget(payload.cwd, task_id)
         return RestoreResult(
-            files_changed=snapshots.changed_files(payload.cwd, payload.base, payload.snapshot)
+            files_changed=snapshots.changed_files(payload.cwd, payload.base, payload.snapshot),
+            kept=applied.kept,
         )
 
 
@@ -167,8 +188,15 @@ class ToolLoop:
     """One iteration's conversation with the model."""
 
     def __init__(
-        self, actor: ExecutorActor, task_id: str, request: ExecRequest, context: ContextResult
+        self,
+        actor: ExecutorActor,
+        task_id: str,
+        request: ExecRequest,
+        context: ContextResult,
+        changes: TaskChanges | None = None,
     ) -> None:
+        """``changes`` records what the tool calls change (None: a private clone, where
+        everything that changes is the loop's)."""
         from shoal.actors.agent_tools import provide
         from shoal.tools import Permissions, Toolbox, Workspace
         from shoal.tools.permissions import Rule
@@ -180,7 +208,12 @@ class ToolLoop:
         outputs.mkdir(mode=0o700, exist_ok=True)
         workspace = Workspace([Path(request.cwd)], outputs)
         rules = [Rule.model_validate(r.model_dump()) for r in request.permission_rules]
-        self.toolbox = Toolbox(workspace, Permissions(mode=request.permission_mode, rules=rules))
+        self.changes = changes
+        self.toolbox = Toolbox(
+            workspace,
+            Permissions(mode=request.permission_mode, rules=rules),
+            watch=self._watch if changes is not None else None,
+        )
         self.usage = Usage()
         self.turns = self.calls = 0
         self.summary = ""
@@ -286,9 +319,26 @@ class ToolLoop:
             messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
         return finished
 
+    def _watch(self, request: PermissionRequest) -> contextlib.AbstractContextManager[None]:
+        """Around each allowed call: what it changes in the work tree is the task's."""
+        from shoal.tools.permissions import ToolKind
+
+        assert self.changes is not None
+        if request.kind is ToolKind.READ:
+            return contextlib.nullcontext()
+        if request.kind is ToolKind.EDIT and request.aliases:
+            return self.changes.writing(request.aliases[0])
+        return self.changes.probing()
+
     def _extra(self, name: str, arguments: dict[str, Any]) -> tuple[str, bool]:
+        from shoal.mcp.names import is_mcp_name
+
+        watch: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if self.changes is not None and is_mcp_name(name):
+            watch = self.changes.probing()  # an MCP server's tool may change files like a command
         try:
-            return self.extras[name].run(arguments)
+            with watch:
+                return self.extras[name].run(arguments)
         except Exception as exc:  # a tool's failure is the model's to read, not a crash
             self.actor.ctx.log.exception("tool %s failed", name)
             return f"{name} failed: {type(exc).__name__}: {exc}", False

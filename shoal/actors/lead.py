@@ -180,8 +180,9 @@ class TeamRun:
         # The merged commit is iteration 1 of the task: referenced, so removing the
         # branches never loses it, and the loop can restore it as its best.
         snapshots.keep(self.request.cwd, self.id, 1, merged)
-        snapshots.restore(self.request.cwd, merged)
-        return self.result(snapshot=merged)
+        # Into the user's work tree three-way: what they changed during the run stays.
+        applied = snapshots.apply(self.request.cwd, self.base, merged)
+        return self.result(snapshot=merged, kept=applied.kept)
 
     def _schedule(self) -> None:
         """Start subtasks as executors free up until all ended and their merges are done."""
@@ -213,7 +214,9 @@ class TeamRun:
             for subtask, child in ended:
                 self._finished(subtask, child)
 
-    def result(self, *, snapshot: str = "", error: str | None = None) -> TeamRunResult:
+    def result(
+        self, *, snapshot: str = "", error: str | None = None, kept: list[str] | None = None
+    ) -> TeamRunResult:
         outcomes = [self.outcomes[s.id] for s in self.subtasks]
         merged = [o.id for o in outcomes if o.id in self.merged]
         summary = f"merged {len(merged)} of {len(outcomes)} subtasks" + (
@@ -231,6 +234,7 @@ class TeamRun:
             usage=self.usage,
             summary=summary,
             error=error,
+            kept=kept or [],
         )
 
     def cleanup(self) -> None:

@@ -113,6 +113,8 @@ def submit_and_follow(home: Home, submit: TaskSubmit, *, quiet: bool) -> TaskDon
         accepted = client.request(ORCHESTRATOR, submit, timeout=30).parse_payload()
         assert isinstance(accepted, TaskAccepted)
         progress.started(accepted.task_id, submit)
+        if accepted.waiting_for:  # said in the reply: an event sent this soon may be missed
+            progress.queued(accepted.waiting_for)
         interrupted = False
         next_check = time.monotonic() + 2.0
         poller = zmq.Poller()
@@ -174,6 +176,11 @@ def _ensure_orchestrator(home: Home) -> None:
 
 
 def report(done: TaskDone, *, json_out: bool, print_only: bool) -> None:
+    for path in done.conflicts:  # on stderr whatever the output format: it needs a person
+        sys.stderr.write(
+            f"shoal: kept your changes to {path}: they do not merge with the task's; its "
+            f"version: git show refs/shoal/{done.task_id}/{done.best_iteration}:{path}\n"
+        )
     if json_out:
         print_json(done.model_dump(mode="json", exclude={"kind"}))
     elif print_only:
@@ -220,9 +227,16 @@ class _Progress:
     def started(self, task_id: str, submit: TaskSubmit) -> None:
         self._line(f"task {task_id} in {submit.cwd}")
 
+    def queued(self, holder: str) -> None:
+        from shoal.orchestrator.scheduler import queued_detail
+
+        self._line(f"[bold]queued[/bold] · {queued_detail(holder)}")
+
     def show(self, env: Any) -> None:
         p = env.payload
-        if env.kind == "task.progress":
+        if env.kind == "task.progress" and p["phase"] == "queued":
+            self._line(f"[bold]queued[/bold] · {p.get('detail', '')}")
+        elif env.kind == "task.progress":
             score = "" if p.get("score") is None else f" score {p['score']:.2f}"
             self._line(
                 f"[bold]{p['phase']}[/bold] iteration {p['iteration']}{score} · "

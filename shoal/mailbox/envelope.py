@@ -366,6 +366,8 @@ class TaskSubmit(Payload):
 @message("task.accepted")
 class TaskAccepted(Payload):
     task_id: str
+    waiting_for: str | None = None
+    """The task changing the same work tree, which this one waits for (queued)."""
 
 
 @message("task.cancel")
@@ -379,7 +381,14 @@ class TaskProgress(Payload):
 
     task_id: str
     phase: Literal[
-        "planning", "teamwork", "executing", "evaluating", "refining", "restoring", "done"
+        "queued",
+        "planning",
+        "teamwork",
+        "executing",
+        "evaluating",
+        "refining",
+        "restoring",
+        "done",
     ]
     iteration: int = 0
     score: float | None = None
@@ -405,6 +414,11 @@ class TaskDone(Payload):
     subtasks: list[SubtaskOutcome] = Field(default_factory=list)
     """A team run's subtasks and how each ended."""
     parent: str | None = None
+    best_iteration: int | None = None
+    """The iteration whose files the task left (its snapshot: refs/shoal/<task>/<n>)."""
+    conflicts: list[str] = Field(default_factory=list)
+    """Files someone else changed while the task ran, in a way that does not merge with the
+    task's change: theirs were kept, the task's version is in its best snapshot."""
 
 
 @message("plan.request")
@@ -510,7 +524,8 @@ class EvalResult(Payload):
 
 @message("workspace.restore")
 class RestoreRequest(Payload):
-    """Leave the workspace with the files of ``snapshot`` (the best iteration)."""
+    """Leave the workspace with the task's files of ``snapshot`` (the best iteration),
+    from the state its last snapshot left them in, three-way."""
 
     cwd: str
     base: str
@@ -520,7 +535,9 @@ class RestoreRequest(Payload):
 @message("workspace.restored")
 class RestoreResult(Payload):
     files_changed: list[str]
-    """Files that differ between the task's start and what the user is left with."""
+    """Files that differ between the task's start and its best snapshot."""
+    kept: list[str] = Field(default_factory=list)
+    """Files someone else changed meanwhile that could not take the snapshot's change."""
 
 
 # --- learning: memory, skills, learner ------------------------------------------
@@ -697,6 +714,9 @@ class TeamRunResult(Payload):
     usage: Usage = Field(default_factory=Usage)
     summary: str = ""
     error: str | None = None
+    kept: list[str] = Field(default_factory=list)
+    """Files someone else changed in the work tree during the run that could not take the
+    merged result's change (left as they were)."""
 
 
 TEAM_TASK_DONE = ("accepted", "unaccepted", "done")

@@ -41,7 +41,7 @@ def resume(scheduler: Scheduler, con: duckdb.DuckDBPyConnection) -> int:
     """Put every task recorded as running back into ``scheduler``; returns how many."""
     rows = con.execute(
         """SELECT id, description, cwd, options, requester, plan, base, iterations, created_at,
-                  decision, parent
+                  decision, parent, phase
            FROM tasks WHERE status = 'running' ORDER BY created_at"""
     ).fetchall()
     late_replies = []
@@ -68,6 +68,9 @@ def _resume_one(
 ) -> Envelope | None:
     """Adopt one task; return a reply recorded for it but never handled, if any."""
     task = _task(con, row)
+    if row[11] == "queued":  # it waited for another task's work tree: it waits again
+        scheduler.requeue(task)
+        return None
     pending = con.execute(
         f"""SELECT id, kind, body FROM messages WHERE task_id = ? AND sender = 'orchestrator'
             AND kind IN {_STEP_KINDS} ORDER BY id DESC LIMIT 1""",

@@ -97,6 +97,7 @@ class TaskRun:
     stop_deadline: float | None = None
     last_summary: str = ""
     subtasks: list[SubtaskOutcome] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # files left as someone else changed them
     warned: set[str] = field(default_factory=set)  # budgets budget.warning was sent for
     saved: bool = False  # its row written by this orchestrator (then only updated)
 
@@ -124,6 +125,74 @@ def _ts(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}"
 
 
+def queued_detail(holder: str) -> str:
+    return f"waiting for task {holder} in this work tree"
+
+
+class WorkTrees:
+    """Which task is changing which work tree, and the tasks waiting for one.
+
+    A work tree is shared with a person, and two tasks editing it at once would
+    each count the other's edits as their own, so a second task on a work tree
+    waits until the first has ended. A task that cannot write (plan mode) never
+    waits, nor does a child running in its parent's work tree (the parent holds
+    it for both). Team subtasks and worktree subagents have work trees of their own.
+    """
+
+    def __init__(self) -> None:
+        self._holders: dict[str, str] = {}  # work tree root -> task id
+        self._queued: dict[str, list[TaskRun]] = {}
+        self._roots: dict[str, str] = {}  # task id -> its work tree root, as claimed
+
+    def claim(self, task: TaskRun, tasks: dict[str, TaskRun]) -> str | None:
+        """Take ``task``'s work tree for it; the holder's id if another task has it."""
+        root = self._root(task)
+        if root is None:
+            return None
+        self._roots[task.id] = root
+        holder = self._holders.get(root)
+        if holder is None or holder == task.id or holder not in tasks:
+            self._holders[root] = task.id
+            return None
+        if self._descends(task, holder, tasks):
+            return None
+        self._queued.setdefault(root, []).append(task)
+        return holder
+
+    def release(self, task: TaskRun) -> list[TaskRun]:
+        """``task`` has ended: the tasks that may start now (the first one waiting)."""
+        root = self._roots.pop(task.id, None)
+        if root is None:
+            return []
+        waiting = self._queued.get(root, [])
+        if task in waiting:
+            waiting.remove(task)
+        if self._holders.get(root) != task.id:
+            return []
+        del self._holders[root]
+        return [waiting.pop(0)] if waiting else []
+
+    @staticmethod
+    def _root(task: TaskRun) -> str | None:
+        from shoal.workspace.git import WorkspaceError, toplevel
+
+        if task.submit.options.permission_mode == "plan":
+            return None
+        try:
+            return str(toplevel(task.submit.cwd))
+        except WorkspaceError:
+            return task.submit.cwd
+
+    @staticmethod
+    def _descends(task: TaskRun, holder: str, tasks: dict[str, TaskRun]) -> bool:
+        parent = task.submit.parent
+        while parent is not None and parent in tasks:
+            if parent == holder:
+                return True
+            parent = tasks[parent].submit.parent
+        return parent == holder
+
+
 class Scheduler:
     def __init__(self, broker: Broker, supervisor: Supervisor, recorder: Recorder) -> None:
         self.broker = broker
@@ -134,6 +203,7 @@ class Scheduler:
         self.finished = 0
         self._mine_due = False
         self._mine_model: ModelChoice | None = None
+        self.work_trees = WorkTrees()
 
     # --- entry points (called on the broker thread) --------------------------
 
@@ -145,11 +215,29 @@ class Scheduler:
         self.tasks[task.id] = task
         if not payload.options.evaluate:
             self._executor_for_subagent()
+        holder = self._start_or_queue(task)
+        return TaskAccepted(task_id=task.id, waiting_for=holder)
+
+    def _start_or_queue(self, task: TaskRun) -> str | None:
+        """Start the task, or queue it while another task changes the same work tree (the
+        holder's id is returned then)."""
+        holder = self.work_trees.claim(task, self.tasks)
+        if holder is None:
+            self._start(task)
+            return None
+        task.phase = "queued"
+        self._save_task(task, status="running")  # a restarted orchestrator queues it again
+        self._progress(task, "queued", detail=queued_detail(holder))
+        return holder
+
+    def _start(self, task: TaskRun) -> None:
+        payload = task.submit
+        task.started = time.monotonic()  # the time budget counts from here, not the queue
         if payload.plan is not None:  # a subtask or a subagent: its plan came with it
             task.plan = payload.plan
             self._save_task(task, status="running")
             self._after_plan(task)
-            return TaskAccepted(task_id=task.id)
+            return
         self._save_task(task, status="running")
         self._request(
             task,
@@ -164,7 +252,6 @@ class Scheduler:
         if payload.options.team_size:
             self._prepare_team(task)
         self._progress(task, "planning")
-        return TaskAccepted(task_id=task.id)
 
     def _prepare_team(self, task: TaskRun) -> None:
         """While the plan is made: the team's actors start (if they must) and the lead
@@ -181,6 +268,12 @@ class Scheduler:
         task.pending = pending
         if pending is not None:
             self._waiting[pending] = task.id
+        self.work_trees.claim(task, self.tasks)
+
+    def requeue(self, task: TaskRun) -> None:
+        """Take back a task that was queued when the orchestrator stopped."""
+        self.tasks[task.id] = task
+        self._start_or_queue(task)
 
     def fail(self, task: TaskRun, decision: str) -> None:
         self._finish(task, "failed", decision)
@@ -218,6 +311,8 @@ class Scheduler:
             self._mine_due = False
             self.broker.post(MineRequest(model=self._mine_model), ROLE_PREFIX + "pattern-miner")
         for task in list(self.tasks.values()):
+            if task.phase == "queued":
+                continue  # not running yet: its budgets start when it does
             self._warn_budgets(task)
             timeout = task.submit.options.timeout
             if timeout and now - task.started > timeout and task.stop is None:
@@ -245,6 +340,7 @@ class Scheduler:
         task.usage = task.usage + result.usage  # the children's own rows hold the details
         task.subtasks = result.subtasks
         task.last_summary = result.summary
+        task.kept += result.kept
         if result.error:
             self._finish(task, "failed", f"error: {result.error}")
             return
@@ -301,6 +397,7 @@ class Scheduler:
             self._conclude(task, decision)
 
     def _on_workspace_restored(self, task: TaskRun, result: RestoreResult) -> None:
+        task.kept += result.kept
         self._done(task, result.files_changed)
 
     # --- the steps -----------------------------------------------------------
@@ -494,11 +591,15 @@ class Scheduler:
             summary=task.last_summary,
             subtasks=task.subtasks,
             parent=task.submit.parent,
+            best_iteration=best.n if best else None,
+            conflicts=sorted(set(task.kept)),
         )
         self._save_task(task, status=status, done=done)
         task.phase = "done"
         self._learn(task, done)
         self.tasks.pop(task.id, None)
+        for waiting in self.work_trees.release(task):
+            self._start_or_queue(waiting)
         self.broker.post(done, PUBLISH, task_id=task.id)
         self.broker.post(done, task.requester, task_id=task.id)
         self._progress(task, "done", score=done.score)
@@ -600,16 +701,19 @@ class Scheduler:
             ],
         )
 
-    def _progress(self, task: TaskRun, phase: str, score: float | None = None) -> None:
+    def _progress(
+        self, task: TaskRun, phase: str, score: float | None = None, detail: str = ""
+    ) -> None:
         task.phase = phase
         self.broker.post(
             TaskProgress(
                 task_id=task.id,
-                phase=phase,
+                phase=phase,  # type: ignore[arg-type]
                 iteration=task.iteration,
                 score=score,  # type: ignore[arg-type]
                 tokens=task.usage.tokens,
                 cost_usd=task.usage.cost_usd,
+                detail=detail,
             ),
             PUBLISH,
             task_id=task.id,

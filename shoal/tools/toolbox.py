@@ -7,9 +7,11 @@ as a :class:`ToolResult` with ``ok=False`` and a message saying what to do next.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
@@ -17,11 +19,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
 from shoal.mcp.names import is_mcp_name
 from shoal.tools.base import ToolError, ToolOutput
 from shoal.tools.output import fit
-from shoal.tools.permissions import Asker, Permissions
+from shoal.tools.permissions import Asker, PermissionRequest, Permissions
 from shoal.tools.registry import TOOLS, Tool, schemas
 from shoal.tools.workspace import Workspace
 
 log = logging.getLogger(__name__)
+
+
+Watch = Callable[[PermissionRequest], contextlib.AbstractContextManager[Any]]
+"""Wraps the run of one allowed call, given what the call is."""
 
 
 class ToolResult(BaseModel):
@@ -59,11 +65,14 @@ class Toolbox:
         permissions: Permissions | None = None,
         *,
         asker: Asker | None = None,
+        watch: Watch | None = None,
     ) -> None:
-        """``asker`` decides calls that need approval; without one they are denied."""
+        """``asker`` decides calls that need approval; without one they are denied.
+        ``watch`` wraps each call that runs (e.g. to learn which files it changed)."""
         self.workspace = workspace
         self.permissions = permissions or Permissions()
         self.asker = asker
+        self.watch = watch
         # MCP tools (server__tool) are only known once their servers start.
         named = {r.tool for r in self.permissions.rules if not is_mcp_name(r.tool)}
         unknown = sorted(named - {"*", *TOOLS})
@@ -119,7 +128,8 @@ class Toolbox:
         decision = self.permissions.authorize(request, self.asker)
         if not decision.allowed:
             return ToolOutput(decision.reason, ok=False), True
-        return tool.run(self.workspace, args), False
+        with self.watch(request) if self.watch else contextlib.nullcontext():
+            return tool.run(self.workspace, args), False
 
 
 def _parse(tool: Tool, arguments: dict[str, Any] | str | None) -> dict[str, Any]:

@@ -86,7 +86,8 @@ def git(
     if proc.returncode not in ok:
         lines = [ln for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
         reason = lines[-1].strip() if lines else f"exit code {proc.returncode}"
-        raise WorkspaceError(f"git {args[0]} failed in {repo}: {reason}")
+        command = next((a for a in args if not a.startswith("-")), "")
+        raise WorkspaceError(f"git {command} failed in {repo}: {reason}")
     return proc.stdout
 
 

@@ -14,10 +14,13 @@ but never checked out or removed by :func:`restore`.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shoal.workspace.git import WorkspaceError, git, head, split_z, toplevel
@@ -43,6 +46,115 @@ def snapshot(repo: str | Path, task_id: str, n: int) -> str:
     commit = sha.decode().strip()
     git(root, "update-ref", "-m", f"shoal snapshot {task_id}/{n}", ref, commit)
     return commit
+
+
+def snapshot_paths(repo: str | Path, task_id: str, n: int, prior: str, paths: list[str]) -> str:
+    """Commit ``prior`` with ``paths`` (relative to the work tree's root) taken from the work
+    tree, as iteration ``n`` of ``task_id``; return the commit's sha.
+
+    This is how a task that shares its work tree with a person records its work: only the
+    paths its own tool calls changed, so whatever someone else changed meanwhile is neither
+    in its snapshot nor in its diff. A path gone from the work tree is gone from the
+    snapshot; one that ignore rules cover and ``prior`` does not track stays out.
+    """
+    ref = _ref(task_id, n)
+    root = toplevel(repo)
+    with tempfile.TemporaryDirectory(prefix="shoal-snap-") as tmp:
+        index = Path(tmp) / "index"
+        git(root, "read-tree", prior, index=index)
+        present = [p for p in paths if os.path.lexists(root / p)]
+        gone = [p for p in paths if not os.path.lexists(root / p)]
+        if gone:
+            _pathspec(root, index, "rm", "--cached", "-r", "-q", "--ignore-unmatch", paths=gone)
+        ignored = set(_ignored(root, present, index=index))
+        present = [p for p in present if p not in ignored]
+        if present:
+            _pathspec(root, index, "add", "-A", paths=present)
+        tree = git(root, "write-tree", index=index).decode().strip()
+    parent = head(root)
+    parents = ["-p", parent] if parent else []
+    message = f"shoal snapshot {task_id}/{n}".encode()
+    commit = git(root, "commit-tree", "--no-gpg-sign", *parents, tree, input=message)
+    sha = commit.decode().strip()
+    git(root, "update-ref", "-m", f"shoal snapshot {task_id}/{n}", ref, sha)
+    return sha
+
+
+class TreeProbe:
+    """The work tree's state as a tree id, cheaply, again and again: before and after a
+    command, to learn which paths it changed.
+
+    A private index seeded from the work tree's own keeps stat data between probes, so
+    only files whose stat changed are hashed again.
+    """
+
+    def __init__(self, repo: str | Path) -> None:
+        self.root = toplevel(repo)
+        self._tmp = tempfile.TemporaryDirectory(prefix="shoal-probe-")
+        self._index = Path(self._tmp.name) / "index"
+        self._seeded = False
+
+    def tree(self) -> str:
+        if not self._seeded:
+            self._seeded = True
+            real, parent = _index_and_head(self.root)
+            return _worktree_tree(self.root, Path(self._tmp.name), parent, real)
+        git(self.root, "add", "-A", index=self._index)
+        return git(self.root, "write-tree", index=self._index).decode().strip()
+
+    def changed(self, before: str, after: str) -> list[str]:
+        """Paths that differ between two probes (submodules left out)."""
+        if before == after:
+            return []
+        return [p for o, n, _, p in _diff_tree(self.root, before, after) if _GITLINK not in (o, n)]
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+
+@dataclass
+class Applied:
+    """What :func:`apply` did to the work tree."""
+
+    written: list[str] = field(default_factory=list)
+    """Paths set to the new state (written, or removed)."""
+    merged: list[str] = field(default_factory=list)
+    """Paths someone else had changed too, merged cleanly with the new state."""
+    kept: list[str] = field(default_factory=list)
+    """Paths someone else had changed in a way that does not merge: left as they are."""
+
+
+def apply(repo: str | Path, old: str, new: str) -> Applied:
+    """Move the paths that differ between snapshots ``old`` and ``new`` from ``old``'s
+    state to ``new``'s in the work tree, three-way, never over someone else's change.
+
+    ``old`` is the state the work tree was left in (a task's last snapshot, a team run's
+    base), ``new`` the one wanted (its best, the merged result). For each path that
+    differs: as in ``old`` now -> set to ``new``; already as in ``new`` -> nothing; changed
+    by someone else since -> merged with ``git merge-file`` when both sides are text and it
+    merges cleanly, else left as it is and listed in ``kept`` (``new`` still holds the
+    other version). Paths that do not differ are never touched, whatever their state.
+    """
+    root = toplevel(repo)
+    changes = [c for c in _diff_tree_ids(root, _tree(root, old), _tree(root, new)) if c.plain]
+    if not changes:
+        return Applied()
+    now = _work_tree_ids(root, [c.path for c in changes])
+    done = Applied()
+    removes: list[str] = []
+    for c in changes:
+        state = now.get(c.path)
+        if state == c.new:
+            continue
+        if state == c.old:
+            (done.written if c.new is not None else removes).append(c.path)
+        elif _merge_into(root, c, state):
+            done.merged.append(c.path)
+        else:
+            done.kept.append(c.path)
+    _write_paths(root, new, done.written, removes)
+    done.written = sorted(done.written + removes)
+    return done
 
 
 def keep(repo: str | Path, task_id: str, n: int, sha: str) -> None:
@@ -251,12 +363,14 @@ def _checkout(root: Path, index: Path, paths: list[str]) -> None:
         git(root, "checkout-index", "-f", "-z", "--stdin", index=index, input=listing)
 
 
-def _ignored(root: Path, paths: list[str]) -> list[str]:
-    """The paths ignore rules match (check-ignore exits 1 when none match)."""
+def _ignored(root: Path, paths: list[str], index: Path | None = None) -> list[str]:
+    """The paths ignore rules match (check-ignore exits 1 when none match); with ``index``,
+    paths that index tracks never count as ignored."""
     if not paths:
         return []
     listing = "\0".join(paths).encode(errors="surrogateescape")
-    return split_z(git(root, "check-ignore", "-z", "--stdin", input=listing, ok=(0, 1)))
+    out = git(root, "check-ignore", "-z", "--stdin", input=listing, ok=(0, 1), index=index)
+    return split_z(out)
 
 
 def _behind_symlink(root: Path, path: str) -> bool:
@@ -283,3 +397,120 @@ def _remove(root: Path, path: str) -> None:
         except OSError:
             break
         parent = parent.parent
+
+
+@dataclass(frozen=True)
+class _Change:
+    path: str
+    old: tuple[str, str] | None
+    """(mode, blob id) in the old tree; None: absent."""
+    new: tuple[str, str] | None
+
+    @property
+    def plain(self) -> bool:
+        """Not a submodule: a submodule's checkout is its own repository, never ours."""
+        return all(s is None or s[0] != _GITLINK for s in (self.old, self.new))
+
+
+def _diff_tree_ids(root: Path, old: str, new: str) -> list[_Change]:
+    out = git(root, "diff-tree", "-r", "-z", "--no-renames", old, new)
+    fields = out.decode(errors="surrogateescape").split("\0")
+    changes = []
+    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+        if not meta.startswith(":"):
+            continue
+        old_mode, new_mode, old_id, new_id, status = meta[1:].split(" ")
+        before = None if status[0] == "A" else (old_mode, old_id)
+        after = None if status[0] == "D" else (new_mode, new_id)
+        changes.append(_Change(path, before, after))
+    return changes
+
+
+def _work_tree_ids(root: Path, paths: list[str]) -> dict[str, tuple[str, str]]:
+    """(mode, blob id) of each path as it is in the work tree now, as git would store it
+    (clean filters applied); absent paths are left out."""
+    found: dict[str, tuple[str, str]] = {}
+    regular: list[str] = []
+    for path in paths:
+        full = root / path
+        if full.is_symlink():
+            found[path] = ("120000", _blob_id(root, os.fsencode(os.readlink(full))))
+        elif full.is_file():
+            regular.append(path)
+    if regular:
+        listing = "\n".join(regular).encode(errors="surrogateescape")
+        ids = git(root, "hash-object", "--stdin-paths", input=listing).decode().split()
+        for path, blob in zip(regular, ids, strict=True):
+            mode = "100755" if os.access(root / path, os.X_OK) else "100644"
+            found[path] = (mode, blob)
+    return found
+
+
+def _blob_id(root: Path, data: bytes) -> str:
+    """The id of a blob holding ``data``, in the repository's hash algorithm."""
+    algo = git(root, "rev-parse", "--show-object-format").decode().strip() or "sha1"
+    return hashlib.new(algo, b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _merge_into(root: Path, change: _Change, state: tuple[str, str] | None) -> bool:
+    """Merge ``change`` into a path someone else changed too; False if it does not merge
+    cleanly (nothing is written then)."""
+    if change.old is None or change.new is None or state is None:
+        return False  # created or deleted on one side: nothing to merge line by line
+    target = root / change.path
+    if target.is_symlink() or "120000" in (change.old[0], change.new[0]):
+        return False
+    with tempfile.TemporaryDirectory(prefix="shoal-merge-") as tmp:
+        base, theirs = Path(tmp) / "base", Path(tmp) / "theirs"
+        base.write_bytes(git(root, "cat-file", "blob", change.old[1]))
+        theirs.write_bytes(git(root, "cat-file", "blob", change.new[1]))
+        ours = Path(tmp) / "ours"
+        shutil.copy2(target, ours)
+        try:
+            # Exit code: the number of conflicts (0: clean), negative on an error (binary).
+            out = git(root, "merge-file", "-p", str(ours), str(base), str(theirs))
+        except WorkspaceError:
+            return False
+    _replace(target, out)
+    return True
+
+
+def _replace(target: Path, data: bytes) -> None:
+    """Write ``data`` over ``target`` atomically, keeping its mode."""
+    mode = os.stat(target).st_mode & 0o7777
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.shoal-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_paths(root: Path, sha: str, writes: list[str], removes: list[str]) -> None:
+    """Set ``writes`` to their state in ``sha`` and remove ``removes`` (which it lacks)."""
+    for path in removes:
+        if not _behind_symlink(root, path):  # behind a symlink is outside the tree
+            _remove(root, path)
+    if writes:
+        with tempfile.TemporaryDirectory(prefix="shoal-apply-") as tmp:
+            index = Path(tmp) / "index"
+            git(root, "read-tree", _tree(root, sha), index=index)
+            _checkout(root, index, writes)
+
+
+def _pathspec(root: Path, index: Path, *args: str, paths: list[str]) -> bytes:
+    """``git args`` on ``paths`` taken literally (no glob magic), fed on stdin."""
+    listing = "\0".join(paths).encode(errors="surrogateescape")
+    return git(
+        root,
+        "--literal-pathspecs",
+        *args,
+        "--pathspec-from-file=-",
+        "--pathspec-file-nul",
+        index=index,
+        input=listing,
+    )
