@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from shoal.workspace.git import git, toplevel
-from shoal.workspace.snapshots import TreeProbe
+from shoal.workspace.snapshots import ChangeProbe
 
 
 class TaskChanges:
@@ -30,7 +30,7 @@ class TaskChanges:
         self.root = toplevel(repo)
         self._file = record_dir(self.root) / f"{task_id}.{iteration}"
         self.paths: set[str] = set(_read(self._file))
-        self._probe: TreeProbe | None = None
+        self._probe: ChangeProbe | None = None
 
     @contextlib.contextmanager
     def writing(self, path: str | os.PathLike[str]) -> Iterator[None]:
@@ -47,13 +47,12 @@ class TaskChanges:
     def probing(self) -> Iterator[None]:
         """Around a call that may change anything: what differs afterwards is its."""
         if self._probe is None:
-            self._probe = TreeProbe(self.root)
-        before = self._probe.tree()
+            self._probe = ChangeProbe(self.root)
+        self._probe.mark()
         try:
             yield
         finally:
-            after = self._probe.tree()
-            self.add(self._probe.changed(before, after))
+            self.add(self._probe.since_mark())
 
     def add(self, paths: Iterable[str]) -> None:
         new = sorted(set(paths) - self.paths)

@@ -80,33 +80,42 @@ def snapshot_paths(repo: str | Path, task_id: str, n: int, prior: str, paths: li
     return sha
 
 
-class TreeProbe:
-    """The work tree's state as a tree id, cheaply, again and again: before and after a
-    command, to learn which paths it changed.
+class ChangeProbe:
+    """Which paths change in the work tree between a mark and now: before and after a
+    command, to learn what it changed.
 
-    A private index seeded from the work tree's own keeps stat data between probes, so
-    only files whose stat changed are hashed again.
+    A private index, seeded from the work tree's own (so its stat data spares hashing
+    unchanged files), is brought up to the work tree at each mark; what ``git status``
+    then finds different from it changed since. Two git processes per command.
     """
 
     def __init__(self, repo: str | Path) -> None:
         self.root = toplevel(repo)
         self._tmp = tempfile.TemporaryDirectory(prefix="shoal-probe-")
         self._index = Path(self._tmp.name) / "index"
-        self._seeded = False
 
-    def tree(self) -> str:
-        if not self._seeded:
-            self._seeded = True
+    def mark(self) -> None:
+        if not self._index.exists():
             real, parent = _index_and_head(self.root)
-            return _worktree_tree(self.root, Path(self._tmp.name), parent, real)
+            _worktree_tree(self.root, Path(self._tmp.name), parent, real)
+            return
         git(self.root, "add", "-A", index=self._index)
-        return git(self.root, "write-tree", index=self._index).decode().strip()
 
-    def changed(self, before: str, after: str) -> list[str]:
-        """Paths that differ between two probes (submodules left out)."""
-        if before == after:
-            return []
-        return [p for o, n, _, p in _diff_tree(self.root, before, after) if _GITLINK not in (o, n)]
+    def since_mark(self) -> list[str]:
+        """Paths created, changed or removed since the last mark (submodules left out)."""
+        out = git(
+            self.root,
+            "status",
+            "--porcelain",
+            "-z",
+            "--untracked-files=all",
+            "--no-renames",
+            "--ignore-submodules=all",
+            index=self._index,
+        )
+        entries = out.decode(errors="surrogateescape").split("\0")
+        # "XY path": X compares HEAD with our index (not what we ask), Y the work tree with it.
+        return [e[3:] for e in entries if len(e) > 3 and (e[1] != " " or e[:2] == "??")]
 
     def close(self) -> None:
         self._tmp.cleanup()
