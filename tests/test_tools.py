@@ -27,6 +27,7 @@ from shoal.tools import (
     schemas,
 )
 from shoal.tools.output import MAX_BYTES, MAX_LINES
+from shoal.tools.permissions import covered_by_always
 
 TOOL_ARGS = {
     "read_file": {"path", "offset", "limit"},
@@ -654,6 +655,10 @@ def test_agent_configuration_is_protected_and_asks_even_in_accept_edits(
     assert [(r.kind, r.summary) for r in asked] == [
         (ToolKind.CONFIG, "write_file .mcp.json (protected: agent configuration)")
     ]
+    asked_tools = {"write_file"}
+    # A chat's "always allow write_file" covers ordinary files, not these.
+    assert covered_by_always(PermissionRequest("write_file", ToolKind.EDIT, "a.py"), asked_tools)
+    assert not covered_by_always(asked[0], asked_tools)
     bypass = Toolbox(ws, Permissions(mode="bypass"))
     ok(bypass.call("write_file", {"path": ".shoal/config.toml", "content": "[shoal]\n"}))
     assert config.read_text() == "[shoal]\n"

@@ -41,7 +41,7 @@ harmless (``pytest -k "a>b"`` is no redirection). A rule without a pattern
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
@@ -337,6 +337,12 @@ def _word(command: str, j: int) -> tuple[str, int]:
             out.append(c)
         j += 1
     return ("" if quote else "".join(out)), j
+
+
+def covered_by_always(request: PermissionRequest, tools: Collection[str]) -> bool:
+    """Whether a person's "always allow this tool" (for a chat session) covers ``request``:
+    its ordinary calls, never protected configuration, which is asked about every time."""
+    return request.tool in tools and request.kind is not ToolKind.CONFIG
 
 
 def protected(parts: Sequence[str]) -> bool:
