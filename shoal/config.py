@@ -1,7 +1,10 @@
 """Task configuration: which model each role uses, and the loop's defaults.
 
 Order: CLI flags > environment > project ``.shoal/config.toml`` > ``$SHOAL_HOME/config.toml``
-> defaults. Environment: ``SHOAL_MODEL``, ``SHOAL_BASE_URL``, and per role
+> defaults. Permission rules add up across all of them. A project file comes with
+the repository: until the user approves it (``shoal config approve``), only what
+narrows the user's settings applies (:mod:`shoal.trust`), and :func:`resolve` says
+what was ignored. Environment: ``SHOAL_MODEL``, ``SHOAL_BASE_URL``, and per role
 ``SHOAL_<ROLE>_MODEL`` / ``SHOAL_<ROLE>_BASE_URL`` (planner, executor, evaluator,
 small, embedding), each falling back to the universal one. Keys are never part
 of the configuration that travels: actors read ``SHOAL_<ROLE>_API_KEY``,
@@ -13,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -128,39 +133,136 @@ class LoopConfig(BaseModel):
         return rules
 
 
-def _file(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
+def _table(path: Path, data: bytes) -> dict[str, Any]:
+    """The ``[shoal]`` (or ``[loop]``) settings of a config file's bytes; other tables are not
+    loop settings (``[orchestrator]``, a project's ``[checks]``) and are left alone."""
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        parsed = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise SettingsError(f"{path}: {exc}; fix or remove the file") from exc
-    return {k.replace("-", "_"): v for k, v in data.get("shoal", data.get("loop", {})).items()}
+    table = parsed.get("shoal", parsed.get("loop", {}))
+    if not isinstance(table, dict):
+        raise SettingsError(f"{path}: [shoal] must be a table; fix or remove the file")
+    return {k.replace("-", "_"): v for k, v in table.items()}
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SettingsError(f"{path}: {exc.strerror or exc}; fix or remove the file") from exc
 
 
 _RULE_LISTS = ("allow", "deny", "ask")
+_FIELDS = LoopConfig.model_fields
+Source = Literal["default", "user", "project", "environment", "flag"]
+
+
+@dataclass(frozen=True)
+class ProjectFile:
+    """The repository's ``.shoal/config.toml`` as this load found it."""
+
+    path: Path
+    approved: bool
+    """The user approved this exact content (``shoal config approve``): all of it applies."""
+    changed: bool
+    """Not approved, but another content of it was: it changed since the user approved it."""
+    ignored: list[str]
+    """One phrase per setting left out because the file is not approved (empty if none)."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The loop's configuration, where each value came from, and what a project file lost."""
+
+    config: LoopConfig
+    sources: dict[str, Source]
+    """Per setting (rules apart): the layer its value came from."""
+    rules: list[tuple[str, str, Source]]
+    """Every rule as ``(action, "TOOL[:PATTERN]", source)``, in the order they were read."""
+    project: ProjectFile | None
+
+    @property
+    def ignored(self) -> list[str]:
+        return self.project.ignored if self.project else []
+
+    def notice(self, here: Path | None = None) -> str | None:
+        """The one line that tells the user what was ignored and how to trust the file."""
+        if not self.project or not self.project.ignored:
+            return None
+        why = "changed since you approved it" if self.project.changed else "not approved"
+        folder = self.project.path.parent.parent
+        command = "shoal config approve"
+        if here is None or here.resolve() != folder:
+            command += f" {shlex.quote(str(folder))}"
+        return (
+            f"shoal: ignored in {self.project.path} ({why}): {', '.join(self.project.ignored)}; "
+            f"run `{command}` to trust this file"
+        )
+
+
+def project_file(cwd: Path) -> Path:
+    """Where a directory's own settings are: ``<cwd>/.shoal/config.toml``."""
+    return cwd.resolve() / ".shoal" / "config.toml"
 
 
 def load(home: Home, cwd: Path, flags: dict[str, Any] | None = None) -> LoopConfig:
-    values: dict[str, Any] = {}
-    rules: dict[str, list[Any]] = {name: [] for name in _RULE_LISTS}
-    layers = [_file(home.config_file), _file(cwd / ".shoal" / "config.toml")]
-    for layer in layers:
-        for name in _RULE_LISTS:  # rules add up across layers; deny wins in the end
-            found = layer.pop(name, [])
-            rules[name] += found if isinstance(found, list) else [found]
-        values.update(layer)
-    for name in LoopConfig.model_fields:
-        raw = os.environ.get(f"SHOAL_{name.upper()}")
-        if raw and name not in _RULE_LISTS:
-            values[name] = raw
-    for name, value in (flags or {}).items():
-        if name in _RULE_LISTS:
-            rules[name] += value or []
-        elif value is not None:
-            values[name] = value
-    values.update(rules)
-    return validated(LoopConfig, values, "a flag, or [shoal] in config.toml")
+    return resolve(home, cwd, flags).config
+
+
+def resolve(home: Home, cwd: Path, flags: dict[str, Any] | None = None) -> Resolved:
+    """Every layer merged (see the module docstring); a project file narrows only, unless
+    approved (see :mod:`shoal.trust`)."""
+    user_data = _read(home.config_file)
+    user = _table(home.config_file, user_data) if user_data is not None else {}
+    layers: list[tuple[Source, dict[str, Any]]] = [("user", user)]
+    project, values = _project(home, cwd, user)
+    if project is not None:
+        layers.append(("project", values))
+    env = {
+        name: raw
+        for name in LoopConfig.model_fields
+        if name not in _RULE_LISTS and (raw := os.environ.get(f"SHOAL_{name.upper()}"))
+    }
+    layers += [("environment", env), ("flag", dict(flags or {}))]
+    merged: dict[str, Any] = {}
+    sources: dict[str, Source] = {}
+    rules: list[tuple[str, str, Source]] = []
+    for source, layer in layers:
+        for name, value in layer.items():
+            if value is None:
+                continue
+            if name in _RULE_LISTS:  # rules add up across layers; deny wins in the end
+                items = value if isinstance(value, list) else [value]
+                rules += [(name, item, source) for item in items]
+            else:
+                merged[name] = value
+                sources[name] = source
+    for name in _RULE_LISTS:
+        merged[name] = [text for action, text, _ in rules if action == name]
+    config = validated(LoopConfig, merged, "a flag, or [shoal] in config.toml")
+    return Resolved(config, sources, rules, project)
+
+
+def _project(
+    home: Home, cwd: Path, user: dict[str, Any]
+) -> tuple[ProjectFile | None, dict[str, Any]]:
+    """The project file and the settings of it that apply."""
+    from shoal import approvals, trust
+
+    path = project_file(cwd)
+    data = _read(path)
+    if data is None:
+        return None, {}
+    values = _table(path, data)
+    if approvals.approved(home, approvals.file_key(path, data)):
+        return ProjectFile(path, approved=True, changed=False, ignored=[]), values
+    defaults = {n: f.get_default(call_default_factory=True) for n, f in _FIELDS.items()}
+    kept, ignored = trust.narrow(values, {**defaults, **user})
+    changed = approvals.approved_before(home, path)
+    return ProjectFile(path, approved=False, changed=changed, ignored=ignored), kept
 
 
 def api_key(role: str) -> str | None:

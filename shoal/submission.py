@@ -4,11 +4,18 @@
 ``shoal mcp serve``'s ``run_task`` all check the work tree and load the task's
 options here, so a task runs the same whichever way it came in; each client
 only words the failure its own way (a CLI error, a 422, a tool error).
+
+What the repository's own ``.shoal/config.toml`` set but could not (it is not
+approved, see :mod:`shoal.trust`) comes back with the task, as a list and as the
+one line a client shows its user; it is also logged here (INFO), so a client
+that shows nothing (the HTTP API) still leaves it in its log.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +24,7 @@ if TYPE_CHECKING:
     from shoal.paths import Home
 
 TEAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+log = logging.getLogger(__name__)
 
 
 class SubmitError(ValueError):
@@ -37,6 +45,17 @@ def is_git_repo(path: Path) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Submission:
+    """A task ready to send, and what its repository's settings were not allowed to do."""
+
+    task: TaskSubmit
+    ignored: list[str] = field(default_factory=list)
+    """One phrase per project setting left out because its file is not approved."""
+    notice: str | None = None
+    """The line to show the user when ``ignored`` is not empty (what, and how to approve)."""
+
+
 def task_submit(
     home: Home,
     description: str,
@@ -46,6 +65,19 @@ def task_submit(
     team: str | None = None,
     no_model: str,
 ) -> TaskSubmit:
+    """Only the task of :func:`submission` (what was ignored is still logged there)."""
+    return submission(home, description, cwd, flags, team=team, no_model=no_model).task
+
+
+def submission(
+    home: Home,
+    description: str,
+    cwd: Path,
+    flags: dict[str, Any],
+    *,
+    team: str | None = None,
+    no_model: str,
+) -> Submission:
     """The task as the orchestrator takes it; SubmitError says what is wrong with the request.
 
     ``flags`` are the options the client set (None: unset), over the environment and the
@@ -65,11 +97,25 @@ def task_submit(
             f"{workdir} is not a git repository; shoal keeps each iteration in git "
             "(run `git init` there first)"
         )
-    options = config.load(home, workdir, flags).task_options()
+    resolved = config.resolve(home, workdir, flags)
+    options = resolved.config.task_options()
+    notice = resolved.notice(_here())
     if not options.models:
-        raise SubmitError(f"no model configured: {no_model}")
+        why = f" ({notice.removeprefix('shoal: ')})" if notice else ""
+        raise SubmitError(f"no model configured: {no_model}{why}")
     if team is not None:
         if not TEAM_NAME.fullmatch(team):
             raise SubmitError(f"{team!r} is not a team name (letters, digits, - and _)")
         options = options.model_copy(update={"team": team})
-    return TaskSubmit(description=description, cwd=str(workdir), options=options)
+    task = TaskSubmit(description=description, cwd=str(workdir), options=options)
+    if notice:
+        log.info("%s", notice.removeprefix("shoal: "))
+    return Submission(task, resolved.ignored, notice)
+
+
+def _here() -> Path | None:
+    """The client's working directory (None if it was deleted under it)."""
+    try:
+        return Path.cwd()
+    except OSError:
+        return None

@@ -251,6 +251,9 @@ def test_loop_settings_flags_beat_environment_beats_project_beats_home(
     (project / ".shoal" / "config.toml").write_text(
         '[shoal]\nmodel = "project/m"\niterations = 4\nplanner_base_url = "http://p"\n'
     )
+    # Its model and URL would be ignored unapproved (tests/test_trust.py); the user trusts it.
+    approve = shoal("config", "approve", str(project))
+    assert approve.returncode == 0, approve.stderr
     monkeypatch.setenv("SHOAL_ITERATIONS", "6")
     monkeypatch.setenv("SHOAL_IDLE_TIMEOUT", "7")
     for name in ("SHOAL_MODEL", "SHOAL_QUALITY", "SHOAL_PERMISSION_MODE"):

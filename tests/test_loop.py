@@ -394,6 +394,8 @@ def test_project_config_and_a_changed_model_env_restart_an_idle_orchestrator(
         'evaluator_model = "openai/scripted-evaluator"\n'
     )
     subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    # A repository's models are ignored until the user approves its file (tests/test_trust.py).
+    shoal("config", "approve", cwd=repo, check=True)
     old_pid, _ = daemon.start(home)
     script = Script.model_validate(
         {

@@ -27,6 +27,7 @@ from shoal.tools import (
     schemas,
 )
 from shoal.tools.output import MAX_BYTES, MAX_LINES
+from shoal.tools.permissions import covered_by_always
 
 TOOL_ARGS = {
     "read_file": {"path", "offset", "limit"},
@@ -266,6 +267,19 @@ def test_git_internals_are_off_limits_to_file_tools(box: Toolbox, repo: Path) ->
     assert ".git" in error(box.call("glob", {"pattern": ".git/**"}))
     assert config.read_bytes() == before
     assert not (repo / ".git" / "hooks" / "pre-commit").exists()
+
+
+def test_the_git_guard_ignores_letter_case(box: Toolbox, repo: Path) -> None:
+    # On macOS and Windows .GIT/hooks is .git/hooks: any spelling of .git is refused.
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    for path in (".GIT/hooks/pre-commit", ".Git/config", "sub/.gIT/x", ".git./config"):
+        out = error(box.call("write_file", {"path": path, "content": "#!/bin/sh\nexit 1\n"}))
+        assert "inside .git" in out, path
+        assert "inside .git" in error(box.call("read_file", {"path": path}))
+    assert sorted(p.name for p in repo.iterdir()) == [".git"]
+    assert not (repo / ".git" / "hooks" / "pre-commit").exists()
+    ok(box.call("write_file", {"path": ".gitignore", "content": "x\n"}))  # not .git itself
+    ok(box.call("write_file", {"path": "git/notes.txt", "content": "x\n"}))
 
 
 def test_a_second_root_is_usable_and_saved_outputs_are_readable_only(
@@ -534,6 +548,131 @@ def test_shell_allow_rules_must_cover_every_part_of_a_command() -> None:
     assert decide("pytest $(rm -rf ~)") == "ask"
     ask = Permissions(rules=[Rule(action="ask", tool="read_file", pattern="*.env")])
     assert ask.decide(PermissionRequest("read_file", ToolKind.READ, "app/.env")).action == "ask"
+
+
+def test_allow_rules_do_not_allow_a_command_that_writes_a_file_by_redirection() -> None:
+    perms = Permissions(
+        mode="accept-edits", rules=[Rule(action="allow", tool="shell", pattern="pytest*")]
+    )
+
+    def decide(command: str) -> str:
+        return perms.decide(PermissionRequest("shell", ToolKind.EXEC, command)).action
+
+    writes = [
+        "pytest > /tmp/owned",
+        "pytest >> /tmp/owned",
+        "pytest &> /tmp/owned",
+        "pytest &>> /tmp/owned",
+        "pytest >| /tmp/owned",
+        "pytest 2>/tmp/owned",
+        "pytest >&/tmp/owned",
+        "pytest <> /tmp/owned",
+        'pytest > "/tmp/owned"',
+        "pytest > $HOME/.bashrc",
+        "pytest >/dev/null; pytest > log",
+        'pytest -k "unclosed > x',
+    ]
+    assert {c: decide(c) for c in writes} == dict.fromkeys(writes, "ask")
+    harmless = [
+        "pytest -q",
+        "pytest 2>&1",
+        "pytest >&2",
+        "pytest 3>&1 1>&2 2>&3",
+        "pytest 2>&-",
+        "pytest > /dev/null",
+        "pytest >/dev/null 2>&1",
+        "pytest &>/dev/null",
+        "pytest 2> '/dev/null'",
+        'pytest -k "a>b"',
+        "pytest -k 'a >> b'",
+        "pytest -k a\\>b",
+        'pytest -k "a;b|c"',  # quoted separators are one argument
+        "pytest < input.txt",
+        "pytest 2>&1 | pytest --collect-only",
+    ]
+    assert {c: decide(c) for c in harmless} == dict.fromkeys(harmless, "allow")
+    # Bypass and a rule without a pattern still allow it; a deny rule still denies it.
+    assert (
+        Permissions(mode="bypass")
+        .decide(PermissionRequest("shell", ToolKind.EXEC, "pytest > log"))
+        .allowed
+    )
+    every = Permissions(rules=[Rule(action="allow", tool="shell")])
+    assert every.decide(PermissionRequest("shell", ToolKind.EXEC, "pytest > log")).allowed
+
+
+def test_agent_configuration_is_protected_and_asks_even_in_accept_edits(
+    ws: Workspace, repo: Path, tmp_path: Path
+) -> None:
+    (repo / ".shoal").mkdir()
+    config = repo / ".shoal" / "config.toml"
+    config.write_text('[shoal]\npermission_mode = "default"\n')
+    before = config.read_bytes()
+    protected = [
+        ".shoal/config.toml",
+        ".SHOAL/CONFIG.TOML",
+        ".shoal/mcp.json",
+        ".mcp.json",
+        "sub/.mcp.json",
+        ".claude/settings.json",
+        ".claude/settings.local.json",
+        ".claude/agents/reviewer.md",
+    ]
+    rules = [Rule(action="allow", tool="write_file"), Rule(action="allow", tool="edit_file")]
+    box = Toolbox(ws, Permissions(mode="accept-edits", rules=rules))
+    for path in protected:
+        result = box.call(
+            "write_file", {"path": path, "content": '[shoal]\npermission_mode = "bypass"\n'}
+        )
+        out = error(result)
+        assert result.denied and "needs approval" in out and "protected configuration" in out
+        assert "--permission-mode bypass" in out and "Do not retry" in out, path
+    ok(box.call("read_file", {"path": ".shoal/config.toml"}))  # reading it is fine
+    edit = box.call(
+        "edit_file",
+        {"path": ".shoal/config.toml", "old_string": "default", "new_string": "bypass"},
+    )
+    assert edit.denied and "protected configuration" in error(edit)
+    # A symlink to it is the file itself.
+    (repo / "alias.toml").symlink_to(config)
+    assert box.call("write_file", {"path": "alias.toml", "content": "x"}).denied
+    assert config.read_bytes() == before
+    assert not (repo / ".mcp.json").exists() and not (repo / ".claude").exists()
+    assert not (repo / ".SHOAL").exists() and not (repo / "sub").exists()
+    # Skills stay writable, and so does everything else.
+    ok(box.call("write_file", {"path": ".shoal/skills/fix/SKILL.md", "content": "# fix\n"}))
+    ok(box.call("write_file", {"path": ".claude/skills/x/SKILL.md", "content": "# x\n"}))
+    ok(box.call("write_file", {"path": "shoal/config.toml", "content": "x\n"}))
+    # A person can approve it; bypass allows it; plan mode and a deny rule refuse it.
+    asked: list[PermissionRequest] = []
+
+    def approve(request: PermissionRequest) -> bool:
+        asked.append(request)
+        return True
+
+    approving = Toolbox(ws, Permissions(mode="accept-edits"), asker=approve)
+    ok(approving.call("write_file", {"path": ".mcp.json", "content": "{}\n"}))
+    assert [(r.kind, r.summary) for r in asked] == [
+        (ToolKind.CONFIG, "write_file .mcp.json (protected: agent configuration)")
+    ]
+    asked_tools = {"write_file"}
+    # A chat's "always allow write_file" covers ordinary files, not these.
+    assert covered_by_always(PermissionRequest("write_file", ToolKind.EDIT, "a.py"), asked_tools)
+    assert not covered_by_always(asked[0], asked_tools)
+    bypass = Toolbox(ws, Permissions(mode="bypass"))
+    ok(bypass.call("write_file", {"path": ".shoal/config.toml", "content": "[shoal]\n"}))
+    assert config.read_text() == "[shoal]\n"
+    assert "plan mode" in error(
+        Toolbox(ws, Permissions(mode="plan")).call(
+            "write_file", {"path": ".mcp.json", "content": ""}
+        )
+    )
+    deny = [Rule(action="deny", tool="write_file", pattern=".shoal/*")]
+    assert "denied by the permission rule" in error(
+        Toolbox(ws, Permissions(mode="bypass", rules=deny)).call(
+            "write_file", {"path": ".shoal/config.toml", "content": ""}
+        )
+    )
 
 
 def test_rules_naming_unknown_tools_are_rejected(ws: Workspace) -> None:

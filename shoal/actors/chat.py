@@ -298,8 +298,9 @@ class Turn:
     def _ask(self, request: PermissionRequest) -> bool:
         """Ask the person in the chat (``chat.ask``) and wait for the answer or a cancel."""
         from shoal.ids import new_id
+        from shoal.tools.permissions import covered_by_always
 
-        if request.tool in self.session.always:
+        if covered_by_always(request, self.session.always):
             return True
         r, actor = self.request, self.actor
         ask_id = new_id()

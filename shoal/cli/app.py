@@ -49,6 +49,7 @@ def _register() -> None:
     from shoal.cli import (
         batch,
         chat,
+        config,
         demo,
         doctor,
         learn,
@@ -74,6 +75,7 @@ def _register() -> None:
     app.add_typer(memory.app, name="memory")
     app.add_typer(learn.app, name="learn")
     app.add_typer(mcp.app, name="mcp")
+    app.add_typer(config.app, name="config")
     app.add_typer(team.app, name="team")
     skills_app = typer.Typer(
         help="Skills shoal can use: bundled, yours, the project's.",

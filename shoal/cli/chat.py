@@ -93,9 +93,15 @@ def _settings(
     from shoal.settings import SettingsError
 
     try:
-        loop = config.load(home, workdir, {"model": model, "permission_mode": permission_mode})
+        resolved = config.resolve(
+            home, workdir, {"model": model, "permission_mode": permission_mode}
+        )
     except SettingsError as exc:  # a bad option or setting: a usage error
         fail(str(exc), code=2)
+    notice = resolved.notice(Path.cwd())
+    if notice:  # what the repository's unapproved .shoal/config.toml could not set
+        sys.stderr.write(notice + "\n")
+    loop = resolved.config
     models = loop.models()
     chosen = models.get("executor")
     if model is not None:  # the chat's model, over SHOAL_EXECUTOR_MODEL too

@@ -75,14 +75,17 @@ def _choose_backend(backend: str | None, ray_address: str | None) -> None:
 def prepare(
     task: str, cwd: Path | None, flags: dict[str, Any], *, team: str | None = None
 ) -> tuple[Home, TaskSubmit]:
-    """Check the work tree and the model settings; build the task as ``shoal run`` sends it."""
+    """Check the work tree and the model settings; build the task as ``shoal run`` sends it.
+
+    What the repository's unapproved ``.shoal/config.toml`` could not set is one line on
+    stderr."""
     from shoal.paths import Home
     from shoal.settings import SettingsError
-    from shoal.submission import SubmitError, task_submit
+    from shoal.submission import SubmitError, submission
 
     home = Home.resolve()
     try:
-        submit = task_submit(
+        prepared = submission(
             home,
             task,
             cwd or Path.cwd(),
@@ -93,7 +96,9 @@ def prepare(
         )
     except (SubmitError, SettingsError) as exc:  # a bad option or setting: a usage error
         fail(str(exc), code=2)
-    return home, submit
+    if prepared.notice:  # shown even with --quiet: the repository asked for more than it got
+        sys.stderr.write(prepared.notice + "\n")
+    return home, prepared.task
 
 
 def submit_and_follow(home: Home, submit: TaskSubmit, *, quiet: bool) -> TaskDone:

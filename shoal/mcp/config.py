@@ -10,8 +10,9 @@ Two scopes, in Claude Code's ``.mcp.json`` format (``{"mcpServers": {NAME: {...}
 A project file comes with the repository, so its servers never start until the
 user approved that exact definition once: the approval is keyed by the project
 path, the name and a hash of the whole definition (command, arguments, env,
-URL, headers, allowed tools), and kept in ``$SHOAL_HOME/mcp-approvals.json``.
-Any change to the definition needs a new approval.
+URL, headers, allowed tools), and kept in shoal's approval store
+(:mod:`shoal.approvals`, ``$SHOAL_HOME/approvals.json``). Any change to the
+definition needs a new approval.
 
 ``${VAR}`` and ``${VAR:-default}`` in the command, arguments, env, URL and
 headers are replaced from the environment when the server starts, so secrets
@@ -20,8 +21,6 @@ can stay out of the files.
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import json
 import os
 import re
@@ -32,6 +31,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shoal import approvals
+from shoal.approvals import write_json
 from shoal.mcp.names import SERVER, TOOL
 from shoal.paths import Home
 
@@ -200,10 +201,6 @@ def user_file(home: Home) -> Path:
     return home.root / "mcp.json"
 
 
-def approvals_file(home: Home) -> Path:
-    return home.root / "mcp-approvals.json"
-
-
 def project_root(cwd: Path) -> Path:
     """The repository's top directory (or ``cwd`` itself outside git)."""
     try:
@@ -263,7 +260,7 @@ def read_servers(path: Path) -> tuple[dict[str, ServerConfig], list[str]]:
 def discover(home: Home, cwd: Path) -> Servers:
     """Every server ``cwd`` can use, with its scope and approval."""
     root = project_root(cwd)
-    approvals = _approvals(home)
+    given = approvals.records(home)
     found: dict[str, Configured] = {}
     problems: list[str] = []
     layers: list[tuple[Scope, Path]] = [("user", user_file(home))]
@@ -276,52 +273,18 @@ def discover(home: Home, cwd: Path) -> Servers:
             continue
         problems += bad
         for name, server in servers.items():
-            approved = scope == "user" or approval_key(root, name, server) in approvals
+            approved = scope == "user" or approval_key(root, name, server) in given
             found[name] = Configured(name, scope, path, server, approved)
     return Servers(root, list(found.values()), problems)
 
 
 def approval_key(root: Path, name: str, server: ServerConfig) -> str:
-    text = json.dumps(
-        {"project": str(root), "name": name, "server": server.definition()}, sort_keys=True
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _approvals(home: Home) -> dict[str, Any]:
-    try:
-        data = _read_json(approvals_file(home))
-    except McpConfigError:
-        return {}  # a damaged approvals file approves nothing
-    approvals = data.get("approvals", {})
-    return approvals if isinstance(approvals, dict) else {}
+    return approvals.key(project=str(root), name=name, server=server.definition())
 
 
 def approve(home: Home, root: Path, name: str, server: ServerConfig) -> None:
-    approvals = _approvals(home)
-    approvals[approval_key(root, name, server)] = {
-        "project": str(root),
-        "name": name,
-        "approved_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    home.ensure()
-    write_json(approvals_file(home), {"approvals": approvals}, private=True)
-
-
-def write_json(path: Path, data: dict[str, Any], *, private: bool) -> None:
-    """Write atomically; ``private`` files are 0600 (their directory 0700 when created)."""
-    path.parent.mkdir(mode=0o700 if private else 0o777, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    mode = 0o600 if private else 0o644
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=2) + "\n")
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    record = {"kind": "mcp-server", "project": str(root), "name": name}
+    approvals.approve(home, approval_key(root, name, server), record)
 
 
 def scope_file(home: Home, cwd: Path, scope: Scope) -> Path:

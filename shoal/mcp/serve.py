@@ -11,6 +11,7 @@ print there.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,8 @@ def _task_tool(app: Any, home: Home, root: Path) -> None:
         """Have shoal do a coding task in the repository: plan, edit, run its tests and review,
         refining up to `iterations` times (default 3). `cwd` is a directory inside the served
         one (default: it). Returns JSON: task_id, status, decision, score, iterations,
-        tokens, cost_usd, files_changed, summary."""
+        tokens, cost_usd, files_changed, summary; and ignored, a line naming what the
+        repository's unapproved .shoal/config.toml could not set, when it tried."""
         try:
             done = submit(home, _inside(root, cwd), description, iterations)
         except ValueError as exc:
@@ -146,10 +148,10 @@ def submit(home: Home, workdir: Path, description: str, iterations: int | None) 
 
     from shoal.cli.run import submit_and_follow
     from shoal.settings import SettingsError
-    from shoal.submission import task_submit
+    from shoal.submission import submission
 
     try:
-        task = task_submit(
+        prepared = submission(
             home,
             description,
             workdir,
@@ -158,11 +160,17 @@ def submit(home: Home, workdir: Path, description: str, iterations: int | None) 
         )
     except SettingsError as exc:
         raise ValueError(str(exc)) from None
+    task = prepared.task
+    if prepared.notice:  # stderr is the MCP client's log of this server
+        sys.stderr.write(prepared.notice + "\n")
     try:
         done = submit_and_follow(home, task, quiet=True)
     except typer.Exit as exc:  # the orchestrator could not be started; stderr says why
         raise ValueError(f"the task could not be submitted (exit {exc.exit_code})") from None
-    return done.model_dump(mode="json", exclude={"kind"})
+    result = done.model_dump(mode="json", exclude={"kind"})
+    if prepared.ignored:
+        result["ignored"] = prepared.notice
+    return result
 
 
 def _inside(root: Path, cwd: str | None) -> Path:

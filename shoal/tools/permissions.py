@@ -10,6 +10,12 @@ Order of precedence, first that applies wins:
 6. the mode's default: reads are allowed; in ``accept-edits`` edits are too;
    everything else asks.
 
+Writing configuration that decides what shoal or another agent may do in the
+repository (:func:`protected`: ``.mcp.json``, and everything under ``.shoal/`` and
+``.claude/`` but their ``skills/``; at any depth, in any letter case) is a call of kind
+``config``: it asks in every mode but bypass, and allow rules do not allow it,
+so one task cannot widen what the next one may do.
+
 "Ask" goes to the injected asker (a terminal prompt); without one it is a
 denial that tells the user which flag or rule would allow the call.
 
@@ -23,14 +29,19 @@ the command for shell, over the space-joined arguments for git, and over the
 arguments as compact JSON with sorted keys for MCP tools. For shell,
 a deny or ask rule matches if it matches the whole command or any part of it
 split at ``;``, ``&&``, ``||``, ``|``, ``&`` or a newline, and allow rules only
-allow a command if every such part is allowed and it has no ``$(...)`` or
-backticks that could hide another command.
+allow a command if every such part (split outside quotes) is allowed, it has no
+``$(...)``, backticks or process substitution that could hide another command,
+and it redirects no output to a file: ``>``, ``>>``, ``>|``, ``&>``, ``<>`` or
+``N>`` to anything but ``/dev/null`` falls through to the mode's default (it
+asks), while ``2>&1``, ``>&2``, ``N>&M`` and redirections to ``/dev/null`` are
+harmless (``pytest -k "a>b"`` is no redirection). A rule without a pattern
+(``shell``) allows every command.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
@@ -40,6 +51,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shoal.mcp.names import SERVER as MCP_SERVER
 from shoal.mcp.names import TOOL as MCP_TOOL
+from shoal.tools.workspace import folded
+
+PROTECTED_DIRS = (".shoal", ".claude")
+"""Agent configuration folders: shoal's (settings, MCP servers) and Claude Code's (settings
+with permissions, hooks and environment; agents; commands). Their ``skills/`` stay writable."""
+PROTECTED_FILES = (".mcp.json",)
+"""Agent configuration files outside those folders: MCP servers (Claude Code's format)."""
+WRITABLE_BELOW = ("skills",)
 
 
 class ToolKind(StrEnum):
@@ -55,6 +74,9 @@ class ToolKind(StrEnum):
     """Changes the index, work tree or history through git (add, commit, restore)."""
     MCP = "mcp"
     """Calls an MCP server's tool that does not declare itself read-only (it may do anything)."""
+    CONFIG = "config"
+    """Writes agent configuration in the repository (:func:`protected`): asks even in
+    accept-edits, and allow rules do not allow it."""
 
 
 class PermissionMode(StrEnum):
@@ -129,6 +151,8 @@ class Permissions(BaseModel):
                 return Decision("ask", f"the rule {rule.describe()} asks", rule)
         if self.mode is PermissionMode.BYPASS:
             return Decision("allow", "bypass mode")
+        if request.kind is ToolKind.CONFIG:
+            return Decision("ask", f"{request.subject} is protected configuration")
         allows = [r for r in rules if r.action == "allow"]
         if allows and _allowed(allows, request):
             return Decision("allow", "an allow rule", allows[0])
@@ -144,12 +168,7 @@ class Permissions(BaseModel):
         if decision.action != "ask":
             return decision
         if asker is None:
-            return Decision(
-                "deny",
-                f"{request.tool} needs approval and there is no terminal to ask; rerun with "
-                f"{_hint(request.kind)} or add an allow rule for {request.tool}",
-                decision.rule,
-            )
+            return Decision("deny", _no_terminal(request), decision.rule)
         try:
             approved = asker(request)
         except Exception as exc:
@@ -225,8 +244,132 @@ def _allowed(allows: list[Rule], request: PermissionRequest) -> bool:
         return True
     if _HIDDEN_COMMAND.search(command):
         return False
-    parts = _parts(command)
+    split = split_command(command)
+    if split is None or split.writes_file:
+        return False
+    parts = split.parts
     return bool(parts) and all(any(_matches(r, (p,)) for r in allows) for p in parts)
+
+
+@dataclass(frozen=True)
+class SplitCommand:
+    parts: list[str]
+    """The commands of a command line, split at ``;`` ``&&`` ``||`` ``|`` ``&`` and newlines
+    outside quotes."""
+    writes_file: bool
+    """It redirects output to a file (anything but ``/dev/null`` or another descriptor)."""
+
+
+_WORD_END = frozenset(" \t\n;&|<>()")
+
+
+def split_command(command: str) -> SplitCommand | None:
+    """The parts of a shell command line and whether it writes a file by redirection;
+    None if a quote is left open (the shell would refuse it; so do allow rules)."""
+    parts: list[str] = []
+    writes = False
+    start = i = 0
+    quote = ""
+    while i < len(command):
+        c = command[i]
+        if quote:
+            i += 2 if c == "\\" and quote == '"' else 1
+            quote = "" if c == quote else quote
+        elif c == "\\":
+            i += 2
+        elif c in "'\"":
+            quote, i = c, i + 1
+        elif c in "<>" or command.startswith("&>", i):
+            i, to_file = _redirection(command, i)
+            writes = writes or to_file
+        elif c in ";&|\n":
+            parts.append(command[start:i])
+            i += 2 if command[i : i + 2] in ("&&", "||") else 1
+            start = i
+        else:
+            i += 1
+    if quote:
+        return None
+    parts.append(command[start:])
+    return SplitCommand([p.strip() for p in parts if p.strip()], writes)
+
+
+def _redirection(command: str, i: int) -> tuple[int, bool]:
+    """The redirection operator at ``i``: where its target ends, and whether it writes a file."""
+    if command.startswith("<<", i) or (command[i] == "<" and command[i + 1 : i + 2] != ">"):
+        j = i + 1
+        while j < len(command) and command[j] in "<&":
+            j += 1
+        return j, False  # reads: a file, a here-document, a here-string, a descriptor
+    for op in ("&>>", "&>", ">>", ">|", ">&", "<>", ">"):
+        if command.startswith(op, i):
+            break
+    target, end = _word(command, i + len(op))
+    if op == ">&" and (target.isdigit() or target == "-"):
+        return end, False  # N>&M, >&2, N>&- (close)
+    return end, target != "/dev/null"
+
+
+def _word(command: str, j: int) -> tuple[str, int]:
+    """The word starting at ``j`` (after blanks), unquoted, and where it ends; "" if a quote
+    in it is left open."""
+    while j < len(command) and command[j] in " \t":
+        j += 1
+    out: list[str] = []
+    quote = ""
+    while j < len(command):
+        c = command[j]
+        if quote and c == quote:
+            quote = ""
+        elif quote == '"' and c == "\\" and j + 1 < len(command):
+            j += 1
+            out.append(command[j])
+        elif quote:
+            out.append(c)
+        elif c in _WORD_END:
+            break
+        elif c in "'\"":
+            quote = c
+        elif c == "\\" and j + 1 < len(command):
+            j += 1
+            out.append(command[j])
+        else:
+            out.append(c)
+        j += 1
+    return ("" if quote else "".join(out)), j
+
+
+def covered_by_always(request: PermissionRequest, tools: Collection[str]) -> bool:
+    """Whether a person's "always allow this tool" (for a chat session) covers ``request``:
+    its ordinary calls, never protected configuration, which is asked about every time."""
+    return request.tool in tools and request.kind is not ToolKind.CONFIG
+
+
+def protected(parts: Sequence[str]) -> bool:
+    """True if a path, given as its components below the workspace root, is protected agent
+    configuration (see :data:`PROTECTED_DIRS`); names match in any letter case."""
+    names = [folded(p) for p in parts]
+    if names and names[-1] in PROTECTED_FILES:
+        return True
+    return any(
+        name in PROTECTED_DIRS and names[i + 1] not in WRITABLE_BELOW
+        for i, name in enumerate(names[:-1])
+    )
+
+
+def _no_terminal(request: PermissionRequest) -> str:
+    if request.kind is ToolKind.CONFIG:
+        return (
+            f"{request.tool} {request.subject} needs approval and there is no terminal to ask: "
+            "it is protected configuration (it decides what shoal and other agents may do in "
+            "this repository), which a person approves in every mode but bypass. Do not retry "
+            "it; say in your summary what should change in it, so the user can make the "
+            "change or rerun with --permission-mode bypass"
+        )
+    return (
+        f"{request.tool} needs approval and there is no terminal to ask; rerun with "
+        f"{_hint(request.kind)} or add an allow rule for {request.tool}"
+    )
 
 
 def _hint(kind: ToolKind) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from shoal.tools import edit, files, find, git, grep, shell
 from shoal.tools.base import ToolArgs, ToolOutput
-from shoal.tools.permissions import PermissionRequest, ToolKind
+from shoal.tools.permissions import PermissionRequest, ToolKind, protected
 from shoal.tools.workspace import Workspace
 
 
@@ -43,6 +43,9 @@ def _path_request(tool: str, kind: ToolKind, *, write: bool = False):
     def request(ws: Workspace, args: Any) -> PermissionRequest:
         path = ws.resolve(args.path, write=write)
         shown = ws.display(path)
+        if write and any(protected(parts) for parts in ws.below_root(args.path, path)):
+            summary = f"{tool} {shown} (protected: agent configuration)"
+            return PermissionRequest(tool, ToolKind.CONFIG, shown, (str(path),), summary)
         return PermissionRequest(tool, kind, shown, (str(path),), f"{tool} {shown}")
 
     return request

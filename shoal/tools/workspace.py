@@ -1,8 +1,10 @@
 """Where the executor's tools may act: the roots, where long outputs go, what was read.
 
 Every path a tool receives is resolved here, symlinks included, and refused
-if it lands outside the roots or inside a ``.git`` directory. Nothing is
-global: each executor (or each subtask's worktree) has its own workspace.
+if it lands outside the roots or inside a ``.git`` directory (any component
+named ``.git`` in any letter case: on macOS and Windows ``.GIT/hooks`` is
+``.git/hooks``). Nothing is global: each executor (or each subtask's worktree)
+has its own workspace.
 """
 
 from __future__ import annotations
@@ -72,12 +74,24 @@ class Workspace:
             if write and self._within(real, self.outputs_dir):
                 raise ToolError(f"path {path} is a saved output; it can be read but not changed")
             raise ToolError(f"path {path} is outside {self.describe()}; use a path inside it")
-        if ".git" in real.relative_to(base).parts:
+        if any(folded(part) == ".git" for part in real.relative_to(base).parts):
             raise ToolError(
                 f"path {path} is inside .git; repository internals are off limits, "
                 "use the git tool (status, diff, log, show, add, commit, restore) instead"
             )
         return real
+
+    def below_root(self, path: str, real: Path) -> list[tuple[str, ...]]:
+        """The components of ``path`` below its root: resolved (``real``, from :meth:`resolve`)
+        and as given, so a symlink's own name counts as well as what it points to."""
+        given = Path(os.path.expanduser(path))
+        lexical = Path(os.path.normpath(given if given.is_absolute() else self.root / given))
+        found = []
+        for spelling in (real, lexical):
+            base = self._base_of(spelling, write=True)
+            if base is not None:
+                found.append(spelling.relative_to(base).parts)
+        return found
 
     def display(self, path: Path) -> str:
         """How a resolved path is shown to the model: relative to the root when under it."""
@@ -97,3 +111,9 @@ class Workspace:
     @staticmethod
     def _within(path: Path, root: Path) -> bool:
         return path == root or root in path.parents
+
+
+def folded(name: str) -> str:
+    """A file name as a case-insensitive file system matches it (macOS, Windows): any letter
+    case, and Windows drops trailing dots and spaces."""
+    return name.lower().rstrip(". ")
