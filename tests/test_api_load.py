@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 from shoal import __version__
@@ -265,6 +266,13 @@ def test_bodies_need_a_length_head_answers_like_get_and_options_opens_nothing(
     # Bytes that are not HTTP: a JSON 400.
     status, _, body = raw(port, b"GARBAGE\r\n\r\n")
     assert status == 400 and json.loads(body)["error"]["code"] == "bad_request"
+    # Refusals are logged, but a flood of them is not logged line for line.
+    for _ in range(200):
+        assert send("GET /api/v1/flood HTTP/1.1\r\n")[0] == 404
+    time.sleep(1.0)  # the count of what was left out comes with the next second's first line
+    assert send("GET /api/v1/after-a-second HTTP/1.1\r\n")[0] == 404
+    logged = log_text(home).count("'GET /api/v1/flood' 404")
+    assert 0 < logged < 200 and "more refused request(s) in that second" in log_text(home)
 
     # With a token, a preflight (which never carries one) is refused too.
     assert shoal("serve", "--stop").returncode == 0

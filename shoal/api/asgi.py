@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -55,6 +56,7 @@ class AsgiApp:
         self.app = app
         self.body_timeout = limits.body_timeout
         self.pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="api")
+        self._log = RequestLog()
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -70,10 +72,8 @@ class AsgiApp:
         except Gone:
             return
         await send_answer(send, answer, close=unread)
-        # Refusals are worth a line in the orchestrator's log; every poll is not.
-        level = logging.INFO if answer.status >= 400 else logging.DEBUG
         client = (scope.get("client") or ("-",))[0]
-        log.log(level, "api %s %r %d", client, f"{method} {target}", answer.status)
+        self._log.request(client, f"{method} {target}", answer.status)
 
     async def _answer(
         self, method: str, target: str, headers: Headers, receive: Any
@@ -116,6 +116,32 @@ class AsgiApp:
             raise ApiError(
                 408, "timeout", f"the body did not arrive within {self.body_timeout:g} s"
             ) from None
+
+
+class RequestLog:
+    """Refusals are worth a line in the orchestrator's log, every poll is not; and a client
+    sending bad requests as fast as it can must not fill the disk: at most ``PER_SECOND``
+    lines a second, and with the next one after, a line saying how many were left out."""
+
+    PER_SECOND = 10
+
+    def __init__(self) -> None:
+        self._second = 0
+        self._lines = 0
+
+    def request(self, client: str, line: str, status: int) -> None:
+        if status < 400:
+            log.debug("api %s %r %d", client, line, status)
+            return
+        now = int(time.monotonic())
+        if now != self._second:
+            if self._lines > self.PER_SECOND:
+                left_out = self._lines - self.PER_SECOND
+                log.info("api: %d more refused request(s) in that second, not logged", left_out)
+            self._second, self._lines = now, 0
+        self._lines += 1
+        if self._lines <= self.PER_SECOND:
+            log.info("api %s %r %d", client, line, status)
 
 
 def _framing(method: str, headers: Headers) -> bool:
