@@ -134,7 +134,7 @@ def _foreground(home: Home) -> None:
     told: set[str] = set()
     try:
         for second in itertools.count():
-            if second % 5 == 0:
+            if second % 30 == 0:  # a status request is a recorded message: not every second
                 told = _tell_problems(home, told)
             time.sleep(1.0)
             if daemon.running_pid(home) is None:
