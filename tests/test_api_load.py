@@ -27,12 +27,13 @@ from tests.test_api import request
 
 TOKEN = "tok-" + os.urandom(8).hex()
 LIMITED = (
-    "import os, resource, sys; n = int(sys.argv[1]); "
-    "resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])"
+    "import os, resource, sys; soft, _, hard = sys.argv[1].partition(':'); "
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (int(soft), int(hard or soft))); "
+    "os.execv(sys.argv[2], sys.argv[2:])"
 )
 
 
-def serve_limited(nofile: int | None, *args: str, env: dict[str, str] | None = None) -> int:
+def serve_limited(nofile: int | str | None, *args: str, env: dict[str, str] | None = None) -> int:
     """``shoal serve --port 0 --detach``, its orchestrator under ``nofile`` fds: the port."""
     command = [sys.executable, "-m", "shoal", "serve", "--port", "0", "--detach", *args]
     if nofile is not None:  # as `ulimit -n N` before it: the orchestrator inherits the limit
@@ -160,6 +161,16 @@ def test_idle_connections_over_the_cap_get_503_and_are_closed_and_the_orchestrat
         assert kept.recv(65536).startswith(b"HTTP/1.1 200 ")
         wait_for(lambda: closed_by_server(kept), 20, what="the keep-alive timeout")
     assert daemon.running_pid(home) == pid
+
+
+def test_the_orchestrator_takes_its_hard_fd_limit_and_caps_the_api_at_half_of_it(
+    home: Home,
+) -> None:
+    serve_limited("256:1024")  # soft 256, hard 1024
+    pid = daemon.running_pid(home)
+    assert pid is not None
+    assert resource.prlimit(pid, resource.RLIMIT_NOFILE) == (1024, 1024)
+    assert "at most 512 connections" in log_text(home)
 
 
 def test_out_of_file_descriptors_on_accept_pauses_the_api_and_the_orchestrator_goes_on(

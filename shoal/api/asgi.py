@@ -71,9 +71,9 @@ class AsgiApp:
             answer, unread = await self._answer(method, target, Headers(scope["headers"]), receive)
         except Gone:
             return
-        await send_answer(send, answer, close=unread)
         client = (scope.get("client") or ("-",))[0]
-        self._log.request(client, f"{method} {target}", answer.status)
+        self._log.request(client, f"{method} {target}", answer.status)  # logged when answered
+        await send_answer(send, answer, close=unread)
 
     async def _answer(
         self, method: str, target: str, headers: Headers, receive: Any
