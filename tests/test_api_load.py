@@ -171,6 +171,12 @@ def test_the_orchestrator_takes_its_hard_fd_limit_and_caps_the_api_at_half_of_it
     assert pid is not None
     assert resource.prlimit(pid, resource.RLIMIT_NOFILE) == (1024, 1024)
     assert "at most 512 connections" in log_text(home)
+    # The knobs are checked when serving starts: a bad one is one line, and nothing served.
+    home.config_file.write_text("[api]\nworkers = 0\n")
+    bad = shoal("serve", "--port", "0", "--detach")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert f"setting 'workers' (SHOAL_API_WORKERS or [api] in {home.config_file}): " in bad.stderr
+    assert not (home.root / "api.json").exists()
 
 
 def test_out_of_file_descriptors_on_accept_pauses_the_api_and_the_orchestrator_goes_on(
