@@ -89,14 +89,15 @@ class Gate:
             conn.close_idle()
 
     def _displace(self) -> bool:
-        for conn, (since, _timer) in self._waiting.items():  # the oldest only
-            if self.loop.time() - since < DISPLACE_AFTER:
-                return False
-            self.busy(conn)
-            self.pressure.evicted += 1
-            conn.close_idle()
-            return True
-        return False
+        """Close the connection that has waited longest for a head, if over a second."""
+        oldest = next(iter(self._waiting.items()), None)
+        if oldest is None or self.loop.time() - oldest[1][0] < DISPLACE_AFTER:
+            return False
+        conn = oldest[0]
+        self.busy(conn)
+        self.pressure.evicted += 1
+        conn.close_idle()  # its slot is released when it is gone (connection_lost)
+        return True
 
 
 class Protocol(H11Protocol):
