@@ -1,10 +1,10 @@
-"""The HTTP server: a stdlib ThreadingHTTPServer on a thread of the orchestrator.
+"""Routing, authentication and validation of the HTTP API, apart from any socket.
 
 Each request: the bearer token (when the server has one; constant-time
 compare; every path but /health), then the route, the query and the JSON
 body validated against the route's models, then the endpoint. Every answer
 is JSON; an error is ``{"error": {"code", "message"}}`` with one line saying
-what was wrong, never a traceback.
+what was wrong, never a traceback. ``server`` and ``asgi`` carry the bytes.
 """
 
 from __future__ import annotations
@@ -13,15 +13,13 @@ import hashlib
 import hmac
 import json
 import logging
-import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ValidationError
 
-from shoal import __version__
 from shoal.api.routes import PREFIX, ROUTES, ApiError, Endpoints, Route
 from shoal.mailbox.errors import MailboxError
 
@@ -42,8 +40,32 @@ def _invalid(exc: ValidationError, where: str) -> ApiError:
     return ApiError(422, "invalid", f"{loc}: {first['msg']}{more}")
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What the server sends: a status, a JSON payload (None: no body) and extra headers."""
+
+    status: int
+    payload: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Call:
+    """A request that passed the token, routing and query checks: its endpoint is next."""
+
+    method: str
+    target: str
+    route: Route
+    kwargs: dict[str, Any]
+
+
 class App:
-    """Routing, authentication and validation, apart from the socket plumbing."""
+    """Routing, authentication and validation, apart from the socket plumbing.
+
+    Two steps, so the server can read a body only for a request that may send one:
+    :meth:`begin` (token, route, query: cheap, on the event loop) and :meth:`finish`
+    (the body's model and the endpoint, which blocks on the mailbox: on a worker thread).
+    """
 
     def __init__(self, endpoints: Endpoints, token: str | None) -> None:
         self.endpoints = endpoints
@@ -53,26 +75,27 @@ class App:
     def auth(self) -> bool:
         return self._token is not None
 
-    def handle(
-        self, method: str, target: str, headers: Any, read_body: Any
-    ) -> tuple[int, Any, dict[str, str]]:
+    def begin(self, method: str, target: str, headers: Any) -> Call | Answer:
+        """The route to call, or the answer when there is none (an error, OPTIONS)."""
+        return self._guard(method, target, lambda: self._begin(method, target, headers))
+
+    def finish(self, call: Call, raw: bytes) -> Answer:
+        return self._guard(call.method, call.target, lambda: self._finish(call, raw))
+
+    def _guard(self, method: str, target: str, step: Callable[[], Any]) -> Any:
         try:
-            return self._handle(method, target, headers, read_body)
+            return step()
         except ApiError as exc:
-            extra = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
-            if exc.allow:
-                extra["Allow"] = exc.allow
-            return exc.status, _error(exc.code, exc.message), extra
+            return refusal(exc)
         except MailboxError as exc:
             log.warning("%s %s: the orchestrator did not answer: %s", method, target, exc)
-            return 503, _error("unavailable", "the orchestrator did not answer; try again"), {}
+            message = "the orchestrator did not answer; try again"
+            return Answer(503, error_body("unavailable", message))
         except Exception as exc:
             log.exception("%s %s failed", method, target)
-            return 500, _error("internal", f"internal error ({type(exc).__name__})"), {}
+            return Answer(500, error_body("internal", f"internal error ({type(exc).__name__})"))
 
-    def _handle(
-        self, method: str, target: str, headers: Any, read_body: Any
-    ) -> tuple[int, Any, dict[str, str]]:
+    def _begin(self, method: str, target: str, headers: Any) -> Call | Answer:
         url = urlsplit(target)
         path = url.path.rstrip("/") or "/"
         if not path.startswith(PREFIX + "/"):
@@ -82,6 +105,9 @@ class App:
             self._check_token(headers.get("Authorization", ""))
         elif self._token is None:
             _refuse_browsers(headers)
+        if method == "OPTIONS":
+            # The methods, and nothing a browser's CORS preflight could take as a yes.
+            return Answer(204, None, {"Allow": _allow(self._methods(path), path)})
         route, params = self._route(method, path)
         kwargs: dict[str, Any] = dict(params)
         if route.query is not None:
@@ -89,13 +115,17 @@ class App:
                 kwargs["query"] = route.query.model_validate(dict(parse_qsl(url.query)))
             except ValidationError as exc:
                 raise _invalid(exc, "query") from None
-        if route.body is not None:
-            kwargs["body"] = self._body(route.body, headers, read_body)
-        result = getattr(self.endpoints, route.handler)(**kwargs)
+        return Call(method, target, route, kwargs)
+
+    def _finish(self, call: Call, raw: bytes) -> Answer:
+        kwargs = dict(call.kwargs)
+        if call.route.body is not None:
+            kwargs["body"] = self._body(call.route.body, raw)
+        result = getattr(self.endpoints, call.route.handler)(**kwargs)
         if isinstance(result, BaseModel):
             result = result.model_dump(mode="json")
-        extra = {"Location": result["url"]} if route.status == 202 and "url" in result else {}
-        return route.status, result, extra
+        extra = {"Location": result["url"]} if call.route.status == 202 and "url" in result else {}
+        return Answer(call.route.status, result, extra)
 
     def _check_token(self, header: str) -> None:
         scheme, _, given = header.partition(" ")
@@ -109,27 +139,27 @@ class App:
                 "missing or wrong bearer token (Authorization: Bearer <token>)",
             )
 
+    def _methods(self, path: str) -> list[str]:
+        return [route.method for route in ROUTES if route.pattern.match(path)]
+
     def _route(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
-        allowed = []
+        wanted = "GET" if method == "HEAD" else method  # HEAD: GET's answer without its body
         for route in ROUTES:
             match = route.pattern.match(path)
-            if match is None:
-                continue
-            if route.method == method:
+            if match is not None and route.method == wanted:
                 return route, match.groupdict()
-            allowed.append(route.method)
+        allowed = self._methods(path)
         if allowed:
             raise ApiError(
                 405,
                 "method_not_allowed",
                 f"{method} is not allowed on {PREFIX}{path}; use {', '.join(allowed)}",
-                allow=", ".join(allowed),
+                allow=_allow(allowed, path),
             )
         raise ApiError(404, "not_found", f"no endpoint {PREFIX}{path}")
 
-    def _body(self, model: type[BaseModel], headers: Any, read_body: Any) -> BaseModel:
+    def _body(self, model: type[BaseModel], raw: bytes) -> BaseModel:
         # Any content type: `curl -d '{...}'` says form-urlencoded and means JSON.
-        raw = read_body()
         try:
             data = json.loads(raw or b"null")
         except ValueError as exc:
@@ -142,112 +172,26 @@ class App:
             raise _invalid(exc, "body") from None
 
 
-def _error(code: str, message: str) -> dict[str, Any]:
+def refusal(exc: ApiError) -> Answer:
+    """An ApiError as the answer sent: JSON, with the headers its status calls for."""
+    extra = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    if exc.allow:
+        extra["Allow"] = exc.allow
+    if exc.retry_after:
+        extra["Retry-After"] = str(exc.retry_after)
+    return Answer(exc.status, error_body(exc.code, exc.message), extra)
+
+
+def _allow(methods: list[str], path: str) -> str:
+    """The Allow header: the routes' methods, HEAD with GET, and OPTIONS."""
+    if not methods:
+        raise ApiError(404, "not_found", f"no endpoint {PREFIX}{path}")
+    extra = (["HEAD"] if "GET" in methods else []) + ["OPTIONS"]
+    return ", ".join(methods + extra)
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = f"shoal/{__version__}"
-    sys_version = ""
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_PATCH(self) -> None:
-        self._serve("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def _serve(self, method: str) -> None:
-        length = self.headers.get("Content-Length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            self._send(413, _error("too_large", f"the body may be at most {MAX_BODY} bytes"), {})
-            return
-        if length is None and self.headers.get("Transfer-Encoding"):
-            self._send(411, _error("length_required", "send a Content-Length"), {})
-            return
-
-        def read_body() -> bytes:
-            return self.rfile.read(int(length)) if length else b""
-
-        status, payload, extra = self.server.app.handle(method, self.path, self.headers, read_body)
-        self._send(status, payload, extra)
-
-    def _send(self, status: int, payload: Any, extra: dict[str, str]) -> None:
-        body = json.dumps(payload, default=str).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The stdlib's own refusals (a malformed request line, HEAD...) as JSON too."""
-        self.close_connection = True
-        reason = message or self.responses.get(code, ("error",))[0]
-        self._send(code, _error("bad_request" if code < 500 else "internal", reason), {})
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # Refusals are worth a line in the orchestrator's log; every poll is not.
-        level = logging.INFO if str(code).isdigit() and int(code) >= 400 else logging.DEBUG
-        log.log(level, "api %s %r %s", self.address_string(), self.requestline, code)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.info("api %s %s", self.address_string(), format % args)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hung up mid-request: one line in the log, not a traceback on stderr.
-        log.info("api %s: connection failed: %s", client_address[0], sys.exc_info()[1])
-
-    def __init__(self, address: tuple[str, int], app: App) -> None:
-        self.app = app
-        if ":" in address[0]:
-            import socket
-
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
-
-
-class HttpServer:
-    """The listening socket and its serving thread."""
-
-    def __init__(self, host: str, port: int, app: App) -> None:
-        self.app = app
-        self._server = _Server((host.strip("[]"), port), app)  # binds now: errors surface here
-        self.host = host
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="api-http"
-        )
-        self._thread.daemon = True
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host.strip('[]')}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}{PREFIX}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
 
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")

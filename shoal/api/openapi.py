@@ -17,10 +17,13 @@ _REASONS = {
     401: "Missing or wrong bearer token",
     404: "No such resource",
     405: "Method not allowed here",
+    408: "The body did not arrive in time",
     409: "The task is not running",
+    411: "Neither a Content-Length nor a chunked body",
     413: "Body too large",
     422: "The request does not validate (the message names the field)",
-    503: "The orchestrator did not answer in time",
+    503: "The orchestrator did not answer in time, or the API holds as many connections as "
+    "it may (then with Retry-After)",
 }
 
 
@@ -68,7 +71,8 @@ def _operation(route: Route, refs: dict[str, Any]) -> dict[str, Any]:
         refs[route.response.__name__] if route.response is not None else {"type": "object"}
     )
     responses: dict[str, Any] = {str(route.status): ok}
-    for status in sorted({*route.errors, *((401, 503) if route.auth else ())}):
+    framing = (408, 411, 413) if route.body else (411,) if route.method == "POST" else ()
+    for status in sorted({*route.errors, *framing, 503, *((401,) if route.auth else ())}):
         responses[str(status)] = _error(status)
     op["responses"] = responses
     if not route.auth:

@@ -59,13 +59,17 @@ _TASK_ID = re.compile(r"^[0-9A-Za-z]{4,64}$")
 class ApiError(Exception):
     """An answer other than success: HTTP status, error code and a one-line message."""
 
-    def __init__(self, status: int, code: str, message: str, allow: str = "") -> None:
+    def __init__(
+        self, status: int, code: str, message: str, allow: str = "", retry_after: int = 0
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.allow = allow
         """For a 405: the methods the path does take."""
+        self.retry_after = retry_after
+        """For a 503: seconds after which to try again (0: no Retry-After)."""
 
 
 @dataclass(frozen=True)

@@ -3,21 +3,25 @@
 ``shoal serve`` writes ``api.json`` (and ``api.token``) and sends ``api.serve``;
 the orchestrator reads the files and listens. Because the files stay until
 ``shoal serve`` ends (or ``--stop``), an orchestrator started later serves the
-API again by itself. Webhooks from config.toml are delivered whether or not
-the API is served.
+API again by itself, on the same port: the port a ``--port 0`` server got is
+written back to api.json. A port taken by then is reported (log, ``shoal
+status``), never silently swapped for another. Webhooks from config.toml are
+delivered whether or not the API is served.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shoal.api import settings as api_settings
 from shoal.api.bridge import Bridge
-from shoal.api.http import App, HttpServer
+from shoal.api.http import App
+from shoal.api.limits import ApiLimits
 from shoal.api.models import ApiView
 from shoal.api.routes import Endpoints
 from shoal.api.settings import ServeSettings, WebhookConfig, is_loopback
@@ -25,6 +29,9 @@ from shoal.api.webhooks import Dispatcher
 from shoal.mailbox.envelope import ApiServing
 from shoal.paths import Home
 from shoal.settings import SettingsError
+
+if TYPE_CHECKING:
+    from shoal.api.server import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,8 @@ class ApiService:
         self._http: HttpServer | None = None
         self._bridge: Bridge | None = None
         self._document: dict[str, Any] | None = None
+        self._not_serving = ""
+        """Why api.json asks for the API and it is not served (a taken port), or ""."""
 
     @property
     def serving(self) -> bool:
@@ -50,7 +59,14 @@ class ApiService:
             if loaded is not None:
                 self._serve(*loaded)
         except (SettingsError, ValueError) as exc:
-            log.error("not serving the HTTP API: %s", exc)
+            self._not_serving = f"not serving the HTTP API: {exc}"
+            log.error("%s", self._not_serving)
+
+    def problems(self) -> list[str]:
+        """What ``shoal status`` and ``shoal serve`` should tell a person about the API."""
+        http = self._http
+        found = [self._not_serving] if self._not_serving else []
+        return found + (http.pressure.problems() if http else [])
 
     def serve(self) -> ApiServing:
         """(Re)start serving as api.json says now."""
@@ -70,27 +86,29 @@ class ApiService:
                 hook.key()
             except SettingsError as exc:
                 raise ValueError(str(exc)) from None
+        try:
+            limits = ApiLimits.load(self.home)
+        except SettingsError as exc:
+            raise ValueError(str(exc)) from None
         with self._lock:
             self._close_http()
             if self._bridge is None:
                 self._bridge = Bridge(self.home.mailbox_endpoint, f"api-{os.getpid()}")
             endpoints = Endpoints(self.home, self._bridge, self.view, self.document)
-            try:
-                self._http = HttpServer(settings.host, settings.port, App(endpoints, token))
-            except OSError as exc:
-                reason = exc.strerror or str(exc)
-                raise ValueError(
-                    f"cannot listen on {settings.host}:{settings.port}: {reason}"
-                ) from None
+            self._http = _listen(settings, App(endpoints, token), limits)
+            self._not_serving = ""
+            if settings.port == 0:
+                api_settings.remember_port(self.home, settings, self._http.port)
             self._document = None
             self.webhooks.configure(served=settings.webhooks)
-            url = self._http.url
+            url, cap = self._http.url, self._http.cap
         view = self.view()
         log.info(
-            "serving the HTTP API at %s (%s); %d webhook(s)",
+            "serving the HTTP API at %s (%s); %d webhook(s); at most %d connections",
             url,
             "bearer token required" if view.auth else "no token",
             view.webhooks,
+            cap,
         )
         return ApiServing(url=url, auth=view.auth, webhooks=view.webhooks)
 
@@ -113,6 +131,7 @@ class ApiService:
         """Stop serving (``shoal serve`` ended); config.toml's webhooks go on."""
         with self._lock:
             self._close_http()
+            self._not_serving = ""
             self.webhooks.configure(served=[])
         log.info("stopped serving the HTTP API")
 
@@ -129,3 +148,17 @@ class ApiService:
         if self._http is not None:
             self._http.close()
             self._http = None
+
+
+def _listen(settings: ServeSettings, app: App, limits: ApiLimits) -> HttpServer:
+    from shoal.api.server import HttpServer  # uvicorn: only in a serving orchestrator
+
+    try:
+        return HttpServer(settings.host, settings.port, app, limits)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = " (another program holds it: stop that, or `shoal serve --port` another)"
+        where = f"{settings.host}:{settings.port}"
+        raise ValueError(f"cannot listen on {where}: {reason}{hint}") from None

@@ -104,7 +104,7 @@ class ServeSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
-    """0 picks a free port."""
+    """0 picks a free port (written back here once bound, so a restart keeps it)."""
     webhooks: list[WebhookConfig] = Field(default_factory=list)
 
 
@@ -155,10 +155,13 @@ def token_file(home: Home) -> Path:
 
 
 def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Owner-only, and whole or not at all (a crash mid-write must not leave half a file)."""
+    part = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
-    os.chmod(path, 0o600)  # the file may have existed with other bits
+    os.chmod(part, 0o600)  # the file may have existed with other bits
+    os.replace(part, path)
 
 
 def save(home: Home, settings: ServeSettings, token: str | None) -> None:
@@ -171,6 +174,20 @@ def save(home: Home, settings: ServeSettings, token: str | None) -> None:
     data = settings.model_dump(mode="json", exclude={"webhooks"})
     data["webhooks"] = [hook.stored() for hook in settings.webhooks]
     _write_private(_api_json(home), json.dumps(data, indent=2) + "\n")
+
+
+def remember_port(home: Home, asked: ServeSettings, port: int) -> None:
+    """Write the port a ``--port 0`` server got into api.json, so that an orchestrator
+    restarted after a crash serves on the same one. Only while api.json still asks for
+    port 0 on that host: a ``shoal serve --stop`` or another ``shoal serve`` meanwhile wins."""
+    path = _api_json(home)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(data, dict) and data.get("port") == 0 and data.get("host") == asked.host:
+        data["port"] = port
+        _write_private(path, json.dumps(data, indent=2) + "\n")
 
 
 def load(home: Home) -> tuple[ServeSettings, str | None] | None:

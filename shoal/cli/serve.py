@@ -10,7 +10,9 @@ orchestrator restarts, until ``shoal serve --stop``.
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import signal
 import sys
 import time
@@ -129,12 +131,16 @@ def _foreground(home: Home) -> None:
 
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGHUP, interrupt)  # the terminal closed
+    told: set[str] = set()
     try:
-        while True:
+        for second in itertools.count():
+            if second % 30 == 0:  # a status request is a recorded message: not every second
+                told = _tell_problems(home, told)
             time.sleep(1.0)
             if daemon.running_pid(home) is None:
                 sys.stderr.write("shoal: the orchestrator stopped; restarting it (the API too)\n")
                 daemon.ensure(home)
+                told = _tell_problems(home, told)
     except KeyboardInterrupt:
         pass
     finally:
@@ -142,6 +148,24 @@ def _foreground(home: Home) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
         _stop_serving(home)
         sys.stderr.write("stopped serving the HTTP API\n")
+
+
+def _tell_problems(home: Home, told: set[str]) -> set[str]:
+    """Print what the orchestrator reports about the API (a taken port, refusals, out of
+    file descriptors) once per condition: a line again only when it went away and came back.
+    """
+    from shoal.mailbox.errors import MailboxError
+    from shoal.orchestrator import daemon
+
+    try:
+        problems = daemon.status(home, timeout=5).problems
+    except (daemon.OrchestratorError, MailboxError):  # restarting, or busy: ask again later
+        return told
+    kinds = {re.sub(r"[\d:]+", "#", line): line for line in problems}
+    for kind, line in kinds.items():
+        if kind not in told:
+            sys.stderr.write(f"shoal: {line}\n")
+    return set(kinds)
 
 
 def _stop_serving(home: Home) -> None:

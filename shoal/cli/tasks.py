@@ -168,6 +168,7 @@ def status(
             "pid": reply.pid,
             "actors": len(reply.actors),
             "running_tasks": reply.running_tasks,
+            "problems": reply.problems,
         }
     state["tasks"] = _rows("tasks.recent", {"limit": 10, "kind": "running"})
     if costs:
@@ -179,6 +180,8 @@ def status(
     orch = state["orchestrator"]
     running = "not running" if orch is None else f"pid {orch['pid']}, {orch['actors']} actors"
     out.print(f"orchestrator: {running} (home {home.root})")
+    for problem in orch["problems"] if orch else []:
+        out.print(f"warning: {problem}", markup=False, highlight=False)
     out.print(f"running tasks: {len(state['tasks'])}")
     for t in state["tasks"]:
         out.print(f"  {t['id']} iteration {t['iterations']} · {t['description'][:60]}")

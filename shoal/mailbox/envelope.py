@@ -190,6 +190,9 @@ class StatusReply(Payload):
     running_tasks: int = 0
     env_fingerprint: str = ""
     """Hash of the model variables the actors were started with (never the values)."""
+    problems: list[str] = Field(default_factory=list)
+    """Conditions a person should hear of, one line each (the HTTP API not served, out of
+    file descriptors, refusing connections)."""
 
 
 @message("orchestrator.stop")

@@ -141,6 +141,7 @@ class Control:
             messages=self.broker.counters(),
             running_tasks=len(self.scheduler.tasks),
             env_fingerprint=model_env_fingerprint(),
+            problems=self.api.problems(),
         )
 
     def on_orchestrator_stop(self, env: Envelope, payload: StopRequest) -> OkReply:

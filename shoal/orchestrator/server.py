@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-fd", type=int, default=None)
     args = parser.parse_args(argv)
     os.umask(0o077)
+    _raise_fd_limit()
     home = Home.resolve(args.home).ensure()
     ready = os.fdopen(args.ready_fd, "w") if args.ready_fd is not None else None
 
@@ -56,6 +57,18 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             home.pid_file.unlink()
         os.close(lock_fd)
+
+
+def _raise_fd_limit() -> None:
+    """Take every file descriptor the hard limit allows: clients of the HTTP API share this
+    process's budget with ZeroMQ (which aborts without one), DuckDB and the actors' pipes.
+    The API caps its share from the limit (shoal/api/limits.py)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):  # macOS: an unlimited hard limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _serve(home: Home, ready: object) -> int:
