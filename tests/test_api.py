@@ -360,13 +360,16 @@ def test_tasks_over_http_run_with_their_options_cancel_and_send_signed_webhooks(
             cost = request("GET", f"{url}/cost")[1]
             assert cost["total_tokens"] == 700 and cost["calls"] == 7
 
-            # Cancel mid-run: the scheduler's cancel path, recorded as cancelled.
+            # Cancel mid-run: the scheduler's cancel path, recorded as cancelled. The
+            # repository's unapproved config may not widen the run: what it left out is said.
+            (repo / ".shoal").mkdir()
+            (repo / ".shoal" / "config.toml").write_text('[shoal]\nallow = ["shell"]\n')
             status, slow = request(
                 "POST",
                 f"{url}/tasks",
                 body={"description": "slow", "cwd": str(repo), "model": "openai/scripted-slow"},
             )
-            assert status == 202
+            assert status == 202 and slow["ignored"] == ["allow rules"], slow
             wait_for(lambda: len(server.requests_for("scripted-slow")) >= 2, 60, what="executor")
             running = request("GET", f"{url}/status")[1]["running"]
             assert [t["id"] for t in running] == [slow["id"]]

@@ -73,6 +73,11 @@ class TaskCreated(_Response):
     status: Literal["running"] = "running"
     url: str
     """Path of the task's resource."""
+    ignored: list[str] = Field(default_factory=list)
+    """Settings of the repository's unapproved ``.shoal/config.toml`` that were not applied
+    (``shoal config approve`` trusts the file)."""
+    waiting_for: str | None = None
+    """The task changing the same work tree, which this one waits for (queued)."""
 
 
 class TaskSummary(_Response):

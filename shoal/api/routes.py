@@ -179,11 +179,11 @@ class Endpoints:
 
     def create_task(self, body: TaskCreate) -> TaskCreated:
         from shoal.settings import SettingsError
-        from shoal.submission import SubmitError, task_submit
+        from shoal.submission import SubmitError, submission
 
         flags = body.flags()
         try:
-            submit = task_submit(
+            made = submission(
                 self.home,
                 body.description,
                 Path(body.cwd),
@@ -195,11 +195,16 @@ class Endpoints:
         except (SubmitError, SettingsError) as exc:
             raise ApiError(422, "invalid", str(exc)) from None
         try:
-            accepted = self._ask(submit, timeout=30.0)
+            accepted = self._ask(made.task, timeout=30.0)
         except RemoteError as exc:
             raise ApiError(422, "invalid", exc.message) from None
         assert isinstance(accepted, TaskAccepted)
-        return TaskCreated(id=accepted.task_id, url=f"{PREFIX}/tasks/{accepted.task_id}")
+        return TaskCreated(
+            id=accepted.task_id,
+            url=f"{PREFIX}/tasks/{accepted.task_id}",
+            ignored=made.ignored,
+            waiting_for=accepted.waiting_for,
+        )
 
     def list_tasks(self, query: TaskListQuery) -> TaskList:
         rows = self._rows("tasks.recent", {"limit": query.limit, "kind": query.status})
