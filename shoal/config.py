@@ -111,17 +111,17 @@ class LoopConfig(BaseModel):
         from pydantic import ValidationError
 
         from shoal.tools.permissions import Rule
-        from shoal.tools.registry import TOOLS
+        from shoal.tools.registry import AGENT_TOOLS, TOOLS, known
 
         rules = []
         for action in ("deny", "ask", "allow"):
             for text in getattr(self, action):
                 tool, _, pattern = text.partition(":")
                 tool = tool.strip()
-                if tool != "*" and tool not in TOOLS and "__" not in tool:
+                if tool != "*" and not known(tool) and "__" not in tool:
                     raise SettingsError(
                         f"{action} rule {text!r} names no tool; the tools are "
-                        f"{', '.join(TOOLS)} (or server__tool for MCP servers)"
+                        f"{', '.join([*TOOLS, *AGENT_TOOLS])} (or server__tool for MCP servers)"
                     )
                 try:
                     rule = Rule(action=action, tool=tool, pattern=pattern.strip() or None)

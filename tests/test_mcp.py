@@ -21,13 +21,35 @@ import pytest
 
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
+from shoal.mcp import tools as mcp_tools
 from shoal.mcp.config import discover
-from shoal.mcp.tools import start_tools
 from shoal.paths import Home
 from shoal.tools import Permissions, Rule, Toolbox, Workspace
 from shoal.tools.permissions import PermissionRequest, ToolKind
 from tests.conftest import REPO, shoal, wait_for
 from tests.test_loop import call, make_repo, model_env, plan, verdict
+
+
+class _Called:
+    """An MCP tool called through a toolbox, as the executor calls it: (output, ok)."""
+
+    def __init__(self, box: Toolbox, tool: Any) -> None:
+        self.box, self.name, self.close = box, tool.name, tool.close
+
+    def run(self, arguments: dict[str, Any]) -> tuple[str, bool]:
+        result = self.box.call(self.name, arguments)
+        return result.output, result.ok
+
+
+def start_tools(
+    home: Home, cwd: Path, permissions: Permissions, asker: Any, outputs: Path | None, notice: Any
+) -> list[_Called]:
+    """The servers' tools in a toolbox of ``permissions`` (it checks and fits their calls)."""
+    found = mcp_tools.start_tools(home, cwd, notice)
+    box = Toolbox(Workspace([cwd], outputs or cwd / "out"), permissions, asker=asker)
+    box.add(found)
+    return [_Called(box, tool) for tool in found]
+
 
 pytestmark = pytest.mark.timeout(120)
 

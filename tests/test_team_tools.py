@@ -181,17 +181,25 @@ def test_a_message_to_an_idle_executor_is_acked_and_holds_nothing(orchestrator: 
 def test_delegation_limits_and_long_results_are_cut_with_where_to_read_them() -> None:
     from types import SimpleNamespace
 
-    from shoal.actors.delegate import RESULT_LIMIT, Delegations, _delegate, result_text
+    from shoal.actors.delegate import (
+        RESULT_LIMIT,
+        DelegateArgs,
+        Delegations,
+        _delegate,
+        result_text,
+    )
     from shoal.mailbox.envelope import TaskDone
 
     delegations = Delegations()
     loop = SimpleNamespace(actor=SimpleNamespace(delegations=delegations), task_id="T")
-    five = {"tasks": [{"description": f"look at part {n}"} for n in range(5)]}
+    five = DelegateArgs.model_validate(
+        {"tasks": [{"description": f"look at part {n}"} for n in range(5)]}
+    )
     refused, ok = _delegate(loop, five)  # type: ignore[arg-type]
     assert not ok and "at most 4 per call and 4 running" in refused
     for n in range(3):
         delegations.started(f"S{n}", "T")
-    two = {"tasks": [{"description": "a"}, {"description": "b"}]}
+    two = DelegateArgs.model_validate({"tasks": [{"description": "a"}, {"description": "b"}]})
     refused, ok = _delegate(loop, two)  # type: ignore[arg-type]
     assert not ok and "(3 running now)" in refused
     done = TaskDone(

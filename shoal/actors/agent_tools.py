@@ -1,48 +1,58 @@
-"""Tools the executor offers besides the workspace tools: teams, delegation, MCP servers.
+"""The tools an executor offers besides the workspace's, each made where its context is.
 
-Each provider is a function ``provide(loop) -> list[AgentTool]`` named here by
-import path, so nothing it needs is imported until an executor runs. A
-provider returns no tools when they do not apply (no team, no MCP servers).
+``finish`` always, ``get_skill`` when skills were recalled, a team's tools on
+team work, ``delegate`` unless the executor runs a subagent, and the approved
+MCP servers' tools of the repository. They all go into the iteration's one
+Toolbox, which checks and runs them like the workspace tools.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from shoal.tools.registry import Tool
 
 if TYPE_CHECKING:
-    from shoal.actors.executor import ToolLoop
+    from shoal.actors.executor import Iteration
 
 log = logging.getLogger(__name__)
 
-PROVIDERS: list[str] = [
-    "shoal.actors.team_tools:provide",
-    "shoal.actors.delegate:provide",
-    "shoal.mcp.tools:provide",
-]
-"""``module:function`` of every provider, in the order their tools are listed."""
 
+def extra_tools(loop: Iteration) -> list[Tool]:
+    from shoal.actors import delegate, team_tools
+    from shoal.agent.tools import finish, get_skill
 
-@dataclass
-class AgentTool:
-    name: str
-    schema: dict[str, Any]
-    """The OpenAI function-tool schema the model sees."""
-    run: Callable[[dict[str, Any]], tuple[str, bool]]
-    """Arguments in, (text for the model, ok) out; must not raise for bad input."""
-    close: Callable[[], None] | None = None
-    """Called once when the iteration ends (servers to stop, handles to drop)."""
-
-
-def provide(loop: ToolLoop) -> list[AgentTool]:
-    tools: list[AgentTool] = []
-    for path in PROVIDERS:
-        module, _, attr = path.partition(":")
+    tools = [finish()]
+    if loop.context.skills:
+        tools.append(get_skill(loop.actor.ctx.home.root / "skills", Path(loop.request.cwd)))
+    makers: list[Callable[[Iteration], list[Tool]]] = [
+        team_tools.provide,
+        delegate.provide,
+        _mcp,
+    ]
+    for make in makers:
         try:
-            tools.extend(getattr(importlib.import_module(module), attr)(loop))
-        except Exception:  # one broken provider must not take the workspace tools away
-            log.exception("tool provider %s failed; its tools are left out", path)
+            tools += make(loop)
+        except Exception:  # one broken kind must not take the workspace tools away
+            log.exception("tools of %s failed; they are left out", make.__module__)
     return tools
+
+
+def _mcp(loop: Iteration) -> list[Tool]:
+    """The repository's approved MCP servers, started for this iteration."""
+    from shoal.mailbox.envelope import ExecEvent
+    from shoal.mcp.tools import start_tools
+
+    ctx = loop.actor.ctx
+
+    def notice(text: str) -> None:
+        ctx.log.warning("%s", text)
+        ctx.publish(
+            ExecEvent(iteration=loop.request.iteration, type="text", name="mcp", detail=text),
+            task_id=loop.task_id,
+        )
+
+    return start_tools(ctx.home, Path(loop.request.cwd), notice, tag=ctx.name)

@@ -44,7 +44,8 @@ from shoal.mailbox.envelope import (
 )
 
 if TYPE_CHECKING:
-    from shoal.tools import PermissionRequest, Toolbox
+    from shoal.llm.client import Completion, ToolCall
+    from shoal.tools import PermissionRequest, Toolbox, ToolResult
 
 SYSTEM = """You are shoal, a coding agent working with a developer in a chat, in the
 repository at {cwd}. Use your tools to read, search, edit and run things when a request
@@ -58,10 +59,6 @@ _DELTA_EVERY = 0.05
 _RECORD_TIMEOUT = 30.0
 # How long a tool call waits for a person's approval before it counts as declined.
 _ASK_TIMEOUT = 600.0
-
-
-class TurnCancelled(Exception):
-    pass
 
 
 class _Session:
@@ -206,66 +203,37 @@ class Turn:
         self._pieces: list[str] = []
         self._streamed = ""
         self._last_publish = 0.0
-        self._step = 0
+        self._step = -1  # the model call of this turn: 0, 1, ...
+        self._tools: list[dict[str, Any]] = []
+        self.window = 0
+        self.context_tokens = 0
 
     # --- the turn ----------------------------------------------------------------
 
     def run(self) -> ChatReply:
-        from shoal.llm.client import complete
-        from shoal.llm.errors import ModelError
+        from shoal.agent import Agent, BudgetReached, Cancelled, Finished, ModelError
 
         r = self.request
         self.actor.ctx.publish(ChatStarted(session_id=r.session_id, turn_id=r.turn_id))
         toolbox = self._toolbox()
-        tools = toolbox.schemas()
-        window = conversation.context_window(r.model.model, r.context_window)
+        self.window = conversation.context_window(r.model.model, r.context_window)
         self.new.append(_user_message(r.text, r.attachments))
-        hist = self.actor.load(r.session_id)
-        messages = _messages(r.cwd, hist, self.new)
-        compacted = False
-        if conversation.estimate_tokens(messages, tools) > conversation.COMPACT_AT * window:
-            hist, folded, _ = self.actor.compact(r.session_id, hist, r.small_model, window=window)
-            compacted = folded > 0
-            messages = _messages(r.cwd, hist, self.new)
-        config = model_config(r.model, "executor")
-        text, error, cancelled, context_tokens = "", None, False, 0
+        messages, compacted = self._conversation(toolbox)
+        agent = Agent(
+            self, toolbox, model_config(r.model, "executor"), max_turns=r.max_steps, stream=True
+        )
+        error, cancelled = None, False
         try:
-            for step in range(r.max_steps):
-                self._check()
-                self._step, self._streamed = step, ""
-                context_tokens = conversation.estimate_tokens(messages, tools)
-                completion = complete(config, messages, tools, stream=True, on_delta=self._delta)
-                self._flush()
-                self.usage = self.usage + usage_of(completion)
-                if completion.pruned and completion.messages:
-                    messages = completion.messages
-                message = completion.to_message()
-                messages.append(message)
-                self.new.append(
-                    SessionMessage(
-                        role="assistant",
-                        content=completion.content or None,
-                        tool_calls=message.get("tool_calls"),
-                    )
-                )
-                self._streamed = ""
-                text = completion.content or text
-                if not completion.tool_calls:
-                    break
-                for call in completion.tool_calls:
-                    self._check()
-                    output = self._call(toolbox, call)
-                    result = {"role": "tool", "tool_call_id": call.id, "content": output}
-                    messages.append(result)
-                    self.new.append(
-                        SessionMessage(role="tool", content=output, tool_call_id=call.id)
-                    )
-        except TurnCancelled:
+            agent.run(messages)
+        except (Finished, BudgetReached):
+            pass
+        except Cancelled:
             cancelled = True
             self._flush()
-            text = self._interrupted()
         except ModelError as exc:
             error = str(exc)
+        self.usage, self.calls = agent.usage, agent.calls
+        text = self._interrupted() if cancelled else agent.text
         if error is None or len(self.new) > 1:
             error = self._record() or error
         return ChatReply(
@@ -275,10 +243,73 @@ class Turn:
             tool_calls=self.calls,
             cancelled=cancelled,
             error=error,
-            context_tokens=context_tokens,
-            context_window=window,
+            context_tokens=self.context_tokens,
+            context_window=self.window,
             compacted=compacted,
         )
+
+    def _conversation(self, toolbox: Toolbox) -> tuple[list[dict[str, Any]], bool]:
+        """The session so far plus the new message, compacted first if it would not fit."""
+        r = self.request
+        hist = self.actor.load(r.session_id)
+        messages = _messages(r.cwd, hist, self.new)
+        self._tools = toolbox.schemas()
+        if (
+            conversation.estimate_tokens(messages, self._tools)
+            <= conversation.COMPACT_AT * self.window
+        ):
+            return messages, False
+        hist, folded, _ = self.actor.compact(r.session_id, hist, r.small_model, window=self.window)
+        return _messages(r.cwd, hist, self.new), folded > 0
+
+    # --- the agent's host -----------------------------------------------------------
+
+    def turn_starts(self, messages: list[dict[str, Any]]) -> None:
+        self.check()
+        self._step += 1
+        self._streamed = ""
+        self.context_tokens = conversation.estimate_tokens(messages, self._tools)
+
+    def check(self) -> None:
+        from shoal.agent import Cancelled
+
+        if self.request.turn_id in self.actor.cancelled:
+            raise Cancelled
+
+    def on_delta(self, text: str) -> None:
+        self.check()
+        self._pieces.append(text)
+        self._streamed += text
+        if time.monotonic() - self._last_publish >= _DELTA_EVERY:
+            self._flush()
+
+    def on_completion(self, completion: Completion, message: dict[str, Any]) -> None:
+        self._flush()
+        self.new.append(
+            SessionMessage(
+                role="assistant",
+                content=completion.content or None,
+                tool_calls=message.get("tool_calls"),
+            )
+        )
+        self._streamed = ""
+
+    def on_tool(self, call: ToolCall, result: ToolResult, message: dict[str, Any]) -> None:
+        r, output = self.request, result.output
+        self.actor.ctx.publish(
+            ChatTool(
+                session_id=r.session_id,
+                turn_id=r.turn_id,
+                name=call.name,
+                detail=_subject(call.arguments),
+                ok=result.ok,
+                denied=result.denied,
+                error=""
+                if result.ok
+                else clip(output.strip().splitlines()[0] if output.strip() else "", 300),
+            )
+        )
+        self.new.append(SessionMessage(role="tool", content=output, tool_call_id=call.id))
 
     def _toolbox(self) -> Toolbox:
         from shoal.tools import Permissions, Toolbox, Workspace
@@ -327,17 +358,6 @@ class Turn:
             self.session.always.add(request.tool)
         return answer.allow
 
-    def _check(self) -> None:
-        if self.request.turn_id in self.actor.cancelled:
-            raise TurnCancelled
-
-    def _delta(self, text: str) -> None:
-        self._check()
-        self._pieces.append(text)
-        self._streamed += text
-        if time.monotonic() - self._last_publish >= _DELTA_EVERY:
-            self._flush()
-
     def _flush(self) -> None:
         if not self._pieces:
             return
@@ -352,33 +372,6 @@ class Turn:
         )
         self._pieces = []
         self._last_publish = time.monotonic()
-
-    def _call(self, toolbox: Toolbox, call: Any) -> str:
-        self.calls += 1
-        if call.error:
-            output, ok, denied = (
-                f"arguments were not valid JSON ({call.error}); send them again",
-                False,
-                False,
-            )
-        else:
-            result = toolbox.call(call.name, call.arguments)
-            output, ok, denied = result.output, result.ok, result.denied
-        r = self.request
-        self.actor.ctx.publish(
-            ChatTool(
-                session_id=r.session_id,
-                turn_id=r.turn_id,
-                name=call.name,
-                detail=_subject(call.arguments),
-                ok=ok,
-                denied=denied,
-                error=""
-                if ok
-                else clip(output.strip().splitlines()[0] if output.strip() else "", 300),
-            )
-        )
-        return output
 
     def _interrupted(self) -> str:
         """Close the turn's messages so the conversation stays valid, and say it was stopped."""

@@ -13,13 +13,15 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from shoal.actors.agent_tools import AgentTool
-from shoal.actors.llm import function_tool
+from pydantic import Field
+
+from shoal.tools.base import ToolArgs
+from shoal.tools.registry import Tool, agent_tool
 
 if TYPE_CHECKING:
-    from shoal.actors.executor import ExecutorActor, ToolLoop
+    from shoal.actors.executor import ExecutorActor, Iteration
     from shoal.mailbox.envelope import TaskDone
 
 MAX_PER_CALL = 4
@@ -27,24 +29,22 @@ MAX_RUNNING = 4
 RESULT_LIMIT = 2_000
 """Characters of a subagent's summary that go into the conversation."""
 
-_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "tasks": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "properties": {
-                    "description": {"type": "string"},
-                    "mode": {"type": "string", "enum": ["read-only", "worktree"]},
-                },
-                "required": ["description"],
-            },
-        }
-    },
-    "required": ["tasks"],
-}
+
+class Subagent(ToolArgs):
+    description: str = ""
+    """What the subagent is to do, with everything it needs to know."""
+    mode: Literal["read-only", "worktree"] = "read-only"
+    """read-only: in this work tree, changing nothing; worktree: in a worktree of its own."""
+
+
+class DelegateArgs(ToolArgs):
+    tasks: list[Subagent] = Field(min_length=1)
+    """The subagents to start."""
+
+
+class WaitArgs(ToolArgs):
+    timeout: float | None = None
+    """Seconds to wait at most (default 120)."""
 
 
 class Delegations:
@@ -93,38 +93,31 @@ def result_text(done: TaskDone) -> str:
     return f"subagent {done.task_id} {done.status}: {summary}"
 
 
-def provide(loop: ToolLoop) -> list[AgentTool]:
+def provide(loop: Iteration) -> list[Tool]:
     if loop.request.subagent:
         return []  # subagents do not delegate in turn
     return [
-        AgentTool(
+        agent_tool(
             "delegate",
-            function_tool(
-                "delegate",
-                f"Start up to {MAX_PER_CALL} background subagents, each with its own context "
-                "and process: read-only in this work tree, or in a worktree of its own. "
-                "Returns handles at once; results arrive as messages on a later turn.",
-                _SCHEMA,
-            ),
+            f"Start up to {MAX_PER_CALL} background subagents, each with its own context "
+            "and process: read-only in this work tree, or in a worktree of its own. "
+            "Returns handles at once; results arrive as messages on a later turn.",
+            DelegateArgs,
             lambda args: _delegate(loop, args),
+            subject=lambda args: f"{len(args.tasks)} subagent(s)",
             close=lambda: close(loop),
         ),
-        AgentTool(
+        agent_tool(
             "wait_for_subagents",
-            function_tool(
-                "wait_for_subagents",
-                "Wait (up to timeout seconds, default 120) until your subagents have ended.",
-                {"type": "object", "properties": {"timeout": {"type": "number"}}},
-            ),
+            "Wait (up to timeout seconds, default 120) until your subagents have ended.",
+            WaitArgs,
             lambda args: _wait(loop, args),
         ),
     ]
 
 
-def _delegate(loop: ToolLoop, args: dict[str, Any]) -> tuple[str, bool]:
-    tasks = args.get("tasks")
-    if not isinstance(tasks, list) or not tasks:
-        return 'delegate needs tasks: [{"description": ..., "mode": "read-only"}]', False
+def _delegate(loop: Iteration, args: DelegateArgs) -> tuple[str, bool]:
+    tasks = args.tasks
     actor: ExecutorActor = loop.actor
     running = len(actor.delegations.of(loop.task_id))
     if len(tasks) > MAX_PER_CALL or running + len(tasks) > MAX_RUNNING:
@@ -135,20 +128,19 @@ def _delegate(loop: ToolLoop, args: dict[str, Any]) -> tuple[str, bool]:
         )
     handles = []
     for n, item in enumerate(tasks, 1):
-        description = str(item.get("description", "")).strip() if isinstance(item, dict) else ""
+        description = item.description.strip()
         if not description:
             return f"task {n} has no description; nothing was started after it", False
-        mode = item.get("mode", "read-only")
-        handle = _start(loop, description, mode)
+        handle = _start(loop, description, item.mode)
         actor.delegations.started(handle, loop.task_id)
         where = ""
-        if mode == "worktree":
+        if item.mode == "worktree":
             where = f", branch {worktrees_branch(loop, actor.delegations.worktrees[-1])}"
-        handles.append(f"{handle} ({mode}{where}): {description[:80]}")
+        handles.append(f"{handle} ({item.mode}{where}): {description[:80]}")
     return "started:\n" + "\n".join(handles), True
 
 
-def _start(loop: ToolLoop, description: str, mode: str) -> str:
+def _start(loop: Iteration, description: str, mode: str) -> str:
     from shoal.mailbox.envelope import Plan, Step, TaskOptions, TaskSubmit
 
     cwd = loop.request.cwd
@@ -174,7 +166,7 @@ def _start(loop: ToolLoop, description: str, mode: str) -> str:
     return loop.actor.children.submit(submit, loop.task_id)
 
 
-def _worktree(loop: ToolLoop) -> Path:
+def _worktree(loop: Iteration) -> Path:
     """A worktree of the work tree as it is now, on a branch of its own."""
     from shoal.ids import new_id
     from shoal.workspace import snapshots, worktrees
@@ -187,13 +179,13 @@ def _worktree(loop: ToolLoop) -> Path:
     return worktrees.add(toplevel(loop.request.cwd), path, branch, start)
 
 
-def worktrees_branch(loop: ToolLoop, path: Path) -> str:
+def worktrees_branch(loop: Iteration, path: Path) -> str:
     from shoal.workspace import worktrees
 
     return worktrees.branch_name(loop.task_id, path.name)
 
 
-def close(loop: ToolLoop) -> None:
+def close(loop: Iteration) -> None:
     """Keep each subagent worktree's work as a commit on its branch; remove the directories."""
     from shoal.workspace import worktrees
     from shoal.workspace.git import toplevel
@@ -208,11 +200,8 @@ def close(loop: ToolLoop) -> None:
     done.worktrees.clear()
 
 
-def _wait(loop: ToolLoop, args: dict[str, Any]) -> tuple[str, bool]:
-    try:
-        timeout = min(max(float(args.get("timeout") or 120), 1.0), 1800.0)
-    except (TypeError, ValueError):
-        return "timeout must be a number of seconds", False
+def _wait(loop: Iteration, args: WaitArgs) -> tuple[str, bool]:
+    timeout = min(max(args.timeout or 120.0, 1.0), 1800.0)
     left = loop.actor.delegations.wait(loop.task_id, timeout)
     if left:
         return f"still running after {timeout:.0f}s: {', '.join(left)}", True

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.actors.base import KEEP, Actor, inline
 from shoal.actors.children import ChildSubmitter, SubmitsChildren
-from shoal.actors.llm import clip, function_tool, model_config, recalled_context, usage_of
+from shoal.actors.llm import clip, model_config, recalled_context
 from shoal.mailbox.envelope import (
     ContextResult,
     Envelope,
@@ -36,6 +36,8 @@ from shoal.mailbox.envelope import (
 )
 
 if TYPE_CHECKING:
+    from shoal.llm.client import Completion, ToolCall
+    from shoal.tools import Toolbox, ToolResult
     from shoal.tools.permissions import PermissionRequest
     from shoal.workspace.changes import TaskChanges
 
@@ -47,18 +49,6 @@ finish(summary) with a short summary of what you changed and why.
 Plan:
 {plan}
 {findings}"""
-
-GET_SKILL = function_tool(
-    "get_skill",
-    "Load the full instructions of a skill listed in your prompt.",
-    {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
-)
-
-FINISH = function_tool(
-    "finish",
-    "Call when the task is done, with a short summary of what you changed and why.",
-    {"type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"]},
-)
 
 
 class ExecutorActor(SubmitsChildren, Actor):
@@ -149,7 +139,7 @@ class ExecutorActor(SubmitsChildren, Actor):
         with self._inbox_lock:
             self.current_task = task_id
         try:
-            loop = ToolLoop(self, task_id, payload, recall.result(), changes)
+            loop = Iteration(self, task_id, payload, recall.result(), changes)
             error = loop.run_to_end()
             snapshot = snapshots.snapshot_paths(
                 payload.cwd, task_id, payload.iteration, prior, sorted(changes.paths)
@@ -184,8 +174,45 @@ class ExecutorActor(SubmitsChildren, Actor):
         )
 
 
-class ToolLoop:
-    """One iteration's conversation with the model."""
+def opening(request: ExecRequest, context: ContextResult) -> list[dict[str, Any]]:
+    """The conversation an iteration starts from: the plan, the findings to address, and
+    what was recalled from earlier runs."""
+    plan = "\n".join(f"{i}. {s.title}: {s.detail}" for i, s in enumerate(request.plan.steps, 1))
+    findings = ""
+    if request.findings:
+        items = "\n".join(
+            f"- [{f.severity}] {f.title}: {f.detail} Fix: {f.fix}" for f in request.findings
+        )
+        findings = f"\nA reviewer judged the previous attempt. Address these findings:\n{items}"
+    system = SYSTEM.format(cwd=request.cwd, plan=plan, findings=findings)
+    if context.text:
+        system += f"\n\n{context.text}"
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": f"Task: {request.description}"},
+    ]
+
+
+def workspace_toolbox(outputs: Path, request: ExecRequest, watch: Any = None) -> Toolbox:
+    """The workspace tools of ``request``'s work tree, under its permissions."""
+    from shoal.tools import Permissions, Toolbox, Workspace
+    from shoal.tools.permissions import Rule
+
+    outputs.mkdir(mode=0o700, exist_ok=True)
+    rules = [Rule.model_validate(r.model_dump()) for r in request.permission_rules]
+    permissions = Permissions(mode=request.permission_mode, rules=rules)
+    return Toolbox(Workspace([Path(request.cwd)], outputs), permissions, watch=watch)
+
+
+class Iteration:
+    """One iteration of a task on this executor: the agent's host.
+
+    It builds the iteration's toolbox (the workspace tools, watched for what they
+    change, and the tools of :mod:`shoal.actors.agent_tools`), runs the agent from
+    :func:`opening`, and relays what happens: each tool call and text as an
+    ``exec.event`` (a teammate's pane, ``shoal run``'s progress), steering lines from
+    the inbox into the conversation, a cancel as :class:`~shoal.agent.Cancelled`.
+    """
 
     def __init__(
         self,
@@ -195,97 +222,82 @@ class ToolLoop:
         context: ContextResult,
         changes: TaskChanges | None = None,
     ) -> None:
-        """``changes`` records what the tool calls change (None: a private clone, where
-        everything that changes is the loop's)."""
-        from shoal.actors.agent_tools import provide
-        from shoal.tools import Permissions, Toolbox, Workspace
-        from shoal.tools.permissions import Rule
+        from shoal.actors.agent_tools import extra_tools
+        from shoal.agent import Agent
 
         self.actor = actor
         self.task_id = task_id
         self.request = request
-        outputs = actor.ctx.home.root / "outputs"
-        outputs.mkdir(mode=0o700, exist_ok=True)
-        workspace = Workspace([Path(request.cwd)], outputs)
-        rules = [Rule.model_validate(r.model_dump()) for r in request.permission_rules]
-        self.changes = changes
-        self.toolbox = Toolbox(
-            workspace,
-            Permissions(mode=request.permission_mode, rules=rules),
-            watch=self._watch if changes is not None else None,
-        )
-        self.usage = Usage()
-        self.turns = self.calls = 0
-        self.summary = ""
         self.context = context
-        self.extras = {tool.name: tool for tool in provide(self)}
+        self.changes = changes
+        watch = self._watch if changes is not None else None
+        self.toolbox = workspace_toolbox(actor.ctx.home.root / "outputs", request, watch)
+        self.agent = Agent(
+            self,
+            self.toolbox,
+            model_config(request.model, "executor"),
+            max_turns=request.max_turns,
+            token_budget=request.token_budget,
+        )
+        self.summary = ""
+        self.toolbox.add(extra_tools(self))
 
-    def close(self) -> None:
-        for tool in self.extras.values():
-            if tool.close is not None:
-                try:
-                    tool.close()
-                except Exception:
-                    self.actor.ctx.log.exception("closing tool %s failed", tool.name)
+    @property
+    def usage(self) -> Usage:
+        return self.agent.usage
+
+    @property
+    def turns(self) -> int:
+        return self.agent.turns
+
+    @property
+    def calls(self) -> int:
+        return self.agent.calls
 
     def run_to_end(self) -> str | None:
         """Run the conversation and close its tools; the model's failure (None if none)."""
-        from shoal.llm.errors import ModelError
+        from shoal.agent import BudgetReached, Cancelled, Finished, ModelError
 
         try:
-            self.run()
+            self.agent.run(opening(self.request, self.context))
+        except Finished:
+            pass
+        except Cancelled:
+            self.agent.text = self.agent.text or "stopped: the task was cancelled"
+        except BudgetReached as stop:
+            if stop.limit == "tokens":
+                self.agent.text += "\n(stopped: token budget reached)"
         except ModelError as exc:
             return str(exc)
         finally:
-            self.close()
+            self.summary = self.agent.text
+            self.toolbox.close()
         return None
 
-    def run(self) -> None:
-        from shoal.llm.client import complete
+    # --- the agent's host ---------------------------------------------------------
 
-        config = model_config(self.request.model, "executor")
-        tools = [*self.toolbox.schemas(), FINISH, *([GET_SKILL] if self.context.skills else [])]
-        tools += [tool.schema for tool in self.extras.values()]
-        messages = self._opening()
-        for _ in range(self.request.max_turns):
-            if self.task_id in self.actor.cancelled:
-                self.summary = self.summary or "stopped: the task was cancelled"
-                return
-            self._deliver_inbox(messages)
-            completion = complete(config, messages, tools)
-            self.turns += 1
-            self.usage = self.usage + usage_of(completion)
-            if completion.pruned and completion.messages:
-                messages = completion.messages
-            messages.append(completion.to_message())
-            if completion.content:
-                self.summary = completion.content
-                self._publish("text", "", clip(completion.content, 2000), True)
-            if not completion.tool_calls:
-                return
-            if self._call_tools(completion.tool_calls, messages):
-                return
-            budget = self.request.token_budget
-            if budget is not None and self.usage.tokens >= budget:
-                self.summary += "\n(stopped: token budget reached)"
-                return
+    def turn_starts(self, messages: list[dict[str, Any]]) -> None:
+        from shoal.agent import Cancelled
 
-    def _opening(self) -> list[dict[str, Any]]:
-        r = self.request
-        plan = "\n".join(f"{i}. {s.title}: {s.detail}" for i, s in enumerate(r.plan.steps, 1))
-        findings = ""
-        if r.findings:
-            items = "\n".join(
-                f"- [{f.severity}] {f.title}: {f.detail} Fix: {f.fix}" for f in r.findings
-            )
-            findings = f"\nA reviewer judged the previous attempt. Address these findings:\n{items}"
-        system = SYSTEM.format(cwd=r.cwd, plan=plan, findings=findings)
-        if self.context.text:
-            system += f"\n\n{self.context.text}"
-        return [
-            {"role": "system", "content": system},
-            {"role": "user", "content": f"Task: {r.description}"},
-        ]
+        if self.task_id in self.actor.cancelled:
+            raise Cancelled
+        self._deliver_inbox(messages)
+
+    def check(self) -> None:
+        return None  # a cancel takes effect at the next turn: tool calls run to their end
+
+    def on_delta(self, text: str) -> None:
+        return None
+
+    def on_completion(self, completion: Completion, message: dict[str, Any]) -> None:
+        if completion.content:
+            self._publish("text", "", clip(completion.content, 2000), True)
+
+    def on_tool(self, call: ToolCall, result: ToolResult, message: dict[str, Any]) -> None:
+        detail = clip(json.dumps(call.arguments, ensure_ascii=False), 200)
+        self._publish("tool_call", call.name, detail, result.ok)
+
+    # --- helpers --------------------------------------------------------------------
 
     def _deliver_inbox(self, messages: list[dict[str, Any]]) -> None:
         """Steering from a person, teammates or subagents joins the conversation as user text."""
@@ -299,60 +311,16 @@ class ToolLoop:
         else:
             messages.append({"role": "user", "content": text})
 
-    def _call_tools(self, calls: list[Any], messages: list[dict[str, Any]]) -> bool:
-        finished = False
-        for call in calls:
-            self.calls += 1
-            if call.name == "finish":
-                self.summary = str(call.arguments.get("summary") or self.summary)
-                output, ok, finished = "finished", True, True
-            elif call.name == "get_skill":
-                output, ok = self._skill(str(call.arguments.get("name", ""))), True
-            elif call.error:
-                output, ok = f"arguments were not valid JSON ({call.error}); send them again", False
-            elif call.name in self.extras:
-                output, ok = self._extra(call.name, call.arguments or {})
-            else:
-                result = self.toolbox.call(call.name, call.arguments)
-                output, ok = result.output, result.ok
-            self._event(call.name, call.arguments, ok)
-            messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
-        return finished
-
     def _watch(self, request: PermissionRequest) -> contextlib.AbstractContextManager[None]:
         """Around each allowed call: what it changes in the work tree is the task's."""
         from shoal.tools.permissions import ToolKind
 
         assert self.changes is not None
-        if request.kind is ToolKind.READ:
+        if request.kind in (ToolKind.READ, ToolKind.AGENT):
             return contextlib.nullcontext()
-        if request.kind is ToolKind.EDIT and request.aliases:
+        if request.kind in (ToolKind.EDIT, ToolKind.CONFIG) and request.aliases:
             return self.changes.writing(request.aliases[0])
-        return self.changes.probing()
-
-    def _extra(self, name: str, arguments: dict[str, Any]) -> tuple[str, bool]:
-        from shoal.mcp.names import is_mcp_name
-
-        watch: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
-        if self.changes is not None and is_mcp_name(name):
-            watch = self.changes.probing()  # an MCP server's tool may change files like a command
-        try:
-            with watch:
-                return self.extras[name].run(arguments)
-        except Exception as exc:  # a tool's failure is the model's to read, not a crash
-            self.actor.ctx.log.exception("tool %s failed", name)
-            return f"{name} failed: {type(exc).__name__}: {exc}", False
-
-    def _skill(self, name: str) -> str:
-        from shoal.skills.catalog import discover_skills
-        from shoal.skills.selection import get_skill_text
-
-        catalog = discover_skills(self.actor.ctx.home.root / "skills", Path(self.request.cwd))
-        return get_skill_text(catalog, name)
-
-    def _event(self, name: str, arguments: dict[str, Any], ok: bool) -> None:
-        detail = clip(json.dumps(arguments, ensure_ascii=False), 200)
-        self._publish("tool_call", name, detail, ok)
+        return self.changes.probing()  # a command, a git write, an MCP tool: anything
 
     def _publish(self, kind: str, name: str, detail: str, ok: bool) -> None:
         """For live views (a teammate's pane, ``shoal run``'s progress) and the record."""

@@ -7,76 +7,83 @@ recorded and reach the recipient's conversation on its next turn.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from shoal.actors.agent_tools import AgentTool
-from shoal.actors.llm import function_tool
+from shoal.tools.base import ToolArgs
+from shoal.tools.registry import Tool, agent_tool
 
 if TYPE_CHECKING:
-    from shoal.actors.executor import ToolLoop
-
-_STRING = {"type": "string"}
+    from shoal.actors.executor import Iteration
 
 
-def provide(loop: ToolLoop) -> list[AgentTool]:
+class SendMessageArgs(ToolArgs):
+    to: str = ""
+    """A teammate's name (e.g. executor@red-2), or "lead"."""
+    text: str = ""
+    """The message."""
+
+
+class RememberArgs(ToolArgs):
+    note: str = ""
+    """What the team should know, in a sentence or two."""
+
+
+class NoArgs(ToolArgs):
+    pass
+
+
+class ClaimTaskArgs(ToolArgs):
+    id: str = ""
+    """The id of a pending task in the team's list."""
+
+
+def provide(loop: Iteration) -> list[Tool]:
     request = loop.request
     scope = request.team or request.parent
     if scope is None:
         return []
     tools = _Tools(loop, scope)
     return [
-        AgentTool(
+        agent_tool(
             "send_message",
-            function_tool(
-                "send_message",
-                "Send a message to a teammate (by name, e.g. executor@red-2) or to the lead "
-                '("lead"). It reaches them on their next turn.',
-                _object({"to": _STRING, "text": _STRING}, ["to", "text"]),
-            ),
+            "Send a message to a teammate (by name, e.g. executor@red-2) or to the lead "
+            '("lead"). It reaches them on their next turn.',
+            SendMessageArgs,
             tools.send_message,
+            subject=lambda args: args.to,
         ),
-        AgentTool(
+        agent_tool(
             "remember",
-            function_tool(
-                "remember",
-                "Write a short note to team memory; teammates' prompts recall relevant notes.",
-                _object({"note": _STRING}, ["note"]),
-            ),
+            "Write a short note to team memory; teammates' prompts recall relevant notes.",
+            RememberArgs,
             tools.remember,
         ),
-        AgentTool(
+        agent_tool(
             "list_tasks",
-            function_tool(
-                "list_tasks", "The team's task list: id, title, status, owner.", _object({}, [])
-            ),
+            "The team's task list: id, title, status, owner.",
+            NoArgs,
             tools.list_tasks,
         ),
-        AgentTool(
+        agent_tool(
             "claim_task",
-            function_tool(
-                "claim_task",
-                "Claim a pending task of the team's list; one claimant wins.",
-                _object({"id": _STRING}, ["id"]),
-            ),
+            "Claim a pending task of the team's list; one claimant wins.",
+            ClaimTaskArgs,
             tools.claim_task,
+            subject=lambda args: args.id,
         ),
     ]
 
 
-def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": required}
-
-
 class _Tools:
-    def __init__(self, loop: ToolLoop, scope: str) -> None:
+    def __init__(self, loop: Iteration, scope: str) -> None:
         self.loop = loop
         self.ctx = loop.actor.ctx
         self.scope = scope
 
-    def send_message(self, args: dict[str, Any]) -> tuple[str, bool]:
+    def send_message(self, args: SendMessageArgs) -> tuple[str, bool]:
         from shoal.mailbox.envelope import ROLE_PREFIX, TeamMessage
 
-        to, text = str(args.get("to", "")).strip(), str(args.get("text", "")).strip()
+        to, text = args.to.strip(), args.text.strip()
         if not to or not text:
             return "send_message needs a recipient (to) and a text", False
         if to == self.ctx.name:
@@ -90,11 +97,11 @@ class _Tools:
         )
         return f"sent to {to}", True
 
-    def remember(self, args: dict[str, Any]) -> tuple[str, bool]:
+    def remember(self, args: RememberArgs) -> tuple[str, bool]:
         from shoal.mailbox.envelope import NewLearning, RememberRequest, RememberResult
         from shoal.mailbox.errors import MailboxError
 
-        note = str(args.get("note", "")).strip()
+        note = args.note.strip()
         if len(note) < 3:
             return "remember needs a note of a few words", False
         request = RememberRequest(
@@ -110,7 +117,7 @@ class _Tools:
             return "a teammate noted this already; it was reinforced", True
         return "noted in team memory", True
 
-    def list_tasks(self, args: dict[str, Any]) -> tuple[str, bool]:
+    def list_tasks(self, args: NoArgs) -> tuple[str, bool]:
         from shoal.mailbox.envelope import QueryReply, QueryRequest
 
         reply = self.ctx.ask(
@@ -122,10 +129,10 @@ class _Tools:
         lines = [f"{r[0]}: {r[1]} [{r[2]}{', ' + r[3] if r[3] else ''}]" for r in reply.rows]
         return "\n".join(lines), True
 
-    def claim_task(self, args: dict[str, Any]) -> tuple[str, bool]:
+    def claim_task(self, args: ClaimTaskArgs) -> tuple[str, bool]:
         from shoal.mailbox.envelope import TeamTaskClaim, TeamTaskClaimed
 
-        task = str(args.get("id", "")).strip()
+        task = args.id.strip()
         reply = self.ctx.ask(
             TeamTaskClaim(list_id=self.scope, id=task, owner=self.ctx.name),
             task_id=self.loop.task_id,

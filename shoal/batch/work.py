@@ -1,8 +1,8 @@
 """One unit's work, in a worker process (a Ray task or a local pool process).
 
 The unit gets an isolated clone of its repository at the batch's base commit,
-then the executor's own tool loop (:class:`shoal.actors.executor.ToolLoop`)
-runs the instruction there. The change is snapshotted and turned into a
+then the one agent core (:class:`shoal.agent.Agent`, with the executor's
+opening and workspace tools) runs the instruction there. The change is snapshotted and turned into a
 binary-safe patch; the verify command runs in the clone; where an evaluator
 model is configured and judging is on, the evaluator's checks and judge score
 the change. Failures of the unit itself (a model error, a bad clone) come back
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.batch.units import UnitResult, UnitSpec
-from shoal.mailbox.envelope import ContextResult, Payload, Usage
+from shoal.mailbox.envelope import ContextResult, ExecRequest, Payload, Usage
 from shoal.paths import Home
 from shoal.workspace.git import git, without_redirects
 
@@ -81,22 +81,10 @@ class _UnitContext:
         return None
 
 
-class _UnitAgent:
-    """Stands where the executor actor stands for :class:`ToolLoop`: no cancels, no inbox."""
-
-    def __init__(self, ctx: _UnitContext) -> None:
-        self.ctx = ctx
-        self.cancelled: set[str] = set()
-
-    def take_inbox(self) -> list[Any]:
-        return []
-
-
 def _run(spec: UnitSpec, scratch: Path) -> UnitResult:
-    from shoal.actors.executor import ToolLoop
-    from shoal.actors.llm import clip, recalled_context
+    from shoal.actors.llm import clip
     from shoal.evaluation.process import run_command
-    from shoal.mailbox.envelope import ExecRequest, Plan, Step
+    from shoal.mailbox.envelope import Plan, Step
     from shoal.workspace import snapshots
 
     clone = _clone(spec, scratch / "work")
@@ -116,10 +104,8 @@ def _run(spec: UnitSpec, scratch: Path) -> UnitResult:
         token_budget=spec.token_budget,
         subagent=True,  # a unit works alone: no delegation
     )
-    context = recalled_context(ctx, request.description, request.cwd, "executor", task_id)
-    loop = ToolLoop(_UnitAgent(ctx), task_id, request, context)  # type: ignore[arg-type]
-    error = loop.run_to_end()
-    usage = loop.usage
+    # The driver recalled the context once for the whole batch: a thousand units, one recall.
+    summary, usage, error = _execute(request, ContextResult(text=spec.context), home)
     snap = snapshots.snapshot(clone, task_id, 1)
     changed = snapshots.changed_files(clone, base, snap)
     result = UnitResult(
@@ -127,7 +113,7 @@ def _run(spec: UnitSpec, scratch: Path) -> UnitResult:
         status="failed" if error else "rejected",
         files_changed=changed,
         diff=_patch(clone, base, snap),
-        summary=loop.summary,
+        summary=summary,
         error=error,
     )
     if not error and not changed:
@@ -149,6 +135,37 @@ def _run(spec: UnitSpec, scratch: Path) -> UnitResult:
         result.status = "accepted"
     result.tokens, result.cost_usd = usage.tokens, usage.cost_usd
     return result
+
+
+def _execute(
+    request: ExecRequest, context: ContextResult, home: Home
+) -> tuple[str, Usage, str | None]:
+    """The agent on the unit's clone, alone: no cancel, no inbox, no one watching.
+    (summary, usage, the model's failure or None)."""
+    from shoal.actors.executor import opening, workspace_toolbox
+    from shoal.actors.llm import model_config
+    from shoal.agent import Agent, AgentStop, ModelError, QuietHost
+    from shoal.agent.tools import finish
+
+    toolbox = workspace_toolbox(home.root / "outputs", request)
+    toolbox.add([finish()])
+    agent = Agent(
+        QuietHost(),
+        toolbox,
+        model_config(request.model, "executor"),
+        max_turns=request.max_turns,
+        token_budget=request.token_budget,
+    )
+    error = None
+    try:
+        agent.run(opening(request, context))
+    except AgentStop:
+        pass
+    except ModelError as exc:
+        error = str(exc)
+    finally:
+        toolbox.close()
+    return agent.text, agent.usage, error
 
 
 def _clone(spec: UnitSpec, dest: Path) -> Path:

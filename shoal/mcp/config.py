@@ -33,8 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from shoal import approvals
 from shoal.approvals import write_json
-from shoal.mcp.names import SERVER, TOOL
 from shoal.paths import Home
+from shoal.tools.names import SERVER, TOOL
 
 Scope = Literal["user", "project"]
 

@@ -1,79 +1,41 @@
-"""MCP servers' tools in the executor's tool loop, as ``server__tool``.
+"""MCP servers' tools for an agent's toolbox, as ``server__tool``.
 
-:func:`provide` is the executor's provider (``agent_tools.PROVIDERS``): it
-starts the approved servers of the task's repository for one iteration, lists
-their tools, and returns them as :class:`AgentTool` s whose ``close`` stops the
-servers when the iteration ends. Every call goes through the task's permission
-rules like a built-in tool: a tool the server marks read-only is a read, any
-other is an ``mcp`` call (asks, so it is refused without a terminal, unless an
-allow rule or the server's ``allow`` list covers it; denied in plan mode).
+:func:`start_tools` starts the approved servers of a repository, lists their
+tools and returns them as :class:`~shoal.tools.registry.Tool` s whose ``close``
+stops the servers when the run's toolbox closes. The toolbox checks their
+calls like any other: a tool the server marks read-only is a read, any other
+is an ``mcp`` call (asks, so it is refused without a terminal, unless an allow
+rule or the server's ``allow`` list covers it; denied in plan mode).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shoal.actors.agent_tools import AgentTool
 from shoal.mcp.config import McpConfigError, ServerConfig, discover
 from shoal.tools.base import ToolOutput
-from shoal.tools.output import fit
-from shoal.tools.permissions import (
-    Asker,
-    PermissionRequest,
-    Permissions,
-    Rule,
-    ToolKind,
-)
+from shoal.tools.permissions import PermissionRequest, ToolKind
+from shoal.tools.registry import Tool
 
 if TYPE_CHECKING:
     from mcp_types import CallToolResult
 
-    from shoal.actors.executor import ToolLoop
     from shoal.mcp.host import McpHost, RemoteTool
+    from shoal.tools.workspace import Workspace
 
 MAX_NAME = 64
 """Longest function name the model APIs accept."""
 
 
-def provide(loop: ToolLoop) -> list[AgentTool]:
-    from shoal.mailbox.envelope import ExecEvent
-
-    ctx = loop.actor.ctx
-
-    def notice(text: str) -> None:
-        ctx.log.warning("%s", text)
-        ctx.publish(
-            ExecEvent(iteration=loop.request.iteration, type="text", name="mcp", detail=text),
-            task_id=loop.task_id,
-        )
-
-    toolbox = loop.toolbox
-    return start_tools(
-        ctx.home,
-        Path(loop.request.cwd),
-        toolbox.permissions,
-        toolbox.asker,
-        toolbox.workspace.outputs_dir,
-        notice,
-        tag=ctx.name,
-    )
-
-
 def start_tools(
-    home: Any,
-    cwd: Path,
-    permissions: Permissions,
-    asker: Asker | None,
-    outputs_dir: Path | None,
-    notice: Callable[[str], None],
-    *,
-    tag: str = "",
-) -> list[AgentTool]:
+    home: Any, cwd: Path, notice: Callable[[str], None], *, tag: str = ""
+) -> list[Tool]:
     """Start the runnable servers of ``cwd`` and return their tools (none if there are none)."""
     found = discover(home, cwd)
     for problem in found.problems:
@@ -107,64 +69,43 @@ def start_tools(
     if not remote:
         host.close()
         return []
-    caller = _Caller(host, permissions, asker, outputs_dir, runnable)
-    tools = [
-        AgentTool(name=name, schema=_schema(name, tool), run=caller.runner(name, tool))
-        for name, tool in _names(remote).items()
-    ]
-    tools[-1].close = host.close  # once per iteration: every tool shares the host
+    tools = [_tool(host, name, tool, runnable) for name, tool in _names(remote).items()]
+    # Closed once when the run ends: every tool shares the host.
+    tools[-1] = dataclasses.replace(tools[-1], close=host.close)
     return tools
 
 
-class _Caller:
-    """Runs one model call of an MCP tool: permissions, the call, the output fitted."""
+def _tool(host: McpHost, name: str, tool: RemoteTool, servers: dict[str, ServerConfig]) -> Tool:
+    """``tool`` of ``host`` as a Tool named ``name``."""
+    kind = ToolKind.READ if tool.read_only else ToolKind.MCP
+    allowed = servers[tool.server].allow
+    hint = f" (to let the agent use it, add the server again with `--allow {tool.name}`)"
 
-    def __init__(
-        self,
-        host: McpHost,
-        permissions: Permissions,
-        asker: Asker | None,
-        outputs_dir: Path | None,
-        servers: dict[str, ServerConfig],
-    ) -> None:
-        self.host = host
-        self.asker = asker
-        self.outputs_dir = outputs_dir
-        # The servers' allow lists are allow rules; the task's deny rules still win.
-        allows = [
-            Rule(action="allow", tool=f"{name}__{tool}")
-            for name, server in servers.items()
-            for tool in server.allow
-        ]
-        self.permissions = permissions.model_copy(update={"rules": [*permissions.rules, *allows]})
-
-    def runner(self, name: str, tool: RemoteTool) -> Callable[[dict[str, Any]], tuple[str, bool]]:
-        return lambda arguments: self.run(name, tool, arguments)
-
-    def run(self, name: str, tool: RemoteTool, arguments: dict[str, Any]) -> tuple[str, bool]:
-        if not isinstance(arguments, dict):
-            return f"the arguments for {name} must be a JSON object", False
+    def request(ws: Workspace, arguments: dict[str, Any]) -> PermissionRequest:
         subject = json.dumps(
             arguments, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
         )
-        kind = ToolKind.READ if tool.read_only else ToolKind.MCP
-        request = PermissionRequest(name, kind, subject, (), f"{name} {subject[:200]}")
-        decision = self.permissions.authorize(request, self.asker)
-        if not decision.allowed:
-            hint = ""
-            if decision.rule is None or decision.rule.action != "deny":
-                hint = (
-                    f" (to let the agent use it, add the server again with `--allow {tool.name}`)"
-                )
-            return decision.reason + hint, False
+        return PermissionRequest(name, kind, subject, (), f"{name} {subject[:200]}", hint=hint)
+
+    def run(ws: Workspace, arguments: dict[str, Any]) -> ToolOutput:
         from shoal.mcp.host import ServerError
 
         try:
-            result = self.host.call(tool.server, tool.name, arguments)
+            result = host.call(tool.server, tool.name, arguments)
         except (ServerError, TimeoutError) as exc:
-            return f"{name} failed: {exc}", False
-        output = ToolOutput(render(result), ok=not result.is_error)
-        return fit(output, self.outputs_dir, name).text, output.ok
+            return ToolOutput(f"{name} failed: {exc}", ok=False)
+        return ToolOutput(render(result), ok=not result.is_error)
+
+    schema = _schema(name, tool)["function"]
+    return Tool(
+        name,
+        schema["description"],
+        None,
+        run,
+        request,
+        parameters=schema["parameters"],
+        preapproved="*" in allowed or tool.name in allowed,
+    )
 
 
 def render(result: CallToolResult) -> str:

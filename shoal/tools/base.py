@@ -34,3 +34,5 @@ class ToolOutput:
     """False when the tool ran but the action failed (non-zero exit, timeout)."""
     exit_code: int | None = None
     """Exit code of the command run by shell or git."""
+    final: str | None = None
+    """Set by a tool that ends the agent's run (``finish``): the run's summary."""

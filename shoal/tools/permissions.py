@@ -49,8 +49,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shoal.mcp.names import SERVER as MCP_SERVER
-from shoal.mcp.names import TOOL as MCP_TOOL
+from shoal.tools.names import SERVER as MCP_SERVER
+from shoal.tools.names import TOOL as MCP_TOOL
 from shoal.tools.workspace import folded
 
 PROTECTED_DIRS = (".shoal", ".claude")
@@ -77,6 +77,13 @@ class ToolKind(StrEnum):
     CONFIG = "config"
     """Writes agent configuration in the repository (:func:`protected`): asks even in
     accept-edits, and allow rules do not allow it."""
+    AGENT = "agent"
+    """Works with the run itself, not the workspace: finishing, loading a skill, messages
+    and memory of a team, subagents. Allowed like a read (rules may still deny or ask)."""
+
+
+_NO_CHANGE = frozenset({ToolKind.READ, ToolKind.AGENT})
+"""Kinds that change nothing in the workspace: plan mode allows them, every mode does."""
 
 
 class PermissionMode(StrEnum):
@@ -137,7 +144,7 @@ class Permissions(BaseModel):
                     "that does not need it",
                     rule,
                 )
-        if self.mode is PermissionMode.PLAN and request.kind is not ToolKind.READ:
+        if self.mode is PermissionMode.PLAN and request.kind not in _NO_CHANGE:
             return Decision(
                 "deny",
                 f"the run is in plan mode (read-only), so {request.tool} is not allowed; use "
@@ -156,7 +163,7 @@ class Permissions(BaseModel):
         allows = [r for r in rules if r.action == "allow"]
         if allows and _allowed(allows, request):
             return Decision("allow", "an allow rule", allows[0])
-        if request.kind is ToolKind.READ or (
+        if request.kind in _NO_CHANGE or (
             request.kind is ToolKind.EDIT and self.mode is PermissionMode.ACCEPT_EDITS
         ):
             return Decision("allow", f"{self.mode} mode")
@@ -195,6 +202,8 @@ class PermissionRequest:
     """Other spellings of the subject that rules may match (e.g. the absolute path)."""
     summary: str = ""
     """A one-line description for a person approving the call."""
+    hint: str = ""
+    """Added to a refusal that no deny rule made: how the user could allow the call."""
 
 
 @dataclass(frozen=True)

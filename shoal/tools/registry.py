@@ -1,8 +1,12 @@
-"""The catalogue of tools: names, descriptions, argument models, and their JSON schemas.
+"""The one tool type, and the catalogue of the workspace tools.
 
 The tool and argument names are what the model calls; they are part of the
 product and do not change. :func:`schemas` gives them in the OpenAI tool format
 (``{"type": "function", "function": {name, description, parameters}}``).
+Every other tool an agent is offered (``finish``, ``get_skill``, a team's
+tools, ``delegate``, MCP servers' tools) is a :class:`Tool` too, made where
+its context is (:func:`agent_tool`) and added to the run's
+:class:`~shoal.tools.toolbox.Toolbox`, which checks, runs and fits them all alike.
 """
 
 from __future__ import annotations
@@ -23,20 +27,74 @@ class Tool:
 
     name: str
     description: str
-    args: type[ToolArgs]
+    args: type[ToolArgs] | None
+    """The arguments' model; None: a JSON object checked by the tool itself (``parameters``)."""
     run: Callable[[Workspace, Any], ToolOutput]
     request: Callable[[Workspace, Any], PermissionRequest]
     """What the call means for permissions; may raise ToolError (e.g. a path outside)."""
+    parameters: dict[str, Any] | None = None
+    """The JSON schema shown to the model when there is no ``args`` model (MCP tools)."""
+    close: Callable[[], None] | None = None
+    """Called once when the run's toolbox closes (servers to stop, handles to drop)."""
+    preapproved: bool = False
+    """The user allowed this tool where they configured it (an MCP server's ``allow``
+    list): an allow rule for it joins the run's rules; deny rules still win."""
 
     def schema(self) -> dict[str, Any]:
+        parameters = self.parameters
+        if self.args is not None:
+            parameters = _clean(self.args.model_json_schema())
         return {
             "type": "function",
             "function": {
                 "name": self.name,
                 "description": self.description,
-                "parameters": _clean(self.args.model_json_schema()),
+                "parameters": parameters or {"type": "object", "properties": {}},
             },
         }
+
+
+AGENT_TOOLS = (
+    "finish",
+    "get_skill",
+    "send_message",
+    "remember",
+    "list_tasks",
+    "claim_task",
+    "delegate",
+    "wait_for_subagents",
+)
+"""Tools of kind ``agent``, made where their context is: known here so rules can name them."""
+
+
+def agent_tool(
+    name: str,
+    description: str,
+    args: type[ToolArgs],
+    run: Callable[[Any], ToolOutput | tuple[str, bool]],
+    *,
+    subject: Callable[[Any], str] = lambda args: "",
+    close: Callable[[], None] | None = None,
+) -> Tool:
+    """A tool of kind ``agent`` (it changes no file): ``run`` gets the validated arguments
+    and returns a ToolOutput, or (text for the model, ok)."""
+
+    def run_tool(ws: Workspace, parsed: Any) -> ToolOutput:
+        out = run(parsed)
+        return out if isinstance(out, ToolOutput) else ToolOutput(out[0], ok=out[1])
+
+    def request(ws: Workspace, parsed: Any) -> PermissionRequest:
+        shown = subject(parsed)
+        return PermissionRequest(name, ToolKind.AGENT, shown, (), f"{name} {shown}".strip())
+
+    return Tool(name, description, args, run_tool, request, close=close)
+
+
+def known(name: str) -> bool:
+    """Whether a permission rule may name ``name``: a tool of shoal's, or an MCP tool."""
+    from shoal.tools.names import is_mcp_name
+
+    return name in TOOLS or name in AGENT_TOOLS or is_mcp_name(name)
 
 
 def _path_request(tool: str, kind: ToolKind, *, write: bool = False):

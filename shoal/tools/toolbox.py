@@ -1,5 +1,9 @@
 """Toolbox: one tool call from the model, checked, run and cut to size.
 
+Every tool a run offers goes through here, the workspace tools and the rest
+alike (``finish``, skills, team tools, ``delegate``, MCP servers' tools: see
+:meth:`Toolbox.add`): permissions (mode, rules, a person's approval), the
+change watch, output fitting and timing are done once, for all of them.
 :meth:`Toolbox.call` never raises for anything the model sent or a tool hit:
 bad JSON, unknown tools, invalid arguments, refusals and failures all come back
 as a :class:`ToolResult` with ``ok=False`` and a message saying what to do next.
@@ -16,11 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
 
-from shoal.mcp.names import is_mcp_name
 from shoal.tools.base import ToolError, ToolOutput
 from shoal.tools.output import fit
-from shoal.tools.permissions import Asker, PermissionRequest, Permissions
-from shoal.tools.registry import TOOLS, Tool, schemas
+from shoal.tools.permissions import Asker, PermissionRequest, Permissions, Rule
+from shoal.tools.registry import TOOLS, Tool, known
 from shoal.tools.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,8 @@ class ToolResult(BaseModel):
     """Exit code of the command run by shell or git (None if none ran or it timed out)."""
     denied: bool = False
     """True if permissions refused the call (nothing ran)."""
+    final: str | None = None
+    """Set when the call ends the agent's run (``finish``): its summary."""
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -73,9 +78,8 @@ class Toolbox:
         self.permissions = permissions or Permissions()
         self.asker = asker
         self.watch = watch
-        # MCP tools (server__tool) are only known once their servers start.
-        named = {r.tool for r in self.permissions.rules if not is_mcp_name(r.tool)}
-        unknown = sorted(named - {"*", *TOOLS})
+        self.tools: dict[str, Tool] = dict(TOOLS)
+        unknown = sorted({r.tool for r in self.permissions.rules if not known(r.tool)} - {"*"})
         if unknown:
             # A typo in a deny rule must not silently let the call through.
             raise ValueError(
@@ -85,10 +89,32 @@ class Toolbox:
 
     @property
     def names(self) -> list[str]:
-        return list(TOOLS)
+        return list(self.tools)
+
+    def add(self, tools: list[Tool]) -> None:
+        """Offer ``tools`` too (after the workspace tools, in order)."""
+        preapproved = []
+        for tool in tools:
+            if tool.name in self.tools:
+                raise ValueError(f"two tools are named {tool.name}")
+            self.tools[tool.name] = tool
+            if tool.preapproved:
+                preapproved.append(Rule(action="allow", tool=tool.name))
+        if preapproved:
+            rules = [*self.permissions.rules, *preapproved]
+            self.permissions = self.permissions.model_copy(update={"rules": rules})
 
     def schemas(self) -> list[dict[str, Any]]:
-        return schemas()
+        return [tool.schema() for tool in self.tools.values()]
+
+    def close(self) -> None:
+        """Close the tools that hold something (servers, handles), each once."""
+        for tool in self.tools.values():
+            if tool.close is not None:
+                try:
+                    tool.close()
+                except Exception:
+                    log.exception("closing tool %s failed", tool.name)
 
     def call(self, name: str, arguments: dict[str, Any] | str | None) -> ToolResult:
         started = time.monotonic()
@@ -114,20 +140,26 @@ class Toolbox:
             duration_s=round(time.monotonic() - started, 6),
             exit_code=output.exit_code,
             denied=denied,
+            final=output.final,
         )
 
     def _call(self, name: str, arguments: dict[str, Any] | str | None) -> tuple[ToolOutput, bool]:
-        tool = TOOLS.get(name)
+        tool = self.tools.get(name)
         if tool is None:
-            raise ToolError(f"there is no tool named {name!r}; the tools are {', '.join(TOOLS)}")
-        try:
-            args = tool.args.model_validate(_parse(tool, arguments))
-        except ValidationError as exc:
-            raise ToolError(_invalid(tool, exc)) from None
+            names = ", ".join(self.tools)
+            raise ToolError(f"there is no tool named {name!r}; the tools are {names}")
+        args: Any = _parse(tool, arguments)
+        if tool.args is not None:
+            try:
+                args = tool.args.model_validate(args)
+            except ValidationError as exc:
+                raise ToolError(_invalid(tool, exc)) from None
         request = tool.request(self.workspace, args)
         decision = self.permissions.authorize(request, self.asker)
         if not decision.allowed:
-            return ToolOutput(decision.reason, ok=False), True
+            denied_by_rule = decision.rule is not None and decision.rule.action == "deny"
+            reason = decision.reason + ("" if denied_by_rule else request.hint)
+            return ToolOutput(reason, ok=False), True
         with self.watch(request) if self.watch else contextlib.nullcontext():
             return tool.run(self.workspace, args), False
 
@@ -169,13 +201,17 @@ def _invalid(tool: Tool, exc: ValidationError) -> str:
 
 def _signature(tool: Tool) -> str:
     parts = []
+    assert tool.args is not None  # only a model's validation errors are explained
     for name, field in tool.args.model_fields.items():
         parts.append(name if field.is_required() else f"{name} (optional)")
     return ", ".join(parts)
 
 
 def _example(tool: Tool) -> str:
-    required = [n for n, f in tool.args.model_fields.items() if f.is_required()]
+    if tool.args is None:
+        required = list((tool.parameters or {}).get("required", []))
+    else:
+        required = [n for n, f in tool.args.model_fields.items() if f.is_required()]
     return "{" + ", ".join(f'"{n}": ...' for n in required) + "}"
 
 

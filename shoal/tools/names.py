@@ -1,7 +1,7 @@
 """How MCP tools are named for the model and in permission rules: ``server__tool``.
 
-Kept apart from the SDK and the configuration so permission rules can check
-names without importing either.
+Part of the tools layer, which permission rules belong to; the MCP package
+(its SDK, configuration and servers) builds on it, never the other way.
 """
 
 from __future__ import annotations
