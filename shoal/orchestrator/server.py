@@ -255,6 +255,10 @@ if __name__ == "__main__":
     code = main()
     # Everything is flushed and closed by now; skipping interpreter teardown avoids
     # DuckDB's binding reporting objects it still holds ("nanobind: leaked ...").
+    # What teardown would have removed is removed here: multiprocessing's temp dir.
+    from shoal.launchers.local import remove_temp_dir
+
+    remove_temp_dir()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
