@@ -49,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _serve(home, ready)
     except Exception as exc:
-        log.exception("orchestrator failed")
-        _tell(ready, f"error {type(exc).__name__}: {exc}")
+        _tell(ready, f"error {_failure(exc)}")
         return 1
     finally:
         with contextlib.suppress(OSError):
@@ -166,6 +165,20 @@ def _shutdown(
         recorder.recorded,
         broker.dropped,
     )
+
+
+def _failure(exc: Exception) -> str:
+    """The start-up error in one line, for the log and the starting client."""
+    from shoal.store.database import DatabaseError
+    from shoal.store.space import DiskFull
+
+    if isinstance(exc, DatabaseError | DiskFull):  # a line written for the user
+        line = str(exc)
+        log.error("orchestrator failed to start: %s", line)
+    else:
+        line = f"{type(exc).__name__}: {exc}"
+        log.exception("orchestrator failed")
+    return " ".join(line.split("\n"))
 
 
 def _store_transcript(recorder: Any, row: Any) -> None:
