@@ -15,8 +15,10 @@ orchestrator starts an empty one in its place until the marker is removed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -133,6 +135,38 @@ def _mark(path: Path) -> None:
             f"{path.name} is reported instead of replaced by an empty one; remove this file "
             "to start with an empty database.\n"
         )
+
+
+class Writer:
+    """The orchestrator's connection to the file, which can be opened again.
+
+    DuckDB invalidates its whole database instance when a checkpoint fails (a full
+    disk while it writes the file): every statement on every cursor then fails
+    until the instance is closed and opened again. Cursors are taken from here,
+    so after :meth:`reopen` they are all on the new instance.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self.con = open_writer(path)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            return self.con.cursor()
+
+    def reopen(self) -> None:
+        """Close the instance (every cursor with it) and open the file again.
+
+        Raises what :func:`open_writer` raises; then the next call tries again."""
+        with self._lock:
+            with contextlib.suppress(Exception):  # an invalidated instance may refuse to close
+                self.con.close()
+            self.con = open_writer(self.path)
+
+    def close(self) -> None:
+        with self._lock:
+            self.con.close()
 
 
 def open_reader(path: Path) -> duckdb.DuckDBPyConnection:

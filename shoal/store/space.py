@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # How DuckDB words the same errors (its exceptions carry no errno).
 _FULL_TEXTS = ("No space left on device", "Disk quota exceeded")
+# Below this much free space a new task is refused before it starts writing.
+_LOW = 1024 * 1024
 
 
 class DiskFull(Exception):
@@ -69,6 +72,27 @@ class Space:
             reason = next(iter(self._full.values()), "No space left on device")
         return full_line(self.path, reason)
 
+    def refusal(self) -> str | None:
+        """Why new work is refused now, or None.
+
+        Refused while the disk has less than 1 MiB left (a task started now could not
+        record its steps), and while a writer is held by a quota, which the free space
+        does not show. Once there is room again, new work is taken at once: the held
+        writes go in at their next try, before the new work's.
+        """
+        with self._lock:
+            reasons = set(self._full.values())
+        try:
+            stat = os.statvfs(self.path)
+        except OSError:
+            return self.line() if reasons else None
+        free = stat.f_bavail * stat.f_frsize
+        if free < _LOW:
+            return full_line(self.path, reasons.pop() if reasons else f"{free // 1024} KiB left")
+        if reasons - {"No space left on device"}:
+            return self.line()
+        return None
+
     def failed(self, writer: str, exc: BaseException) -> None:
         """``writer`` could not write for want of space; its data stays queued."""
         with self._lock:
@@ -86,6 +110,8 @@ class Space:
 
     def wrote(self, writer: str) -> None:
         """``writer`` has written everything it held back."""
+        if writer not in self._full:  # the usual case, on every write: no lock taken
+            return
         with self._lock:
             if writer not in self._full:
                 return
