@@ -155,6 +155,8 @@ def _shutdown(
     recorder.stop()
     if recorder.flushed_seq >= broker.submitted_seq:
         journal.truncate()  # everything in it is in DuckDB now
+    elif not journal.retry():  # a last try for what a full disk held back
+        log.error("%d journal records are lost: %s", len(journal.held), journal.space.line())
     journal.close()
     db.close()
     from shoal.mailbox.curve import tcp_file
