@@ -89,6 +89,12 @@ def submission(
 
     if not description.strip():
         raise SubmitError("the description is empty; say what the task is")
+    # A path cannot hold a NUL (resolve() would raise a bare ValueError), nor can the
+    # text git is given (the description ends up in commit messages).
+    if "\0" in str(cwd):
+        raise SubmitError(f"the directory {str(cwd)!r} contains a NUL byte; give a real directory")
+    if "\0" in description:
+        raise SubmitError("the description contains a NUL byte; send it as plain text")
     workdir = cwd.resolve()
     if not workdir.is_dir():
         raise SubmitError(f"{workdir} is not a directory")

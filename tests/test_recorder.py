@@ -10,7 +10,7 @@ import pytest
 
 from shoal.mailbox.envelope import EchoRequest, Envelope
 from shoal.orchestrator.recorder import MessageRow, Recorder
-from shoal.store.database import open_writer
+from shoal.store.database import Writer
 
 USAGE = "INSERT INTO usage_events VALUES (now()::TIMESTAMP, ?, 'executor', 'm', 1, 10, 2, 0.0)"
 
@@ -23,8 +23,9 @@ def _rows(n: int) -> list[MessageRow]:
 def _record(
     tmp_path: Path, statements: list[tuple[str, list[object]]]
 ) -> tuple[Recorder, duckdb.DuckDBPyConnection]:
-    con = open_writer(tmp_path / "shoal.duckdb")
-    recorder = Recorder(con, flush_interval=0.05)
+    db = Writer(tmp_path / "shoal.duckdb")
+    con = db.con
+    recorder = Recorder(db, flush_interval=0.05)
     rows = _rows(5)
     # Queued before the thread starts: everything lands in one flush.
     recorder.submit(1, rows, [(time.time(), rows[0].env.id)])

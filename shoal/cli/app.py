@@ -100,7 +100,7 @@ _register()
 
 
 def main() -> None:
-    from shoal.cli.errors import known_errors
+    from shoal.cli.errors import known_errors, one_line
 
     if len(sys.argv) == 1 and sys.stdin.isatty() and sys.stdout.isatty():
         sys.argv.append("chat")  # bare `shoal` in a terminal chats; elsewhere it prints help
@@ -109,7 +109,7 @@ def main() -> None:
     except SystemExit as exc:
         _exit_now(exc.code)
     except known_errors() as exc:
-        sys.stderr.write(f"shoal: error: {str(exc).strip().splitlines()[0]}\n")
+        sys.stderr.write(f"shoal: error: {one_line(exc)}\n")
         _exit_now(1)
     except KeyboardInterrupt:
         sys.stderr.write("shoal: interrupted\n")

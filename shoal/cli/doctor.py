@@ -8,10 +8,14 @@ import stat
 import subprocess
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import typer
 
 from shoal.cli.output import console, print_json
+
+if TYPE_CHECKING:
+    from shoal.paths import Home
 
 
 @dataclass
@@ -63,7 +67,6 @@ def _home_checks() -> list[Check]:
 def _orchestrator_checks() -> list[Check]:
     from shoal.orchestrator import daemon
     from shoal.paths import Home
-    from shoal.store.migrations import LATEST
 
     home = Home.resolve()
     pid = daemon.running_pid(home)
@@ -95,20 +98,29 @@ def _orchestrator_checks() -> list[Check]:
                     f"pid {pid} holds the lock but the mailbox does not answer: {exc}",
                 )
             )
-    if not home.database.exists():
-        checks.append(Check("database", True, f"{home.database} not created yet", required=False))
-        return checks
-    ok, detail = _mode(home.database, 0o600)
-    checks.append(Check("database file", ok, f"{home.database} {detail}"))
-    try:
-        from shoal.store.queries import read
+    return checks + _database_checks(home)
 
+
+def _database_checks(home: Home) -> list[Check]:
+    """The file is there if the home has had one, DuckDB reads it, its schema is current."""
+    from shoal.store.database import DatabaseError, missing
+    from shoal.store.migrations import LATEST
+    from shoal.store.queries import read
+
+    if not home.database.exists():
+        lost = missing(home.database)
+        if lost is not None:
+            return [Check("database", False, str(lost))]
+        return [Check("database", True, f"{home.database} not created yet", required=False)]
+    ok, detail = _mode(home.database, 0o600)
+    checks = [Check("database file", ok, f"{home.database} {detail}")]
+    try:
         version = read(home, "schema.version").rows[0][0]
-        checks.append(
-            Check("schema", version == LATEST, f"version {version} (code expects {LATEST})")
-        )
+    except DatabaseError as exc:  # corrupt, truncated, another version: the line says what to do
+        return [*checks, Check("database", False, str(exc))]
     except Exception as exc:
-        checks.append(Check("schema", False, f"cannot read: {str(exc).splitlines()[0]}"))
+        return [*checks, Check("schema", False, f"cannot read: {str(exc).splitlines()[0]}")]
+    checks.append(Check("schema", version == LATEST, f"version {version} (code expects {LATEST})"))
     return checks
 
 

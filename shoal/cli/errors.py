@@ -12,8 +12,9 @@ def known_errors() -> tuple[type[Exception], ...]:
     from shoal.orchestrator.daemon import OrchestratorError
     from shoal.paths import HomeError
     from shoal.settings import SettingsError
-    from shoal.store.database import DatabaseBusy
+    from shoal.store.database import DatabaseError
     from shoal.store.queries import QueryError
+    from shoal.store.space import DiskFull
     from shoal.workspace.git import WorkspaceError
 
     return (
@@ -22,10 +23,21 @@ def known_errors() -> tuple[type[Exception], ...]:
         OrchestratorError,
         MailboxError,
         QueryError,
-        DatabaseBusy,
+        DatabaseError,
+        DiskFull,
         UnknownRole,
         BatchError,
         WorkspaceError,
         OSError,
         duckdb.Error,
     )
+
+
+def one_line(exc: BaseException) -> str:
+    """What the CLI prints after ``shoal: error:`` for one of :func:`known_errors`."""
+    from shoal.mailbox.errors import RemoteError
+
+    # The orchestrator's disk-full line says it all; other codes keep their prefix.
+    full = isinstance(exc, RemoteError) and exc.code == "disk_full"
+    text = exc.message if full else str(exc)  # type: ignore[attr-defined]
+    return text.strip().split("\n", 1)[0]

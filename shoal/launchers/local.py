@@ -64,3 +64,14 @@ class LocalLauncher:
         stop = getattr(server, "_stop", None)  # CPython's own (private) shutdown hook
         if stop is not None:
             stop()
+
+
+def remove_temp_dir() -> None:
+    """Run multiprocessing's exit clean-up: it removes the ``pymp-*`` directory it made
+    under TMPDIR (for the forkserver's socket). A process that ends with ``os._exit``
+    skips it, and every orchestrator left one behind."""
+    import sys
+
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:  # not imported: no directory was made
+        util._run_finalizers()

@@ -131,7 +131,9 @@ class Envelope(BaseModel):
 class ErrorReply(Payload):
     """A request could not be handled; sent to the requester in place of a reply."""
 
-    code: Literal["no_handler", "bad_payload", "handler_failed", "undeliverable", "refused"]
+    code: Literal[
+        "no_handler", "bad_payload", "handler_failed", "undeliverable", "refused", "disk_full"
+    ]
     message: str
 
 

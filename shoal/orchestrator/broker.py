@@ -4,6 +4,10 @@ Each turn it takes every waiting frame off the ROUTER, validates it (anything
 malformed or oversized is dropped and counted), appends the turn's messages
 and acks to the journal with one write, hands them to the recorder, and only
 then routes them. ``post`` lets the orchestrator's other threads send too.
+
+On a full disk it keeps routing: the journal holds what it could not write and
+tries again every second, and requests that start new work are answered with
+a ``disk_full`` error until there is room again.
 """
 
 from __future__ import annotations
@@ -24,10 +28,15 @@ from shoal.mailbox.envelope import (
     ORCHESTRATOR,
     PUBLISH,
     ROLE_PREFIX,
+    BatchStart,
     Envelope,
     ErrorReply,
     MessageCounters,
     Payload,
+    SessionOpen,
+    SpawnRequest,
+    TaskSubmit,
+    TeamUp,
 )
 from shoal.orchestrator.delivery import Deliveries, Unacked
 from shoal.orchestrator.recorder import MessageRow
@@ -47,6 +56,9 @@ _MAX_FRAMES_PER_TURN = 5_000
 _TICK = 0.1
 _REDELIVERY_SCAN = 1.0
 _JOURNAL_MAX = 8 * 1024 * 1024
+_JOURNAL_RETRY = 1.0  # seconds between tries to write held journal records
+# Requests that start work, refused while the disk is full (what runs, runs on).
+_NEW_WORK = frozenset(p.kind for p in (TaskSubmit, BatchStart, TeamUp, SpawnRequest, SessionOpen))
 
 
 @dataclass
@@ -118,6 +130,7 @@ class Broker:
         os.set_blocking(self._wake_r, False)
         self._running = True
         self._draining_until: float | None = None
+        self._journal_retry_at = 0.0
         self._last_activity = time.monotonic()
         self._pong = wire.Pong(broker_pid=os.getpid(), broker_started_at=self.started_at)
         self._pong_body = self._pong.model_dump_json().encode()
@@ -313,6 +326,9 @@ class Broker:
     def _control(self, env: Envelope) -> None:
         if self.control is None:
             return
+        if env.kind in _NEW_WORK and (full := self.journal.space.refusal()) is not None:
+            self.post(ErrorReply(code="disk_full", message=full), env.sender, reply_to=env.id)
+            return
         try:
             self.control.handle(env)
         except Exception as exc:  # a bug in one request must not stop routing
@@ -383,6 +399,9 @@ class Broker:
             self.control.tick(now)
         if self.journal.size > _JOURNAL_MAX and self.recorder.flushed_seq >= self._seq:
             self.journal.truncate()
+        elif self.journal.held and now >= self._journal_retry_at:
+            self._journal_retry_at = now + _JOURNAL_RETRY
+            self.journal.retry()
         self._check_stop(now)
 
     def _forget_gone(self, now: float) -> None:
@@ -441,6 +460,7 @@ class Broker:
             and not len(self.deliveries)
             and not (self.control is not None and self.control.keeps_alive())
             and not self.supervisor.pinned()  # a team that is up waits for work
+            and not (self.journal.held or self.recorder.holding)  # written before exiting
         ):
             log.info("idle for %.0fs; exiting", now - self._last_activity)
             self.supervisor.stop_all()

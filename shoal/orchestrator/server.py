@@ -50,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _serve(home, ready)
     except Exception as exc:
-        log.exception("orchestrator failed")
-        _tell(ready, f"error {type(exc).__name__}: {exc}")
+        _tell(ready, f"error {_failure(exc, home)}")
         return 1
     finally:
         with contextlib.suppress(OSError):
@@ -82,8 +81,9 @@ def _serve(home: Home, ready: object) -> int:
     from shoal.orchestrator.resume import resume
     from shoal.orchestrator.supervisor import Supervisor
     from shoal.settings import OrchestratorSettings
-    from shoal.store.database import open_writer
+    from shoal.store.database import Writer
     from shoal.store.journal import Journal
+    from shoal.store.space import Space
 
     _setup_logging(home)
     settings = OrchestratorSettings.load(home)
@@ -94,7 +94,8 @@ def _serve(home: Home, ready: object) -> int:
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
 
-    con = open_writer(home.database)
+    db = Writer(home.database)
+    con = db.con
     recovered = _recover(con, home)
     unacked = _unacked(con)
     log.info(
@@ -104,8 +105,9 @@ def _serve(home: Home, ready: object) -> int:
         len(unacked),
     )
 
-    recorder = Recorder(con, settings.flush_interval)
-    journal = Journal(home.journal)
+    space = Space(home.root)  # a full disk: held writes, refused new work (one shared view)
+    recorder = Recorder(db, settings.flush_interval, space)
+    journal = Journal(home.journal, space)
     launchers: dict[str, Any] = {
         "local": LocalLauncher(settings.preload),
         "tmux": TmuxLauncher(home, settings.preload, lambda row: _store_transcript(recorder, row)),
@@ -120,7 +122,7 @@ def _serve(home: Home, ready: object) -> int:
     broker = Broker(home, settings, recorder, journal, supervisor)
     # Ray starts on its first launch (or at once when it is the backend), never here.
     launchers["ray"] = RayLauncher(home, settings, broker.tcp_endpoint)
-    broker.control = Control(broker, supervisor, con)
+    broker.control = Control(broker, supervisor, db)  # type: ignore[arg-type]  # cursor() only
     resumed = resume(broker.control.scheduler, con)
     broker.load_unacked(unacked)
     supervisor.adopt()
@@ -142,7 +144,7 @@ def _serve(home: Home, ready: object) -> int:
     try:
         broker.serve()
     finally:
-        _shutdown(home, broker, supervisor, launchers, recorder, journal, con)
+        _shutdown(home, broker, supervisor, launchers, recorder, journal, db)
     return 0
 
 
@@ -153,7 +155,7 @@ def _shutdown(
     launchers: dict[str, Any],
     recorder: Any,
     journal: Any,
-    con: duckdb.DuckDBPyConnection,
+    db: Any,
 ) -> None:
     """In order: the API stops, actors stop, the forkserver goes, sockets close, records flush."""
     if broker.control is not None:
@@ -166,8 +168,10 @@ def _shutdown(
     recorder.stop()
     if recorder.flushed_seq >= broker.submitted_seq:
         journal.truncate()  # everything in it is in DuckDB now
+    elif not journal.retry():  # a last try for what a full disk held back
+        log.error("%d journal records are lost: %s", len(journal.held), journal.space.line())
     journal.close()
-    con.close()
+    db.close()
     from shoal.mailbox.curve import tcp_file
 
     for path in (home.mailbox_socket, home.events_socket, home.roster_file, tcp_file(home)):
@@ -179,6 +183,22 @@ def _shutdown(
         recorder.recorded,
         broker.dropped,
     )
+
+
+def _failure(exc: Exception, home: Home) -> str:
+    """The start-up error in one line, for the log and the starting client."""
+    from shoal.store.database import DatabaseError
+    from shoal.store.space import DiskFull, is_disk_full, reason_of
+
+    if is_disk_full(exc) and not isinstance(exc, DiskFull):  # the pid file, the journal...
+        exc = DiskFull(home.root, reason_of(exc))
+    if isinstance(exc, DatabaseError | DiskFull):  # a line written for the user
+        line = str(exc)
+        log.error("orchestrator failed to start: %s", line)
+    else:
+        line = f"{type(exc).__name__}: {exc}"
+        log.exception("orchestrator failed")
+    return " ".join(line.split("\n"))
 
 
 def _store_transcript(recorder: Any, row: Any) -> None:
@@ -198,12 +218,16 @@ def _store_transcript(recorder: Any, row: Any) -> None:
 
 
 def _recover(con: duckdb.DuckDBPyConnection, home: Home) -> int:
-    """Put what the last run journaled but never flushed into DuckDB, then empty the journal."""
+    """Put what the last run journaled but never flushed into DuckDB, then empty the journal.
+
+    A full disk stops the start (DiskFull) with the journal kept for the next one.
+    """
     from pydantic import ValidationError
 
     from shoal.mailbox.envelope import Envelope
-    from shoal.orchestrator.recorder import MessageRow, insert_acks, insert_messages
+    from shoal.orchestrator.recorder import MessageRow, insert_acks
     from shoal.store.journal import Journal
+    from shoal.store.space import DiskFull, is_disk_full, reason_of
 
     replayed = Journal.replay(home.journal)
     rows = []
@@ -211,19 +235,35 @@ def _recover(con: duckdb.DuckDBPyConnection, home: Home) -> int:
         with contextlib.suppress(ValidationError):
             rows.append(MessageRow(Envelope.decode(body), body, recorded_at, tracked))
     try:
-        if rows:
-            insert_messages(con, rows, skip_known=True)
-    except Exception:
-        for row in rows:  # one by one: a row DuckDB refuses must not block the start
-            try:
-                insert_messages(con, [row], skip_known=True)
-            except Exception as exc:
-                log.error("journaled message %s could not be recovered: %s", row.env.id, exc)
-    if replayed.acks:
-        insert_acks(con, replayed.acks, skip_known=True)
+        _recover_rows(con, rows)
+        if replayed.acks:
+            insert_acks(con, replayed.acks, skip_known=True)
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise DiskFull(home.root, reason_of(exc)) from None
+        raise
     with contextlib.suppress(FileNotFoundError):
         os.truncate(home.journal, 0)
     return len(rows) + len(replayed.acks)
+
+
+def _recover_rows(con: duckdb.DuckDBPyConnection, rows: list[Any]) -> None:
+    from shoal.orchestrator.recorder import insert_messages
+    from shoal.store.space import is_disk_full
+
+    try:
+        if rows:
+            insert_messages(con, rows, skip_known=True)
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise
+        for row in rows:  # one by one: a row DuckDB refuses must not block the start
+            try:
+                insert_messages(con, [row], skip_known=True)
+            except Exception as refused:
+                if is_disk_full(refused):
+                    raise
+                log.error("journaled message %s could not be recovered: %s", row.env.id, refused)
 
 
 def _unacked(con: duckdb.DuckDBPyConnection) -> list[tuple[Envelope, bytes]]:
@@ -241,10 +281,12 @@ def _unacked(con: duckdb.DuckDBPyConnection) -> list[tuple[Envelope, bytes]]:
 
 
 def _setup_logging(home: Home) -> None:
+    from shoal.orchestrator.logfile import LogFile
+
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(process)d %(threadName)s %(name)s %(levelname)s %(message)s",
-        filename=home.logs / "orchestrator.log",
+        handlers=[LogFile(home.logs / "orchestrator.log")],  # keeps what a full disk refuses
         force=True,
     )
 
@@ -268,6 +310,10 @@ if __name__ == "__main__":
     code = main()
     # Everything is flushed and closed by now; skipping interpreter teardown avoids
     # DuckDB's binding reporting objects it still holds ("nanobind: leaked ...").
+    # What teardown would have removed is removed here: multiprocessing's temp dir.
+    from shoal.launchers.local import remove_temp_dir
+
+    remove_temp_dir()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -6,6 +6,11 @@ it, so a ``kill -9`` of the orchestrator loses nothing the kernel has accepted.
 On start the journal is replayed into DuckDB (skipping what is already there)
 and emptied; it is also emptied whenever everything in it has been flushed.
 
+A full disk does not stop the broker: records that cannot be written are held
+in memory, in order, and written by :meth:`Journal.retry` once there is room; a
+record torn by the failed write is cut off, so the file stays a sequence of
+whole records.
+
 Record layout: ``<u32 length><u8 type><payload>``; a torn last record is ignored.
     type M: <u8 tracked><f64 recorded_at><envelope JSON>
     type A: <f64 acked_at><JSON list of message ids>
@@ -18,6 +23,8 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from shoal.store.space import Space, is_disk_full
 
 _HEADER = struct.Struct("<IB")
 _MSG_PREFIX = struct.Struct("<Bd")
@@ -44,22 +51,58 @@ class Replayed:
 class Journal:
     """Append-only; owned by the broker thread (one writer)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, space: Space | None = None) -> None:
         self.path = path
+        self.space = space or Space(path.parent)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self.size = os.fstat(self._fd).st_size
+        self.held: list[bytes] = []
+        """Records the disk had no room for, oldest first; :meth:`retry` writes them."""
 
-    def append(self, records: list[bytes]) -> None:
+    def append(self, records: list[bytes]) -> bool:
+        """Write ``records`` with one ``write``; False if the disk is full and they are held.
+
+        While records are held, new ones queue behind them (order is kept) until
+        :meth:`retry` finds room.
+        """
+        if self.held:
+            self.held.extend(records)
+            return False
+        return self._write(records)
+
+    def retry(self) -> bool:
+        """Write the held records; True once none are left."""
+        if not self.held:
+            return True
+        held, self.held = self.held, []
+        return self._write(held)
+
+    def _write(self, records: list[bytes]) -> bool:
         data = b"".join(records)
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            # Cut off what part of the batch got in: the next write starts on a record
+            # boundary, and the whole batch is written again from the memory copy.
+            os.ftruncate(self._fd, self.size)
+            self.held = list(records)
+            self.space.failed("journal", exc)
+            return False
         self.size += len(data)
+        self.space.wrote("journal")
+        return True
 
     def truncate(self) -> None:
+        """Empty the journal (everything in it, held records too, is in DuckDB)."""
         os.ftruncate(self._fd, 0)
         self.size = 0
+        self.held = []
+        self.space.wrote("journal")
 
     def close(self) -> None:
         os.close(self._fd)

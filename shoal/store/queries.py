@@ -294,8 +294,10 @@ def read(
     home: Home, name: str, params: dict[str, Any] | None = None, timeout: float = 10.0
 ) -> QueryReply:
     """Run a named query through the orchestrator if one runs, else on the file read-only."""
+    import duckdb
+
     from shoal.orchestrator import daemon
-    from shoal.store.database import DatabaseBusy, open_reader
+    from shoal.store.database import DatabaseBusy, DatabaseInvalid, missing, open_reader, unusable
     from shoal.store.migrations import LATEST, current_version
 
     params = params or {}
@@ -303,7 +305,8 @@ def read(
         if daemon.running_pid(home) is not None:
             return daemon.query(home, name, params, timeout=timeout)
         if not home.database.exists():
-            raise QueryError(
+            # A used home's lost file is said so, never shown as an empty history.
+            raise missing(home.database) or QueryError(
                 f"no database yet at {home.database}; run a command that records first"
             )
         try:
@@ -316,6 +319,11 @@ def read(
                 daemon.ensure(home)  # the writer migrates the file; then it answers
                 continue
             return run_query(con, name, params)
+        except duckdb.Error as exc:  # a damaged block shows only when it is read
+            error = unusable(home.database, exc)
+            if isinstance(error, DatabaseInvalid):
+                raise error from None
+            raise
         finally:
             con.close()
     raise QueryError(f"{home.database} is busy; try again")
