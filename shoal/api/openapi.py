@@ -24,6 +24,7 @@ _REASONS = {
     422: "The request does not validate (the message names the field)",
     503: "The orchestrator did not answer in time, or the API holds as many connections as "
     "it may (then with Retry-After)",
+    507: "The disk holding shoal's records is full: no new work until there is room",
 }
 
 

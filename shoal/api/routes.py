@@ -105,7 +105,7 @@ ROUTES: list[Route] = [
         TaskCreated,
         status=202,
         body=TaskCreate,
-        errors=(400, 422),
+        errors=(400, 422, 507),
     ),
     Route(
         "GET", "/tasks", "list_tasks", "Recent tasks, newest first", TaskList, query=TaskListQuery
@@ -197,6 +197,8 @@ class Endpoints:
         try:
             accepted = self._ask(made.task, timeout=30.0)
         except RemoteError as exc:
+            if exc.code == "disk_full":  # the request was fine; the orchestrator cannot record
+                raise ApiError(507, "disk_full", exc.message) from None
             raise ApiError(422, "invalid", exc.message) from None
         assert isinstance(accepted, TaskAccepted)
         return TaskCreated(
