@@ -32,6 +32,8 @@ class Outcome:
     """Wall time from start to exit (or to the kill), in seconds."""
     timed_out: bool
     """The deadline passed and the group was killed."""
+    started: bool = True
+    """False: the command could not be started at all (no such program, no directory)."""
 
 
 def run_command(
@@ -48,7 +50,7 @@ def run_command(
     running in its group is killed when it ends, too.
     """
     if not cwd.is_dir():
-        return Outcome(NOT_RUNNABLE, f"cannot run: {cwd} is not a directory", 0.0, False)
+        return Outcome(NOT_RUNNABLE, f"cannot run: {cwd} is not a directory", 0.0, False, False)
     with tempfile.TemporaryFile() as out:
         start = time.monotonic()
         try:
@@ -65,7 +67,7 @@ def run_command(
         except OSError as exc:
             program = command if isinstance(command, str) else command[0]
             reason = exc.strerror or str(exc)
-            return Outcome(NOT_RUNNABLE, f"cannot run {program}: {reason}", 0.0, False)
+            return Outcome(NOT_RUNNABLE, f"cannot run {program}: {reason}", 0.0, False, False)
         try:
             finished = _wait(proc, start + timeout)
         finally:
