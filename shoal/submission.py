@@ -45,12 +45,15 @@ def task_submit(
     *,
     team: str | None = None,
     no_model: str,
+    virtual_env: str | None = None,
 ) -> TaskSubmit:
     """The task as the orchestrator takes it; SubmitError says what is wrong with the request.
 
     ``flags`` are the options the client set (None: unset), over the environment and the
-    config files (``shoal.config.load``, whose SettingsError passes through). ``no_model``
-    tells this client's user how to configure a model when none is.
+    config files (``shoal.config.load``, whose SettingsError passes through); ``check``
+    (commands) and ``no_checks`` among them choose the project's checks. ``no_model``
+    tells this client's user how to configure a model when none is. ``virtual_env`` is
+    the submitting shell's ``VIRTUAL_ENV`` (a client on the user's side passes it).
     """
     from shoal import config
     from shoal.mailbox.envelope import TaskSubmit
@@ -65,7 +68,10 @@ def task_submit(
             f"{workdir} is not a git repository; shoal keeps each iteration in git "
             "(run `git init` there first)"
         )
+    flags = dict(flags)
+    checks = _checks(home, workdir, flags.pop("check", None), flags.pop("no_checks", False))
     options = config.load(home, workdir, flags).task_options()
+    options = options.model_copy(update={**checks, "virtual_env": virtual_env or None})
     if not options.models:
         raise SubmitError(f"no model configured: {no_model}")
     if team is not None:
@@ -73,3 +79,15 @@ def task_submit(
             raise SubmitError(f"{team!r} is not a team name (letters, digits, - and _)")
         options = options.model_copy(update={"team": team})
     return TaskSubmit(description=description, cwd=str(workdir), options=options)
+
+
+def _checks(home: Home, workdir: Path, commands: list[str] | None, off: bool) -> dict[str, Any]:
+    """The task's check options: ``--check`` commands, else ``[checks]``; or none at all."""
+    from shoal.evaluation.settings import load_checks
+
+    if off:
+        if commands:
+            raise SubmitError("--check and --no-checks contradict each other; drop one")
+        return {"checks": [], "run_checks": False}
+    project = workdir / ".shoal" / "config.toml"
+    return {"checks": load_checks(home.config_file, project, commands), "run_checks": True}

@@ -41,7 +41,8 @@ class Python:
     argv: tuple[str, ...]
     """The command that starts its interpreter: ``(".venv/bin/python",)``, ``("uv", "run", …)``."""
     runner: str
-    """What a check records as its runner, e.g. ``.venv/bin/python`` or ``uv run``."""
+    """What a check records as its runner: the interpreter (``.venv/bin/python``, relative
+    to the repository when inside it, ``/usr/bin/python3``) or the tool (``uv run``)."""
     venv: Path | None = None
     """The virtual environment, whose ``bin`` goes first on PATH (like activating it)."""
     manager: str | None = None
@@ -105,11 +106,11 @@ def find_python(root: Path, virtual_env: str | None = None, *, probe: bool = Tru
     if python3 is None:
         return Python(
             argv=("python3",),
-            runner="python3 on PATH",
+            runner="python3",
             problem="no .venv in the repository and no python3 on PATH; "
             "make one: python3 -m venv .venv && .venv/bin/pip install -e .",
         )
-    found = Python(argv=(python3,), runner=f"python3 on PATH ({python3})")
+    found = Python(argv=(python3,), runner=python3)
     return _with_modules(found) if probe else found
 
 
@@ -162,7 +163,7 @@ def _submitted_venv(roots: list[Path], virtual_env: str | None) -> Python | None
     venv = Path(os.path.abspath(virtual_env))
     if not any(v == r or r in v.parents for v in (venv, venv.resolve()) for r in roots):
         return None  # another project's environment, or shoal's own
-    return _venv(venv, roots[0], "VIRTUAL_ENV")
+    return _venv(venv, roots[0])
 
 
 def _repo_venv(roots: list[Path]) -> Python | None:
@@ -170,15 +171,13 @@ def _repo_venv(roots: list[Path]) -> Python | None:
         for name in VENV_NAMES:
             venv = where / name
             if (venv / "pyvenv.cfg").is_file():
-                return _venv(venv, roots[0], None)
+                return _venv(venv, roots[0])
     return None
 
 
-def _venv(venv: Path, root: Path, source: str | None) -> Python:
+def _venv(venv: Path, root: Path) -> Python:
     python = venv / "bin" / "python"
-    shown = shown_path(python, root)
-    runner = f"{shown} ({source})" if source else shown
-    found = Python(argv=(str(python),), runner=runner, venv=venv)
+    found = Python(argv=(str(python),), runner=shown_path(python, root), venv=venv)
     if not python.exists():  # also a symlink whose base interpreter is gone
         why = "has no bin/python" if not python.is_symlink() else "points to a missing interpreter"
         return _replace(

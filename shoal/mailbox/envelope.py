@@ -326,6 +326,7 @@ class CheckSetting(Model):
     """A check the user named (``[checks]`` in config.toml, or ``--check``): it replaces
     the detected checks of its kind."""
 
+    model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     kind: Literal["test", "lint"] = "test"
     command: str = Field(min_length=1)
