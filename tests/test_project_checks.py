@@ -365,3 +365,28 @@ def test_tests_that_could_not_run_end_unverified_and_no_checks_or_no_tests_say_s
     assert "test test with sh: passed" in text
     both = shoal("run", "x", "-C", str(configured), "--check", "a", "--no-checks", env=env)
     assert both.returncode == 2 and "contradict" in both.stderr
+
+
+def test_doctor_shows_the_checks_a_task_here_would_run_and_with_what(
+    home: Home, tmp_path: Path
+) -> None:
+    repo = tinydep_project(tmp_path)
+    write(repo, {".shoal/config.toml": '[checks.types]\ncommand = "mypy ."\nkind = "lint"\n'})
+    report = json.loads(shoal("doctor", "--json", "-C", str(repo)).stdout)
+    found = {c["name"]: c for c in report["checks"]}
+    assert (
+        found["test unittest"]["ok"]
+        and ".venv/bin/python -m unittest" in (found["test unittest"]["detail"])
+    )
+    assert found["lint types"]["detail"] == "mypy . (with sh with .venv/bin on PATH)"
+    shutil.rmtree(repo / ".venv")
+    (repo / ".shoal" / "config.toml").unlink()
+    write(repo, {"conftest.py": ""})
+    only_git = tmp_path / "bin"
+    only_git.mkdir()
+    (only_git / "git").symlink_to(shutil.which("git") or "git")
+    no_python = {"PATH": str(only_git)}
+    report = json.loads(shoal("doctor", "--json", "-C", str(repo), env=no_python).stdout)
+    found = {c["name"]: c for c in report["checks"]}
+    assert found["test pytest"]["status"] == "warn"
+    assert "no python3 on PATH" in found["test pytest"]["detail"]
