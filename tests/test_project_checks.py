@@ -160,8 +160,15 @@ def test_the_submitting_shells_venv_and_a_worktrees_main_venv(tmp_path: Path) ->
     subprocess.run(["git", "-C", str(repo), "worktree", "add", "-q", str(worktree)], check=True)
     [check] = checks.find(worktree)
     assert check.runner == str(repo / ".venv" / "bin" / "python")
+    assert check.pythonpath == [str(worktree)]  # its own code first, not the main tree's
     result = checks.run(check, timeout=60)
     assert result.status == "passed" and result.counts == checks.Counts(passed=1)
+    # A batch unit's `git clone --shared` borrows its source's venv the same way.
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--shared", str(repo), str(clone)], check=True)
+    [check] = checks.find(clone)
+    assert check.runner == str(repo / ".venv" / "bin" / "python")
+    assert check.pythonpath == [str(clone)]
 
 
 def test_a_broken_venv_could_not_run_with_the_fix(tmp_path: Path) -> None:

@@ -66,6 +66,9 @@ class Check(BaseModel):
     venv: str | None = None
     """The project's virtual environment, set as ``VIRTUAL_ENV`` while it runs."""
 
+    pythonpath: list[str] = Field(default_factory=list)
+    """Put first on PYTHONPATH: a worktree's own code, when its venv is borrowed."""
+
     timeout: float | None = None
     """Seconds it may run; None: what the caller of :func:`run` gives."""
 
@@ -353,4 +356,4 @@ def _environment(check: Check) -> dict[str, str]:
     # Non-interactive, uncoloured output; and no __pycache__ written into the user's tree
     # (pytest's assertion rewriting honours it too).
     env.update(CI="1", NO_COLOR="1", PY_COLORS="0", PYTHONDONTWRITEBYTECODE="1")
-    return run_environment(env, check.path, check.venv)
+    return run_environment(env, check.path, check.venv, check.pythonpath)

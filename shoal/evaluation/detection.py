@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shoal.evaluation.checks import PYTEST_ARGS, Check, CheckKind
-from shoal.evaluation.environment import Python, find_node, find_python, find_venv, shown_path
+from shoal.evaluation.environment import (
+    Python,
+    find_node,
+    find_python,
+    find_venv,
+    own_code_first,
+    shown_path,
+)
 
 if TYPE_CHECKING:
     from shoal.mailbox.envelope import CheckSetting
@@ -104,6 +111,7 @@ def _python_check(
         runner=python.runner,
         path=[str(python.venv / "bin")] if python.venv else [],
         venv=str(python.venv) if python.venv else None,
+        pythonpath=own_code_first(root, python),
         **fields,
     )
 
@@ -318,6 +326,7 @@ def _venv_fields(venv: Python | None, tool: str, root: Path) -> dict[str, Any]:
         "runner": f"{tool} with {shown_path(bin_dir, root)} on PATH",
         "path": [str(bin_dir)],
         "venv": str(venv.venv),
+        "pythonpath": own_code_first(root, venv),
     }
 
 

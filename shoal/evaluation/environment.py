@@ -67,10 +67,20 @@ class Node:
 
 
 def project_roots(root: Path) -> list[Path]:
-    """``root``, and the main work tree when ``root`` is a linked git worktree of it."""
-    if not (root / ".git").is_file():  # a directory (or nothing): not a linked worktree
+    """``root``, then the work tree whose environment it may borrow: the main work tree
+    of a linked git worktree, or the repository a ``git clone --shared`` (a batch unit's
+    copy) borrows its objects from."""
+    dotgit = root / ".git"
+    if dotgit.is_file():
+        return list(_main_work_tree(root))
+    try:
+        alternates = (dotgit / "objects" / "info" / "alternates").read_text().split()
+    except OSError:
         return [root]
-    return list(_main_work_tree(root))
+    source = Path(alternates[0]).parent.parent if alternates else None
+    if source is None or Path(alternates[0]).parent.name != ".git" or source == root:
+        return [root]
+    return [root, source]
 
 
 @functools.lru_cache(maxsize=64)
@@ -143,8 +153,11 @@ def find_node(root: Path) -> Node:
     return node
 
 
-def run_environment(base: dict[str, str], path: list[str], venv: str | None) -> dict[str, str]:
-    """``base`` as a check runs in: ``path`` first on PATH, ``VIRTUAL_ENV`` the project's own."""
+def run_environment(
+    base: dict[str, str], path: list[str], venv: str | None, pythonpath: list[str] | None = None
+) -> dict[str, str]:
+    """``base`` as a check runs in: ``path`` first on PATH, ``VIRTUAL_ENV`` the project's own,
+    ``pythonpath`` first on PYTHONPATH."""
     env = dict(base)
     # shoal's own environment must not leak into the project's: an activated venv of
     # shoal's would make `poetry run` use it, and PYTHONHOME would move the stdlib.
@@ -154,7 +167,20 @@ def run_environment(base: dict[str, str], path: list[str], venv: str | None) -> 
         env["VIRTUAL_ENV"] = venv
     if path:
         env["PATH"] = os.pathsep.join([*path, env.get("PATH", os.defpath)])
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [*pythonpath, env.get("PYTHONPATH")]))
     return env
+
+
+def own_code_first(root: Path, python: Python) -> list[str]:
+    """PYTHONPATH entries that make a borrowed venv import ``root``'s code.
+
+    A venv borrowed from the main work tree (or a clone's source) may hold an editable
+    install of *that* tree; the checks must test this one's files.
+    """
+    if python.venv is None or python.venv.is_relative_to(root):
+        return []
+    return [str(p) for p in (root / "src", root) if p.is_dir()]
 
 
 def _submitted_venv(roots: list[Path], virtual_env: str | None) -> Python | None:
