@@ -144,8 +144,8 @@ def demo(
         "script, through litellm, as a real provider would."
     )
     _, before = _run_tests(repo)
-    out.print(f"repository: {repo}", markup=False, highlight=False)
-    out.print(f"its tests before: {before}", markup=False, highlight=False)
+    out.print(f"repository: {repo}", markup=False, highlight=False, soft_wrap=True)
+    out.print(f"its tests before: {before}", markup=False, highlight=False, soft_wrap=True)
     with ScriptedModelServer(Script.model_validate(demo_script())) as server:
         models = {
             role: ModelChoice(model=f"openai/scripted-{role}", base_url=server.base_url)
@@ -171,9 +171,10 @@ def demo(
         diff = subprocess.run(["git", "-C", str(repo), "diff"], capture_output=True, text=True)
         out.print(
             f"[bold]{done.status}[/bold] after {done.iterations} iterations, score "
-            f"{done.score:.2f} ({done.decision}); tests pass now: {passing}"
+            f"{done.score:.2f} ({done.decision}); tests pass now: {passing}",
+            soft_wrap=True,
         )
-        out.print(f"its tests now: {after}", markup=False, highlight=False)
+        out.print(f"its tests now: {after}", markup=False, highlight=False, soft_wrap=True)
         console().print(diff.stdout.rstrip())
         out.print(f"every step is in DuckDB: shoal show {done.task_id}")
     raise typer.Exit(0 if done.status == "accepted" and passing else 1)
