@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import tempfile
@@ -83,8 +84,15 @@ def run_command(
 def _wait(proc: subprocess.Popen[bytes], deadline: float) -> bool:
     """Wait until the process exits or the deadline passes; True if it exited.
 
-    Where the platform has waitid (Linux), the process is not reaped (WNOWAIT).
+    The process is not reaped, so its pid keeps naming its group for the kill: on
+    Linux a pidfd wakes the wait the moment it exits; elsewhere with waitid, a poll
+    with WNOWAIT; on macOS ``proc.wait``.
     """
+    if hasattr(os, "pidfd_open"):
+        try:
+            return _wait_pidfd(proc.pid, deadline)
+        except OSError:  # an old kernel without pidfd_open: poll instead
+            pass
     if not hasattr(os, "waitid"):  # macOS
         try:
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
@@ -100,6 +108,21 @@ def _wait(proc: subprocess.Popen[bytes], deadline: float) -> bool:
             return False
         time.sleep(min(interval, remaining))
         interval = min(interval * 2, 0.1)
+
+
+def _wait_pidfd(pid: int, deadline: float) -> bool:
+    fd = os.pidfd_open(pid)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if poller.poll(min(remaining, 3600.0) * 1000):
+                return True
+    finally:
+        os.close(fd)
 
 
 def _tail(out: BinaryIO, limit: int) -> str:
