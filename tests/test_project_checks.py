@@ -397,3 +397,31 @@ def test_doctor_shows_the_checks_a_task_here_would_run_and_with_what(
     found = {c["name"]: c for c in report["checks"]}
     assert found["test pytest"]["status"] == "warn"
     assert "no python3 on PATH" in found["test pytest"]["detail"]
+
+
+def test_every_loop_command_takes_check_and_no_checks_and_the_api_shows_the_best_checks() -> None:
+    from shoal.api.models import TaskDetail
+
+    for command in (("run",), ("team", "run"), ("batch", "run")):
+        text = shoal(*command, "--help", env={"COLUMNS": "200"}).stdout
+        assert "--check" in text and "--no-checks" in text, command
+    check = {"name": "pytest", "kind": "test", "passed": False, "status": "could_not_run"}
+    iteration = {"score": 0.5, "judge_score": 0.9, "dimensions": {}, "summary": None}
+    iteration |= {"tool_calls": 1, "tokens": 1, "cost_usd": 0.0, "duration_s": 1.0}
+    detail = TaskDetail.model_validate(
+        {
+            "id": "t", "status": "unaccepted", "decision": "unverified", "score": 0.9,
+            "iterations": 2, "tokens": 1, "cost_usd": 0.0, "created_at": "-",
+            "description": "d", "cwd": "/r", "phase": "done", "best_iteration": 2,
+            "plan": None, "files_changed": [], "summary": None, "finished_at": None,
+            "findings": [],
+            "iterations_detail": [
+                {**iteration, "n": 1, "decision": "refine", "checks": []},
+                {**iteration, "n": 2, "decision": "unverified",
+                 "checks": [{**check, "output": "long", "reason": "no pytest"}]},
+            ],
+        }
+    )  # fmt: skip
+    assert [c.model_dump(exclude_defaults=True) for c in detail.checks] == [
+        {**check, "reason": "no pytest"}
+    ]

@@ -1,9 +1,15 @@
 """The evaluator: runs the project's own tests and linters, then a judge model with a rubric.
 
-The judge sees the task, the plan, the actual diff of the iteration and the
-check outputs, and answers through ``submit_evaluation``. The composite score
-weighs tests (0.4), lint (0.1) and the judge (0.5), renormalised over the parts
-that exist; an open blocker finding caps it at 0.5, so it can never be accepted.
+The checks run with the project's own toolchain (``shoal.evaluation``): the
+ones the task configured, else the detected ones; none with ``--no-checks``.
+Once they ran, ``eval.checks`` is published for progress views. The judge sees
+the task, the plan, the actual diff of the iteration and the check outputs
+(one that could not run, with its reason), and answers through
+``submit_evaluation``. The composite score weighs tests (0.4), lint (0.1) and
+the judge (0.5), renormalised over the parts that exist (a check that could
+not run is no part; one that timed out scores 0); an open blocker finding caps
+it at 0.5, so it can never be accepted. ``tests`` in the result tells the
+scheduler whether the tests could run at all.
 """
 
 from __future__ import annotations
