@@ -425,3 +425,22 @@ def test_every_loop_command_takes_check_and_no_checks_and_the_api_shows_the_best
     assert [c.model_dump(exclude_defaults=True) for c in detail.checks] == [
         {**check, "reason": "no pytest"}
     ]
+
+
+def test_checks_options_posted_over_http_reach_the_task(home: Home, tmp_path: Path) -> None:
+    from shoal.api.models import TaskCreate
+    from shoal.submission import SubmitError, task_submit
+
+    repo = bare_repo(tmp_path / "r")
+    write(repo, {".shoal/config.toml": '[checks]\nlint = "ruff check ."\n'})
+    body = {"description": "x", "cwd": str(repo), "model": "o/m"}
+    configured = task_submit(home, "x", repo, TaskCreate(**body).flags(), no_model="-")
+    assert [(c.name, c.kind) for c in configured.options.checks] == [("lint", "lint")]
+    flags = TaskCreate(**body, check=["make test"]).flags()
+    options = task_submit(home, "x", repo, flags, no_model="-", virtual_env="/v").options
+    assert [(c.name, c.command) for c in options.checks] == [("check", "make test")]
+    assert options.run_checks and options.virtual_env == "/v"
+    off = task_submit(home, "x", repo, TaskCreate(**body, no_checks=True).flags(), no_model="-")
+    assert off.options.run_checks is False and off.options.checks == []
+    with pytest.raises(SubmitError, match="contradict"):
+        task_submit(home, "x", repo, {"check": ["a"], "no_checks": True}, no_model="-")

@@ -56,6 +56,10 @@ class TaskCreate(_Request):
     permission_mode: Literal["default", "plan", "accept-edits", "bypass"] | None = None
     team: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
     """Run on the members of this team."""
+    check: list[str] | None = Field(None, max_length=20)
+    """Commands that check the result instead of the detected tests (like ``--check``)."""
+    no_checks: bool = False
+    """Run none of the project's checks: the judge alone scores (like ``--no-checks``)."""
 
     @field_validator("cwd")
     @classmethod
