@@ -444,3 +444,44 @@ def test_checks_options_posted_over_http_reach_the_task(home: Home, tmp_path: Pa
     assert off.options.run_checks is False and off.options.checks == []
     with pytest.raises(SubmitError, match="contradict"):
         task_submit(home, "x", repo, {"check": ["a"], "no_checks": True}, no_model="-")
+
+
+def test_uv_poetry_and_hatch_projects_run_through_their_tool_and_ruff_from_the_venv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools = {"uv", "poetry", "hatch", "git"}
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda n: f"/usr/bin/{n}" if n in tools else None)
+    tests = {"tests/test_a.py": "def test_a():\n    pass\n"}
+    lock = '[[package]]\nname = "pytest"\n'
+    uv = write(tmp_path / "uv", {**tests, "pyproject.toml": "[project]\n", "uv.lock": lock})
+    [check] = checks.find(uv)
+    assert check.command[:5] == ["uv", "run", "--frozen", "python", "-m"]
+    assert check.name == "pytest" and check.runner == "uv run"
+    poetry = write(tmp_path / "poetry", {**tests, "setup.py": "", "poetry.lock": ""})
+    [check] = checks.find(poetry)
+    assert check.runner == "poetry run" and check.name == "pytest"
+    assert check.problem and "poetry add --group dev pytest" in check.problem
+    hatch = write(tmp_path / "hatch", {**tests, "pyproject.toml": "[tool.hatch.envs.test]\n"})
+    write(hatch, {"tests/test_a.py": UNITTEST_OK})
+    [check] = checks.find(hatch)
+    assert check.runner == "hatch run" and check.command[:5] == [
+        "hatch",
+        "run",
+        "python",
+        "-m",
+        "unittest",
+    ]
+    tools.discard("uv")  # uv.lock without uv: the interpreter on PATH (none here), said so
+    [check] = checks.find(uv)
+    assert check.problem and "no python3 on PATH" in check.problem
+
+    monkeypatch.setattr(shutil, "which", real_which)
+    linted = write(tmp_path / "lint", {"ruff.toml": ""})
+    venv = make_venv(linted / ".venv")
+    (venv / "bin" / "ruff").write_text("#!/bin/sh\necho venv ruff\n")
+    (venv / "bin" / "ruff").chmod(0o755)
+    [check] = checks.find(linted)
+    assert check.runner == ".venv/bin/ruff" and check.command[0] == str(venv / "bin" / "ruff")
+    result = checks.run(check)
+    assert result.status == "passed" and result.output == "venv ruff\n"

@@ -90,14 +90,14 @@ def _python(root: Path, virtual_env: str | None) -> Check | None:
     if configured:
         problem = f"the project uses pytest and {python.runner} has no pytest; {_install(python)}"
         return _python_check(root, python, "pytest", [*python.argv, *PYTEST_ARGS], problem=problem)
-    command = [*python.argv, "-m", "unittest", "discover", *_unittest_start(root)]
-    problem = None
     if not _looks_like_unittest(root):
         problem = (
             f"the tests look like pytest tests and {python.runner} has no pytest "
             f"(unittest would find none); {_install(python)}"
         )
-    return _python_check(root, python, "unittest", command, parser="unittest", problem=problem)
+        return _python_check(root, python, "pytest", [*python.argv, *PYTEST_ARGS], problem=problem)
+    command = [*python.argv, "-m", "unittest", "discover", *_unittest_start(root)]
+    return _python_check(root, python, "unittest", command, parser="unittest")
 
 
 def _python_check(
