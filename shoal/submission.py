@@ -64,9 +64,13 @@ def task_submit(
     *,
     team: str | None = None,
     no_model: str,
+    virtual_env: str | None = None,
 ) -> TaskSubmit:
     """Only the task of :func:`submission` (what was ignored is still logged there)."""
-    return submission(home, description, cwd, flags, team=team, no_model=no_model).task
+    made = submission(
+        home, description, cwd, flags, team=team, no_model=no_model, virtual_env=virtual_env
+    )
+    return made.task
 
 
 def submission(
@@ -77,12 +81,15 @@ def submission(
     *,
     team: str | None = None,
     no_model: str,
+    virtual_env: str | None = None,
 ) -> Submission:
     """The task as the orchestrator takes it; SubmitError says what is wrong with the request.
 
     ``flags`` are the options the client set (None: unset), over the environment and the
-    config files (``shoal.config.load``, whose SettingsError passes through). ``no_model``
-    tells this client's user how to configure a model when none is.
+    config files (``shoal.config.load``, whose SettingsError passes through); ``check``
+    (commands) and ``no_checks`` among them choose the project's checks. ``no_model``
+    tells this client's user how to configure a model when none is. ``virtual_env`` is
+    the submitting shell's ``VIRTUAL_ENV`` (a client on the user's side passes it).
     """
     from shoal import config
     from shoal.mailbox.envelope import TaskSubmit
@@ -103,8 +110,11 @@ def submission(
             f"{workdir} is not a git repository; shoal keeps each iteration in git "
             "(run `git init` there first)"
         )
+    flags = dict(flags)
+    checks = _checks(home, workdir, flags.pop("check", None), flags.pop("no_checks", False))
     resolved = config.resolve(home, workdir, flags)
     options = resolved.config.task_options()
+    options = options.model_copy(update={**checks, "virtual_env": virtual_env or None})
     notice = resolved.notice(_here())
     if not options.models:
         why = f" ({notice.removeprefix('shoal: ')})" if notice else ""
@@ -125,3 +135,15 @@ def _here() -> Path | None:
         return Path.cwd()
     except OSError:
         return None
+
+
+def _checks(home: Home, workdir: Path, commands: list[str] | None, off: bool) -> dict[str, Any]:
+    """The task's check options: ``--check`` commands, else ``[checks]``; or none at all."""
+    from shoal.evaluation.settings import load_checks
+
+    if off:
+        if commands:
+            raise SubmitError("--check and --no-checks contradict each other; drop one")
+        return {"checks": [], "run_checks": False}
+    project = workdir / ".shoal" / "config.toml"
+    return {"checks": load_checks(home.config_file, project, commands), "run_checks": True}

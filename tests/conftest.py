@@ -28,6 +28,11 @@ from shoal.paths import Home
 for _size in ("COLUMNS", "LINES"):
     os.environ.pop(_size, None)
 
+# A test project without a virtual environment runs its checks with `python3` on PATH
+# (never shoal's own interpreter): make that the interpreter running the tests, which
+# has pytest, whatever PATH the suite was started with.
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])
+
 REPO = Path(__file__).resolve().parent.parent
 SESSION_PREFIX = f"/tmp/shT{os.getpid()}-"
 

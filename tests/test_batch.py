@@ -654,3 +654,21 @@ def test_git_dir_in_the_environment_and_repository_hooks_cannot_redirect_or_stop
     assert not marker.exists(), marker.read_text()
     assert refs(decoy) == decoy_refs  # the repository GIT_DIR named was not touched
     assert "return 0" in (decoy / "m00.py").read_text()
+
+
+def test_a_unit_whose_tests_could_not_run_is_not_accepted_on_the_judge_alone(
+    home: Home, tmp_path: Path
+) -> None:
+    repo, names = make_repo(tmp_path, 2)
+    with ScriptedModelServer(script(names, judge=True)) as server:
+        result = local_batch(repo, server, "--check", "no-such-runner -q", judge=True)
+        assert len(server.requests_for("scripted-evaluator")) == 2  # judged 0.9 each
+    assert result.returncode == 1, result.stderr
+    out = json.loads(result.stdout)
+    assert out["accepted"] == 0 and len(out["unit_results"]) == 2
+    for unit in out["unit_results"]:
+        assert unit["status"] == "rejected" and unit["score"] == pytest.approx(0.9)
+        assert "unverified: the tests could not run" in unit["error"]
+        assert "no-such-runner: not found" in unit["error"]
+    both = local_batch(repo, server, "--check", "x", "--no-checks")
+    assert both.returncode == 2 and "contradict" in both.stderr

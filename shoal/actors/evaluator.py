@@ -1,9 +1,15 @@
 """The evaluator: runs the project's own tests and linters, then a judge model with a rubric.
 
-The judge sees the task, the plan, the actual diff of the iteration and the
-check outputs, and answers through ``submit_evaluation``. The composite score
-weighs tests (0.4), lint (0.1) and the judge (0.5), renormalised over the parts
-that exist; an open blocker finding caps it at 0.5, so it can never be accepted.
+The checks run with the project's own toolchain (``shoal.evaluation``): the
+ones the task configured, else the detected ones; none with ``--no-checks``.
+Once they ran, ``eval.checks`` is published for progress views. The judge sees
+the task, the plan, the actual diff of the iteration and the check outputs
+(one that could not run, with its reason), and answers through
+``submit_evaluation``. The composite score weighs tests (0.4), lint (0.1) and
+the judge (0.5), renormalised over the parts that exist (a check that could
+not run is no part; one that timed out scores 0); an open blocker finding caps
+it at 0.5, so it can never be accepted. ``tests`` in the result tells the
+scheduler whether the tests could run at all.
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ from shoal.actors.base import Actor
 from shoal.actors.llm import clip, function_tool, model_config, usage_of
 from shoal.mailbox.envelope import (
     CheckOutcome,
+    CheckReport,
     Envelope,
+    EvalChecks,
     EvalRequest,
     EvalResult,
     Evaluation,
     Finding,
+    TestsState,
     Usage,
 )
 
@@ -33,8 +42,8 @@ _OUTPUT_LIMIT = 6_000
 SYSTEM = """You are the evaluator of shoal, a coding agent. Judge whether the change below
 does the task well, using the rubric. Score each rubric dimension from 0.0 to 1.0, give an
 overall score, and list findings (blocker: the task is not done or something broke;
-important: should be fixed; minor: nice to have), each with a concrete fix. Then call
-submit_evaluation exactly once.
+important: should be fixed; minor: nice to have), each with a concrete fix. A check that
+could not run tells you nothing about the change. Then call submit_evaluation exactly once.
 
 {rubric}"""
 
@@ -47,19 +56,22 @@ class EvaluatorActor(Actor):
         from shoal.workspace import snapshots
 
         diff = snapshots.diff(payload.cwd, payload.base, payload.snapshot)
-        detected = [c for c in checks.detect(payload.cwd) if c.name not in payload.skip_checks]
-        results = [checks.run(c, CHECK_TIMEOUT) for c in detected]
-        outcomes = [
-            CheckOutcome(
-                name=r.name, kind=r.kind, passed=r.passed, output=clip(r.output, _OUTPUT_LIMIT)
-            )
-            for r in results
-        ]
+        results = self._run_checks(payload) if payload.run_checks else []
+        tests = tests_state(results, payload.run_checks)
+        outcomes = [_outcome(r) for r in results]
+        reports = [CheckReport.model_validate(o.model_dump(exclude={"output"})) for o in outcomes]
+        self.ctx.publish(
+            EvalChecks(iteration=payload.iteration, checks=reports, tests=tests),
+            task_id=msg.task_id,
+        )
         rubric = self._rubric(payload)
-        judge, usage = self._judge(payload, rubric, diff, outcomes)
+        judge, usage = self._judge(payload, rubric, diff, outcomes, tests)
+        # A check that could not run says nothing about the change; one that timed out
+        # did run (and hung), so it counts as a failure.
+        scored = [r for r in results if r.status != "could_not_run" or r.timed_out]
         parts = {
-            "test": checks.score(results, "test"),
-            "lint": checks.score(results, "lint"),
+            "test": checks.score(scored, "test"),
+            "lint": checks.score(scored, "lint"),
             "judge": _judge_score(judge, rubric),
         }
         return EvalResult(
@@ -68,7 +80,14 @@ class EvaluatorActor(Actor):
             judge=judge,
             checks=outcomes,
             usage=usage,
+            tests=tests,
         )
+
+    def _run_checks(self, payload: EvalRequest) -> list:
+        from shoal.evaluation import checks
+
+        found = checks.find(payload.cwd, settings=payload.checks, virtual_env=payload.virtual_env)
+        return [checks.run(c, CHECK_TIMEOUT) for c in found if c.name not in payload.skip_checks]
 
     def _rubric(self, payload: EvalRequest):
         from shoal.skills.rubrics import load_rubric
@@ -88,7 +107,12 @@ class EvaluatorActor(Actor):
         return rubric
 
     def _judge(
-        self, payload: EvalRequest, rubric, diff: str, outcomes: list[CheckOutcome]
+        self,
+        payload: EvalRequest,
+        rubric,
+        diff: str,
+        outcomes: list[CheckOutcome],
+        tests: TestsState,
     ) -> tuple[Evaluation, Usage]:
         from shoal.llm.client import complete
 
@@ -98,13 +122,8 @@ class EvaluatorActor(Actor):
             Evaluation.model_json_schema(),
         )
         steps = "\n".join(f"{i}. {s.title}" for i, s in enumerate(payload.plan.steps, 1))
-        checks_text = (
-            "\n\n".join(
-                f"### {o.kind} `{o.name}`: {'passed' if o.passed else 'FAILED'}\n{o.output}"
-                for o in outcomes
-            )
-            or "(the project has no tests or linters shoal could find)"
-        )
+        checks_text = "\n\n".join(_check_text(o) for o in outcomes)
+        checks_text = "\n\n".join(filter(None, [checks_text, _NO_TESTS.get(tests, "")]))
         messages: list[dict] = [
             {"role": "system", "content": SYSTEM.format(rubric=rubric.as_prompt())},
             {
@@ -141,6 +160,53 @@ class EvaluatorActor(Actor):
             fix="run the task again or use another evaluator model",
         )
         return Evaluation(score=0.0, findings=[failed]), usage
+
+
+_NO_TESTS = {
+    "none_found": "(no tests found: the project has no tests shoal could find, so nothing "
+    "but this diff shows whether the change works)",
+    "off": "(checks are off for this task: the user chose to run none of the project's "
+    "tests or linters)",
+    "could_not_run": "(the tests could not run, so they say nothing about this change: "
+    "do not take them as passing)",
+}
+
+
+def _check_text(o: CheckOutcome) -> str:
+    runner = f" with {o.runner}" if o.runner else ""
+    if o.status == "could_not_run":
+        return f"### {o.kind} `{o.name}`{runner}: COULD NOT RUN: {o.reason}\n{o.output}"
+    return f"### {o.kind} `{o.name}`{runner}: {'passed' if o.passed else 'FAILED'}\n{o.output}"
+
+
+def _outcome(result) -> CheckOutcome:
+    counts = result.counts.model_dump() if result.counts is not None else None
+    return CheckOutcome(
+        name=result.name,
+        kind=result.kind,
+        passed=result.passed,
+        status=result.status,
+        command=result.command,
+        runner=result.runner,
+        counts=counts,
+        duration_s=result.duration_s,
+        reason=result.reason,
+        output=clip(result.output, _OUTPUT_LIMIT),
+    )
+
+
+def tests_state(results: list, run: bool) -> TestsState:
+    """What the tests of an evaluation came to (could_not_run wins over failed: it is the
+    one that must stop a judge-only acceptance)."""
+    if not run:
+        return "off"
+    statuses = {r.status for r in results if r.kind == "test"}
+    if not statuses:
+        return "none_found"
+    for state in ("could_not_run", "failed"):
+        if state in statuses:
+            return state  # type: ignore[return-value]
+    return "passed"
 
 
 _CATEGORIES = {

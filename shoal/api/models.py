@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shoal.mailbox.envelope import (
     ActorStatus,
     CheckOutcome,
+    CheckReport,
     MessageCounters,
     Plan,
     SubtaskOutcome,
@@ -55,6 +56,10 @@ class TaskCreate(_Request):
     permission_mode: Literal["default", "plan", "accept-edits", "bypass"] | None = None
     team: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
     """Run on the members of this team."""
+    check: list[str] | None = Field(None, max_length=20)
+    """Commands that check the result instead of the detected tests (like ``--check``)."""
+    no_checks: bool = False
+    """Run none of the project's checks: the judge alone scores (like ``--no-checks``)."""
 
     @field_validator("cwd")
     @classmethod
@@ -133,6 +138,20 @@ class TaskDetail(TaskSummary):
     """The task that started this one (a team run, or a delegating task)."""
     subtasks: list[SubtaskOutcome] = Field(default_factory=list)
     """A team run's subtasks and how each ended."""
+    checks: list[CheckReport] = Field(default_factory=list)
+    """The project's checks on the files the task left: its best iteration's (each with
+    its runner, status passed, failed or could_not_run, counts and duration)."""
+
+    @model_validator(mode="after")
+    def _best_checks(self) -> TaskDetail:
+        if not self.checks:
+            best = [i for i in self.iterations_detail if i.n == self.best_iteration]
+            self.checks = [
+                CheckReport.model_validate(c.model_dump(exclude={"output"}))
+                for i in best
+                for c in i.checks
+            ]
+        return self
 
 
 class CancelAccepted(_Response):

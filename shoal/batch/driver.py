@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from shoal.batch.units import BatchError, UnitKind, UnitResult, UnitSpec
-from shoal.mailbox.envelope import BatchUnitDone, BatchUnitRow, ModelChoice
+from shoal.mailbox.envelope import BatchUnitDone, BatchUnitRow, CheckSetting, ModelChoice
 
 if TYPE_CHECKING:
     from shoal.batch.backends import Backend, Finished
@@ -60,6 +60,9 @@ class BatchSpec(BaseModel):
     dry_run: bool = False
     bases: dict[str, str | None] = Field(default_factory=dict)
     """Source -> the commit every unit of it starts from (None: the source's HEAD)."""
+    checks: list[CheckSetting] = Field(default_factory=list)
+    """The evaluator's checks (``--check``, ``[checks]``); empty: the detected ones."""
+    run_checks: bool = True
 
 
 @dataclass
@@ -397,6 +400,8 @@ def _unit_spec(batch_id: str, spec: BatchSpec, o: Outcome, context: str) -> Unit
         verify_timeout=spec.verify_timeout,
         models=spec.models,
         judge=spec.judge,
+        checks=spec.checks,
+        run_checks=spec.run_checks,
         quality=spec.quality,
         permission_mode=spec.permission_mode,
         max_turns=spec.max_turns,

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from shoal.mailbox.envelope import ModelChoice
+from shoal.mailbox.envelope import CheckSetting, ModelChoice
 from shoal.workspace.git import WorkspaceError, git, head, split_z, toplevel
 
 UnitKind = Literal["file", "dir", "repo"]
@@ -35,6 +35,9 @@ class UnitSpec(BaseModel):
     models: dict[str, ModelChoice]
     judge: bool = False
     """Run the evaluator (checks and judge) on the unit's change."""
+    checks: list[CheckSetting] = Field(default_factory=list)
+    """The evaluator's checks; empty: the ones detected in the unit's copy."""
+    run_checks: bool = True
     quality: float = 0.8
     permission_mode: str = "accept-edits"
     max_turns: int = 30

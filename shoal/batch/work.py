@@ -124,8 +124,9 @@ def _run(spec: UnitSpec, scratch: Path) -> UnitResult:
         result.verify_passed = outcome.exit_code == 0 and not outcome.timed_out
         result.verify_output = clip(outcome.output, _OUTPUT_LIMIT)
     if not error and changed and result.verify_passed is not False and spec.judge:
-        result.score, judged = _evaluate(ctx, spec, clone, base, snap)
+        result.score, judged, unverified = _evaluate(ctx, spec, clone, base, snap)
         usage = usage + judged
+        result.error = result.error or unverified
     if (
         not result.error
         and changed
@@ -198,8 +199,9 @@ def _patch(clone: Path, base: str, snap: str) -> str:
 
 def _evaluate(
     ctx: _UnitContext, spec: UnitSpec, clone: Path, base: str, snap: str
-) -> tuple[float, Usage]:
-    """The evaluator actor's own checks and judge, on this unit's change."""
+) -> tuple[float, Usage, str | None]:
+    """The evaluator actor's own checks and judge, on this unit's change; and why the
+    unit cannot be accepted on the judge alone (its tests could not run), if so."""
     from shoal.actors.evaluator import EvaluatorActor
     from shoal.mailbox.envelope import Envelope, EvalRequest, Plan, Step
 
@@ -211,8 +213,14 @@ def _evaluate(
         base=base,
         snapshot=snap,
         model=spec.models["evaluator"],
+        checks=spec.checks,
+        run_checks=spec.run_checks,
     )
     evaluator = EvaluatorActor(ctx)  # type: ignore[arg-type]
     env = Envelope.of(request, sender=ctx.name, recipient="evaluator")
     result = evaluator.on_eval_request(env, request)
-    return result.score, result.usage
+    unverified = None
+    if result.tests == "could_not_run":
+        reasons = "; ".join(c.reason for c in result.checks if c.status == "could_not_run")
+        unverified = f"unverified: the tests could not run: {reasons}"
+    return result.score, result.usage, unverified

@@ -61,6 +61,15 @@ def batch_run(
         "--judge/--no-judge",
         help="Run the evaluator on each change (default: when an evaluator model is set).",
     ),
+    check: list[str] | None = typer.Option(
+        None,
+        "--check",
+        metavar="CMD",
+        help="The evaluator's check instead of the detected tests (repeat).",
+    ),
+    no_checks: bool = typer.Option(
+        False, "--no-checks", help="The evaluator runs none of the project's checks."
+    ),
     quality: float | None = typer.Option(None, "--quality", min=0.0, max=1.0),
     model: str | None = typer.Option(None, "--model", "-m", help="litellm model for every role."),
     max_turns: int = typer.Option(30, "--max-turns", min=1, max=500),
@@ -101,6 +110,7 @@ def batch_run(
         retries=retries,
         dry_run=dry_run,
         bases=bases,
+        **_checks(home, workdir, check, no_checks),
     )
     chosen = _backend(home, backend, ray_address)
     _run(home, new_id(), spec, _outcomes(found), chosen, quiet=quiet, json_out=json_out, new=True)
@@ -165,6 +175,22 @@ def _spec(
         token_budget=loop.budget_tokens,
         **options,
     )
+
+
+def _checks(home: Home, cwd: Path, commands: list[str] | None, off: bool) -> dict[str, Any]:
+    """The evaluator's checks for every unit: ``--check``, else ``[checks]``; or none."""
+    from shoal.evaluation.settings import load_checks
+    from shoal.settings import SettingsError
+
+    if off and commands:
+        fail("--check and --no-checks contradict each other; drop one", code=2)
+    try:
+        found = (
+            [] if off else load_checks(home.config_file, cwd / ".shoal" / "config.toml", commands)
+        )
+    except SettingsError as exc:
+        fail(str(exc), code=2)
+    return {"checks": found, "run_checks": not off}
 
 
 def _outcomes(found: Found) -> list[Outcome]:

@@ -4,13 +4,14 @@ No API key is needed: a scripted, OpenAI-compatible model server runs inside
 this command and every role talks to it through litellm over HTTP, exactly as
 it would talk to a provider. The script is fixed: the first attempt is judged
 insufficient (a blocker finding), the second fixes the bug and is accepted.
-The repository's own test really runs, fails before and passes after.
+The repository's own test really runs, fails before and passes after, with
+the Python on PATH: it is a unittest test, so it needs no pytest (pytest runs it
+too where it is installed).
 """
 
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,14 @@ BUGGY = '''def average(numbers):
     """The mean of a non-empty list of numbers."""
     return sum(numbers) / (len(numbers) + 1)
 '''
-TEST = """from stats import average
+TEST = """import unittest
+
+from stats import average
 
 
-def test_average():
-    assert average([2, 4, 6]) == 4
+class AverageTest(unittest.TestCase):
+    def test_average(self):
+        self.assertEqual(average([2, 4, 6]), 4)
 """
 FINDING = {
     "severity": "blocker",
@@ -98,20 +102,21 @@ def make_repo(root: Path) -> Path:
     (repo / "tests").mkdir(parents=True)
     (repo / "stats.py").write_text(BUGGY)
     (repo / "tests" / "test_stats.py").write_text(TEST)
-    (repo / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
     git = ["git", "-C", str(repo), "-c", "user.name=shoal demo", "-c", "user.email=demo@shoal"]
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "a bug to fix"]):
         subprocess.run([*git, *args], check=True, capture_output=True)
     return repo
 
 
-def _tests_pass(repo: Path) -> bool:
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=repo,
-        capture_output=True,
-    )
-    return result.returncode == 0
+def _run_tests(repo: Path) -> tuple[bool, str]:
+    """Run the repository's tests as the evaluator does: passed, and a line saying how."""
+    from shoal.cli.check_view import check_line
+    from shoal.evaluation import checks
+
+    results = [checks.run(c, 120) for c in checks.find(repo) if c.kind == "test"]
+    passed = bool(results) and all(r.status == "passed" for r in results)
+    line = "; ".join(check_line(r.model_dump()) for r in results) or "no tests found"
+    return passed, line
 
 
 def demo(
@@ -138,7 +143,9 @@ def demo(
         "network): a local OpenAI-compatible server answers every role from a fixed "
         "script, through litellm, as a real provider would."
     )
-    out.print(f"repository: {repo} (tests pass before: {_tests_pass(repo)})")
+    _, before = _run_tests(repo)
+    out.print(f"repository: {repo}", markup=False, highlight=False, soft_wrap=True)
+    out.print(f"its tests before: {before}", markup=False, highlight=False, soft_wrap=True)
     with ScriptedModelServer(Script.model_validate(demo_script())) as server:
         models = {
             role: ModelChoice(model=f"openai/scripted-{role}", base_url=server.base_url)
@@ -150,12 +157,13 @@ def demo(
             options=TaskOptions(models=models),
         )
         done = submit_and_follow(Home.resolve(), submit, quiet=json_out)
-    passing = _tests_pass(repo)
+    passing, after = _run_tests(repo)
     if json_out:
         print_json(
             {
                 **done.model_dump(mode="json", exclude={"kind"}),
                 "tests_pass": passing,
+                "tests_after": after,
                 "repository": str(repo),
             }
         )
@@ -163,8 +171,10 @@ def demo(
         diff = subprocess.run(["git", "-C", str(repo), "diff"], capture_output=True, text=True)
         out.print(
             f"[bold]{done.status}[/bold] after {done.iterations} iterations, score "
-            f"{done.score:.2f} ({done.decision}); tests pass now: {passing}"
+            f"{done.score:.2f} ({done.decision}); tests pass now: {passing}",
+            soft_wrap=True,
         )
+        out.print(f"its tests now: {after}", markup=False, highlight=False, soft_wrap=True)
         console().print(diff.stdout.rstrip())
         out.print(f"every step is in DuckDB: shoal show {done.task_id}")
     raise typer.Exit(0 if done.status == "accepted" and passing else 1)

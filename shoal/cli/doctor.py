@@ -8,7 +8,8 @@ import stat
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -145,8 +146,44 @@ def _model_check() -> Check:
     )
 
 
-def doctor(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Check Python, tools, SHOAL_HOME, sockets, the database and model configuration."""
+def _project_checks(cwd: Path) -> list[Check]:
+    """The checks a task in ``cwd`` would run, and with what (when ``cwd`` is a repository)."""
+    from shoal.evaluation import checks
+    from shoal.evaluation.settings import load_checks
+    from shoal.paths import Home
+    from shoal.settings import SettingsError
+    from shoal.submission import SubmitError, is_git_repo
+
+    try:
+        if not is_git_repo(cwd):
+            return []
+        settings = load_checks(Home.resolve().config_file, cwd / ".shoal" / "config.toml")
+    except (SubmitError, SettingsError) as exc:
+        return [Check("project checks", False, str(exc), required=False)]
+    found = checks.find(cwd, settings=settings, virtual_env=os.environ.get("VIRTUAL_ENV"))
+    if not any(c.kind == "test" for c in found):
+        none = Check("tests", True, "no tests found here: the judge alone decides", False)
+        return [none, *(_shown_check(c) for c in found)]
+    return [_shown_check(c) for c in found]
+
+
+def _shown_check(check: Any) -> Check:
+    if check.problem is not None:
+        return Check(f"{check.kind} {check.name}", False, f"cannot run: {check.problem}", False)
+    detail = check.command_text
+    if check.runner and not detail.startswith(check.runner):
+        detail += f" (with {check.runner})"
+    return Check(f"{check.kind} {check.name}", True, detail, required=False)
+
+
+def doctor(
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    cwd: Path | None = typer.Option(
+        None, "--cwd", "-C", help="Repository whose checks to show (default: here)."
+    ),
+) -> None:
+    """Check Python, tools, SHOAL_HOME, sockets, the database, model configuration, and
+    the project checks a task here would run (and with which interpreter or tool)."""
     py_ok = sys.version_info >= (3, 11)
     home_checks = _home_checks()
     home_ok = all(c.ok for c in home_checks)
@@ -158,6 +195,7 @@ def doctor(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
         *home_checks,
         *(_orchestrator_checks() if home_ok else []),
         _model_check(),
+        *_project_checks((cwd or Path.cwd()).absolute()),
     ]
     failed = [c for c in checks if c.required and not c.ok]
     if json_out:

@@ -48,6 +48,22 @@ Deny = Annotated[
         help="Refuse a tool call: TOOL or TOOL:PATTERN (repeat); deny wins.",
     ),
 ]
+Checks = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--check",
+        metavar="CMD",
+        help="Check the result with this command instead of the detected tests (repeat); "
+        "run by sh in the repository, the project's venv first on PATH.",
+    ),
+]
+NoChecks = Annotated[
+    bool,
+    typer.Option(
+        "--no-checks",
+        help="Run none of the project's checks: the judge alone scores (the result says so).",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
@@ -62,9 +78,13 @@ def flags(
     permission_mode: str | None,
     allow: list[str] | None,
     deny: list[str] | None,
+    check: list[str] | None = None,
+    no_checks: bool = False,
 ) -> dict[str, Any]:
     """The options as the loop's settings read them (None: unset, the configuration decides)."""
     return {
+        "check": check,
+        "no_checks": no_checks,
         "iterations": iterations,
         "quality": quality,
         "model": model,

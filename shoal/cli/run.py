@@ -36,6 +36,8 @@ def run(
     team: lo.Team = None,
     allow: lo.Allow = None,
     deny: lo.Deny = None,
+    check: lo.Checks = None,
+    no_checks: lo.NoChecks = False,
     backend: str | None = typer.Option(
         None, "--backend", help="Where actors run: local processes or ray (Ray actors)."
     ),
@@ -48,7 +50,17 @@ def run(
 ) -> None:
     """Run a task: plan, execute, evaluate, refine until the result is good enough."""
     flags = lo.flags(
-        iterations, quality, model, budget_usd, budget_tokens, timeout, permission_mode, allow, deny
+        iterations,
+        quality,
+        model,
+        budget_usd,
+        budget_tokens,
+        timeout,
+        permission_mode,
+        allow,
+        deny,
+        check=check,
+        no_checks=no_checks,
     )
     home, submit = prepare(task, cwd, flags, team=team)
     _choose_backend(backend, ray_address)
@@ -93,6 +105,7 @@ def prepare(
             team=team,
             no_model="set SHOAL_MODEL (e.g. openai/gpt-4o) and its provider key, or pass -m; "
             "`shoal demo` runs the loop with a scripted model",
+            virtual_env=os.environ.get("VIRTUAL_ENV"),
         )
     except (SubmitError, SettingsError) as exc:  # a bad option or setting: a usage error
         fail(str(exc), code=2)
@@ -112,7 +125,7 @@ def submit_and_follow(home: Home, submit: TaskSubmit, *, quiet: bool) -> TaskDon
     _ensure_orchestrator(home)
     progress = _Progress(quiet)
     with (
-        Subscriber(home.events_endpoint, ["task.progress", "exec.event"]) as events,
+        Subscriber(home.events_endpoint, ["task.progress", "exec.event", "eval.checks"]) as events,
         MailboxClient(home.mailbox_endpoint) as client,
     ):
         accepted = client.request(ORCHESTRATOR, submit, timeout=30).parse_payload()
@@ -198,6 +211,7 @@ def report(done: TaskDone, *, json_out: bool, print_only: bool) -> None:
         )
         if done.files_changed:
             sys.stdout.write("files changed: " + ", ".join(done.files_changed) + "\n")
+        _report_checks(done)
         for sub in done.subtasks:
             score = "-" if sub.score is None else f"{sub.score:.2f}"
             detail = f" ({sub.detail})" if sub.status == "conflict" and sub.detail else ""
@@ -205,6 +219,16 @@ def report(done: TaskDone, *, json_out: bool, print_only: bool) -> None:
         if done.summary:
             sys.stdout.write(done.summary.rstrip() + "\n")
         sys.stdout.write(f"details: shoal show {done.task_id}\n")
+
+
+def _report_checks(done: TaskDone) -> None:
+    from shoal.cli.check_view import check_line, tests_line
+
+    for check in done.checks:
+        sys.stdout.write(f"  {check_line(check.model_dump())}\n")
+    note = tests_line(done.tests)
+    if note:
+        sys.stdout.write(f"{note}\n")
 
 
 class _Progress:
@@ -247,6 +271,14 @@ class _Progress:
                 f"[bold]{p['phase']}[/bold] iteration {p['iteration']}{score} · "
                 f"{p['tokens']} tokens · ${p['cost_usd']:.4f}"
             )
+        elif env.kind == "eval.checks":
+            from shoal.cli.check_view import check_line, tests_line
+
+            for check in p.get("checks", []):
+                self._line(f"  check {check_line(check)}")
+            note = tests_line(p.get("tests"))
+            if note:
+                self._line(f"  {note}")
         elif p.get("type") == "tool_call":
             mark = "" if p.get("ok", True) else " [red]✗[/red]"
             self._line(f"  {p['name']} {p.get('detail', '')[:100]}{mark}")

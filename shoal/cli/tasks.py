@@ -100,6 +100,10 @@ def show(
     for it in task["iterations_detail"]:
         it["dimensions"] = json.loads(it["dimensions"] or "{}")
         it["checks"] = json.loads(it["checks"] or "[]")
+    best = [i for i in task["iterations_detail"] if i["n"] == task["best_iteration"]]
+    task["checks"] = [
+        {k: v for k, v in c.items() if k != "output"} for i in best for c in i["checks"]
+    ]
     task["findings"] = _rows("task.findings", {"task_id": full_id})
     task["tool_calls"] = _rows("task.tool_calls", {"task_id": full_id})
     if json_out:
@@ -109,6 +113,8 @@ def show(
 
 
 def _print_task(task: dict[str, Any]) -> None:
+    from shoal.cli.check_view import check_line
+
     out = console()
     out.print(
         f"[bold]{task['id']}[/bold] {task['status']} ({task['decision']}), "
@@ -128,7 +134,7 @@ def _print_task(task: dict[str, Any]) -> None:
             f"→ {it['decision']}; {it['tool_calls']} tool calls"
         )
         for check in it["checks"]:
-            out.print(f"  {check['kind']} {check['name']}: {'pass' if check['passed'] else 'FAIL'}")
+            out.print(f"  {check_line(check)}", markup=False, highlight=False)
         for f in (f for f in task["findings"] if f["iteration"] == it["n"]):
             out.print(f"  [{f['severity']}] {f['title']}")
     if task["tool_calls"]:

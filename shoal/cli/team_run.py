@@ -22,6 +22,8 @@ def team_run(
     permission_mode: lo.PermissionMode = None,
     allow: lo.Allow = None,
     deny: lo.Deny = None,
+    check: lo.Checks = None,
+    no_checks: lo.NoChecks = False,
     quiet: lo.Quiet = False,
     json_out: lo.JsonOut = False,
 ) -> None:
@@ -29,7 +31,17 @@ def team_run(
     from shoal.cli.run import prepare, report, submit_and_follow
 
     flags = lo.flags(
-        iterations, quality, model, budget_usd, budget_tokens, timeout, permission_mode, allow, deny
+        iterations,
+        quality,
+        model,
+        budget_usd,
+        budget_tokens,
+        timeout,
+        permission_mode,
+        allow,
+        deny,
+        check=check,
+        no_checks=no_checks,
     )
     home, submit = prepare(task, cwd, flags, team=team)
     submit.options = submit.options.model_copy(update={"team_size": size, "keep_worktrees": keep})

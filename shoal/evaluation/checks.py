@@ -1,31 +1,32 @@
-"""The project's own tests and linters: find them, run them, turn the results into scores.
+"""The project's own tests and linters: what they are, running them, scoring the results.
 
-:func:`detect` finds what a repository already uses (pytest, ``npm test``,
-``go test``, ``cargo test``, ``make test``, ruff); a configured
-``test_command`` / ``lint_command`` replaces what was found for its kind. A
-check is only detected when its tool can run here, so a missing tool means
-"no check of that kind" rather than a failure every iteration.
+:func:`find` (in :mod:`shoal.evaluation.detection`) finds what a repository
+already uses, each check with the project's own interpreter or package manager
+(:mod:`shoal.evaluation.environment`); configured checks (``[checks]``,
+``--check``) replace the detected ones of their kind. A check found but not
+runnable here keeps its ``problem`` and comes back ``could_not_run`` with the
+reason and the fix: never dropped, never a pass. :func:`detect` is the subset
+that can run.
 """
 
 from __future__ import annotations
 
-import configparser
-import importlib.util
-import json
 import os
 import re
-import shutil
-import sys
-import tomllib
-from collections.abc import Iterable
+import shlex
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from shoal.evaluation.process import run_command
 
+if TYPE_CHECKING:
+    from shoal.mailbox.envelope import CheckSetting
+
 CheckKind = Literal["test", "lint"]
+Status = Literal["passed", "failed", "could_not_run"]
 
 OUTPUT_LIMIT = 20_000
 """Characters of output kept per run (the tail, where summaries are)."""
@@ -34,8 +35,6 @@ UNKNOWN_PROBLEMS = 10
 """Problems assumed for a failed lint whose output gives no count (scores 0.5)."""
 
 PYTEST_ARGS = ("-m", "pytest", "-q", "-x", "--no-header", "-p", "no:cacheprovider")
-
-_NPM_DEFAULT_TEST = "no test specified"
 
 
 class Check(BaseModel):
@@ -55,8 +54,30 @@ class Check(BaseModel):
     cwd: Path
     """The directory it runs in: the repository root."""
 
-    parser: Literal["pytest"] | None = None
+    parser: Literal["pytest", "unittest"] | None = None
     """Output format to read test counts from; None: the exit code alone decides."""
+
+    runner: str = ""
+    """The interpreter or tool it runs with, as results show it (``.venv/bin/python``)."""
+
+    path: list[str] = Field(default_factory=list)
+    """Directories put first on PATH (the project's venv ``bin``, ``node_modules/.bin``)."""
+
+    venv: str | None = None
+    """The project's virtual environment, set as ``VIRTUAL_ENV`` while it runs."""
+
+    pythonpath: list[str] = Field(default_factory=list)
+    """Put first on PYTHONPATH: a worktree's own code, when its venv is borrowed."""
+
+    timeout: float | None = None
+    """Seconds it may run; None: what the caller of :func:`run` gives."""
+
+    problem: str | None = None
+    """Found but cannot run here: why, and the fix, in one line. None: it can run."""
+
+    @property
+    def command_text(self) -> str:
+        return self.command if isinstance(self.command, str) else shlex.join(self.command)
 
 
 class Counts(BaseModel):
@@ -86,7 +107,7 @@ class CheckResult(BaseModel):
     """The check's kind."""
 
     passed: bool
-    """Exit code 0 within the timeout."""
+    """Exit code 0 within the timeout (and, for tests, some ran)."""
 
     exit_code: int
     """The exit code; negative: killed by that signal; 127: could not be started."""
@@ -106,49 +127,99 @@ class CheckResult(BaseModel):
     problems: int | None = None
     """For lint: problems reported ("Found N errors", or file:line: lines); None if unknown."""
 
+    status: Status = "failed"
+    """passed, failed, or could_not_run: it says nothing about the code (not started, no
+    runner, timed out, no tests ran); ``reason`` says why and how to fix it."""
+
+    reason: str = ""
+    """For could_not_run: why, and the fix, in one line."""
+
+    command: str = ""
+    """The command as a shell would show it."""
+
+    runner: str = ""
+    """The interpreter or tool it ran with."""
+
+
+def find(
+    repo: str | Path,
+    *,
+    settings: Sequence[CheckSetting] = (),
+    virtual_env: str | None = None,
+    test_command: list[str] | str | None = None,
+    lint_command: list[str] | str | None = None,
+) -> list[Check]:
+    """Every check ``repo`` has, tests first, runnable or not (see ``Check.problem``).
+
+    ``settings`` (``[checks]``, ``--check``) replace the detected checks of their kind;
+    ``test_command``/``lint_command`` are the older form of the same, one per kind.
+    """
+    from shoal.evaluation.detection import find_checks
+
+    return find_checks(
+        Path(repo).expanduser().absolute(),
+        settings=settings,
+        virtual_env=virtual_env,
+        legacy={"test": test_command, "lint": lint_command},
+    )
+
 
 def detect(
     repo: str | Path,
     *,
     test_command: list[str] | str | None = None,
     lint_command: list[str] | str | None = None,
+    settings: Sequence[CheckSetting] = (),
+    virtual_env: str | None = None,
 ) -> list[Check]:
-    """The checks ``repo`` has, tests first; an override replaces every check of its kind."""
-    root = Path(repo).expanduser().absolute()
-    found = (_pytest(root), _npm(root), _go(root), _cargo(root))
-    tests = [c for c in found if c is not None]
-    if not tests:
-        # `make test` often only wraps the native runner, so it is a fallback, not an extra run.
-        make = _make(root)
-        tests = [make] if make else []
-    lints = [c for c in (_ruff(root),) if c is not None]
-    if test_command:
-        tests = [_override("test", test_command, root)]
-    if lint_command:
-        lints = [_override("lint", lint_command, root)]
-    return tests + lints
+    """The checks ``repo`` has that can run here (``find`` without the unrunnable ones)."""
+    found = find(
+        repo,
+        settings=settings,
+        virtual_env=virtual_env,
+        test_command=test_command,
+        lint_command=lint_command,
+    )
+    return [c for c in found if c.problem is None]
 
 
 def run(check: Check, timeout: float = 600.0, *, output_limit: int = OUTPUT_LIMIT) -> CheckResult:
-    """Run ``check`` in its own process group; kill the group after ``timeout`` seconds."""
+    """Run ``check`` in its own process group; kill the group after its timeout.
+
+    ``timeout`` applies unless the check has its own. A check with a ``problem`` is not
+    started: its result is ``could_not_run`` with that problem as the reason.
+    """
+    if check.problem is not None:
+        return _not_run(check, check.problem)
+    limit = check.timeout or timeout
     outcome = run_command(
-        check.command, check.cwd, timeout, env=_environment(), output_limit=output_limit
+        check.command, check.cwd, limit, env=_environment(check), output_limit=output_limit
     )
     passed = outcome.exit_code == 0 and not outcome.timed_out
-    counts = parse_pytest_counts(outcome.output) if check.parser == "pytest" else None
+    counts = None
+    if check.parser == "pytest":
+        counts = parse_pytest_counts(outcome.output)
+    elif check.parser == "unittest":
+        counts = parse_unittest_counts(outcome.output)
     problems = None
     if check.kind == "lint":
         problems = 0 if passed else parse_problem_count(outcome.output)
+    reason = _could_not_run(check, outcome, limit, counts)
+    status: Status = "could_not_run" if reason else ("passed" if passed else "failed")
     return CheckResult(
         name=check.name,
         kind=check.kind,
-        passed=passed,
+        passed=passed and reason is None,
         exit_code=outcome.exit_code,
         output=outcome.output,
         duration_s=round(outcome.duration_s, 3),
         timed_out=outcome.timed_out,
         counts=counts,
         problems=problems,
+        status=status,
+        reason=reason or "",
+        command=check.command_text,
+        runner=check.runner,
     )
 
 
@@ -209,7 +280,74 @@ def _score_one(result: CheckResult) -> float:
     return 1.0 if result.passed else 0.0
 
 
-def _environment() -> dict[str, str]:
+def parse_unittest_counts(output: str) -> Counts | None:
+    """Counts from unittest's "Ran N tests" and "FAILED (failures=1, errors=2, skipped=1)"."""
+    ran = _UNITTEST_RAN.findall(output)
+    if not ran:
+        return None
+    total = int(ran[-1])
+    tail = output[output.rfind("Ran " + ran[-1]) :]
+    found = {k: int(v) for k, v in _UNITTEST_DETAIL.findall(tail)}
+    failed = found.get("failures", 0) + found.get("unexpected successes", 0)
+    errors = found.get("errors", 0)
+    skipped = found.get("skipped", 0) + found.get("expected failures", 0)
+    return Counts(passed=max(0, total - failed - errors - skipped), failed=failed, errors=errors)
+
+
+_UNITTEST_RAN = re.compile(r"^Ran (\d+) tests? in ", re.MULTILINE)
+_UNITTEST_DETAIL = re.compile(
+    r"(failures|errors|skipped|expected failures|unexpected successes)=(\d+)"
+)
+_RUNNER_MISSING = re.compile(r": No module named (pytest|unittest|ruff)\s*$", re.MULTILINE)
+_SHELL_NOT_FOUND = (126, 127)
+
+
+def _could_not_run(check: Check, outcome, timeout: float, counts: Counts | None) -> str | None:
+    """Why a run says nothing about the code (one line: the reason, then the fix), or None."""
+    if not outcome.started:
+        return f"{outcome.output.strip()}; {_fix(check)}"
+    if outcome.timed_out:
+        return (
+            f"timed out after {timeout:g}s; give it more time "
+            f"([checks] {check.name} timeout = ...) or make it faster"
+        )
+    if isinstance(check.command, str) and outcome.exit_code in _SHELL_NOT_FOUND:
+        last = (outcome.output.strip().splitlines() or ["command not found"])[-1]
+        return f"{last.strip()}; {_fix(check)}"
+    missing = _RUNNER_MISSING.search(outcome.output) if outcome.exit_code else None
+    if missing:
+        return (
+            f"{check.runner or 'the interpreter'} has no {missing[1]}; "
+            f"install it into the project's environment"
+        )
+    if counts is not None and counts.total == 0 and check.kind == "test":
+        return "no tests ran; check the test layout, or configure the command in [checks]"
+    return None
+
+
+def _fix(check: Check) -> str:
+    program = check.command.split()[0] if isinstance(check.command, str) else check.command[0]
+    return f"install {os.path.basename(program)} or set the command in [checks] {check.name}"
+
+
+def _not_run(check: Check, reason: str) -> CheckResult:
+    return CheckResult(
+        name=check.name,
+        kind=check.kind,
+        passed=False,
+        exit_code=127,
+        output=reason,
+        duration_s=0.0,
+        timed_out=False,
+        status="could_not_run",
+        reason=reason,
+        command=check.command_text,
+        runner=check.runner,
+    )
+
+
+def _environment(check: Check) -> dict[str, str]:
+    from shoal.evaluation.environment import run_environment
     from shoal.workspace.git import without_redirects
 
     # The project's checks run on the workspace, never on a repository GIT_DIR names.
@@ -218,127 +356,4 @@ def _environment() -> dict[str, str]:
     # Non-interactive, uncoloured output; and no __pycache__ written into the user's tree
     # (pytest's assertion rewriting honours it too).
     env.update(CI="1", NO_COLOR="1", PY_COLORS="0", PYTHONDONTWRITEBYTECODE="1")
-    return env
-
-
-def _override(kind: CheckKind, command: list[str] | str, root: Path) -> Check:
-    text = command if isinstance(command, str) else " ".join(command)
-    parser: Literal["pytest"] | None = "pytest" if "pytest" in text else None
-    return Check(name=f"{kind} command", kind=kind, command=command, cwd=root, parser=parser)
-
-
-def _pytest(root: Path) -> Check | None:
-    if importlib.util.find_spec("pytest") is None:
-        return None
-    configured = (
-        "pytest" in _pyproject(root).get("tool", {})
-        or (root / "pytest.ini").is_file()
-        or _ini_has_section(root / "setup.cfg", "tool:pytest")
-        or _ini_has_section(root / "tox.ini", "pytest")
-    )
-    if not configured and not (_is_python_project(root) and _has_test_layout(root)):
-        return None
-    return Check(
-        name="pytest",
-        kind="test",
-        command=[sys.executable, *PYTEST_ARGS],
-        cwd=root,
-        parser="pytest",
-    )
-
-
-def _npm(root: Path) -> Check | None:
-    try:
-        package = json.loads((root / "package.json").read_text())
-        script = package["scripts"]["test"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    # `npm init` writes a test script that only fails: not a test suite.
-    if not isinstance(script, str) or not script.strip() or _NPM_DEFAULT_TEST in script:
-        return None
-    return _if_on_path(
-        "npm", Check(name="npm test", kind="test", command=["npm", "test"], cwd=root)
-    )
-
-
-def _go(root: Path) -> Check | None:
-    if not (root / "go.mod").is_file():
-        return None
-    check = Check(name="go test", kind="test", command=["go", "test", "./..."], cwd=root)
-    return _if_on_path("go", check)
-
-
-def _cargo(root: Path) -> Check | None:
-    if not (root / "Cargo.toml").is_file():
-        return None
-    check = Check(name="cargo test", kind="test", command=["cargo", "test"], cwd=root)
-    return _if_on_path("cargo", check)
-
-
-_MAKE_TEST_TARGET = re.compile(r"^test\s*::?(?!=)", re.MULTILINE)
-
-
-def _make(root: Path) -> Check | None:
-    for name in ("GNUmakefile", "makefile", "Makefile"):
-        try:
-            text = (root / name).read_text(errors="replace")
-        except OSError:
-            continue
-        if _MAKE_TEST_TARGET.search(text):
-            check = Check(name="make test", kind="test", command=["make", "test"], cwd=root)
-            return _if_on_path("make", check)
-        return None  # make reads only the first of these it finds
-    return None
-
-
-def _ruff(root: Path) -> Check | None:
-    configured = (
-        "ruff" in _pyproject(root).get("tool", {})
-        or (root / "ruff.toml").is_file()
-        or (root / ".ruff.toml").is_file()
-    )
-    if not configured:
-        return None
-    if shutil.which("ruff"):
-        command = ["ruff", "check", "."]
-    elif importlib.util.find_spec("ruff") is not None:
-        command = [sys.executable, "-m", "ruff", "check", "."]
-    else:
-        return None
-    return Check(name="ruff", kind="lint", command=command, cwd=root)
-
-
-def _if_on_path(program: str, check: Check) -> Check | None:
-    return check if shutil.which(program) else None
-
-
-def _pyproject(root: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads((root / "pyproject.toml").read_text())
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return {}
-
-
-def _ini_has_section(path: Path, section: str) -> bool:
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    try:
-        parser.read_string(path.read_text(errors="replace"))
-    except (OSError, configparser.Error):
-        return False
-    return parser.has_section(section)
-
-
-def _is_python_project(root: Path) -> bool:
-    markers = ("pyproject.toml", "setup.py", "setup.cfg", "requirements.txt")
-    return any((root / m).is_file() for m in markers) or next(root.glob("*.py"), None) is not None
-
-
-def _has_test_layout(root: Path) -> bool:
-    for pattern in ("test_*.py", "*_test.py", "conftest.py"):
-        if next(root.glob(pattern), None) is not None:
-            return True
-    for name in ("tests", "test"):
-        directory = root / name
-        if directory.is_dir() and next(directory.rglob("*.py"), None) is not None:
-            return True
-    return False
+    return run_environment(env, check.path, check.venv, check.pythonpath)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import tempfile
@@ -32,6 +33,8 @@ class Outcome:
     """Wall time from start to exit (or to the kill), in seconds."""
     timed_out: bool
     """The deadline passed and the group was killed."""
+    started: bool = True
+    """False: the command could not be started at all (no such program, no directory)."""
 
 
 def run_command(
@@ -48,7 +51,7 @@ def run_command(
     running in its group is killed when it ends, too.
     """
     if not cwd.is_dir():
-        return Outcome(NOT_RUNNABLE, f"cannot run: {cwd} is not a directory", 0.0, False)
+        return Outcome(NOT_RUNNABLE, f"cannot run: {cwd} is not a directory", 0.0, False, False)
     with tempfile.TemporaryFile() as out:
         start = time.monotonic()
         try:
@@ -65,7 +68,7 @@ def run_command(
         except OSError as exc:
             program = command if isinstance(command, str) else command[0]
             reason = exc.strerror or str(exc)
-            return Outcome(NOT_RUNNABLE, f"cannot run {program}: {reason}", 0.0, False)
+            return Outcome(NOT_RUNNABLE, f"cannot run {program}: {reason}", 0.0, False, False)
         try:
             finished = _wait(proc, start + timeout)
         finally:
@@ -81,8 +84,15 @@ def run_command(
 def _wait(proc: subprocess.Popen[bytes], deadline: float) -> bool:
     """Wait until the process exits or the deadline passes; True if it exited.
 
-    Where the platform has waitid (Linux), the process is not reaped (WNOWAIT).
+    The process is not reaped, so its pid keeps naming its group for the kill: on
+    Linux a pidfd wakes the wait the moment it exits; elsewhere with waitid, a poll
+    with WNOWAIT; on macOS ``proc.wait``.
     """
+    if hasattr(os, "pidfd_open"):
+        try:
+            return _wait_pidfd(proc.pid, deadline)
+        except OSError:  # an old kernel without pidfd_open: poll instead
+            pass
     if not hasattr(os, "waitid"):  # macOS
         try:
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
@@ -98,6 +108,21 @@ def _wait(proc: subprocess.Popen[bytes], deadline: float) -> bool:
             return False
         time.sleep(min(interval, remaining))
         interval = min(interval * 2, 0.1)
+
+
+def _wait_pidfd(pid: int, deadline: float) -> bool:
+    fd = os.pidfd_open(pid)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if poller.poll(min(remaining, 3600.0) * 1000):
+                return True
+    finally:
+        os.close(fd)
 
 
 def _tail(out: BinaryIO, limit: int) -> str:

@@ -327,6 +327,23 @@ class PermissionRule(Model):
     pattern: str | None = None
 
 
+class CheckSetting(Model):
+    """A check the user named (``[checks]`` in config.toml, or ``--check``): it replaces
+    the detected checks of its kind."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    kind: Literal["test", "lint"] = "test"
+    command: str = Field(min_length=1)
+    """Run by /bin/sh in the repository, with the project's venv and node_modules/.bin on PATH."""
+    timeout: float | None = Field(None, gt=0)
+    """Seconds it may run (default 600); then it is killed and reported could_not_run."""
+
+
+TestsState = Literal["passed", "failed", "could_not_run", "none_found", "off"]
+"""What an evaluation's tests came to; ``none_found``: the judge alone decided."""
+
+
 class TaskOptions(Model):
     iterations: int = Field(3, ge=1, le=50)
     quality: float = Field(0.8, ge=0, le=1)
@@ -353,6 +370,13 @@ class TaskOptions(Model):
     skip_checks: list[str] = Field(default_factory=list)
     """Project checks to leave out of the score: a team run's subtasks are not judged by
     checks that already failed before the run (the merged result is)."""
+    checks: list[CheckSetting] = Field(default_factory=list)
+    """Checks from ``[checks]`` or ``--check``; empty: the detected ones."""
+    run_checks: bool = True
+    """False (``--no-checks``): the judge alone scores, and the result says checks were off."""
+    virtual_env: str | None = None
+    """``VIRTUAL_ENV`` of the shell that submitted the task: the project's environment when
+    it lies inside the repository."""
 
 
 @message("task.submit")
@@ -409,7 +433,8 @@ class TaskDone(Payload):
     task_id: str
     status: Literal["accepted", "unaccepted", "failed", "cancelled"]
     decision: str
-    """Why it stopped: quality, max_iterations, plateau, regression, budget_*, error, cancelled."""
+    """Why it stopped: quality, max_iterations, plateau, regression, budget_*, error, cancelled;
+    unverified: the score reached the bar but the tests could not run."""
     score: float | None
     iterations: int
     tokens: int
@@ -424,6 +449,10 @@ class TaskDone(Payload):
     conflicts: list[str] = Field(default_factory=list)
     """Files someone else changed while the task ran, in a way that does not merge with the
     task's change: theirs were kept, the task's version is in its best snapshot."""
+    checks: list[CheckReport] = Field(default_factory=list)
+    """The project's checks on the files the task left (its best iteration)."""
+    tests: TestsState | None = None
+    """What its tests came to; None: never evaluated."""
 
 
 @message("plan.request")
@@ -500,13 +529,45 @@ class EvalRequest(Payload):
     model: ModelChoice
     rubric: str | None = None
     skip_checks: list[str] = Field(default_factory=list)
+    checks: list[CheckSetting] = Field(default_factory=list)
+    run_checks: bool = True
+    virtual_env: str | None = None
 
 
-class CheckOutcome(Model):
+class TestCounts(Model):
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+
+
+class CheckReport(Model):
+    """One check of an evaluation, as results and progress show it."""
+
     name: str
     kind: str
     passed: bool
+    status: Literal["passed", "failed", "could_not_run"] | None = None
+    """None only in records made before checks had a status (then ``passed`` says it)."""
+    command: str = ""
+    runner: str = ""
+    """The interpreter or tool it ran with, e.g. ``.venv/bin/python``, ``uv run``, ``pnpm``."""
+    counts: TestCounts | None = None
+    duration_s: float = 0.0
+    reason: str = ""
+    """For could_not_run: why, and the fix, in one line."""
+
+
+class CheckOutcome(CheckReport):
     output: str = ""
+
+
+@message("eval.checks")
+class EvalChecks(Payload):
+    """Published once an evaluation's checks ran, before the judge: for progress views."""
+
+    iteration: int
+    checks: list[CheckReport] = Field(default_factory=list)
+    tests: TestsState
 
 
 class Evaluation(Model):
@@ -525,6 +586,8 @@ class EvalResult(Payload):
     judge: Evaluation
     checks: list[CheckOutcome] = Field(default_factory=list)
     usage: Usage
+    tests: TestsState | None = None
+    """None from an evaluator that predates it."""
 
 
 @message("workspace.restore")

@@ -21,6 +21,7 @@ from shoal.mailbox.envelope import (
     PUBLISH,
     ROLE_PREFIX,
     BudgetWarning,
+    CheckReport,
     Envelope,
     ErrorReply,
     EvalRequest,
@@ -71,6 +72,8 @@ class Iteration:
     n: int
     score: float
     snapshot: str
+    checks: list[CheckReport] = field(default_factory=list)
+    tests: str | None = None
 
 
 @dataclass
@@ -386,9 +389,16 @@ class Scheduler:
         assert task.exec_result is not None
         snapshot = task.exec_result.snapshot
         previous = task.history[-1].score if task.history else None
-        task.history.append(Iteration(task.iteration, result.score, snapshot))
+        reports = [
+            CheckReport.model_validate(c.model_dump(exclude={"output"})) for c in result.checks
+        ]
+        task.history.append(
+            Iteration(task.iteration, result.score, snapshot, reports, result.tests)
+        )
         task.findings = result.judge.findings
         decision = self._decide(task, result.score, previous)
+        if decision == "quality" and result.tests == "could_not_run":
+            decision = "unverified"  # never accepted on the judge alone (ends unaccepted)
         self._save_iteration(task, result, decision)
         if decision == "refine":
             self._progress(task, "refining", score=result.score)
@@ -472,6 +482,9 @@ class Scheduler:
                 snapshot=result.snapshot,
                 model=self._model(task, "evaluator"),
                 skip_checks=task.submit.options.skip_checks,
+                checks=task.submit.options.checks,
+                run_checks=task.submit.options.run_checks,
+                virtual_env=task.submit.options.virtual_env,
             ),
         )
         self._progress(task, "evaluating")
@@ -593,6 +606,8 @@ class Scheduler:
             parent=task.submit.parent,
             best_iteration=best.n if best else None,
             conflicts=sorted(set(task.kept)),
+            checks=best.checks if best else [],
+            tests=best.tests if best else None,
         )
         self._save_task(task, status=status, done=done)
         task.phase = "done"
