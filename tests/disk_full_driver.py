@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shoal.client import query as read
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.orchestrator import daemon
 from shoal.paths import Home
-from shoal.store.queries import read
 from tests.conftest import shoal, wait_for
 from tests.test_api import bare_repo
 from tests.test_loop import call, model_env, plan, verdict

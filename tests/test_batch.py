@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 
 from shoal.batch.units import unit_id
+from shoal.client import query as read
 from shoal.llm.script import ModelScript, Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.paths import Home
 from shoal.settings import OrchestratorSettings
-from shoal.store.queries import QueryError, read
+from shoal.store.queries import QueryError
 from tests.conftest import REPO, SESSION_PREFIX, shoal, wait_for
 
 CHECK = """import importlib, os, sys

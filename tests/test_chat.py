@@ -370,8 +370,8 @@ def test_sessions_are_listed_exported_cleared_and_compacted(home: Home, tmp_path
 
 
 def test_a_digest_summarizes_without_a_model_and_markers_rebuild_the_conversation() -> None:
-    from shoal.chat import conversation
-    from shoal.chat.conversation import Record
+    from shoal.actors import conversation
+    from shoal.actors.conversation import Record
 
     calls = [
         {

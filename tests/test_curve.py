@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import zmq
 
+from shoal.client import query as read
 from shoal.mailbox import curve
 from shoal.mailbox.client import MailboxClient
 from shoal.mailbox.envelope import ORCHESTRATOR, EchoRequest, StatusReply, StatusRequest
 from shoal.mailbox.errors import MailboxTimeout
 from shoal.orchestrator import daemon
 from shoal.paths import Home
-from shoal.store.queries import read
 
 pytestmark = pytest.mark.timeout(60)
 

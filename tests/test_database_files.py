@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from shoal.client import query as read
 from shoal.mailbox.envelope import EchoRequest, Envelope
 from shoal.orchestrator import daemon
 from shoal.paths import Home
 from shoal.store.database import marker
 from shoal.store.journal import Journal, message_record
-from shoal.store.queries import read
 from tests.conftest import shoal
 
 

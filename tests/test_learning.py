@@ -146,7 +146,7 @@ def test_memory_search_and_forget(home: Home, tmp_path: Path) -> None:
 def test_similar_tasks_become_a_proposed_skill_that_later_tasks_use(
     home: Home, tmp_path: Path
 ) -> None:
-    from shoal.store.queries import read
+    from shoal.client import query as read
 
     repo = make_repo(tmp_path)
     script = Script.model_validate(
@@ -260,7 +260,7 @@ def test_the_executor_loads_a_selected_skill_on_demand(home: Home, tmp_path: Pat
 def test_mining_every_nth_task_counts_tasks_across_orchestrator_restarts(
     home: Home, tmp_path: Path
 ) -> None:
-    from shoal.store.queries import read
+    from shoal.client import query as read
 
     repo = make_repo(tmp_path)
     script = Script.model_validate(

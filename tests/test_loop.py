@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from shoal.client import query as read
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.paths import Home
-from shoal.store.queries import read
 from tests.conftest import places_holding, shoal, wait_for
 
 # What README says `--json` prints.

@@ -11,6 +11,7 @@ import signal
 import pytest
 import zmq
 
+from shoal.client import query as read
 from shoal.mailbox import wire
 from shoal.mailbox.aio import AsyncMailboxClient
 from shoal.mailbox.client import MailboxClient
@@ -19,7 +20,6 @@ from shoal.mailbox.errors import RemoteError
 from shoal.mailbox.events import Subscriber
 from shoal.orchestrator import daemon
 from shoal.paths import Home
-from shoal.store.queries import read
 from tests.conftest import wait_for
 from tests.roles import (
     CountReply,

@@ -8,12 +8,12 @@ import stat
 import subprocess
 import sys
 
+from shoal.client import query as read
 from shoal.mailbox.client import MailboxClient
 from shoal.mailbox.envelope import EchoRequest, SpawnRequest
 from shoal.orchestrator import daemon
 from shoal.paths import Home
 from shoal.store.database import open_reader
-from shoal.store.queries import read
 from tests.conftest import shoal, wait_for
 
 

@@ -18,13 +18,13 @@ import pytest
 from typer.testing import CliRunner
 
 from shoal.cli.app import app
+from shoal.client import query as read
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.mailbox.client import MailboxClient
 from shoal.mailbox.envelope import TeamMemberStatus, TeamStatusRequest
 from shoal.orchestrator import daemon
 from shoal.paths import Home
-from shoal.store.queries import read
 from tests.conftest import processes_with_home, shoal, wait_for
 from tests.stall_roles import SleepRequest
 from tests.test_loop import call, make_repo, model_env, plan, verdict

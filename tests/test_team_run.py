@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 
+from shoal.client import query as read
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.mailbox.client import MailboxClient
@@ -23,7 +24,6 @@ from shoal.mailbox.envelope import (
 )
 from shoal.orchestrator import daemon
 from shoal.paths import Home
-from shoal.store.queries import read
 from tests.conftest import shoal, wait_for
 from tests.test_loop import call, model_env, pytest_passes, verdict
 

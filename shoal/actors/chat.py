@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shoal.actors import conversation
 from shoal.actors.base import Actor, inline
+from shoal.actors.conversation import History
 from shoal.actors.llm import clip, model_config, usage_of
-from shoal.chat import conversation
-from shoal.chat.conversation import History
 from shoal.mailbox.envelope import (
     Attachment,
     ChatAnswer,

@@ -14,6 +14,8 @@ scheduler whether the tests could run at all.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -52,114 +54,129 @@ class EvaluatorActor(Actor):
     role = "evaluator"
 
     def on_eval_request(self, msg: Envelope, payload: EvalRequest) -> EvalResult:
-        from shoal.evaluation import checks
-        from shoal.workspace import snapshots
-
-        diff = snapshots.diff(payload.cwd, payload.base, payload.snapshot)
-        results = self._run_checks(payload) if payload.run_checks else []
-        tests = tests_state(results, payload.run_checks)
-        outcomes = [_outcome(r) for r in results]
-        reports = [CheckReport.model_validate(o.model_dump(exclude={"output"})) for o in outcomes]
-        self.ctx.publish(
-            EvalChecks(iteration=payload.iteration, checks=reports, tests=tests),
-            task_id=msg.task_id,
-        )
-        rubric = self._rubric(payload)
-        judge, usage = self._judge(payload, rubric, diff, outcomes, tests)
-        # A check that could not run says nothing about the change; one that timed out
-        # did run (and hung), so it counts as a failure.
-        scored = [r for r in results if r.status != "could_not_run" or r.timed_out]
-        parts = {
-            "test": checks.score(scored, "test"),
-            "lint": checks.score(scored, "lint"),
-            "judge": _judge_score(judge, rubric),
-        }
-        return EvalResult(
-            iteration=payload.iteration,
-            score=composite(parts, judge.findings),
-            judge=judge,
-            checks=outcomes,
-            usage=usage,
-            tests=tests,
-        )
-
-    def _run_checks(self, payload: EvalRequest) -> list:
-        from shoal.evaluation import checks
-
-        found = checks.find(payload.cwd, settings=payload.checks, virtual_env=payload.virtual_env)
-        return [checks.run(c, CHECK_TIMEOUT) for c in found if c.name not in payload.skip_checks]
-
-    def _rubric(self, payload: EvalRequest):
-        from shoal.skills.rubrics import load_rubric
-
-        cwd = Path(payload.cwd)
-        dirs = [
+        return evaluate(
+            payload,
             self.ctx.home.root / "skills",
-            cwd / ".shoal" / "skills",
-            cwd / ".agents" / "skills",
-            cwd / ".claude" / "skills",
-        ]
-        warnings: list = []
-        category = category_of(payload.description)
-        rubric = load_rubric(payload.rubric, category, [d for d in dirs if d.is_dir()], warnings)
-        for warning in warnings:
-            self.ctx.log.warning("skill: %s", warning)
-        return rubric
-
-    def _judge(
-        self,
-        payload: EvalRequest,
-        rubric,
-        diff: str,
-        outcomes: list[CheckOutcome],
-        tests: TestsState,
-    ) -> tuple[Evaluation, Usage]:
-        from shoal.llm.client import complete
-
-        tool = function_tool(
-            "submit_evaluation",
-            "Submit your evaluation of the change.",
-            Evaluation.model_json_schema(),
+            self.ctx.log,
+            publish=lambda checks: self.ctx.publish(checks, task_id=msg.task_id),
         )
-        steps = "\n".join(f"{i}. {s.title}" for i, s in enumerate(payload.plan.steps, 1))
-        checks_text = "\n\n".join(_check_text(o) for o in outcomes)
-        checks_text = "\n\n".join(filter(None, [checks_text, _NO_TESTS.get(tests, "")]))
-        messages: list[dict] = [
-            {"role": "system", "content": SYSTEM.format(rubric=rubric.as_prompt())},
-            {
-                "role": "user",
-                "content": (
-                    f"Task: {payload.description}\n\nPlan:\n{steps}\n\n"
-                    f"Diff of this iteration against the start:\n```diff\n"
-                    f"{clip(diff, _DIFF_LIMIT) or '(no changes)'}\n```\n\nChecks:\n{checks_text}"
-                ),
-            },
-        ]
-        config = model_config(payload.model, "evaluator")
-        usage = Usage()
-        for _ in range(2):
-            completion = complete(config, messages, [tool])
-            usage = usage + usage_of(completion)
-            call = next((c for c in completion.tool_calls if c.name == "submit_evaluation"), None)
-            if call is not None:
-                try:
-                    return Evaluation.model_validate(call.arguments), usage
-                except ValidationError as exc:
-                    problem = f"invalid submit_evaluation: {exc.errors()[0]['msg']}"
-            else:
-                problem = "you did not call submit_evaluation"
-            messages.append(completion.to_message())
-            for c in completion.tool_calls:
-                messages.append({"role": "tool", "tool_call_id": c.id, "content": problem})
-            if not completion.tool_calls:
-                messages.append({"role": "user", "content": f"{problem}; call it now."})
-        failed = Finding(
-            severity="blocker",
-            title="the judge gave no usable evaluation",
-            detail=problem,
-            fix="run the task again or use another evaluator model",
-        )
-        return Evaluation(score=0.0, findings=[failed]), usage
+
+
+def evaluate(
+    request: EvalRequest,
+    skills_home: Path,
+    log: logging.Logger,
+    publish: Callable[[EvalChecks], None] = lambda checks: None,
+) -> EvalResult:
+    """Run the checks, then the judge, on ``request``'s change; ``publish`` gets the checks'
+    results once they ran. The evaluator actor and a batch unit both evaluate this way."""
+    from shoal.evaluation import checks
+    from shoal.workspace import snapshots
+
+    diff = snapshots.diff(request.cwd, request.base, request.snapshot)
+    results = _run_checks(request) if request.run_checks else []
+    tests = tests_state(results, request.run_checks)
+    outcomes = [_outcome(r) for r in results]
+    reports = [CheckReport.model_validate(o.model_dump(exclude={"output"})) for o in outcomes]
+    publish(EvalChecks(iteration=request.iteration, checks=reports, tests=tests))
+    rubric = _rubric(request, skills_home, log)
+    judge, usage = _judge(request, rubric, diff, outcomes, tests)
+    # A check that could not run says nothing about the change; one that timed out
+    # did run (and hung), so it counts as a failure.
+    scored = [r for r in results if r.status != "could_not_run" or r.timed_out]
+    parts = {
+        "test": checks.score(scored, "test"),
+        "lint": checks.score(scored, "lint"),
+        "judge": _judge_score(judge, rubric),
+    }
+    return EvalResult(
+        iteration=request.iteration,
+        score=composite(parts, judge.findings),
+        judge=judge,
+        checks=outcomes,
+        usage=usage,
+        tests=tests,
+    )
+
+
+def _run_checks(payload: EvalRequest) -> list:
+    from shoal.evaluation import checks
+
+    found = checks.find(payload.cwd, settings=payload.checks, virtual_env=payload.virtual_env)
+    return [checks.run(c, CHECK_TIMEOUT) for c in found if c.name not in payload.skip_checks]
+
+
+def _rubric(payload: EvalRequest, skills_home: Path, log: logging.Logger):
+    from shoal.skills.rubrics import load_rubric
+
+    cwd = Path(payload.cwd)
+    dirs = [
+        skills_home,
+        cwd / ".shoal" / "skills",
+        cwd / ".agents" / "skills",
+        cwd / ".claude" / "skills",
+    ]
+    warnings: list = []
+    category = category_of(payload.description)
+    rubric = load_rubric(payload.rubric, category, [d for d in dirs if d.is_dir()], warnings)
+    for warning in warnings:
+        log.warning("skill: %s", warning)
+    return rubric
+
+
+def _judge(
+    payload: EvalRequest,
+    rubric,
+    diff: str,
+    outcomes: list[CheckOutcome],
+    tests: TestsState,
+) -> tuple[Evaluation, Usage]:
+    from shoal.llm.client import complete
+
+    tool = function_tool(
+        "submit_evaluation",
+        "Submit your evaluation of the change.",
+        Evaluation.model_json_schema(),
+    )
+    steps = "\n".join(f"{i}. {s.title}" for i, s in enumerate(payload.plan.steps, 1))
+    checks_text = "\n\n".join(_check_text(o) for o in outcomes)
+    checks_text = "\n\n".join(filter(None, [checks_text, _NO_TESTS.get(tests, "")]))
+    messages: list[dict] = [
+        {"role": "system", "content": SYSTEM.format(rubric=rubric.as_prompt())},
+        {
+            "role": "user",
+            "content": (
+                f"Task: {payload.description}\n\nPlan:\n{steps}\n\n"
+                f"Diff of this iteration against the start:\n```diff\n"
+                f"{clip(diff, _DIFF_LIMIT) or '(no changes)'}\n```\n\nChecks:\n{checks_text}"
+            ),
+        },
+    ]
+    config = model_config(payload.model, "evaluator")
+    usage = Usage()
+    for _ in range(2):
+        completion = complete(config, messages, [tool])
+        usage = usage + usage_of(completion)
+        call = next((c for c in completion.tool_calls if c.name == "submit_evaluation"), None)
+        if call is not None:
+            try:
+                return Evaluation.model_validate(call.arguments), usage
+            except ValidationError as exc:
+                problem = f"invalid submit_evaluation: {exc.errors()[0]['msg']}"
+        else:
+            problem = "you did not call submit_evaluation"
+        messages.append(completion.to_message())
+        for c in completion.tool_calls:
+            messages.append({"role": "tool", "tool_call_id": c.id, "content": problem})
+        if not completion.tool_calls:
+            messages.append({"role": "user", "content": f"{problem}; call it now."})
+    failed = Finding(
+        severity="blocker",
+        title="the judge gave no usable evaluation",
+        detail=problem,
+        fix="run the task again or use another evaluator model",
+    )
+    return Evaluation(score=0.0, findings=[failed]), usage
 
 
 _NO_TESTS = {

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from shoal.actors import registry
 from shoal.actors.base import KEEP, Actor, ActorContext, is_inline
-from shoal.launchers import ActorSpec
+from shoal.actors.spec import ActorSpec
 from shoal.mailbox import sockets, wire
 from shoal.mailbox.envelope import Envelope, ErrorReply, Payload, UnknownKind
 from shoal.paths import Home

@@ -1,4 +1,5 @@
-"""Where units run: Ray tasks, or a local pool of processes. Both bound concurrency the same way.
+"""Where units run: Ray tasks, or local workers forked from the forkserver actors come from
+(:class:`shoal.launchers.forkserver.Forkserver`). Both bound concurrency the same way.
 
 The driver keeps at most ``workers`` units in flight and asks :meth:`wait` for
 what finished. A unit whose worker died (killed, out of memory, its node lost)
@@ -173,26 +174,20 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, preload: list[str]) -> None:
-        import multiprocessing
+        from shoal.launchers.forkserver import Forkserver
 
-        self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload([*_UNIT_MODULES, *preload])
+        self.forkserver = Forkserver([*_UNIT_MODULES, *preload])
         self._workers: list[_Worker] = []
 
     def start(self) -> float:
-        import multiprocessing.forkserver
-
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        t0 = time.monotonic()
-        multiprocessing.forkserver.ensure_running()
-        return time.monotonic() - t0
+        return self.forkserver.warm()
 
     def submit(self, spec: UnitSpec) -> None:
         worker = next((w for w in self._workers if w.spec is None), None)
         if worker is None:
-            ours, theirs = self._ctx.Pipe(duplex=True)
-            proc = self._ctx.Process(target=_serve, args=(theirs,), name="shoal-batch-worker")
-            proc.start()
+            ours, theirs = self.forkserver.pipe()
+            proc = self.forkserver.start(_serve, (theirs,), "shoal-batch-worker")
             theirs.close()
             worker = _Worker(proc, ours)
             self._workers.append(worker)
@@ -233,13 +228,8 @@ class LocalBackend:
             self._discard(w)
 
     def close(self) -> None:
-        import multiprocessing.forkserver
-
         for w in list(self._workers):
             w.conn.close()  # an idle worker reads EOF and exits
             w.proc.join(2)
             self._discard(w)
-        server = multiprocessing.forkserver._forkserver
-        stop = getattr(server, "_stop", None)  # CPython's own (private) shutdown hook
-        if stop is not None:
-            stop()
+        self.forkserver.close()

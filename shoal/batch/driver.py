@@ -32,6 +32,7 @@ from shoal.mailbox.envelope import BatchUnitDone, BatchUnitRow, CheckSetting, Mo
 if TYPE_CHECKING:
     from shoal.batch.backends import Backend, Finished
     from shoal.mailbox.client import MailboxClient
+    from shoal.mailbox.envelope import BatchStart
     from shoal.paths import Home
 
 log = logging.getLogger(__name__)
@@ -235,7 +236,7 @@ def run_batch(
 ) -> Summary:
     """Run every unit without an outcome; record as it goes; apply at the end."""
     from shoal.mailbox.client import MailboxClient
-    from shoal.mailbox.envelope import BatchEnd, BatchStart
+    from shoal.mailbox.envelope import BatchEnd
     from shoal.orchestrator import daemon
 
     daemon.ensure(home)
@@ -247,15 +248,7 @@ def run_batch(
     todo = deque(o for o in outcomes if o.status not in _FINAL)
     with MailboxClient(home.mailbox_endpoint) as client:
         records = Recorder(client)
-        records.request(
-            BatchStart(
-                batch_id=batch_id,
-                instruction=spec.instruction,
-                spec=spec.model_dump(mode="json"),
-                backend=backend.name,  # type: ignore[arg-type]
-                units=[o.row for o in outcomes] if new else [],
-            )
-        )
+        records.request(_batch_start(batch_id, spec, backend, outcomes if new else []))
         context = _recall(client, spec) if todo else ""
         progress = Progress(outcomes, quiet)
         try:
@@ -267,12 +260,7 @@ def run_batch(
             progress.stop()
             records.flush()
             if not spec.dry_run:
-                summary.branches, unapplied = apply_accepted(batch_id, spec, outcomes, patches)
-                summary.left_out = [o.row.name for o in unapplied]
-                for o in unapplied:
-                    if o.status == "conflict":
-                        records.send(_record(batch_id, o))
-                records.flush()
+                _apply(batch_id, spec, outcomes, patches, records, summary)
             summary.status = "done"
         except KeyboardInterrupt:
             progress.stop()
@@ -291,6 +279,38 @@ def run_batch(
             BatchEnd(batch_id=batch_id, status=summary.status, applied=summary.branches)
         )
     return summary
+
+
+def _batch_start(
+    batch_id: str, spec: BatchSpec, backend: Backend, new: list[Outcome]
+) -> BatchStart:
+    """The batch's first record; ``new``: the units to record (none when resuming)."""
+    from shoal.mailbox.envelope import BatchStart
+
+    return BatchStart(
+        batch_id=batch_id,
+        instruction=spec.instruction,
+        spec=spec.model_dump(mode="json"),
+        backend=backend.name,  # type: ignore[arg-type]
+        units=[o.row for o in new],
+    )
+
+
+def _apply(
+    batch_id: str,
+    spec: BatchSpec,
+    outcomes: list[Outcome],
+    patches: Path,
+    records: Recorder,
+    summary: Summary,
+) -> None:
+    """Commit the accepted patches to the batch's branch; record the ones that conflict."""
+    summary.branches, unapplied = apply_accepted(batch_id, spec, outcomes, patches)
+    summary.left_out = [o.row.name for o in unapplied]
+    for o in unapplied:
+        if o.status == "conflict":
+            records.send(_record(batch_id, o))
+    records.flush()
 
 
 def _start(backend: Backend) -> float:

@@ -18,10 +18,9 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from shoal.batch.units import UnitResult, UnitSpec
-from shoal.mailbox.envelope import ContextResult, ExecRequest, Payload, Usage
+from shoal.mailbox.envelope import ContextResult, ExecRequest, Usage
 from shoal.paths import Home
 from shoal.workspace.git import git, without_redirects
 
@@ -59,53 +58,16 @@ def run_unit(spec_json: str) -> str:
     return result.model_dump_json()
 
 
-class _UnitContext:
-    """What the tool loop and the evaluator use of an actor's context, for one unit."""
-
-    def __init__(self, home: Home, spec: UnitSpec) -> None:
-        self.name = f"batch-{spec.unit_id}"
-        self.role = "executor"
-        self.home = home
-        self.log = logging.getLogger(f"shoal.batch.{spec.unit_id}")
-        self._context = ContextResult(text=spec.context)
-
-    def ask(self, payload: Payload, *, timeout: float = 10.0, task_id: str | None = None) -> Any:
-        # The only question the loop asks is for recalled context: the driver asked
-        # it once for the whole batch, so a thousand units cost one recall.
-        return self._context
-
-    def publish(self, payload: Payload, *, task_id: str | None = None) -> None:
-        return None
-
-    def send(self, recipient: str, payload: Payload, **_: Any) -> None:
-        return None
-
-
 def _run(spec: UnitSpec, scratch: Path) -> UnitResult:
-    from shoal.actors.llm import clip
-    from shoal.evaluation.process import run_command
-    from shoal.mailbox.envelope import Plan, Step
     from shoal.workspace import snapshots
 
     clone = _clone(spec, scratch / "work")
     home = Home(scratch / "home")
     home.root.mkdir(mode=0o700)
-    ctx = _UnitContext(home, spec)
     task_id = f"batch-{spec.unit_id}"
     base = snapshots.base_snapshot(clone, task_id)
-    request = ExecRequest(
-        description=spec.description(),
-        cwd=str(clone),
-        iteration=1,
-        plan=Plan(steps=[Step(title=spec.instruction[:200], detail=f"unit {spec.name}")]),
-        model=spec.models["executor"],
-        permission_mode=spec.permission_mode,
-        max_turns=spec.max_turns,
-        token_budget=spec.token_budget,
-        subagent=True,  # a unit works alone: no delegation
-    )
     # The driver recalled the context once for the whole batch: a thousand units, one recall.
-    summary, usage, error = _execute(request, ContextResult(text=spec.context), home)
+    summary, usage, error = _execute(_request(spec, clone), ContextResult(text=spec.context), home)
     snap = snapshots.snapshot(clone, task_id, 1)
     changed = snapshots.changed_files(clone, base, snap)
     result = UnitResult(
@@ -119,12 +81,9 @@ def _run(spec: UnitSpec, scratch: Path) -> UnitResult:
     if not error and not changed:
         result.error = "the unit's change is empty"
     if not error and changed and spec.verify:
-        env = {**os.environ, "SHOAL_UNIT": spec.name, "SHOAL_UNIT_FILES": " ".join(spec.files)}
-        outcome = run_command(spec.verify, clone, spec.verify_timeout, env=env)
-        result.verify_passed = outcome.exit_code == 0 and not outcome.timed_out
-        result.verify_output = clip(outcome.output, _OUTPUT_LIMIT)
+        _verify(spec, clone, result)
     if not error and changed and result.verify_passed is not False and spec.judge:
-        result.score, judged, unverified = _evaluate(ctx, spec, clone, base, snap)
+        result.score, judged, unverified = _evaluate(home, spec, clone, base, snap)
         usage = usage + judged
         result.error = result.error or unverified
     if (
@@ -136,6 +95,40 @@ def _run(spec: UnitSpec, scratch: Path) -> UnitResult:
         result.status = "accepted"
     result.tokens, result.cost_usd = usage.tokens, usage.cost_usd
     return result
+
+
+def _request(spec: UnitSpec, clone: Path) -> ExecRequest:
+    from shoal.mailbox.envelope import Plan, Step
+
+    return ExecRequest(
+        description=spec.description(),
+        cwd=str(clone),
+        iteration=1,
+        plan=Plan(steps=[Step(title=spec.instruction[:200], detail=f"unit {spec.name}")]),
+        model=spec.models["executor"],
+        permission_mode=spec.permission_mode,
+        max_turns=spec.max_turns,
+        token_budget=spec.token_budget,
+        subagent=True,  # a unit works alone: no delegation
+    )
+
+
+def _verify(spec: UnitSpec, clone: Path, result: UnitResult) -> None:
+    """The batch's verify command on the unit's change, into ``result``."""
+    from shoal import process
+    from shoal.actors.llm import clip
+
+    env = {**os.environ, "SHOAL_UNIT": spec.name, "SHOAL_UNIT_FILES": " ".join(spec.files)}
+    try:
+        outcome = process.run(
+            spec.verify, cwd=clone, timeout=spec.verify_timeout, env=env, keep="tail"
+        )
+    except OSError as exc:
+        result.verify_passed = False
+        result.verify_output = f"cannot run {spec.verify}: {exc.strerror or exc}"
+        return
+    result.verify_passed = outcome.exit_code == 0 and not outcome.timed_out
+    result.verify_output = clip(outcome.output, _OUTPUT_LIMIT)
 
 
 def _execute(
@@ -198,12 +191,12 @@ def _patch(clone: Path, base: str, snap: str) -> str:
 
 
 def _evaluate(
-    ctx: _UnitContext, spec: UnitSpec, clone: Path, base: str, snap: str
+    home: Home, spec: UnitSpec, clone: Path, base: str, snap: str
 ) -> tuple[float, Usage, str | None]:
-    """The evaluator actor's own checks and judge, on this unit's change; and why the
-    unit cannot be accepted on the judge alone (its tests could not run), if so."""
-    from shoal.actors.evaluator import EvaluatorActor
-    from shoal.mailbox.envelope import Envelope, EvalRequest, Plan, Step
+    """The evaluator's own checks and judge, on this unit's change; and why the unit
+    cannot be accepted on the judge alone (its tests could not run), if so."""
+    from shoal.actors.evaluator import evaluate
+    from shoal.mailbox.envelope import EvalRequest, Plan, Step
 
     request = EvalRequest(
         description=spec.description(),
@@ -216,9 +209,7 @@ def _evaluate(
         checks=spec.checks,
         run_checks=spec.run_checks,
     )
-    evaluator = EvaluatorActor(ctx)  # type: ignore[arg-type]
-    env = Envelope.of(request, sender=ctx.name, recipient="evaluator")
-    result = evaluator.on_eval_request(env, request)
+    result = evaluate(request, home.root / "skills", log)
     unverified = None
     if result.tests == "could_not_run":
         reasons = "; ".join(c.reason for c in result.checks if c.status == "could_not_run")

@@ -238,7 +238,7 @@ class Repl:
         return pick(rows, self.console)
 
     def rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        from shoal.store.queries import read
+        from shoal.client import query as read
 
         reply = read(self.home, name, params)
         return [dict(zip(reply.columns, row, strict=True)) for row in reply.rows]

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from shoal.cli import loop_options as lo
 from shoal.cli.groups import RunByDefault
 from shoal.cli.output import console, fail, print_json
 
 if TYPE_CHECKING:
-    from shoal.batch.backends import Backend
+    from shoal.batch import backends
     from shoal.batch.driver import BatchSpec, Outcome, Summary
     from shoal.batch.units import UnitKind
     from shoal.paths import Home
@@ -37,53 +38,73 @@ app = typer.Typer(
 _BACKEND_HELP = "ray (default when Ray is installed) or local (a process pool)."
 
 
-@app.command("run")
-def batch_run(
-    instruction: str = typer.Argument(..., help="What to do to every unit, in plain words."),
-    files: str | None = typer.Option(
-        None, "--files", help="Glob of committed files in the repository (e.g. 'src/**/*.py')."
-    ),
-    repos: Path | None = typer.Option(
-        None, "--repos", help="File listing repositories (paths or git URLs), one a line."
-    ),
-    unit: str | None = typer.Option(
-        None, "--unit", help="file or dir with --files (default file); repo with --repos."
-    ),
-    workers: int | None = typer.Option(
-        None, "--workers", "-w", min=1, max=4096, help="Units at once (default: CPUs)."
-    ),
-    verify: str | None = typer.Option(
-        None, "--verify", help="Shell command that must pass in each unit's copy."
-    ),
-    verify_timeout: float = typer.Option(600.0, "--verify-timeout", min=1.0),
-    judge: bool | None = typer.Option(
-        None,
+# The options of `shoal batch`, declared once here so the command's signature reads at once.
+Files = Annotated[
+    str | None,
+    typer.Option("--files", help="Glob of committed files in the repository (e.g. 'src/**/*.py')."),
+]
+Repos = Annotated[
+    Path | None,
+    typer.Option("--repos", help="File listing repositories (paths or git URLs), one a line."),
+]
+Unit = Annotated[
+    str | None,
+    typer.Option("--unit", help="file or dir with --files (default file); repo with --repos."),
+]
+Workers = Annotated[
+    int | None,
+    typer.Option("--workers", "-w", min=1, max=4096, help="Units at once (default: CPUs)."),
+]
+Verify = Annotated[
+    str | None, typer.Option("--verify", help="Shell command that must pass in each unit's copy.")
+]
+VerifyTimeout = Annotated[float, typer.Option("--verify-timeout", min=1.0)]
+Judge = Annotated[
+    bool | None,
+    typer.Option(
         "--judge/--no-judge",
         help="Run the evaluator on each change (default: when an evaluator model is set).",
     ),
-    check: list[str] | None = typer.Option(
-        None,
-        "--check",
-        metavar="CMD",
-        help="The evaluator's check instead of the detected tests (repeat).",
-    ),
-    no_checks: bool = typer.Option(
-        False, "--no-checks", help="The evaluator runs none of the project's checks."
-    ),
-    quality: float | None = typer.Option(None, "--quality", min=0.0, max=1.0),
-    model: str | None = typer.Option(None, "--model", "-m", help="litellm model for every role."),
-    max_turns: int = typer.Option(30, "--max-turns", min=1, max=500),
-    retries: int = typer.Option(2, "--retries", min=0, max=20, help="Runs more if a worker dies."),
-    backend: str | None = typer.Option(None, "--backend", help=_BACKEND_HELP),
-    ray_address: str | None = typer.Option(
-        None, "--ray-address", help="Join this Ray cluster instead of starting a local Ray."
-    ),
-    cwd: Path | None = typer.Option(None, "--cwd", "-C", help="Repository for --files."),
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="Only write patch files; create no branch."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+]
+BatchQuality = Annotated[float | None, typer.Option("--quality", min=0.0, max=1.0)]
+MaxTurns = Annotated[int, typer.Option("--max-turns", min=1, max=500)]
+Retries = Annotated[
+    int, typer.Option("--retries", min=0, max=20, help="Runs more if a worker dies.")
+]
+BackendName = Annotated[str | None, typer.Option("--backend", help=_BACKEND_HELP)]
+RayAddress = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="Join this Ray cluster instead of starting a local Ray."),
+]
+FilesCwd = Annotated[Path | None, typer.Option("--cwd", "-C", help="Repository for --files.")]
+DryRun = Annotated[
+    bool, typer.Option("--dry-run", help="Only write patch files; create no branch.")
+]
+BatchQuiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+@app.command("run")
+def batch_run(
+    instruction: str = typer.Argument(..., help="What to do to every unit, in plain words."),
+    files: Files = None,
+    repos: Repos = None,
+    unit: Unit = None,
+    workers: Workers = None,
+    verify: Verify = None,
+    verify_timeout: VerifyTimeout = 600.0,
+    judge: Judge = None,
+    check: lo.Checks = None,
+    no_checks: lo.NoChecks = False,
+    quality: BatchQuality = None,
+    model: lo.Model = None,
+    max_turns: MaxTurns = 30,
+    retries: Retries = 2,
+    backend: BackendName = None,
+    ray_address: RayAddress = None,
+    cwd: FilesCwd = None,
+    dry_run: DryRun = False,
+    quiet: BatchQuiet = False,
+    json_out: lo.JsonOut = False,
 ) -> None:
     """Run a batch: split into units, run each in isolation, apply what was accepted."""
     from shoal.ids import new_id
@@ -287,7 +308,7 @@ def _run(
     batch_id: str,
     spec: Any,
     outcomes: list[Any],
-    backend: Backend,
+    backend: backends.Backend,
     *,
     quiet: bool,
     json_out: bool,
@@ -354,7 +375,7 @@ def _unit_table(units: list[dict[str, Any]]) -> None:
     console().print(table)
 
 
-def _backend(home: Home, name: str | None, address: str | None) -> Backend:
+def _backend(home: Home, name: str | None, address: str | None) -> backends.Backend:
     import importlib.util
 
     from shoal.batch.backends import LocalBackend, RayBackend

@@ -104,9 +104,9 @@ def _orchestrator_checks() -> list[Check]:
 
 def _database_checks(home: Home) -> list[Check]:
     """The file is there if the home has had one, DuckDB reads it, its schema is current."""
+    from shoal.client import query as read
     from shoal.store.database import DatabaseError, missing
     from shoal.store.migrations import LATEST
-    from shoal.store.queries import read
 
     if not home.database.exists():
         lost = missing(home.database)

@@ -138,7 +138,8 @@ class LiveStatus:
             task.description = found[0]["description"]
 
     def _rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        from shoal.store.queries import QueryError, read
+        from shoal.client import query as read
+        from shoal.store.queries import QueryError
 
         try:
             reply = read(self.home, name, params)

@@ -169,7 +169,7 @@ def serve(
     cwd: Path | None = typer.Option(None, "--cwd", "-C", help="Directory the tools work in."),
 ) -> None:
     """Run shoal as an MCP server over stdio: read-only tools in this directory, and run_task."""
-    from shoal.mcp.serve import serve as run_server
+    from shoal.cli.mcp_serve import serve as run_server
 
     root = (cwd or Path.cwd()).resolve()
     if not root.is_dir():

@@ -42,8 +42,8 @@ def list_(
     json_out: bool = typer.Option(False, "--json", help="Print JSON lines."),
 ) -> None:
     """Learnings, most recently used first."""
+    from shoal.client import query as read
     from shoal.paths import Home
-    from shoal.store.queries import read
 
     reply = read(Home.resolve(), "memory.list", {"limit": limit})
     _print(reply.columns, reply.rows, json_out)

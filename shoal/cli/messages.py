@@ -16,8 +16,8 @@ def messages(
     """Show recently recorded messages (asks the orchestrator, or reads the file if none runs)."""
     from rich.table import Table
 
+    from shoal.client import query as read
     from shoal.paths import Home
-    from shoal.store.queries import read
 
     reply = read(Home.resolve(), "messages.recent", {"limit": limit, "kind": kind, "task_id": task})
     if json_out:

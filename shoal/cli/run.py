@@ -116,81 +116,20 @@ def prepare(
 
 def submit_and_follow(home: Home, submit: TaskSubmit, *, quiet: bool) -> TaskDone:
     """Send the task, show its progress on stderr, and return its TaskDone."""
-    import zmq
+    from shoal.client import ClientError, Follower, run_task
 
-    from shoal.mailbox.client import MailboxClient
-    from shoal.mailbox.envelope import ORCHESTRATOR, TaskAccepted, TaskCancel, TaskDone
-    from shoal.mailbox.events import Subscriber
-
-    _ensure_orchestrator(home)
     progress = _Progress(quiet)
-    with (
-        Subscriber(home.events_endpoint, ["task.progress", "exec.event", "eval.checks"]) as events,
-        MailboxClient(home.mailbox_endpoint) as client,
-    ):
-        accepted = client.request(ORCHESTRATOR, submit, timeout=30).parse_payload()
-        assert isinstance(accepted, TaskAccepted)
-        progress.started(accepted.task_id, submit)
-        if accepted.waiting_for:  # said in the reply: an event sent this soon may be missed
-            progress.queued(accepted.waiting_for)
-        interrupted = False
-        next_check = time.monotonic() + 2.0
-        poller = zmq.Poller()
-        poller.register(client.socket, zmq.POLLIN)
-        poller.register(events.socket, zmq.POLLIN)
-        while True:
-            if time.monotonic() > next_check:
-                next_check = time.monotonic() + 2.0
-                _keep_orchestrator(home, progress)
-            try:
-                ready = dict(poller.poll(0 if client.waiting else 500))
-                env = client.recv(timeout=0) if client.waiting or client.socket in ready else None
-                if env is not None and env.kind == TaskDone.kind:
-                    return TaskDone.model_validate(env.payload)
-                event = events.recv(timeout=0) if events.socket in ready else None
-                if event is not None and event.task_id == accepted.task_id:
-                    progress.show(event)
-            except KeyboardInterrupt:
-                if interrupted:
-                    raise
-                interrupted = True
-                sys.stderr.write("\nshoal: cancelling (Ctrl-C again to leave it running)\n")
-                client.send(ORCHESTRATOR, TaskCancel(task_id=accepted.task_id))
 
+    def accepted(task_id: str, waiting_for: str | None) -> None:
+        progress.started(task_id, submit)
+        if waiting_for:
+            progress.queued(waiting_for)
 
-def _keep_orchestrator(home: Home, progress: _Progress) -> None:
-    """If the orchestrator died under a running task, start it again: the task resumes."""
-    from shoal.orchestrator import daemon
-
-    if daemon.running_pid(home) is None:
-        progress.note("the orchestrator stopped; restarting it (the task resumes)")
-        daemon.ensure(home)
-
-
-def _ensure_orchestrator(home: Home) -> None:
-    """Start the orchestrator, or restart an idle one whose model settings differ from ours."""
-    from shoal.config import model_env_fingerprint
-    from shoal.orchestrator import daemon
-
-    _, started = daemon.start(home)
-    if started:
-        return
-    status = daemon.status(home)
-    if status.env_fingerprint == model_env_fingerprint():
-        return
-    if status.running_tasks:
-        fail(
-            "the orchestrator was started with other model or backend settings and is running "
-            f"{status.running_tasks} task(s); wait for them or run `shoal orchestrator stop`"
-        )
-    teams = sorted({a.role.partition("@")[2] for a in status.actors if "@" in a.role})
-    if teams:  # restarting would take the teams down with it
-        fail(
-            "the orchestrator was started with other model settings and has teams up "
-            f"({', '.join(teams)}); use the same settings, or `shoal team down NAME` first"
-        )
-    daemon.stop(home)
-    daemon.start(home)
+    follower = Follower(accepted=accepted, event=progress.show, note=progress.note)
+    try:
+        return run_task(home, submit, follower)
+    except ClientError as exc:
+        fail(str(exc))
 
 
 def report(done: TaskDone, *, json_out: bool, print_only: bool) -> None:
@@ -251,7 +190,7 @@ class _Progress:
             self.console.print(f"[dim]{time.monotonic() - self.t0:6.1f}s[/dim] {text}")
 
     def note(self, text: str) -> None:
-        sys.stderr.write(f"shoal: {text}\n")
+        sys.stderr.write(f"\nshoal: {text}\n")
 
     def started(self, task_id: str, submit: TaskSubmit) -> None:
         self._line(f"task {task_id} in {submit.cwd}")

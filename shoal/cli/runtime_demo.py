@@ -66,7 +66,7 @@ def runtime_demo(
         if started:
             daemon.stop(home)
             out.print(f"[bold]orchestrator[/bold] stopped; records flushed to {home.database}")
-    from shoal.store.queries import read
+    from shoal.client import query as read
 
     summary = read(home, "messages.summary")
     kinds = ", ".join(f"{row[0]} {row[1]}" for row in summary.rows[:4])

@@ -185,8 +185,9 @@ def webhooks(
 ) -> None:
     """Recent webhook delivery attempts (status, error, when the next retry is due)."""
     from shoal.cli.output import console, print_json
+    from shoal.client import query as read
     from shoal.paths import Home
-    from shoal.store.queries import QueryError, read
+    from shoal.store.queries import QueryError
 
     try:
         reply = read(Home.resolve(), "webhooks.deliveries", {"limit": limit, "task_id": task})

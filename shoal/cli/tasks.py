@@ -12,8 +12,9 @@ from shoal.cli.output import console, fail, print_json
 
 
 def _rows(name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    from shoal.client import query as read
     from shoal.paths import Home
-    from shoal.store.queries import QueryError, read
+    from shoal.store.queries import QueryError
 
     try:
         reply = read(Home.resolve(), name, params or {})
@@ -155,7 +156,6 @@ def status(
     ),
 ) -> None:
     """The orchestrator, running tasks, and (with --costs) what the models cost."""
-    from shoal.orchestrator import daemon
     from shoal.paths import Home
 
     home = Home.resolve()
@@ -166,19 +166,7 @@ def status(
 
         live_view.run(home)
         return
-    pid = daemon.running_pid(home)
-    state: dict[str, Any] = {"home": str(home.root), "orchestrator": None}
-    if pid is not None:
-        reply = daemon.status(home)
-        state["orchestrator"] = {
-            "pid": reply.pid,
-            "actors": len(reply.actors),
-            "running_tasks": reply.running_tasks,
-            "problems": reply.problems,
-        }
-    state["tasks"] = _rows("tasks.recent", {"limit": 10, "kind": "running"})
-    if costs:
-        state["costs"] = _rows("costs.summary")
+    state = _status_state(home, costs)
     if json_out:
         print_json(state)
         return
@@ -192,21 +180,43 @@ def status(
     for t in state["tasks"]:
         out.print(f"  {t['id']} iteration {t['iterations']} · {t['description'][:60]}")
     if costs:
-        from rich.table import Table
+        _print_costs(out, state["costs"])
 
-        table = Table(box=None, pad_edge=False)
-        for column in ("role", "model", "calls", "prompt", "completion", "cost"):
-            table.add_column(column)
-        total = 0.0
-        for c in state["costs"]:
-            total += c["cost_usd"] or 0.0
-            table.add_row(
-                c["role"],
-                c["model"] or "-",
-                str(c["calls"]),
-                str(c["prompt_tokens"]),
-                str(c["completion_tokens"]),
-                f"${c['cost_usd']:.4f}",
-            )
-        out.print(table if state["costs"] else "no model calls recorded")
-        out.print(f"total: ${total:.4f}")
+
+def _status_state(home: Any, costs: bool) -> dict[str, Any]:
+    from shoal.orchestrator import daemon
+
+    state: dict[str, Any] = {"home": str(home.root), "orchestrator": None}
+    if daemon.running_pid(home) is not None:
+        reply = daemon.status(home)
+        state["orchestrator"] = {
+            "pid": reply.pid,
+            "actors": len(reply.actors),
+            "running_tasks": reply.running_tasks,
+            "problems": reply.problems,
+        }
+    state["tasks"] = _rows("tasks.recent", {"limit": 10, "kind": "running"})
+    if costs:
+        state["costs"] = _rows("costs.summary")
+    return state
+
+
+def _print_costs(out: Any, rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("role", "model", "calls", "prompt", "completion", "cost"):
+        table.add_column(column)
+    total = 0.0
+    for c in rows:
+        total += c["cost_usd"] or 0.0
+        table.add_row(
+            c["role"],
+            c["model"] or "-",
+            str(c["calls"]),
+            str(c["prompt_tokens"]),
+            str(c["completion_tokens"]),
+            f"${c['cost_usd']:.4f}",
+        )
+    out.print(table if rows else "no model calls recorded")
+    out.print(f"total: ${total:.4f}")

@@ -274,7 +274,8 @@ def transcripts(
     json_out: bool = typer.Option(False, "--json", help="Print JSON lines."),
 ) -> None:
     """Show the scrollback stored when the team's panes ended (newest first)."""
-    from shoal.store.queries import QueryError, read
+    from shoal.client import query as read
+    from shoal.store.queries import QueryError
 
     _check_name(name)
     try:

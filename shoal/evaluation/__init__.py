@@ -1,6 +1,6 @@
-"""The evaluator's measurements: the project's own tests and linters, run and scored.
+"""The evaluator's measurements: the project's own tests and linters, run (with
+:mod:`shoal.process`, the one runner) and scored.
 
-- ``shoal.evaluation.process``: one command in its own process group, with a deadline.
 - ``shoal.evaluation.environment``: the project's own toolchain (its venv, uv, npm, ...).
 - ``shoal.evaluation.detection``: which checks a repository has, with that toolchain.
 - ``shoal.evaluation.settings``: ``[checks]`` and ``--check``.

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shoal.evaluation.process import run_command
+from shoal import process
 
 if TYPE_CHECKING:
     from shoal.mailbox.envelope import CheckSetting
@@ -109,8 +109,9 @@ class CheckResult(BaseModel):
     passed: bool
     """Exit code 0 within the timeout (and, for tests, some ran)."""
 
-    exit_code: int
-    """The exit code; negative: killed by that signal; 127: could not be started."""
+    exit_code: int | None
+    """The exit code; negative: killed by that signal; 127: could not be started; None: it
+    timed out (and was killed)."""
 
     output: str
     """The tail of stdout and stderr (at most OUTPUT_LIMIT characters, marked when cut)."""
@@ -192,9 +193,21 @@ def run(check: Check, timeout: float = 600.0, *, output_limit: int = OUTPUT_LIMI
     if check.problem is not None:
         return _not_run(check, check.problem)
     limit = check.timeout or timeout
-    outcome = run_command(
-        check.command, check.cwd, limit, env=_environment(check), output_limit=output_limit
-    )
+    if not check.cwd.is_dir():
+        return _not_run(check, f"cannot run: {check.cwd} is not a directory")
+    try:
+        outcome = process.run(
+            check.command,
+            cwd=check.cwd,
+            timeout=limit,
+            env=_environment(check),
+            limit=output_limit,
+            keep="tail",
+        )
+    except OSError as exc:
+        program = check.command if isinstance(check.command, str) else check.command[0]
+        why = f"cannot run {program}: {exc.strerror or exc}"
+        return _not_run(check, f"{why}; {_fix(check)}")
     passed = outcome.exit_code == 0 and not outcome.timed_out
     counts = None
     if check.parser == "pytest":
@@ -302,10 +315,10 @@ _RUNNER_MISSING = re.compile(r": No module named (pytest|unittest|ruff)\s*$", re
 _SHELL_NOT_FOUND = (126, 127)
 
 
-def _could_not_run(check: Check, outcome, timeout: float, counts: Counts | None) -> str | None:
+def _could_not_run(
+    check: Check, outcome: process.Completed, timeout: float, counts: Counts | None
+) -> str | None:
     """Why a run says nothing about the code (one line: the reason, then the fix), or None."""
-    if not outcome.started:
-        return f"{outcome.output.strip()}; {_fix(check)}"
     if outcome.timed_out:
         return (
             f"timed out after {timeout:g}s; give it more time "

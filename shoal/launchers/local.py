@@ -8,14 +8,10 @@ ZeroMQ context after the fork.
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
-import multiprocessing.forkserver
-import os
-import signal
 from multiprocessing.process import BaseProcess
 
 from shoal.launchers import ActorSpec, signal_group
+from shoal.launchers.forkserver import Forkserver
 
 
 class ProcessHandle:
@@ -35,35 +31,20 @@ class LocalLauncher:
     name = "local"
 
     def __init__(self, preload: list[str]) -> None:
-        self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["shoal.actors.runtime", *preload])
+        self.forkserver = Forkserver(["shoal.actors.runtime", *preload])
 
     def warm(self) -> None:
         """Start the forkserver now, so its imports overlap with other start-up work."""
-        multiprocessing.forkserver.ensure_running()
+        self.forkserver.warm()
 
     def launch(self, spec: ActorSpec) -> ProcessHandle:
         from shoal.actors.runtime import run_actor
 
-        proc = self._ctx.Process(
-            target=run_actor, args=(spec.model_dump_json(),), name=f"shoal-{spec.name}"
-        )
-        proc.start()
+        proc = self.forkserver.start(run_actor, (spec.model_dump_json(),), f"shoal-{spec.name}")
         return ProcessHandle(proc)
 
     def close(self) -> None:
-        """Stop the forkserver (it would also exit on its own once we are gone)."""
-        server = multiprocessing.forkserver._forkserver
-        pid = getattr(server, "_forkserver_pid", None)
-        if pid is not None:
-            # CPython's way (below) closes a pipe the forkserver reads only once its
-            # preloads are imported: an orchestrator stopped in its first seconds waited
-            # for litellm's import. The forkserver holds nothing worth a clean exit.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        stop = getattr(server, "_stop", None)  # CPython's own (private) shutdown hook
-        if stop is not None:
-            stop()
+        self.forkserver.close()
 
 
 def remove_temp_dir() -> None:

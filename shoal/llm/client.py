@@ -410,6 +410,31 @@ class _StreamCutShort(Exception):
     pass
 
 
+def _give_up_unless_retryable(
+    config: ModelConfig, failure: _Failure, attempts: int, retries: int
+) -> None:
+    """Raise ModelError unless ``failure`` is worth another attempt now."""
+    if not failure.retryable or retries >= config.max_retries:
+        raise ModelError(
+            config.model,
+            failure.label,
+            failure.message,
+            attempts=attempts,
+            status=failure.status,
+            retryable=failure.retryable,
+        ) from None
+    if failure.retry_after is not None and failure.retry_after > config.max_retry_after:
+        raise ModelError(
+            config.model,
+            failure.label,
+            f"provider asks to retry after {failure.retry_after:.0f}s "
+            f"(more than max_retry_after={config.max_retry_after:.0f}s): {failure.message}",
+            attempts=attempts,
+            status=failure.status,
+            retryable=True,
+        ) from None
+
+
 def _retrying(
     litellm: ModuleType,
     config: ModelConfig,
@@ -442,25 +467,7 @@ def _retrying(
                 ) from None
             on_overflow(failure, attempts)
             continue
-        if not failure.retryable or retries >= config.max_retries:
-            raise ModelError(
-                config.model,
-                failure.label,
-                failure.message,
-                attempts=attempts,
-                status=failure.status,
-                retryable=failure.retryable,
-            ) from None
-        if failure.retry_after is not None and failure.retry_after > config.max_retry_after:
-            raise ModelError(
-                config.model,
-                failure.label,
-                f"provider asks to retry after {failure.retry_after:.0f}s "
-                f"(more than max_retry_after={config.max_retry_after:.0f}s): {failure.message}",
-                attempts=attempts,
-                status=failure.status,
-                retryable=True,
-            ) from None
+        _give_up_unless_retryable(config, failure, attempts, retries)
         retries += 1
         delay = retry.backoff(retries, base=config.backoff_base, cap=config.backoff_cap, rng=rng)
         if failure.retry_after is not None:
@@ -525,6 +532,13 @@ def complete(
         rng=rng,
         on_overflow=shrink,
     )
+    completion = _completion(litellm, response, config.model)
+    completion.attempts, completion.latency_s = attempts, time.monotonic() - started
+    completion.pruned, completion.messages = pruned, current if pruned else None
+    return completion
+
+
+def _completion(litellm: ModuleType, response: Any, model: str) -> Completion:
     choice = response.choices[0]
     usage = getattr(response, "usage", None)
     return Completion(
@@ -536,11 +550,7 @@ def complete(
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
             cost_usd=_cost(litellm, response),
         ),
-        model=config.model,
-        attempts=attempts,
-        latency_s=time.monotonic() - started,
-        pruned=pruned,
-        messages=current if pruned else None,
+        model=model,
     )
 
 

@@ -201,28 +201,10 @@ def remember(
     its decay clock; its text stays as it was. ``team``: a team's own memory
     (recalled only for that team's tasks); duplicates are looked for within it.
     """
-    if not kind.strip():
-        raise ValueError("a learning needs a kind")
-    if not content.strip():
-        raise ValueError("a learning needs content")
-    if not 0.0 <= confidence <= 1.0:
-        raise ValueError(f"confidence {confidence} is outside 0..1")
+    _check(kind, content, confidence)
     vector = _vector(embedding)
     now = utc_naive(now)
-    match = con.execute(
-        f"""
-        WITH scored AS MATERIALIZED (
-            SELECT id, confidence, array_cosine_similarity(embedding, $query::FLOAT[{DIM}]) AS sim
-            FROM learnings WHERE NOT forgotten AND embedder = $embedder
-                                 AND team IS NOT DISTINCT FROM $team
-        )
-        SELECT id, confidence FROM scored
-        WHERE sim >= $threshold AND NOT isnan(sim)
-        ORDER BY sim DESC, id LIMIT 1
-        """,
-        {"query": vector, "embedder": embedder, "threshold": dedupe_threshold, "team": team},
-    ).fetchall()
-    match = match[0] if match else None
+    match = _near_duplicate(con, vector, embedder, dedupe_threshold, team)
     if match is not None:
         found, old = match
         con.execute(
@@ -256,6 +238,39 @@ def remember(
         ],
     )
     return learning_id, True
+
+
+def _check(kind: str, content: str, confidence: float) -> None:
+    if not kind.strip():
+        raise ValueError("a learning needs a kind")
+    if not content.strip():
+        raise ValueError("a learning needs content")
+    if not 0.0 <= confidence <= 1.0:
+        raise ValueError(f"confidence {confidence} is outside 0..1")
+
+
+def _near_duplicate(
+    con: duckdb.DuckDBPyConnection,
+    vector: list[float],
+    embedder: str,
+    threshold: float,
+    team: str | None,
+) -> tuple[str, float] | None:
+    """(id, confidence) of the most similar live learning at ``threshold`` or above."""
+    found = con.execute(
+        f"""
+        WITH scored AS MATERIALIZED (
+            SELECT id, confidence, array_cosine_similarity(embedding, $query::FLOAT[{DIM}]) AS sim
+            FROM learnings WHERE NOT forgotten AND embedder = $embedder
+                                 AND team IS NOT DISTINCT FROM $team
+        )
+        SELECT id, confidence FROM scored
+        WHERE sim >= $threshold AND NOT isnan(sim)
+        ORDER BY sim DESC, id LIMIT 1
+        """,
+        {"query": vector, "embedder": embedder, "threshold": threshold, "team": team},
+    ).fetchall()
+    return (found[0][0], found[0][1]) if found else None
 
 
 def _ranked(

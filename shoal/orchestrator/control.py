@@ -384,22 +384,22 @@ class Control:
 
         self._in_thread(env, query, payload)
 
-    # --- chat sessions (rows written on worker threads' cursors; see chat/records.py) ---
+    # --- chat sessions (rows written on worker threads' cursors; see store/sessions.py) ---
 
     def on_session_open(self, env: Envelope, payload: SessionOpen) -> None:
-        from shoal.chat import records
+        from shoal.store import sessions as records
 
         if not self.supervisor.names_of("chat"):
             self.supervisor.spawn("chat")  # a chat needs its actor; one serves many sessions
         self._in_thread(env, lambda cur, _env, p: records.open_session(cur, p), payload)
 
     def on_session_append(self, env: Envelope, payload: SessionAppend) -> None:
-        from shoal.chat import records
+        from shoal.store import sessions as records
 
         self._in_thread(env, lambda cur, _env, p: records.append(cur, p), payload)
 
     def on_session_clear(self, env: Envelope, payload: SessionClear) -> None:
-        from shoal.chat import records
+        from shoal.store import sessions as records
 
         self._in_thread(env, lambda cur, _env, p: records.clear(cur, p), payload)
 

@@ -72,16 +72,9 @@ def _raise_fd_limit() -> None:
 
 def _serve(home: Home, ready: object) -> int:
     from shoal.api.settings import config_webhooks
-    from shoal.launchers.local import LocalLauncher
-    from shoal.launchers.ray import RayLauncher
-    from shoal.launchers.tmux import TmuxLauncher
-    from shoal.orchestrator.broker import Broker
-    from shoal.orchestrator.control import Control
     from shoal.orchestrator.recorder import Recorder
     from shoal.orchestrator.resume import resume
-    from shoal.orchestrator.supervisor import Supervisor
     from shoal.settings import OrchestratorSettings
-    from shoal.store.database import Writer
     from shoal.store.journal import Journal
     from shoal.store.space import Space
 
@@ -93,21 +86,55 @@ def _serve(home: Home, ready: object) -> int:
     for stale in (home.mailbox_socket, home.events_socket):
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
+    db, unacked = _open_records(home)
+    space = Space(home.root)  # a full disk: held writes, refused new work (one shared view)
+    recorder = Recorder(db, settings.flush_interval, space)
+    journal = Journal(home.journal, space)
+    broker, supervisor, launchers = _assemble(home, settings, db, recorder, journal)
+    resumed = resume(broker.control.scheduler, db.con)
+    broker.load_unacked(unacked)
+    supervisor.adopt()
+    recorder.start()
+    broker.control.api.boot(webhooks)
+    if resumed:
+        log.info("resumed %d running task(s)", resumed)
+    supervisor.start()
+    _drain_on_signals(broker)
+    _tell(ready, f"ready {os.getpid()}")
+    try:
+        broker.serve()
+    finally:
+        _shutdown(home, broker, supervisor, launchers, recorder, journal, db)
+    return 0
+
+
+def _open_records(home: Home) -> tuple[Any, list[Any]]:
+    """The database, with what the journal held replayed into it; the unacked messages."""
+    from shoal.store.database import Writer
 
     db = Writer(home.database)
-    con = db.con
-    recovered = _recover(con, home)
-    unacked = _unacked(con)
+    recovered = _recover(db.con, home)
+    unacked = _unacked(db.con)
     log.info(
         "started pid %d; recovered %d journaled records; %d unacked messages",
         os.getpid(),
         recovered,
         len(unacked),
     )
+    return db, unacked
 
-    space = Space(home.root)  # a full disk: held writes, refused new work (one shared view)
-    recorder = Recorder(db, settings.flush_interval, space)
-    journal = Journal(home.journal, space)
+
+def _assemble(
+    home: Home, settings: Any, db: Any, recorder: Any, journal: Any
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The broker with its control handlers, the supervisor and the launchers."""
+    from shoal.launchers.local import LocalLauncher
+    from shoal.launchers.ray import RayLauncher
+    from shoal.launchers.tmux import TmuxLauncher
+    from shoal.orchestrator.broker import Broker
+    from shoal.orchestrator.control import Control
+    from shoal.orchestrator.supervisor import Supervisor
+
     launchers: dict[str, Any] = {
         "local": LocalLauncher(settings.preload),
         "tmux": TmuxLauncher(home, settings.preload, lambda row: _store_transcript(recorder, row)),
@@ -123,29 +150,17 @@ def _serve(home: Home, ready: object) -> int:
     # Ray starts on its first launch (or at once when it is the backend), never here.
     launchers["ray"] = RayLauncher(home, settings, broker.tcp_endpoint)
     broker.control = Control(broker, supervisor, db)  # type: ignore[arg-type]  # cursor() only
-    resumed = resume(broker.control.scheduler, con)
-    broker.load_unacked(unacked)
-    supervisor.adopt()
-    recorder.start()
-    broker.control.api.boot(webhooks)
-    if resumed:
-        log.info("resumed %d running task(s)", resumed)
-    supervisor.start()
+    return broker, supervisor, launchers
 
+
+def _drain_on_signals(broker: Any) -> None:
     def on_signal(signum: int, _frame: object) -> None:
         log.info("signal %d: draining", signum)
-        assert broker is not None
         broker.stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    _tell(ready, f"ready {os.getpid()}")
-    try:
-        broker.serve()
-    finally:
-        _shutdown(home, broker, supervisor, launchers, recorder, journal, db)
-    return 0
 
 
 def _shutdown(

@@ -290,40 +290,31 @@ def run_query(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any])
     return QueryReply(columns=columns, rows=rows)
 
 
-def read(
-    home: Home, name: str, params: dict[str, Any] | None = None, timeout: float = 10.0
-) -> QueryReply:
-    """Run a named query through the orchestrator if one runs, else on the file read-only."""
+def read_file(home: Home, name: str, params: dict[str, Any]) -> QueryReply | None:
+    """Run a named query on the database file opened read-only; None when the file needs
+    migrating first (its writer does that). DatabaseBusy: a writer holds the file.
+
+    Clients call :func:`shoal.client.query`, which asks the orchestrator when one runs.
+    """
     import duckdb
 
-    from shoal.orchestrator import daemon
-    from shoal.store.database import DatabaseBusy, DatabaseInvalid, missing, open_reader, unusable
+    from shoal.store.database import DatabaseInvalid, missing, open_reader, unusable
     from shoal.store.migrations import LATEST, current_version
 
-    params = params or {}
-    for _ in range(3):
-        if daemon.running_pid(home) is not None:
-            return daemon.query(home, name, params, timeout=timeout)
-        if not home.database.exists():
-            # A used home's lost file is said so, never shown as an empty history.
-            raise missing(home.database) or QueryError(
-                f"no database yet at {home.database}; run a command that records first"
-            )
-        try:
-            con = open_reader(home.database)
-        except DatabaseBusy:
-            continue  # an orchestrator started meanwhile: ask it
-        try:
-            if current_version(con) < LATEST:
-                con.close()
-                daemon.ensure(home)  # the writer migrates the file; then it answers
-                continue
-            return run_query(con, name, params)
-        except duckdb.Error as exc:  # a damaged block shows only when it is read
-            error = unusable(home.database, exc)
-            if isinstance(error, DatabaseInvalid):
-                raise error from None
-            raise
-        finally:
-            con.close()
-    raise QueryError(f"{home.database} is busy; try again")
+    if not home.database.exists():
+        # A used home's lost file is said so, never shown as an empty history.
+        raise missing(home.database) or QueryError(
+            f"no database yet at {home.database}; run a command that records first"
+        )
+    con = open_reader(home.database)
+    try:
+        if current_version(con) < LATEST:
+            return None
+        return run_query(con, name, params)
+    except duckdb.Error as exc:  # a damaged block shows only when it is read
+        error = unusable(home.database, exc)
+        if isinstance(error, DatabaseInvalid):
+            raise error from None
+        raise
+    finally:
+        con.close()

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from shoal.actors import registry
     from shoal.actors.runtime import ActorRuntime
-    from shoal.launchers import ActorSpec
+    from shoal.actors.spec import ActorSpec
     from shoal.paths import Home
     from shoal.tmux.transcript import Transcript
 

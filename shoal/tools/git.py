@@ -13,7 +13,7 @@ import shlex
 
 from pydantic import Field, field_validator
 
-from shoal.tools import process
+from shoal import process
 from shoal.tools.base import ToolArgs, ToolError, ToolOutput
 from shoal.tools.shell import status
 from shoal.tools.workspace import Workspace

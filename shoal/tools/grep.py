@@ -86,31 +86,11 @@ def _line(shown: str, number: int | str, text: str) -> str:
 
 
 def _ripgrep(ws: Workspace, rg: str, search: _Search) -> tuple[list[str], bool]:
-    argv = [
-        rg,
-        "--no-config",
-        "--line-number",
-        "--with-filename",
-        "--no-heading",
-        "--null",  # path, NUL, line: paths may contain ":"
-        "--color=never",
-        "--hidden",
-        "--glob=!.git",
-        f"--max-columns={MAX_COLUMNS}",
-        "--max-columns-preview",
-        "--sort=path",
-        "--regexp",
-        search.regex,
-    ]
-    if search.file_glob:
-        argv += ["--glob", search.file_glob]
     # rg runs in the root and prints paths as given: relative under the root, absolute
     # elsewhere. The root alone is searched with no path, so no "./" prefix appears.
     strip_dot = search.targets != [ws.root]
-    if strip_dot:
-        argv += ["--", *(ws.display(t) for t in search.targets)]
     proc = subprocess.Popen(
-        argv,
+        _rg_argv(ws, rg, search, strip_dot),
         cwd=ws.root,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -152,6 +132,30 @@ def _ripgrep(ws: Workspace, rg: str, search: _Search) -> tuple[list[str], bool]:
     if code < 0 and not capped:
         raise ToolError(f"grep took longer than {TIMEOUT:g} s; narrow the path or glob")
     return matches, capped
+
+
+def _rg_argv(ws: Workspace, rg: str, search: _Search, with_paths: bool) -> list[str]:
+    argv = [
+        rg,
+        "--no-config",
+        "--line-number",
+        "--with-filename",
+        "--no-heading",
+        "--null",  # path, NUL, line: paths may contain ":"
+        "--color=never",
+        "--hidden",
+        "--glob=!.git",
+        f"--max-columns={MAX_COLUMNS}",
+        "--max-columns-preview",
+        "--sort=path",
+        "--regexp",
+        search.regex,
+    ]
+    if search.file_glob:
+        argv += ["--glob", search.file_glob]
+    if with_paths:
+        argv += ["--", *(ws.display(t) for t in search.targets)]
+    return argv
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

@@ -7,7 +7,7 @@ import signal
 
 from pydantic import Field
 
-from shoal.tools import process
+from shoal import process
 from shoal.tools.base import ToolArgs, ToolError, ToolOutput
 from shoal.tools.workspace import Workspace
 from shoal.workspace.git import without_redirects

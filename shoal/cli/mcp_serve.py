@@ -1,4 +1,4 @@
-"""``shoal mcp serve``: shoal as an MCP server over stdio.
+"""``shoal mcp serve``: shoal as an MCP server over stdio, a client of shoal like the CLI.
 
 It offers shoal's read-only tools confined to one directory (the same
 implementations the executor uses, run in plan mode so nothing can write):
@@ -144,9 +144,7 @@ def _task_tool(app: Any, home: Home, root: Path) -> None:
 
 def submit(home: Home, workdir: Path, description: str, iterations: int | None) -> dict[str, Any]:
     """Run one task through the orchestrator and return its ``task.done`` as a dict."""
-    import typer
-
-    from shoal.cli.run import submit_and_follow
+    from shoal.client import ClientError, run_task
     from shoal.settings import SettingsError
     from shoal.submission import submission
 
@@ -164,9 +162,9 @@ def submit(home: Home, workdir: Path, description: str, iterations: int | None) 
     if prepared.notice:  # stderr is the MCP client's log of this server
         sys.stderr.write(prepared.notice + "\n")
     try:
-        done = submit_and_follow(home, task, quiet=True)
-    except typer.Exit as exc:  # the orchestrator could not be started; stderr says why
-        raise ValueError(f"the task could not be submitted (exit {exc.exit_code})") from None
+        done = run_task(home, task)
+    except ClientError as exc:
+        raise ValueError(f"the task could not be submitted: {exc}") from None
     result = done.model_dump(mode="json", exclude={"kind"})
     if prepared.ignored:
         result["ignored"] = prepared.notice

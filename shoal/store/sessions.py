@@ -4,7 +4,7 @@ A transcript is append-only: every message of every turn gets the next
 ``seq`` of its session, and markers (``summary`` after a compaction, ``clear``
 after ``/clear``) are rows too, so ``shoal sessions export`` shows everything
 that happened while the conversation a turn sends is rebuilt from the rows
-after the last marker (:mod:`shoal.chat.conversation`).
+after the last marker (:mod:`shoal.actors.conversation`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,138 @@
+"""The shape of the code: packages depend one way (DESIGN.md §6), and functions stay readable.
+
+Imports are read from the source (not executed). An import inside ``if
+TYPE_CHECKING:`` is for the type checker only and does not count; an import
+inside a function does: it runs when the function does.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent / "shoal"
+
+# Lowest first: a package may import from its own layer and the ones before it.
+# DESIGN.md §6: cli -> client -> (orchestrator | actors) -> agent -> tools / llm / mcp /
+# evaluation -> messages / mailbox / store.
+LAYERS: list[tuple[str, ...]] = [
+    ("ids", "paths", "process", "trust"),
+    ("mailbox", "settings", "approvals", "cluster"),
+    ("store", "workspace"),
+    ("llm", "tools", "learning", "evaluation"),
+    ("memory", "skills", "mcp", "config", "submission"),
+    ("agent",),
+    ("actors",),
+    ("tmux", "launchers"),
+    ("api",),
+    ("orchestrator",),
+    ("client",),
+    ("batch", "chat"),
+    ("cli",),
+    ("__main__", "__init__"),
+]
+RANK = {name: n for n, layer in enumerate(LAYERS) for name in layer}
+LONGEST_FUNCTION = 60
+
+
+def _unit(path: Path) -> str:
+    """The package (or top-level module) a file belongs to."""
+    parts = path.relative_to(ROOT).parts
+    return parts[0].removesuffix(".py")
+
+
+def _is_unit(name: str) -> bool:
+    """A package or module of shoal (not a name like ``__version__``)."""
+    return (ROOT / name).is_dir() or (ROOT / f"{name}.py").is_file()
+
+
+def _imports(tree: ast.Module) -> list[tuple[str, int]]:
+    """(unit imported, line) for each runtime import of shoal's own code."""
+    typing_only = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for node in ast.walk(block)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+            if node.module == "shoal":  # from shoal import config, paths
+                names = [f"shoal.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "shoal" and len(parts) > 1 and _is_unit(parts[1]):
+                found.append((parts[1], node.lineno))
+    return found
+
+
+def _graph() -> tuple[dict[str, set[str]], dict[tuple[str, str], str]]:
+    edges: dict[str, set[str]] = defaultdict(set)
+    where: dict[tuple[str, str], str] = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        unit = _unit(path)
+        for target, line in _imports(ast.parse(path.read_text())):
+            if target != unit:
+                edges[unit].add(target)
+                where.setdefault((unit, target), f"{path.relative_to(ROOT.parent)}:{line}")
+    return edges, where
+
+
+def test_every_package_has_a_layer() -> None:
+    units = {_unit(p) for p in ROOT.rglob("*.py")}
+    assert units - set(RANK) == set(), "add the new package to LAYERS"
+
+
+def test_imports_point_down_the_layers() -> None:
+    edges, where = _graph()
+    upward = [
+        f"{where[(a, b)]}: {a} imports {b}, which is above it"
+        for a, targets in edges.items()
+        for b in targets
+        if RANK[b] > RANK[a]
+    ]
+    assert upward == []
+
+
+def test_no_packages_import_each_other_in_a_cycle() -> None:
+    edges, where = _graph()
+    cycles = []
+    for start in sorted(edges):
+        path = _cycle_from(start, edges)
+        if path:
+            cycles.append(" -> ".join(path) + f" (first edge at {where[(path[0], path[1])]})")
+    assert cycles == []
+
+
+def _cycle_from(start: str, edges: dict[str, set[str]]) -> list[str] | None:
+    """A path of imports from ``start`` back to it, if there is one."""
+    stack = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        node, path = stack.pop()
+        for nxt in sorted(edges.get(node, ())):
+            if nxt == start:
+                return [*path, start]
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, [*path, nxt]))
+    return None
+
+
+def test_every_function_can_be_read_at_once() -> None:
+    long = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                size = (node.end_lineno or node.lineno) - node.lineno + 1
+                if size > LONGEST_FUNCTION:
+                    long.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} {node.name} {size}")
+    assert long == []
