@@ -41,13 +41,18 @@ class Completed:
     """How a command ended and what it printed (stdout and stderr interleaved)."""
 
     output: str
-    exit_code: int | None
-    """The exit code; negative for a signal; None if it timed out."""
+    returncode: int
+    """As subprocess reports it: the exit code, or minus the signal that ended it."""
     timed_out: bool
     stray_stopped: bool
     """Processes of its group were still running when it exited, and were stopped."""
     duration_s: float
     """Wall time from the start to its exit (or to the kill)."""
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code (negative: a signal), or None if it timed out and was killed."""
+        return None if self.timed_out else self.returncode
 
 
 def run(
@@ -91,7 +96,7 @@ def run(
         exit_code = proc.wait()
         duration = time.monotonic() - start
         text = _tail(out, limit) if keep == "tail" else _ends(out, limit)
-    return Completed(text, exit_code if finished else None, not finished, stray, duration)
+    return Completed(text, exit_code, not finished, stray, duration)
 
 
 def stop_group(pgid: int) -> None:

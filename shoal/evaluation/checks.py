@@ -109,9 +109,8 @@ class CheckResult(BaseModel):
     passed: bool
     """Exit code 0 within the timeout (and, for tests, some ran)."""
 
-    exit_code: int | None
-    """The exit code; negative: killed by that signal; 127: could not be started; None: it
-    timed out (and was killed)."""
+    exit_code: int
+    """The exit code; negative: killed by that signal; 127: could not be started."""
 
     output: str
     """The tail of stdout and stderr (at most OUTPUT_LIMIT characters, marked when cut)."""
@@ -223,7 +222,7 @@ def run(check: Check, timeout: float = 600.0, *, output_limit: int = OUTPUT_LIMI
         name=check.name,
         kind=check.kind,
         passed=passed and reason is None,
-        exit_code=outcome.exit_code,
+        exit_code=outcome.returncode,
         output=outcome.output,
         duration_s=round(outcome.duration_s, 3),
         timed_out=outcome.timed_out,

@@ -199,10 +199,9 @@ def restore(repo: str | Path, sha: str, *, since_sha: str | None = None) -> list
             current = _worktree_tree(root, Path(tmp), parent, index)
         writes: list[str] = []
         removes: list[str] = []
-        for old_mode, new_mode, status, path in _diff_tree(root, current, target):
-            if _GITLINK in (old_mode, new_mode):
-                continue  # a submodule's checkout is its own repository: never ours to change
-            (removes if status == "D" else writes).append(path)
+        for c in _diff_tree_ids(root, current, target):
+            if c.plain:  # a submodule's checkout is its own repository: never ours to change
+                (removes if c.new is None else writes).append(c.path)
         if not writes and not removes:
             return []
         index = Path(tmp) / "target-index"
@@ -353,19 +352,6 @@ def _base_tree(root: Path, base: str | None) -> str:
     return git(root, "hash-object", "-w", "-t", "tree", "--stdin", input=b"").decode().strip()
 
 
-def _diff_tree(root: Path, old: str, new: str) -> list[tuple[str, str, str, str]]:
-    """(old mode, new mode, status letter, path) for every path that differs."""
-    out = git(root, "diff-tree", "-r", "-z", "--no-renames", old, new)
-    fields = out.decode(errors="surrogateescape").split("\0")
-    changes = []
-    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
-        if not meta.startswith(":"):
-            continue
-        old_mode, new_mode, _, _, status = meta[1:].split(" ")
-        changes.append((old_mode, new_mode, status[0], path))
-    return changes
-
-
 def _checkout(root: Path, index: Path, paths: list[str]) -> None:
     if paths:
         listing = "\0".join(paths).encode(errors="surrogateescape")
@@ -422,6 +408,7 @@ class _Change:
 
 
 def _diff_tree_ids(root: Path, old: str, new: str) -> list[_Change]:
+    """Every path that differs between two trees, with its mode and blob id on each side."""
     out = git(root, "diff-tree", "-r", "-z", "--no-renames", old, new)
     fields = out.decode(errors="surrogateescape").split("\0")
     changes = []
