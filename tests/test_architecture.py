@@ -136,3 +136,37 @@ def test_every_function_can_be_read_at_once() -> None:
                 if size > LONGEST_FUNCTION:
                     long.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} {node.name} {size}")
     assert long == []
+
+
+def _mapped() -> set[str]:
+    """The modules docs/architecture.md's module map names (``a/b.py``, ``c.py`` in one cell
+    means a/b.py and a/c.py; ``shoal/cli/`` with its list names each of them)."""
+    text = (ROOT.parent / "docs" / "architecture.md").read_text()
+    table = text.split("## Module map", 1)[1].split("\n## ", 1)[0]
+    found: set[str] = set()
+    for row in table.splitlines():
+        cells = row.split(" | ")
+        if not row.startswith("| `shoal/") or len(cells) < 2:
+            continue
+        names = [n.strip("` ") for n in cells[0].lstrip("| ").split(",")]
+        base = names[0].rsplit("/", 1)[0]
+        found |= {n if n.startswith("shoal/") else f"{base}/{n}" for n in names}
+        if names[0].endswith("/"):  # a package whose modules the second cell lists
+            found |= {f"{names[0]}{m}" for m in _ticked(cells[1]) if m.endswith(".py")}
+    return found
+
+
+def _ticked(cell: str) -> list[str]:
+    return [part.split("`")[0] for part in cell.split("`")[1::2]]
+
+
+def test_the_module_map_names_every_module_there_is() -> None:
+    modules = {
+        str(p.relative_to(ROOT.parent))
+        for p in ROOT.rglob("*.py")
+        if p.name not in ("__init__.py", "__main__.py")
+    }
+    # A package's __init__ is named where it holds more than imports (launchers' protocols).
+    mapped = {m for m in _mapped() if m.endswith(".py") and not m.endswith("/__init__.py")}
+    assert sorted(modules - mapped) == [], "add them to docs/architecture.md's module map"
+    assert sorted(mapped - modules) == [], "the module map names modules that do not exist"
