@@ -142,8 +142,10 @@ def test_the_repl_streams_attaches_runs_commands_interrupts_and_continues(
 
         # Tab completes @cal to @calc.py; a trailing backslash and Esc-Enter start new
         # lines; @calc.py attaches the file: the model gets its content.
+        # Counted before typing: the menu may be up before a count taken after it.
+        before = pane.screen().count("calc.py")
         pane.send("-l", "what does @cal")
-        pane.wait("calc.py", after=pane.screen().count("calc.py"))  # the completion menu
+        pane.wait("calc.py", after=before)  # the completion menu
         pane.send("Tab")
         pane.send("-l", " do?\\")
         pane.send("Enter")
