@@ -7,6 +7,9 @@ which also skips multiprocessing's clean-up; every orchestrator used to leave on
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +22,13 @@ from tests.test_batch import INSTRUCTION, env_for, make_repo, script
 
 
 @pytest.fixture
-def tmpdir_of_children(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private TMPDIR for every process the test starts."""
-    private = tmp_path / "tmp"
-    private.mkdir()
+def tmpdir_of_children(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private TMPDIR for every process the test starts: short, since a forkserver's
+    socket lives in it (a unix socket's path has 107 bytes at most)."""
+    private = Path(tempfile.mkdtemp(prefix="shTmp", dir="/tmp"))
     monkeypatch.setenv("TMPDIR", str(private))
-    return private
+    yield private
+    shutil.rmtree(private, ignore_errors=True)
 
 
 def test_an_orchestrator_with_actors_leaves_no_temp_dir(

@@ -8,6 +8,7 @@ def known_errors() -> tuple[type[Exception], ...]:
 
     from shoal.actors.registry import UnknownRole
     from shoal.batch.units import BatchError
+    from shoal.client import ClientError
     from shoal.mailbox.errors import MailboxError
     from shoal.orchestrator.daemon import OrchestratorError
     from shoal.paths import HomeError
@@ -27,6 +28,7 @@ def known_errors() -> tuple[type[Exception], ...]:
         DiskFull,
         UnknownRole,
         BatchError,
+        ClientError,
         WorkspaceError,
         OSError,
         duckdb.Error,

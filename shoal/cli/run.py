@@ -116,7 +116,7 @@ def prepare(
 
 def submit_and_follow(home: Home, submit: TaskSubmit, *, quiet: bool) -> TaskDone:
     """Send the task, show its progress on stderr, and return its TaskDone."""
-    from shoal.client import ClientError, Follower, run_task
+    from shoal.client import Follower, run_task
 
     progress = _Progress(quiet)
 
@@ -126,10 +126,7 @@ def submit_and_follow(home: Home, submit: TaskSubmit, *, quiet: bool) -> TaskDon
             progress.queued(waiting_for)
 
     follower = Follower(accepted=accepted, event=progress.show, note=progress.note)
-    try:
-        return run_task(home, submit, follower)
-    except ClientError as exc:
-        fail(str(exc))
+    return run_task(home, submit, follower)  # a ClientError is one line (cli/errors.py)
 
 
 def report(done: TaskDone, *, json_out: bool, print_only: bool) -> None:

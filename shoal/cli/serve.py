@@ -107,12 +107,12 @@ def _webhooks(urls: list[str]) -> list[WebhookConfig]:
 
 def _start(home: Home) -> ApiServing:
     from shoal.api import settings as api_settings
-    from shoal.cli.run import _ensure_orchestrator
+    from shoal.client import ensure_orchestrator
     from shoal.mailbox.envelope import ApiServe, ApiServing
     from shoal.mailbox.errors import RemoteError
     from shoal.orchestrator import daemon
 
-    _ensure_orchestrator(home)
+    ensure_orchestrator(home)
     try:
         serving = daemon.request(home, ApiServe(), timeout=15)
     except RemoteError as exc:

@@ -81,7 +81,7 @@ def up(
 ) -> None:
     """Bring a team's members up, each in its own tmux pane (or headless)."""
     from shoal.actors.registry import parse_members
-    from shoal.cli.run import _ensure_orchestrator
+    from shoal.client import ensure_orchestrator
     from shoal.mailbox.envelope import TeamMemberSpec, TeamUp
     from shoal.tmux.server import socket_from_env
 
@@ -99,7 +99,7 @@ def up(
     if mode == "tmux" and shutil.which("tmux") is None:
         fail("tmux is not installed; install it, or use --mode process")
     home = _home()
-    _ensure_orchestrator(home)
+    ensure_orchestrator(home)
     reply = _ask(
         home,
         TeamUp(
