@@ -61,6 +61,7 @@ def _register() -> None:
         runtime_demo,
         serve,
         skills,
+        sql,
         tasks,
         team,
         team_run,
@@ -70,6 +71,7 @@ def _register() -> None:
     app.command("tasks")(tasks.tasks)
     app.command("show")(tasks.show)
     app.command("status")(tasks.status)
+    app.command("sql")(sql.sql)
     orchestrator.app.command("demo")(runtime_demo.runtime_demo)
     app.add_typer(orchestrator.app, name="orchestrator")
     app.add_typer(memory.app, name="memory")

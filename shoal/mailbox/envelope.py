@@ -233,6 +233,42 @@ class QueryReply(Payload):
     rows: list[list[Any]]
 
 
+@message("store.sql")
+class SqlRequest(Payload):
+    """A user's own SELECT (``shoal sql``); refused unless it only reads (store/usersql.py)."""
+
+    sql: str = Field(min_length=1, max_length=100_000)
+    limit: int = Field(10_000, ge=1, le=1_000_000)
+    """Rows returned at most (the result says when there were more)."""
+    timeout: float = Field(60.0, gt=0, le=3600)
+    """Seconds the query may run before it is interrupted."""
+
+
+@message("store.sql_result")
+class SqlResult(Payload):
+    columns: list[str]
+    rows: int
+    truncated: bool = False
+    rows_file: str
+    """An owner-only JSON file under ``run/sql/`` holding the rows, which the client reads
+    and deletes: every message is recorded, and rows sent in the reply would be copied
+    into the very records they came from."""
+
+
+@message("store.export")
+class ExportRequest(Payload):
+    """Write every public view as Parquet into ``directory`` (``shoal sql --export``)."""
+
+    directory: str = Field(min_length=1, max_length=4096)
+
+
+@message("store.exported")
+class ExportResult(Payload):
+    directory: str
+    files: dict[str, int]
+    """Rows written per view (``<directory>/<view>.parquet``)."""
+
+
 # --- events (published by the orchestrator) ----------------------------------
 
 

@@ -8,7 +8,8 @@ read-only when none runs.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     import duckdb
 
     from shoal.paths import Home
+
+
+T = TypeVar("T")
 
 
 class QueryError(ValueError):
@@ -266,6 +270,12 @@ QUERIES: dict[str, tuple[type[_Params], str]] = {
                   finished_at, diff
            FROM batch_units WHERE batch_id = $batch_id ORDER BY name""",
     ),
+    "views.columns": (
+        NoParams,
+        """SELECT table_name AS view, column_name AS column, data_type AS type
+           FROM information_schema.columns WHERE table_schema = 'records'
+           ORDER BY table_name, ordinal_position""",
+    ),
 }
 
 
@@ -295,13 +305,27 @@ def read(
 ) -> QueryReply:
     """Run a named query through the orchestrator if one runs, else on the file read-only."""
     from shoal.orchestrator import daemon
+
+    params = params or {}
+    return through_store(
+        home,
+        lambda: daemon.query(home, name, params, timeout=timeout),
+        lambda con: run_query(con, name, params),
+    )
+
+
+def through_store(
+    home: Home, ask: Callable[[], T], on_file: Callable[[duckdb.DuckDBPyConnection], T]
+) -> T:
+    """``ask`` the orchestrator if one runs (it owns the file), else ``on_file`` with the
+    file opened read-only (closed afterwards)."""
+    from shoal.orchestrator import daemon
     from shoal.store.database import DatabaseBusy, open_reader
     from shoal.store.migrations import LATEST, current_version
 
-    params = params or {}
     for _ in range(3):
         if daemon.running_pid(home) is not None:
-            return daemon.query(home, name, params, timeout=timeout)
+            return ask()
         if not home.database.exists():
             raise QueryError(
                 f"no database yet at {home.database}; run a command that records first"
@@ -315,7 +339,7 @@ def read(
                 con.close()
                 daemon.ensure(home)  # the writer migrates the file; then it answers
                 continue
-            return run_query(con, name, params)
+            return on_file(con)
         finally:
             con.close()
     raise QueryError(f"{home.database} is busy; try again")
