@@ -62,6 +62,7 @@ def _register() -> None:
         serve,
         skills,
         sql,
+        stats,
         tasks,
         team,
         team_run,
@@ -72,6 +73,7 @@ def _register() -> None:
     app.command("show")(tasks.show)
     app.command("status")(tasks.status)
     app.command("sql")(sql.sql)
+    app.command("stats")(stats.stats)
     orchestrator.app.command("demo")(runtime_demo.runtime_demo)
     app.add_typer(orchestrator.app, name="orchestrator")
     app.add_typer(memory.app, name="memory")

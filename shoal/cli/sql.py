@@ -100,12 +100,13 @@ def _tsv(columns: list[str], rows: list[list[Any]]) -> None:
 
 def _table(columns: list[str], rows: list[list[Any]]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(escape(column), overflow="fold")
     for row in rows:
         table.add_row(*(Text(_cell(v), style="dim" if v is None else "") for v in row))
     console = Console(highlight=False)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shoal.mailbox.envelope import QueryReply
+from shoal.store.stats import STATS_QUERIES
 
 if TYPE_CHECKING:
     import duckdb
@@ -72,7 +73,7 @@ class BatchParams(_Params):
     batch_id: str = Field(min_length=4, max_length=64, pattern=r"^[0-9A-Za-z]+$")
 
 
-QUERIES: dict[str, tuple[type[_Params], str]] = {
+QUERIES: dict[str, tuple[type[BaseModel], str]] = {
     "team.tasks": (
         ListParams,
         """SELECT id, title, status, owner, depends_on, task_id, score, branch, note, updated_at
@@ -277,6 +278,7 @@ QUERIES: dict[str, tuple[type[_Params], str]] = {
            ORDER BY table_name, ordinal_position""",
     ),
 }
+QUERIES.update(STATS_QUERIES)
 
 
 def _jsonable(value: Any) -> Any:
@@ -311,6 +313,19 @@ def read(
         home,
         lambda: daemon.query(home, name, params, timeout=timeout),
         lambda con: run_query(con, name, params),
+    )
+
+
+def read_many(
+    home: Home, asked: list[tuple[str, dict[str, Any]]], timeout: float = 30.0
+) -> list[QueryReply]:
+    """Several named queries: each through the orchestrator, or all on one read-only open."""
+    from shoal.orchestrator import daemon
+
+    return through_store(
+        home,
+        lambda: [daemon.query(home, name, params, timeout=timeout) for name, params in asked],
+        lambda con: [run_query(con, name, params) for name, params in asked],
     )
 
 
