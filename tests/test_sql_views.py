@@ -27,10 +27,10 @@ PUBLIC = {
         "task_id", "iteration", "score", "judge_score", "decision", "tool_calls", "tokens",
         "cost_usd", "duration_s", "dimensions", "checks", "snapshot", "summary", "finished_at",
     ],
-    "tool_calls": ["message_id", "task_id", "iteration", "name", "detail", "ok", "at"],
+    "tool_calls": ["message_id", "task_id", "iteration", "name", "detail", "ok", "recorded_at"],
     "findings": ["task_id", "iteration", "severity", "title", "detail", "fix"],
     "costs": [
-        "at", "task_id", "role", "model", "calls", "prompt_tokens", "completion_tokens",
+        "recorded_at", "task_id", "role", "model", "calls", "prompt_tokens", "completion_tokens",
         "tokens", "cost_usd",
     ],
     "learnings": [
@@ -152,7 +152,7 @@ LATER = """
     ALTER TABLE tasks ADD COLUMN category VARCHAR;
     ALTER TABLE usage_events RENAME COLUMN cost_usd TO cost;
     CREATE OR REPLACE VIEW records.costs AS
-    SELECT happened_at AS at, task_id, role, model, calls, prompt_tokens,
+    SELECT happened_at AS recorded_at, task_id, role, model, calls, prompt_tokens,
            completion_tokens, prompt_tokens + completion_tokens AS tokens, cost AS cost_usd
     FROM main.usage_events;
     CREATE TABLE findings_rebuilt AS SELECT *, NULL::VARCHAR AS category FROM findings;

@@ -351,13 +351,13 @@ MIGRATIONS.append(
                body->'payload'->>'name' AS name,
                body->'payload'->>'detail' AS detail,
                coalesce(CAST(body->'payload'->>'ok' AS BOOLEAN), true) AS ok,
-               recorded_at AS at
+               recorded_at
         FROM main.messages
         WHERE kind = 'exec.event' AND (body->'payload'->>'type') = 'tool_call';
         CREATE VIEW records.findings AS
         SELECT task_id, iteration, severity, title, detail, fix FROM main.findings;
         CREATE VIEW records.costs AS
-        SELECT happened_at AS at, task_id, role, model, calls, prompt_tokens,
+        SELECT happened_at AS recorded_at, task_id, role, model, calls, prompt_tokens,
                completion_tokens, prompt_tokens + completion_tokens AS tokens, cost_usd
         FROM main.usage_events;
         CREATE VIEW records.learnings AS

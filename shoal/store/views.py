@@ -73,7 +73,7 @@ VIEWS: dict[str, tuple[str, dict[str, str]]] = {
             "name": "the tool: read_file, edit_file, shell, ...",
             "detail": "its argument in short (path, command)",
             "ok": "false when the call failed or was refused",
-            "at": "when it was recorded",
+            "recorded_at": "when it was recorded",
         },
     ),
     "findings": (
@@ -90,7 +90,7 @@ VIEWS: dict[str, tuple[str, dict[str, str]]] = {
     "costs": (
         "one row per recorded batch of model calls (tasks and chat)",
         {
-            "at": "when it was recorded",
+            "recorded_at": "when it was recorded",
             "task_id": "the task (NULL for chat)",
             "role": "planner, executor, evaluator, chat, ...",
             "model": "the model called",
