@@ -57,6 +57,7 @@ def _register() -> None:
         memory,
         messages,
         orchestrator,
+        replay,
         run,
         runtime_demo,
         serve,
@@ -74,6 +75,7 @@ def _register() -> None:
     app.command("status")(tasks.status)
     app.command("sql")(sql.sql)
     app.command("stats")(stats.stats)
+    app.command("replay")(replay.replay)
     orchestrator.app.command("demo")(runtime_demo.runtime_demo)
     app.add_typer(orchestrator.app, name="orchestrator")
     app.add_typer(memory.app, name="memory")

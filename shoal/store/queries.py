@@ -69,6 +69,11 @@ class TeamParams(_Params):
     limit: int = Field(50, ge=1, le=10_000)
 
 
+class SinceParams(_Params):
+    since: str | None = Field(None, max_length=40)
+    """ISO time (UTC); None: from the start."""
+
+
 class BatchParams(_Params):
     batch_id: str = Field(min_length=4, max_length=64, pattern=r"^[0-9A-Za-z]+$")
 
@@ -156,20 +161,25 @@ QUERIES: dict[str, tuple[type[BaseModel], str]] = {
            FROM learnings WHERE NOT forgotten AND ($kind IS NULL OR kind = $kind)
            ORDER BY last_used_at DESC LIMIT $limit""",
     ),
+    # Mining leaves out tasks that asked not to be learned from (replays: options.learn).
     "mining.tasks": (
         NoParams,
-        """SELECT id, description, score FROM tasks WHERE status != 'running'
+        """SELECT id, description, score FROM tasks
+           WHERE status != 'running' AND (options->>'learn') IS DISTINCT FROM 'false'
            ORDER BY created_at DESC LIMIT 10000""",
     ),
     "mining.tool_calls": (
         NoParams,
         """SELECT task_id, (body->'payload'->>'name') AS name FROM messages
            WHERE kind = 'exec.event' AND (body->'payload'->>'type') = 'tool_call'
+             AND task_id NOT IN (SELECT id FROM tasks WHERE (options->>'learn') = 'false')
            ORDER BY id""",
     ),
     "mining.findings": (
         NoParams,
-        "SELECT task_id, title FROM findings ORDER BY task_id, iteration",
+        """SELECT task_id, title FROM findings
+           WHERE task_id NOT IN (SELECT id FROM tasks WHERE (options->>'learn') = 'false')
+           ORDER BY task_id, iteration""",
     ),
     "skills.effectiveness": (
         NoParams,
@@ -276,6 +286,23 @@ QUERIES: dict[str, tuple[type[BaseModel], str]] = {
         """SELECT table_name AS view, column_name AS column, data_type AS type
            FROM information_schema.columns WHERE table_schema = 'records'
            ORDER BY table_name, ordinal_position""",
+    ),
+    "task.replay": (
+        TaskParams,
+        # What shoal replay needs of a recorded task: its request, options and base.
+        """SELECT id, description, cwd, options, base, parent, status, decision, score,
+                  iterations, tokens, cost_usd, created_at, finished_at,
+                  epoch(finished_at) - epoch(created_at) AS duration_s
+           FROM tasks WHERE id = $task_id OR id LIKE $task_id || '%' ORDER BY created_at DESC
+           LIMIT 2""",
+    ),
+    "replay.candidates": (
+        SinceParams,
+        """SELECT id FROM tasks
+           WHERE parent IS NULL AND base IS NOT NULL AND (options->>'replay_of') IS NULL
+             AND status IN ('accepted', 'unaccepted', 'failed')
+             AND ($since IS NULL OR created_at >= CAST($since AS TIMESTAMP))
+           ORDER BY created_at DESC LIMIT 10000""",
     ),
 }
 QUERIES.update(STATS_QUERIES)

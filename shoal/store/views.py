@@ -71,7 +71,7 @@ VIEWS: dict[str, tuple[str, dict[str, str]]] = {
             "task_id": "the task",
             "iteration": "the iteration",
             "name": "the tool: read_file, edit_file, shell, ...",
-            "detail": "its argument in short (path, command)",
+            "detail": "its arguments as JSON text (shortened)",
             "ok": "false when the call failed or was refused",
             "recorded_at": "when it was recorded",
         },
