@@ -106,6 +106,10 @@ def replayable(task: Recorded) -> None:
         raise ReplayError(
             f"task {task.id} is a subtask of {task.parent}: replay {task.parent} instead"
         )
+    if task.options.get("replay_of"):
+        raise ReplayError(
+            f"task {task.id} is a replay of {task.options['replay_of']}: replay that one"
+        )
     if task.base is None:
         raise ReplayError(
             f"task {task.id} has no base snapshot: it ended before its first iteration"
@@ -140,11 +144,30 @@ def base_of(task: Recorded) -> tuple[Path, str, Path]:
 
 
 def candidates(home: Home, count: int, since: str | None) -> list[str]:
-    """Up to ``count`` recorded tasks at random (ended, top-level, not replays, with a base)."""
+    """Up to ``count`` recorded tasks at random that can be replayed: ended, top-level, not
+    replays, with their base snapshot still in their repository."""
     from shoal.store.queries import read
 
-    ids = [row[0] for row in read(home, "replay.candidates", {"since": since}).rows]
-    return random.sample(ids, min(count, len(ids)))
+    rows = read(home, "replay.candidates", {"since": since}).rows
+    random.shuffle(rows)
+    chosen: list[str] = []
+    for task_id, cwd in rows:
+        if len(chosen) == count:
+            break
+        if _has_base(task_id, cwd):
+            chosen.append(task_id)
+    return chosen
+
+
+def _has_base(task_id: str, cwd: str) -> bool:
+    from shoal.workspace import snapshots
+    from shoal.workspace.git import WorkspaceError, git, toplevel
+
+    try:
+        ref = f"{snapshots.REF_PREFIX}/{task_id}/0^{{commit}}"
+        return bool(git(toplevel(cwd), "rev-parse", "--verify", "--quiet", ref, ok=(0, 1)))
+    except WorkspaceError:
+        return False
 
 
 def submission(

@@ -152,6 +152,8 @@ def test_an_accepted_task_replayed_with_a_failing_executor_leaves_original_and_r
     assert not list((home.root / "worktrees").iterdir())
     assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
     assert git(repo, "rev-parse", f"refs/shoal/{again['task_id']}/1")  # its own snapshots
+    twice = shoal("replay", again["task_id"], "--model", "m")
+    assert_one_line_error(twice, f"is a replay of {original['task_id']}: replay that one")
 
 
 def test_every_role_by_default_a_sample_and_learn_on_request(home: Home, tmp_path: Path) -> None:
@@ -238,6 +240,9 @@ def test_a_pruned_base_snapshot_and_tasks_that_cannot_be_replayed_are_one_line(
         assert [e["task_id"] for e in report["errors"]] == ["NOSUCHTASK", pruned]
         assert "no task 'NOSUCHTASK'" in report["errors"][0]["error"]
         assert len(err.strip().splitlines()) == 2
+        # Sampling picks only tasks that can be replayed: none is left here.
+        code, _, err = replay(server, "--sample", "5", "--since", "all", "--model", "m")
+        assert code == 1 and "no recorded task to replay" in err
     assert repo_state(repo) == before and (repo / "calc.py").read_text() != BUGGY
     listed = shoal("--help", check=True).stdout
     assert all(f"  {name} " in listed for name in ("sql", "stats", "replay"))

@@ -298,7 +298,7 @@ QUERIES: dict[str, tuple[type[BaseModel], str]] = {
     ),
     "replay.candidates": (
         SinceParams,
-        """SELECT id FROM tasks
+        """SELECT id, cwd FROM tasks
            WHERE parent IS NULL AND base IS NOT NULL AND (options->>'replay_of') IS NULL
              AND status IN ('accepted', 'unaccepted', 'failed')
              AND ($since IS NULL OR created_at >= CAST($since AS TIMESTAMP))
