@@ -85,6 +85,26 @@ def learned(task_id: str) -> int:
     )[0]["n"]
 
 
+def assert_replay_recorded(home: Home, original: str, again: str) -> None:
+    """The replay's own records: tagged, its own models, scores, tool calls and findings."""
+    (row,) = sql(
+        "select replay_of, kind, cwd, planner_model, executor_model, evaluator_model from tasks "
+        f"where task_id = '{again}'"
+    )
+    assert row["replay_of"] == original and row["kind"] == "replay"
+    assert row["cwd"].startswith(str(home.root / "worktrees" / f"replay-{original}"))
+    assert (row["planner_model"], row["executor_model"], row["evaluator_model"]) == (
+        "openai/scripted-planner", "openai/scripted-bad", "openai/scripted-evaluator",
+    )  # fmt: skip
+    scores = sql(f"select iteration, score from iterations where task_id = '{again}'")
+    assert [s["iteration"] for s in scores] == [1, 2] and all(s["score"] < 0.5 for s in scores)
+    reads = sql(f"select detail, ok from tool_calls where task_id = '{again}' "
+                "and name = 'read_file' order by recorded_at")  # fmt: skip
+    assert json.loads(reads[0]["detail"]) == {"path": "data.txt"} and reads[0]["ok"]
+    findings = sql(f"select title from findings where task_id = '{again}'")
+    assert {f["title"] for f in findings} == {"add multiplies"}
+
+
 def test_an_accepted_task_replayed_with_a_failing_executor_leaves_original_and_repo_alone(
     home: Home, tmp_path: Path
 ) -> None:
@@ -129,22 +149,7 @@ def test_an_accepted_task_replayed_with_a_failing_executor_leaves_original_and_r
     assert again["status"] == "unaccepted" and not again["accepted"]
     assert again["executor_model"] == "openai/scripted-bad" and again["score"] < 0.5
     assert again["iterations"] == 2 and again["tokens"] > 0 and again["duration_s"] > 0
-    (row,) = sql(
-        "select replay_of, kind, cwd, planner_model, executor_model, evaluator_model from tasks "
-        f"where task_id = '{again['task_id']}'"
-    )
-    assert row["replay_of"] == original["task_id"] and row["kind"] == "replay"
-    assert row["cwd"].startswith(str(home.root / "worktrees" / f"replay-{original['task_id']}"))
-    assert (row["planner_model"], row["executor_model"], row["evaluator_model"]) == (
-        "openai/scripted-planner", "openai/scripted-bad", "openai/scripted-evaluator",
-    )  # fmt: skip
-    scores = sql(f"select iteration, score from iterations where task_id = '{again['task_id']}'")
-    assert [s["iteration"] for s in scores] == [1, 2] and all(s["score"] < 0.5 for s in scores)
-    reads = sql(f"select detail, ok from tool_calls where task_id = '{again['task_id']}' "
-                "and name = 'read_file' order by recorded_at")  # fmt: skip
-    assert json.loads(reads[0]["detail"]) == {"path": "data.txt"} and reads[0]["ok"]
-    findings = sql(f"select title from findings where task_id = '{again['task_id']}'")
-    assert {f["title"] for f in findings} == {"add multiplies"}
+    assert_replay_recorded(home, original["task_id"], again["task_id"])
     # The replay is not learned from, nor mined; its worktree is gone.
     assert learned(original["task_id"]) == 1 and learned(again["task_id"]) == 0
     mined = {row[0] for row in read(home, "mining.tasks").rows}
