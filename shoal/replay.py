@@ -13,7 +13,7 @@ The user's work tree, index and branches are never touched: the worktree is a
 separate checkout (it shares only the object store and refs, and adds none
 but the replay's own ``refs/shoal/<replay>/<n>`` snapshots), it is removed when
 the replay ends, and the scheduler sees it as a work tree of its own, so a
-replay never waits for a task running in the user's tree.
+replay is never queued behind a task running in the user's tree.
 """
 
 from __future__ import annotations
