@@ -78,6 +78,19 @@ class Recorded:
         }
 
 
+def summary(sides: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several tasks' outcomes in sum: accepted, mean score, tokens, cost and time."""
+    scores = [o["score"] for o in sides if o["score"] is not None]
+    return {
+        "tasks": len(sides),
+        "accepted": sum(o["accepted"] for o in sides),
+        "mean_score": sum(scores) / len(scores) if scores else None,
+        "tokens": sum(o["tokens"] for o in sides),
+        "cost_usd": sum(o["cost_usd"] for o in sides),
+        "duration_s": sum(o["duration_s"] or 0.0 for o in sides),
+    }
+
+
 def find(home: Home, task_id: str) -> Recorded:
     """The recorded task ``task_id`` (or a unique prefix of it)."""
     from shoal.store.queries import QueryError, read

@@ -145,6 +145,11 @@ def test_an_accepted_task_replayed_with_a_failing_executor_leaves_original_and_r
         "executor_model": "openai/scripted-executor",
     }  # fmt: skip
     again = pair["replay"]
+    assert report["summary"]["original"]["accepted"] == 1
+    assert report["summary"]["replay"] == {
+        "tasks": 1, "accepted": 0, "mean_score": again["score"], "tokens": again["tokens"],
+        "cost_usd": again["cost_usd"], "duration_s": again["duration_s"],
+    }  # fmt: skip
     assert again["task_id"] != original["task_id"] and bad_calls >= 3
     assert again["status"] == "unaccepted" and not again["accepted"]
     assert again["executor_model"] == "openai/scripted-bad" and again["score"] < 0.5
@@ -294,3 +299,29 @@ def test_a_replay_has_a_work_tree_of_its_own_and_never_queues_behind_yours(
         tasks["T3"] = second
         assert trees.claim(second, tasks) == "T1"  # while a second task in your tree is
     assert not tree.exists() and repo_state(repo) == before
+
+
+def test_several_replays_are_summed_up_under_their_pairs(capsys) -> None:
+    from shoal.cli.replay import _print
+    from shoal.replay import summary
+
+    def side(task_id: str, status: str, score: float | None, tokens: int) -> dict[str, Any]:
+        return {"task_id": task_id, "status": status, "decision": "quality",
+                "accepted": status == "accepted", "score": score, "iterations": 1,
+                "tokens": tokens, "cost_usd": 0.5, "duration_s": 10.0,
+                "executor_model": "m"}  # fmt: skip
+
+    pairs = [
+        {"original": side("A", "accepted", 0.9, 100), "replay": side("B", "failed", None, 50)},
+        {"original": side("C", "accepted", 0.8, 100), "replay": side("D", "accepted", 0.6, 70)},
+    ]
+    report = {"model": "m2", "roles": ["executor"], "replays": pairs, "errors": []}
+    report["summary"] = {k: summary([p[k] for p in pairs]) for k in ("original", "replay")}
+    assert report["summary"]["replay"]["mean_score"] == 0.6  # a failed replay has no score
+    _print(report)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2:] == [
+        "originals 2/2 accepted, mean score 0.85, 200 tokens, $1.0000, 20.0s",
+        "replays   1/2 accepted, mean score 0.60, 120 tokens, $1.0000, 20.0s",
+    ]
+    assert lines.count("replay of A with m2 (executor)") == 1 and len(lines) == 2 * 10 + 2

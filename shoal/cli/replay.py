@@ -42,7 +42,7 @@ def replay(
     """Re-run recorded tasks from their base snapshot with another model, and compare."""
     from shoal.cli.stats import parse_since
     from shoal.paths import Home
-    from shoal.replay import ALL_ROLES, LOOP_ROLES, ReplayError, candidates
+    from shoal.replay import ALL_ROLES, LOOP_ROLES, ReplayError, candidates, summary
 
     if role is not None and role not in LOOP_ROLES:
         fail(f"--role {role!r}: use executor, planner or evaluator", code=2)
@@ -66,6 +66,8 @@ def replay(
                 fail(str(exc))
             sys.stderr.write(f"shoal: {exc}\n")
             report["errors"].append({"task_id": task_id, "error": str(exc)})
+    for side in ("original", "replay"):
+        report.setdefault("summary", {})[side] = summary([r[side] for r in report["replays"]])
     if json_out:
         print_json(report)
     else:
@@ -138,5 +140,16 @@ def _print(report: dict[str, Any]) -> None:
         width = max(len(c[1]) for c in [*cells, ("", "original", "")])
         lines.append(f"  {'':<10}  {'original':<{width}}  replay")
         lines += [f"  {name:<10}  {a:<{width}}  {b}" for name, a, b in cells]
+    if len(report["replays"]) > 1:
+        for side in ("original", "replay"):
+            lines.append(_sum_line(side, report["summary"][side]))
     if lines:
         sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _sum_line(side: str, s: dict[str, Any]) -> str:
+    score = "-" if s["mean_score"] is None else f"{s['mean_score']:.2f}"
+    return (
+        f"{side + 's':<9} {s['accepted']}/{s['tasks']} accepted, mean score {score}, "
+        f"{s['tokens']:,} tokens, ${s['cost_usd']:.4f}, {s['duration_s']:.1f}s"
+    )
