@@ -379,16 +379,16 @@ class TaskOptions(Model):
     own git worktree, and are merged before the final evaluation."""
     keep_worktrees: bool = False
     """Keep a team run's worktrees and branches afterwards (they are removed by default)."""
-    evaluate: bool = True
-    """False for a delegated subagent: one execution, no evaluation or refinement."""
-    skip_checks: list[str] = Field(default_factory=list)
-    """Project checks to leave out of the score: a team run's subtasks are not judged by
-    checks that already failed before the run (the merged result is)."""
     replay_of: str | None = Field(None, max_length=64)
     """The recorded task this one replays (``shoal replay``) in a worktree of its base."""
     learn: bool = True
     """False: the learner, skill effectiveness and pattern mining leave this task out
     (replays, unless ``shoal replay --learn``)."""
+    evaluate: bool = True
+    """False for a delegated subagent: one execution, no evaluation or refinement."""
+    skip_checks: list[str] = Field(default_factory=list)
+    """Project checks to leave out of the score: a team run's subtasks are not judged by
+    checks that already failed before the run (the merged result is)."""
 
 
 @message("task.submit")

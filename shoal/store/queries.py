@@ -334,13 +334,30 @@ def read(
 ) -> QueryReply:
     """Run a named query through the orchestrator if one runs, else on the file read-only."""
     from shoal.orchestrator import daemon
+    from shoal.store.database import DatabaseBusy, open_reader
+    from shoal.store.migrations import LATEST, current_version
 
     params = params or {}
-    return through_store(
-        home,
-        lambda: daemon.query(home, name, params, timeout=timeout),
-        lambda con: run_query(con, name, params),
-    )
+    for _ in range(3):
+        if daemon.running_pid(home) is not None:
+            return daemon.query(home, name, params, timeout=timeout)
+        if not home.database.exists():
+            raise QueryError(
+                f"no database yet at {home.database}; run a command that records first"
+            )
+        try:
+            con = open_reader(home.database)
+        except DatabaseBusy:
+            continue  # an orchestrator started meanwhile: ask it
+        try:
+            if current_version(con) < LATEST:
+                con.close()
+                daemon.ensure(home)  # the writer migrates the file; then it answers
+                continue
+            return run_query(con, name, params)
+        finally:
+            con.close()
+    raise QueryError(f"{home.database} is busy; try again")
 
 
 def read_many(
@@ -360,7 +377,8 @@ def through_store(
     home: Home, ask: Callable[[], T], on_file: Callable[[duckdb.DuckDBPyConnection], T]
 ) -> T:
     """``ask`` the orchestrator if one runs (it owns the file), else ``on_file`` with the
-    file opened read-only (closed afterwards)."""
+    file opened read-only (closed afterwards): :func:`read`'s two paths for any work
+    (``shoal sql``, several named queries at once)."""
     from shoal.orchestrator import daemon
     from shoal.store.database import DatabaseBusy, open_reader
     from shoal.store.migrations import LATEST, current_version
