@@ -16,11 +16,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from shoal.mailbox.envelope import Envelope, QueryReply, TaskDone, TaskSubmit
     from shoal.paths import Home
+
+T = TypeVar("T")
 
 EVENTS = ("task.progress", "exec.event", "eval.checks")
 """The kinds of event a task's follower gets."""
@@ -96,21 +99,93 @@ def query(
     """Run a named query (:mod:`shoal.store.queries`) through the orchestrator if one runs,
     else on the database file opened read-only."""
     from shoal.orchestrator import daemon
-    from shoal.store.database import DatabaseBusy
-    from shoal.store.queries import QueryError, read_file
+    from shoal.store.queries import run_query
 
     params = params or {}
+    return on_records(
+        home,
+        lambda: daemon.query(home, name, params, timeout=timeout),
+        lambda con: run_query(con, name, params),
+    )
+
+
+def query_many(
+    home: Home, asked: list[tuple[str, dict[str, Any]]], timeout: float = 30.0
+) -> list[QueryReply]:
+    """Several named queries: each through the orchestrator, or all on one read-only open."""
+    from shoal.orchestrator import daemon
+    from shoal.store.queries import run_query
+
+    return on_records(
+        home,
+        lambda: [daemon.query(home, name, params, timeout=timeout) for name, params in asked],
+        lambda con: [run_query(con, name, params) for name, params in asked],
+    )
+
+
+def sql(home: Home, text: str, *, limit: int | None = None, timeout: float | None = None) -> Any:
+    """A user's SELECT on the records (``shoal sql``): a ``usersql.Result``; SqlError when
+    refused or failed."""
+    from shoal.mailbox.envelope import SqlRequest
+    from shoal.store import usersql
+
+    usersql.check_length(text)
+    limit = usersql.DEFAULT_LIMIT if limit is None else limit
+    timeout = usersql.DEFAULT_TIMEOUT if timeout is None else timeout
+
+    def ask() -> usersql.Result:
+        reply = _ask_sql(home, SqlRequest(sql=text, limit=limit, timeout=timeout), timeout + 15)
+        return usersql.read_result(Path(reply.rows_file), reply.truncated)
+
+    def on_file(con: Any) -> usersql.Result:
+        usersql.lock_down(con)
+        return usersql.run(con.cursor(), text, limit=limit, timeout=timeout)
+
+    return on_records(home, ask, on_file)
+
+
+def export_views(home: Home, directory: Path, timeout: float = 600.0) -> dict[str, int]:
+    """Every public view as Parquet in ``directory``, by the orchestrator if it runs (it
+    owns the file), else from the file opened read-only. Rows written per view."""
+    from shoal.mailbox.envelope import ExportRequest
+    from shoal.store import usersql
+
+    directory = directory.expanduser().absolute()
+    return on_records(
+        home,
+        lambda: _ask_sql(home, ExportRequest(directory=str(directory)), timeout).files,
+        lambda con: usersql.export(con.cursor(), directory),
+    )
+
+
+def on_records(home: Home, ask: Callable[[], T], on_file: Callable[[Any], T]) -> T:
+    """``ask`` the orchestrator if one runs (it owns the database file), else ``on_file``
+    with the file opened read-only: the two ways in of every read."""
+    from shoal.orchestrator import daemon
+    from shoal.store import queries
+    from shoal.store.database import DatabaseBusy
+
     for _ in range(3):
         if daemon.running_pid(home) is not None:
-            return daemon.query(home, name, params, timeout=timeout)
+            return ask()
         try:
-            reply = read_file(home, name, params)
+            return queries.on_file(home, on_file)
         except DatabaseBusy:
             continue  # an orchestrator started meanwhile: ask it
-        if reply is not None:
-            return reply
-        daemon.ensure(home)  # an old file: the writer migrates it, then it answers
-    raise QueryError(f"{home.database} is busy; try again")
+        except queries.OutdatedFile:
+            daemon.ensure(home)  # the writer migrates the file; then it answers
+    raise queries.QueryError(f"{home.database} is busy; try again")
+
+
+def _ask_sql(home: Home, payload: Any, timeout: float) -> Any:
+    from shoal.mailbox.errors import RemoteError
+    from shoal.orchestrator import daemon
+    from shoal.store.usersql import SqlError
+
+    try:
+        return daemon.request(home, payload, timeout=timeout)
+    except RemoteError as exc:
+        raise SqlError(exc.message) from None
 
 
 def ensure_orchestrator(home: Home) -> None:

@@ -116,7 +116,8 @@ def places_holding(home: Home, *secrets: str) -> list[str]:
     try:
         columns = con.execute(
             "SELECT table_name, column_name FROM information_schema.columns "
-            "WHERE data_type IN ('VARCHAR', 'JSON')"
+            # The tables; the public views (schema records) only show what they hold.
+            "WHERE data_type IN ('VARCHAR', 'JSON') AND table_schema = 'main'"
         ).fetchall()
         for table, column in columns:
             for secret in secrets:

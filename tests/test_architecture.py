@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("tmux", "launchers"),
     ("api",),
     ("orchestrator",),
-    ("client",),
+    ("client", "replay"),
     ("batch", "chat"),
     ("cli",),
     ("__main__", "__init__"),

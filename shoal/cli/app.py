@@ -57,10 +57,13 @@ def _register() -> None:
         memory,
         messages,
         orchestrator,
+        replay,
         run,
         runtime_demo,
         serve,
         skills,
+        sql,
+        stats,
         tasks,
         team,
         team_run,
@@ -70,6 +73,9 @@ def _register() -> None:
     app.command("tasks")(tasks.tasks)
     app.command("show")(tasks.show)
     app.command("status")(tasks.status)
+    app.command("sql")(sql.sql)
+    app.command("stats")(stats.stats)
+    app.command("replay")(replay.replay)
     orchestrator.app.command("demo")(runtime_demo.runtime_demo)
     app.add_typer(orchestrator.app, name="orchestrator")
     app.add_typer(memory.app, name="memory")

@@ -238,6 +238,42 @@ class QueryReply(Payload):
     rows: list[list[Any]]
 
 
+@message("store.sql")
+class SqlRequest(Payload):
+    """A user's own SELECT (``shoal sql``); refused unless it only reads (store/usersql.py)."""
+
+    sql: str = Field(min_length=1, max_length=100_000)
+    limit: int = Field(10_000, ge=1, le=1_000_000)
+    """Rows returned at most (the result says when there were more)."""
+    timeout: float = Field(60.0, gt=0, le=3600)
+    """Seconds the query may run before it is interrupted."""
+
+
+@message("store.sql_result")
+class SqlResult(Payload):
+    columns: list[str]
+    rows: int
+    truncated: bool = False
+    rows_file: str
+    """An owner-only JSON file under ``run/sql/`` holding the rows, which the client reads
+    and deletes: every message is recorded, and rows sent in the reply would be copied
+    into the very records they came from."""
+
+
+@message("store.export")
+class ExportRequest(Payload):
+    """Write every public view as Parquet into ``directory`` (``shoal sql --export``)."""
+
+    directory: str = Field(min_length=1, max_length=4096)
+
+
+@message("store.exported")
+class ExportResult(Payload):
+    directory: str
+    files: dict[str, int]
+    """Rows written per view (``<directory>/<view>.parquet``)."""
+
+
 # --- events (published by the orchestrator) ----------------------------------
 
 
@@ -365,6 +401,11 @@ class TaskOptions(Model):
     own git worktree, and are merged before the final evaluation."""
     keep_worktrees: bool = False
     """Keep a team run's worktrees and branches afterwards (they are removed by default)."""
+    replay_of: str | None = Field(None, max_length=64)
+    """The recorded task this one replays (``shoal replay``) in a worktree of its base."""
+    learn: bool = True
+    """False: the learner, skill effectiveness and pattern mining leave this task out
+    (replays, unless ``shoal replay --learn``)."""
     evaluate: bool = True
     """False for a delegated subagent: one execution, no evaluation or refinement."""
     skip_checks: list[str] = Field(default_factory=list)

@@ -32,6 +32,8 @@ from shoal.mailbox.envelope import (
     ContextResult,
     Envelope,
     ErrorReply,
+    ExportRequest,
+    ExportResult,
     ForgetRequest,
     MemorySearch,
     MineResult,
@@ -49,6 +51,8 @@ from shoal.mailbox.envelope import (
     SessionOpen,
     SpawnReply,
     SpawnRequest,
+    SqlRequest,
+    SqlResult,
     StatusReply,
     StatusRequest,
     StopRequest,
@@ -383,6 +387,35 @@ class Control:
             return run_query(cur, p.name, p.params)
 
         self._in_thread(env, query, payload)
+
+    # --- a user's own SQL (shoal sql): read-only, see store/usersql.py ---
+
+    def on_store_sql(self, env: Envelope, payload: SqlRequest) -> None:
+        def sql(cur: Any, _env: Envelope, p: SqlRequest) -> SqlResult:
+            from shoal.store import usersql
+
+            self.broker.recorder.barrier()
+            result = usersql.run(cur, p.sql, limit=p.limit, timeout=p.timeout)
+            path = self.broker.home.run / "sql" / f"{env.id}.json"
+            usersql.write_result(path, result)
+            return SqlResult(
+                columns=result.columns,
+                rows=len(result.rows),
+                truncated=result.truncated,
+                rows_file=str(path),
+            )
+
+        self._in_thread(env, sql, payload)
+
+    def on_store_export(self, env: Envelope, payload: ExportRequest) -> None:
+        def export(cur: Any, _env: Envelope, p: ExportRequest) -> ExportResult:
+            from shoal.store import usersql
+
+            self.broker.recorder.barrier()
+            files = usersql.export(cur, Path(p.directory))
+            return ExportResult(directory=p.directory, files=files)
+
+        self._in_thread(env, export, payload)
 
     # --- chat sessions (rows written on worker threads' cursors; see store/sessions.py) ---
 

@@ -623,6 +623,8 @@ class Scheduler:
         """Hand the record to the learner, and credit the skills the task was shown."""
         if not task.submit.options.evaluate:
             return  # a subagent's run has no scores to learn from
+        if not task.submit.options.learn:
+            return  # a replay, unless `shoal replay --learn`: it is an experiment, not the work
         models = task.submit.options.models
         record = TaskRecord(
             task_id=task.id,

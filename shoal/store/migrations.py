@@ -299,6 +299,79 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        9,
+        "the public views users query (shoal sql): schema records",
+        # A public interface (README, "Your records as data"): a later migration that changes
+        # a table these read must CREATE OR REPLACE the views it breaks, same columns.
+        # Tables are named main.* here: a view named like its table would read itself.
+        """
+        CREATE SCHEMA records;
+        CREATE VIEW records.tasks AS
+        SELECT t.id AS task_id,
+               t.parent AS parent_id,
+               t.options->>'replay_of' AS replay_of,
+               CASE WHEN t.parent IS NOT NULL AND (t.options->>'evaluate') = 'false'
+                        THEN 'subagent'
+                    WHEN t.parent IS NOT NULL THEN 'subtask'
+                    WHEN (t.options->>'replay_of') IS NOT NULL THEN 'replay'
+                    ELSE 'task' END AS kind,
+               t.description,
+               t.cwd,
+               coalesce(o.cwd, t.cwd) AS repo,
+               t.status,
+               t.decision,
+               t.score,
+               t.best_iteration,
+               t.iterations,
+               t.tokens,
+               t.cost_usd,
+               coalesce(t.options->'models'->'planner'->>'model',
+                        t.options->'models'->'default'->>'model') AS planner_model,
+               coalesce(t.options->'models'->'executor'->>'model',
+                        t.options->'models'->'default'->>'model') AS executor_model,
+               coalesce(t.options->'models'->'evaluator'->>'model',
+                        t.options->'models'->'default'->>'model') AS evaluator_model,
+               t.options->>'permission_mode' AS permission_mode,
+               t.created_at,
+               t.finished_at,
+               epoch(t.finished_at) - epoch(t.created_at) AS duration_s,
+               t.files_changed,
+               t.summary
+        FROM main.tasks t LEFT JOIN main.tasks o ON o.id = t.options->>'replay_of';
+        CREATE VIEW records.iterations AS
+        SELECT task_id, n AS iteration, score, judge_score, decision, tool_calls, tokens,
+               cost_usd, duration_s, dimensions, checks, snapshot, summary, finished_at
+        FROM main.iterations;
+        CREATE VIEW records.tool_calls AS
+        SELECT id AS message_id,
+               task_id,
+               CAST(body->'payload'->>'iteration' AS INTEGER) AS iteration,
+               body->'payload'->>'name' AS name,
+               body->'payload'->>'detail' AS detail,
+               coalesce(CAST(body->'payload'->>'ok' AS BOOLEAN), true) AS ok,
+               recorded_at
+        FROM main.messages
+        WHERE kind = 'exec.event' AND (body->'payload'->>'type') = 'tool_call';
+        CREATE VIEW records.findings AS
+        SELECT task_id, iteration, severity, title, detail, fix FROM main.findings;
+        CREATE VIEW records.costs AS
+        SELECT happened_at AS recorded_at, task_id, role, model, calls, prompt_tokens,
+               completion_tokens, prompt_tokens + completion_tokens AS tokens, cost_usd
+        FROM main.usage_events;
+        CREATE VIEW records.learnings AS
+        SELECT id AS learning_id, kind, content, confidence, uses, source_task, team,
+               created_at, last_used_at, forgotten
+        FROM main.learnings;
+        CREATE VIEW records.messages AS
+        SELECT id AS message_id, kind, sender, recipient, task_id, reply_to, attempt, sent_at,
+               recorded_at, body->'payload' AS payload
+        FROM main.messages;
+        """,
+    )
+)
+
 # Migrations are appended by number, not necessarily in list order (branches merge).
 LATEST = max(number for number, _, _ in MIGRATIONS)
 

@@ -8,16 +8,21 @@ read-only when none runs.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shoal.mailbox.envelope import QueryReply
+from shoal.store.stats import STATS_QUERIES
 
 if TYPE_CHECKING:
     import duckdb
 
     from shoal.paths import Home
+
+
+T = TypeVar("T")
 
 
 class QueryError(ValueError):
@@ -64,11 +69,16 @@ class TeamParams(_Params):
     limit: int = Field(50, ge=1, le=10_000)
 
 
+class SinceParams(_Params):
+    since: str | None = Field(None, max_length=40)
+    """ISO time (UTC); None: from the start."""
+
+
 class BatchParams(_Params):
     batch_id: str = Field(min_length=4, max_length=64, pattern=r"^[0-9A-Za-z]+$")
 
 
-QUERIES: dict[str, tuple[type[_Params], str]] = {
+QUERIES: dict[str, tuple[type[BaseModel], str]] = {
     "team.tasks": (
         ListParams,
         """SELECT id, title, status, owner, depends_on, task_id, score, branch, note, updated_at
@@ -151,20 +161,25 @@ QUERIES: dict[str, tuple[type[_Params], str]] = {
            FROM learnings WHERE NOT forgotten AND ($kind IS NULL OR kind = $kind)
            ORDER BY last_used_at DESC LIMIT $limit""",
     ),
+    # Mining leaves out tasks that asked not to be learned from (replays: options.learn).
     "mining.tasks": (
         NoParams,
-        """SELECT id, description, score FROM tasks WHERE status != 'running'
+        """SELECT id, description, score FROM tasks
+           WHERE status != 'running' AND (options->>'learn') IS DISTINCT FROM 'false'
            ORDER BY created_at DESC LIMIT 10000""",
     ),
     "mining.tool_calls": (
         NoParams,
         """SELECT task_id, (body->'payload'->>'name') AS name FROM messages
            WHERE kind = 'exec.event' AND (body->'payload'->>'type') = 'tool_call'
+             AND task_id NOT IN (SELECT id FROM tasks WHERE (options->>'learn') = 'false')
            ORDER BY id""",
     ),
     "mining.findings": (
         NoParams,
-        "SELECT task_id, title FROM findings ORDER BY task_id, iteration",
+        """SELECT task_id, title FROM findings
+           WHERE task_id NOT IN (SELECT id FROM tasks WHERE (options->>'learn') = 'false')
+           ORDER BY task_id, iteration""",
     ),
     "skills.effectiveness": (
         NoParams,
@@ -266,7 +281,31 @@ QUERIES: dict[str, tuple[type[_Params], str]] = {
                   finished_at, diff
            FROM batch_units WHERE batch_id = $batch_id ORDER BY name""",
     ),
+    "views.columns": (
+        NoParams,
+        """SELECT table_name AS view, column_name AS column, data_type AS type
+           FROM information_schema.columns WHERE table_schema = 'records'
+           ORDER BY table_name, ordinal_position""",
+    ),
+    "task.replay": (
+        TaskParams,
+        # What shoal replay needs of a recorded task: its request, options and base.
+        """SELECT id, description, cwd, options, base, parent, status, decision, score,
+                  iterations, tokens, cost_usd, created_at, finished_at,
+                  epoch(finished_at) - epoch(created_at) AS duration_s
+           FROM tasks WHERE id = $task_id OR id LIKE $task_id || '%' ORDER BY created_at DESC
+           LIMIT 2""",
+    ),
+    "replay.candidates": (
+        SinceParams,
+        """SELECT id, cwd FROM tasks
+           WHERE parent IS NULL AND base IS NOT NULL AND (options->>'replay_of') IS NULL
+             AND status IN ('accepted', 'unaccepted', 'failed')
+             AND ($since IS NULL OR created_at >= CAST($since AS TIMESTAMP))
+           ORDER BY created_at DESC LIMIT 10000""",
+    ),
 }
+QUERIES.update(STATS_QUERIES)
 
 
 def _jsonable(value: Any) -> Any:
@@ -290,11 +329,23 @@ def run_query(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any])
     return QueryReply(columns=columns, rows=rows)
 
 
-def read_file(home: Home, name: str, params: dict[str, Any]) -> QueryReply | None:
-    """Run a named query on the database file opened read-only; None when the file needs
-    migrating first (its writer does that). DatabaseBusy: a writer holds the file.
+def read_file(home: Home, name: str, params: dict[str, Any]) -> QueryReply:
+    """Run a named query on the database file opened read-only (see :func:`on_file`).
 
     Clients call :func:`shoal.client.query`, which asks the orchestrator when one runs.
+    """
+    return on_file(home, lambda con: run_query(con, name, params))
+
+
+class OutdatedFile(Exception):
+    """The file needs migrating first, which only its writer (the orchestrator) does."""
+
+
+def on_file(home: Home, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """``work`` on the database file opened read-only (closed afterwards).
+
+    DatabaseBusy: a writer holds the file; OutdatedFile: it needs migrating first; a
+    missing or damaged file is one line saying so (never shown as an empty history).
     """
     import duckdb
 
@@ -302,15 +353,14 @@ def read_file(home: Home, name: str, params: dict[str, Any]) -> QueryReply | Non
     from shoal.store.migrations import LATEST, current_version
 
     if not home.database.exists():
-        # A used home's lost file is said so, never shown as an empty history.
         raise missing(home.database) or QueryError(
             f"no database yet at {home.database}; run a command that records first"
         )
     con = open_reader(home.database)
     try:
         if current_version(con) < LATEST:
-            return None
-        return run_query(con, name, params)
+            raise OutdatedFile(str(home.database))
+        return work(con)
     except duckdb.Error as exc:  # a damaged block shows only when it is read
         error = unusable(home.database, exc)
         if isinstance(error, DatabaseInvalid):
