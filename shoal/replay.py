@@ -93,7 +93,8 @@ def summary(sides: list[dict[str, Any]]) -> dict[str, Any]:
 
 def find(home: Home, task_id: str) -> Recorded:
     """The recorded task ``task_id`` (or a unique prefix of it)."""
-    from shoal.store.queries import QueryError, read
+    from shoal.client import query as read
+    from shoal.store.queries import QueryError
 
     try:
         reply = read(home, "task.replay", {"task_id": task_id})

@@ -116,8 +116,9 @@ def _table(columns: list[str], rows: list[list[Any]]) -> None:
 
 
 def _schema(json_out: bool) -> None:
+    from shoal.client import query as read
     from shoal.paths import Home
-    from shoal.store.queries import QueryError, read
+    from shoal.store.queries import QueryError
     from shoal.store.views import SCHEMA, VIEWS
 
     try:
