@@ -119,7 +119,7 @@ def measure(repo: Path, runs: int, settings: list[Any]) -> dict[str, Any]:
 
 
 def cases(root: Path, files: int) -> dict[str, tuple[Path, list[Any]]]:
-    from shoal.mailbox.envelope import CheckSetting
+    from shoal.messages.tasks import CheckSetting
 
     venv = make_repo(root / "venv", files)
     make_venv(venv, with_pytest=True)

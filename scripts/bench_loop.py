@@ -317,7 +317,7 @@ def run_loop_task(
     """One task through ``submit_and_follow``; its executing phase, measured."""
     from shoal import config
     from shoal.cli.run import submit_and_follow
-    from shoal.mailbox.envelope import TaskSubmit
+    from shoal.messages.tasks import TaskSubmit
 
     options = config.load(home, repo).task_options()
     submit = TaskSubmit(description=TASK, cwd=str(repo), options=options)
@@ -506,8 +506,8 @@ def summarize(run: CliRun) -> list[tuple[str, float]]:
     return [
         ("interpreter start and imports", max(imports)),
         ("CLI steps before task.submit", submit[0] - max(imports)),
-        ("task.submit round trip (until task.accepted)", submit[1] - submit[0]),
-        ("task.accepted -> the planner's first request", run.first_request_s - submit[1]),
+        ("task.submit round trip (until task.submit.result)", submit[1] - submit[0]),
+        ("task.submit.result -> the planner's first request", run.first_request_s - submit[1]),
     ]
 
 
@@ -731,7 +731,10 @@ def _split_cold(
     last = parts[3][1]
     return [
         *parts,
-        ("  of which task.accepted -> planner actor ready (forkserver, fork)", ready - accepted),
+        (
+            "  of which task.submit.result -> planner actor ready (forkserver, fork)",
+            ready - accepted,
+        ),
         (
             "  of which planner ready -> its first request (first litellm call)",
             accepted + last - ready,

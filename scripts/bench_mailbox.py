@@ -124,7 +124,8 @@ def _relay_echo(endpoint: str, validate: bool, ready: Connection) -> None:
     With ``validate`` it answers the way shoal's echo actor does, but with none of its
     loop: decode the envelope, validate the payload, make the reply envelope, encode it.
     """
-    from shoal.mailbox.envelope import EchoReply, Envelope
+    from shoal.mailbox.envelope import Envelope
+    from shoal.messages.actors import EchoReply
 
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
@@ -284,7 +285,8 @@ class RawRelay:
 
     def round_trips(self, count: int) -> list[float]:
         """Seconds of each of ``count`` round trips client -> relay -> echo -> relay -> client."""
-        from shoal.mailbox.envelope import EchoRequest, Envelope
+        from shoal.mailbox.envelope import Envelope
+        from shoal.messages.actors import EchoRequest
 
         times = []
         text = "x" * 100
@@ -338,11 +340,12 @@ def _shoal_sink(endpoint: str, count: int, conn: Connection) -> None:
     from the sending client.
     """
     from shoal.mailbox.client import MailboxClient
-    from shoal.mailbox.envelope import ORCHESTRATOR, StatusRequest
+    from shoal.mailbox.envelope import ORCHESTRATOR
+    from shoal.messages.actors import OrchestratorStatus
 
     with MailboxClient(endpoint) as client:
         # A request makes sure the broker knows our identity before anyone sends to us.
-        client.request(ORCHESTRATOR, StatusRequest(), timeout=30.0)
+        client.request(ORCHESTRATOR, OrchestratorStatus(), timeout=30.0)
         conn.send(client.name)
         if client.recv(timeout=30.0) is None:
             conn.send("the warm-up message never reached the sink")
@@ -371,31 +374,31 @@ class ShoalFigures:
 
 def shoal_figures(one_way: int, raw: RawEcho, relay: RawRelay, valid: RawRelay) -> ShoalFigures:
     from shoal.mailbox.client import MailboxClient
-    from shoal.mailbox.envelope import (
-        ORCHESTRATOR,
+    from shoal.mailbox.envelope import ORCHESTRATOR
+    from shoal.messages.actors import (
+        ActorRetire,
+        ActorSpawn,
+        ActorSpawnResult,
         EchoRequest,
-        RetireRequest,
-        SpawnReply,
-        SpawnRequest,
-        StatusReply,
-        StatusRequest,
+        OrchestratorStatus,
+        OrchestratorStatusResult,
     )
     from shoal.orchestrator import daemon
     from shoal.paths import Home
 
     home = Home.resolve()
 
-    def status(client: MailboxClient) -> StatusReply:
-        reply = client.request(ORCHESTRATOR, StatusRequest(), timeout=30.0).parse_payload()
-        assert isinstance(reply, StatusReply)
+    def status(client: MailboxClient) -> OrchestratorStatusResult:
+        reply = client.request(ORCHESTRATOR, OrchestratorStatus(), timeout=30.0).parse_payload()
+        assert isinstance(reply, OrchestratorStatusResult)
         return reply
 
     daemon.start(home)
     with MailboxClient(home.mailbox_endpoint) as client:
         # Warm-up: the first spawn waits for the forkserver to import its preloads.
         start = time.monotonic()
-        spawned = daemon.request(home, SpawnRequest(role="echo", count=1), timeout=30.0)
-        assert isinstance(spawned, SpawnReply)
+        spawned = daemon.request(home, ActorSpawn(role="echo", count=1), timeout=30.0)
+        assert isinstance(spawned, ActorSpawnResult)
         echo = spawned.names[0]
         client.request(echo, EchoRequest(text="warm-up"), timeout=60.0)
         first_spawn = time.monotonic() - start
@@ -460,14 +463,14 @@ def shoal_figures(one_way: int, raw: RawEcho, relay: RawRelay, valid: RawRelay) 
             for i in range(SPAWNS):
                 name = f"bench-{i}"
                 t0 = time.perf_counter()
-                client.request(ORCHESTRATOR, SpawnRequest(role="echo", name=name), timeout=30.0)
+                client.request(ORCHESTRATOR, ActorSpawn(role="echo", name=name), timeout=30.0)
                 names.append(name)
                 client.request(name, EchoRequest(text="ready?"), timeout=60.0)
                 spawn_times.append(time.perf_counter() - t0)
         finally:
             for name in names:
                 with contextlib.suppress(Exception):
-                    client.request(ORCHESTRATOR, RetireRequest(name=name), timeout=10.0)
+                    client.request(ORCHESTRATOR, ActorRetire(name=name), timeout=10.0)
 
     return ShoalFigures(
         raw_rtt_s=raw_rtt,

@@ -63,15 +63,9 @@ def _wait(predicate: Any, timeout: float, what: str, interval: float = 0.005) ->
 
 def measure(kills: int) -> dict[str, Any]:
     from shoal.mailbox.client import MailboxClient
-    from shoal.mailbox.envelope import (
-        ORCHESTRATOR,
-        EchoRequest,
-        SpawnRequest,
-        StatusRequest,
-        TeamDown,
-        TeamMemberSpec,
-        TeamUp,
-    )
+    from shoal.mailbox.envelope import ORCHESTRATOR
+    from shoal.messages.actors import ActorSpawn, EchoRequest, OrchestratorStatus
+    from shoal.messages.teams import TeamDown, TeamMemberSpec, TeamUp
     from shoal.orchestrator import daemon
     from shoal.paths import Home
 
@@ -97,13 +91,15 @@ def measure(kills: int) -> dict[str, Any]:
                 TeamUp(name="bench", members=[TeamMemberSpec(role="echo")], tmux_socket=socket),
                 timeout=30,
             )
-            client.request(ORCHESTRATOR, SpawnRequest(role="echo", name="echo-local"), timeout=30)
+            client.request(ORCHESTRATOR, ActorSpawn(role="echo", name="echo-local"), timeout=30)
             pane_name, local_name = "echo@bench-1", "echo-local"
             for name in (pane_name, local_name):
                 client.request(name, EchoRequest(text="ready?"), timeout=60)
 
             def status_pid(name: str) -> int | None:
-                reply = client.request(ORCHESTRATOR, StatusRequest(), timeout=10).parse_payload()
+                reply = client.request(
+                    ORCHESTRATOR, OrchestratorStatus(), timeout=10
+                ).parse_payload()
                 return next((a.pid for a in reply.actors if a.name == name), None)  # type: ignore[attr-defined]
 
             pane = _tmux(socket, "list-panes", "-a", "-F", "#{pane_id}").split()[0]

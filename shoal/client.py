@@ -19,8 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from shoal.messages.base import from_dict
+
 if TYPE_CHECKING:
-    from shoal.mailbox.envelope import Envelope, QueryReply, TaskDone, TaskSubmit
+    from shoal.mailbox.envelope import Envelope
+    from shoal.messages.store import StoreQueryResult
+    from shoal.messages.tasks import TaskDone, TaskSubmit
     from shoal.paths import Home
 
 T = TypeVar("T")
@@ -55,8 +59,9 @@ def run_task(home: Home, submit: TaskSubmit, follower: Follower | None = None) -
     import zmq
 
     from shoal.mailbox.client import MailboxClient
-    from shoal.mailbox.envelope import ORCHESTRATOR, TaskAccepted, TaskCancel, TaskDone
+    from shoal.mailbox.envelope import ORCHESTRATOR
     from shoal.mailbox.events import Subscriber
+    from shoal.messages.tasks import TaskCancel, TaskDone, TaskSubmitResult
 
     follower = follower or Follower()
     ensure_orchestrator(home)
@@ -65,7 +70,7 @@ def run_task(home: Home, submit: TaskSubmit, follower: Follower | None = None) -
         MailboxClient(home.mailbox_endpoint) as client,
     ):
         accepted = client.request(ORCHESTRATOR, submit, timeout=30).parse_payload()
-        assert isinstance(accepted, TaskAccepted)
+        assert isinstance(accepted, TaskSubmitResult)
         # Said in the reply: an event sent this soon may be missed by a new subscriber.
         follower.accepted(accepted.task_id, accepted.waiting_for)
         interrupted = False
@@ -81,7 +86,7 @@ def run_task(home: Home, submit: TaskSubmit, follower: Follower | None = None) -
                 ready = dict(poller.poll(0 if client.waiting else 500))
                 env = client.recv(timeout=0) if client.waiting or client.socket in ready else None
                 if env is not None and env.kind == TaskDone.kind:
-                    return TaskDone.model_validate(env.payload)
+                    return from_dict(TaskDone, env.payload)
                 event = events.recv(timeout=0) if events.socket in ready else None
                 if event is not None and event.task_id == accepted.task_id:
                     follower.event(event)
@@ -95,7 +100,7 @@ def run_task(home: Home, submit: TaskSubmit, follower: Follower | None = None) -
 
 def query(
     home: Home, name: str, params: dict[str, Any] | None = None, timeout: float = 10.0
-) -> QueryReply:
+) -> StoreQueryResult:
     """Run a named query (:mod:`shoal.store.queries`) through the orchestrator if one runs,
     else on the database file opened read-only."""
     from shoal.orchestrator import daemon
@@ -111,7 +116,7 @@ def query(
 
 def query_many(
     home: Home, asked: list[tuple[str, dict[str, Any]]], timeout: float = 30.0
-) -> list[QueryReply]:
+) -> list[StoreQueryResult]:
     """Several named queries: each through the orchestrator, or all on one read-only open."""
     from shoal.orchestrator import daemon
     from shoal.store.queries import run_query
@@ -126,7 +131,7 @@ def query_many(
 def sql(home: Home, text: str, *, limit: int | None = None, timeout: float | None = None) -> Any:
     """A user's SELECT on the records (``shoal sql``): a ``usersql.Result``; SqlError when
     refused or failed."""
-    from shoal.mailbox.envelope import SqlRequest
+    from shoal.messages.store import StoreSql
     from shoal.store import usersql
 
     usersql.check_length(text)
@@ -134,7 +139,7 @@ def sql(home: Home, text: str, *, limit: int | None = None, timeout: float | Non
     timeout = usersql.DEFAULT_TIMEOUT if timeout is None else timeout
 
     def ask() -> usersql.Result:
-        reply = _ask_sql(home, SqlRequest(sql=text, limit=limit, timeout=timeout), timeout + 15)
+        reply = _ask_sql(home, StoreSql(sql=text, limit=limit, timeout=timeout), timeout + 15)
         return usersql.read_result(Path(reply.rows_file), reply.truncated)
 
     def on_file(con: Any) -> usersql.Result:
@@ -147,13 +152,13 @@ def sql(home: Home, text: str, *, limit: int | None = None, timeout: float | Non
 def export_views(home: Home, directory: Path, timeout: float = 600.0) -> dict[str, int]:
     """Every public view as Parquet in ``directory``, by the orchestrator if it runs (it
     owns the file), else from the file opened read-only. Rows written per view."""
-    from shoal.mailbox.envelope import ExportRequest
+    from shoal.messages.store import StoreExport
     from shoal.store import usersql
 
     directory = directory.expanduser().absolute()
     return on_records(
         home,
-        lambda: _ask_sql(home, ExportRequest(directory=str(directory)), timeout).files,
+        lambda: _ask_sql(home, StoreExport(directory=str(directory)), timeout).files,
         lambda con: usersql.export(con.cursor(), directory),
     )
 

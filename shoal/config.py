@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shoal.mailbox.envelope import ModelChoice, PermissionModeName, PermissionRule, TaskOptions
+from shoal.messages.tasks import ModelChoice, PermissionModeName, PermissionRule, TaskOptions
 from shoal.paths import Home
 from shoal.settings import SettingsError, validated
 

@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shoal.messages.base import from_dict, replace
+
 if TYPE_CHECKING:
-    from shoal.mailbox.envelope import ModelChoice, TaskSubmit
+    from shoal.messages.tasks import ModelChoice, TaskSubmit
     from shoal.paths import Home
 
 LOOP_ROLES = ("planner", "executor", "evaluator")
@@ -188,13 +190,13 @@ def submission(
     task: Recorded, cwd: Path, model: ModelChoice, roles: tuple[str, ...], *, learn: bool
 ) -> TaskSubmit:
     """The recorded task again, in ``cwd``, with ``model`` for ``roles``."""
-    from shoal.mailbox.envelope import TaskOptions, TaskSubmit
+    from shoal.messages.tasks import TaskOptions, TaskSubmit
 
-    options = TaskOptions.model_validate(task.options)
+    options = from_dict(TaskOptions, task.options)
     models = dict(options.models)
     for role in roles:
         models[role] = model
-    options = options.model_copy(update={"models": models, "replay_of": task.id, "learn": learn})
+    options = replace(options, models=models, replay_of=task.id, learn=learn)
     return TaskSubmit(description=task.description, cwd=str(cwd), options=options)
 
 

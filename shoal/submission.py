@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shoal.messages.base import replace
+
 if TYPE_CHECKING:
-    from shoal.mailbox.envelope import TaskSubmit
+    from shoal.messages.tasks import TaskSubmit
     from shoal.paths import Home
 
 TEAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -92,7 +94,7 @@ def submission(
     the submitting shell's ``VIRTUAL_ENV`` (a client on the user's side passes it).
     """
     from shoal import config
-    from shoal.mailbox.envelope import TaskSubmit
+    from shoal.messages.tasks import TaskSubmit
 
     if not description.strip():
         raise SubmitError("the description is empty; say what the task is")
@@ -114,7 +116,7 @@ def submission(
     checks = _checks(home, workdir, flags.pop("check", None), flags.pop("no_checks", False))
     resolved = config.resolve(home, workdir, flags)
     options = resolved.config.task_options()
-    options = options.model_copy(update={**checks, "virtual_env": virtual_env or None})
+    options = replace(options, **checks, virtual_env=virtual_env or None)
     notice = resolved.notice(_here())
     if not options.models:
         why = f" ({notice.removeprefix('shoal: ')})" if notice else ""
@@ -122,7 +124,7 @@ def submission(
     if team is not None:
         if not TEAM_NAME.fullmatch(team):
             raise SubmitError(f"{team!r} is not a team name (letters, digits, - and _)")
-        options = options.model_copy(update={"team": team})
+        options = replace(options, team=team)
     task = TaskSubmit(description=description, cwd=str(workdir), options=options)
     if notice:
         log.info("%s", notice.removeprefix("shoal: "))

@@ -8,16 +8,18 @@ import time
 from collections import Counter
 
 from shoal.actors.base import KEEP, Actor, inline
-from shoal.mailbox.envelope import EchoReply, EchoRequest, Envelope, Payload, message
+from shoal.mailbox.envelope import Envelope
+from shoal.messages.actors import EchoReply, EchoRequest
+from shoal.messages.base import Payload, message
 
 
 @message("test.count")
-class CountRequest(Payload):
+class CountRequest(Payload, kw_only=True):
     fail: bool = False
 
 
 @message("test.count.result")
-class CountReply(Payload):
+class CountReply(Payload, kw_only=True):
     total: int
     handled_by: str
 
@@ -39,14 +41,14 @@ class CounterActor(Actor):
 
 
 @message("test.ping")
-class PingRequest(Payload):
+class PingRequest(Payload, kw_only=True):
     target: str
     count: int
     timeout: float = 60.0
 
 
 @message("test.ping.result")
-class PingResult(Payload):
+class PingResult(Payload, kw_only=True):
     received: int
     duplicates: int
     missing: list[int]
@@ -91,17 +93,17 @@ class PingerActor(Actor):
 
 
 @message("test.keep")
-class KeepRequest(Payload):
+class KeepRequest(Payload, kw_only=True):
     text: str
 
 
 @message("test.kept")
-class KeptRequest(Payload):
+class KeptRequest(Payload, kw_only=True):
     release: bool = False
 
 
 @message("test.kept.result")
-class KeptReply(Payload):
+class KeptReply(Payload, kw_only=True):
     texts: list[str]
     pid: int
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 
 from shoal.actors.base import Actor
-from shoal.mailbox.envelope import Envelope, Payload, message
+from shoal.mailbox.envelope import Envelope
+from shoal.messages.base import Payload, message
 
 
 @message("test.sleep")
-class SleepRequest(Payload):
+class SleepRequest(Payload, kw_only=True):
     seconds: float
 
 

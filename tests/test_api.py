@@ -432,7 +432,7 @@ def test_tasks_over_http_run_with_their_options_cancel_and_send_signed_webhooks(
 
 def task_done(task_id: str, status: str, decision: str, score: float | None = None) -> Any:
     """A finished task's bus message, as the scheduler publishes it."""
-    from shoal.mailbox.envelope import TaskDone
+    from shoal.messages.tasks import TaskDone
 
     return TaskDone(
         task_id=task_id,

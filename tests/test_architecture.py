@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent / "shoal"
 # DESIGN.md §6: cli -> client -> (orchestrator | actors) -> agent -> tools / llm / mcp /
 # evaluation -> messages / mailbox / store.
 LAYERS: list[tuple[str, ...]] = [
-    ("ids", "paths", "process", "trust"),
+    ("ids", "paths", "process", "trust", "messages"),
     ("mailbox", "settings", "approvals", "cluster"),
     ("store", "workspace"),
     ("llm", "tools", "learning", "evaluation"),

@@ -594,7 +594,8 @@ def test_a_branch_that_cannot_be_written_makes_its_units_conflicts_not_losses(
     tmp_path: Path,
 ) -> None:
     from shoal.batch.driver import BatchSpec, Outcome, apply_accepted
-    from shoal.mailbox.envelope import BatchUnitRow, ModelChoice
+    from shoal.messages.batch import BatchUnitRow
+    from shoal.messages.tasks import ModelChoice
 
     repo, _ = make_repo(tmp_path, 1)
     # A branch named "shoal" leaves no room for refs/heads/shoal/batch-...

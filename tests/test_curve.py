@@ -8,8 +8,9 @@ import zmq
 from shoal.client import query as read
 from shoal.mailbox import curve
 from shoal.mailbox.client import MailboxClient
-from shoal.mailbox.envelope import ORCHESTRATOR, EchoRequest, StatusReply, StatusRequest
+from shoal.mailbox.envelope import ORCHESTRATOR
 from shoal.mailbox.errors import MailboxTimeout
+from shoal.messages.actors import EchoRequest, OrchestratorStatus, OrchestratorStatusResult
 from shoal.orchestrator import daemon
 from shoal.paths import Home
 
@@ -26,8 +27,8 @@ def test_a_tcp_client_without_the_curve_key_cannot_send_or_receive(home: Home) -
     assert curve.keys_dir(home).stat().st_mode & 0o777 == 0o700
 
     with MailboxClient(endpoint, "team-member", keys) as member:
-        reply = member.request(ORCHESTRATOR, StatusRequest(), timeout=10).parse_payload()
-        assert isinstance(reply, StatusReply)
+        reply = member.request(ORCHESTRATOR, OrchestratorStatus(), timeout=10).parse_payload()
+        assert isinstance(reply, OrchestratorStatusResult)
 
         # No keys at all, then a key pair of its own with the server's public key:
         # neither handshake completes, so nothing it sends arrives and nothing reaches it.
@@ -41,7 +42,7 @@ def test_a_tcp_client_without_the_curve_key_cannot_send_or_receive(home: Home) -
         for name, stranger_keys in strangers.items():
             with MailboxClient(endpoint, name, stranger_keys) as stranger:
                 with pytest.raises(MailboxTimeout):
-                    stranger.request(ORCHESTRATOR, StatusRequest(), timeout=1.0)
+                    stranger.request(ORCHESTRATOR, OrchestratorStatus(), timeout=1.0)
                 member.send(name, EchoRequest(text="for you"))
                 assert stranger.recv(timeout=0.5) is None
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from shoal.client import query as read
-from shoal.mailbox.envelope import EchoRequest, Envelope
+from shoal.mailbox.envelope import Envelope
+from shoal.messages.actors import EchoRequest
 from shoal.orchestrator import daemon
 from shoal.paths import Home
 from shoal.store.database import marker

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shoal.actors.evaluator import category_of, composite
-from shoal.mailbox.envelope import Finding
+from shoal.messages.tasks import Finding
 from shoal.skills.rubrics import load_rubric
 
 

@@ -96,13 +96,13 @@ def test_a_learning_reaches_a_similar_task_and_not_an_unrelated_one(
 
 
 def test_memory_search_and_forget(home: Home, tmp_path: Path) -> None:
-    from shoal.mailbox.envelope import NewLearning, RememberRequest
+    from shoal.messages.memory import MemoryRemember, NewLearning
     from shoal.orchestrator import daemon
 
     daemon.start(home)
     daemon.request(
         home,
-        RememberRequest(
+        MemoryRemember(
             learnings=[
                 NewLearning(
                     kind="convention",
@@ -117,7 +117,7 @@ def test_memory_search_and_forget(home: Home, tmp_path: Path) -> None:
     )
     again = daemon.request(
         home,
-        RememberRequest(
+        MemoryRemember(
             learnings=[
                 NewLearning(
                     kind="convention",

@@ -15,9 +15,11 @@ from shoal.client import query as read
 from shoal.mailbox import wire
 from shoal.mailbox.aio import AsyncMailboxClient
 from shoal.mailbox.client import MailboxClient
-from shoal.mailbox.envelope import EchoRequest, Envelope, RetireRequest, SpawnRequest
+from shoal.mailbox.envelope import Envelope
 from shoal.mailbox.errors import RemoteError
 from shoal.mailbox.events import Subscriber
+from shoal.messages.actors import ActorRetire, ActorSpawn, EchoRequest
+from shoal.messages.base import from_dict
 from shoal.orchestrator import daemon
 from shoal.paths import Home
 from tests.conftest import wait_for
@@ -33,7 +35,7 @@ from tests.roles import (
 
 
 def spawn(home: Home, role: str, count: int = 1, name: str | None = None) -> list[str]:
-    return daemon.request(home, SpawnRequest(role=role, count=count, name=name)).names
+    return daemon.request(home, ActorSpawn(role=role, count=count, name=name)).names
 
 
 def actor(home: Home, name: str):
@@ -107,7 +109,7 @@ def test_handlers_are_idempotent_by_message_id(orchestrator: Home) -> None:
         assert first.payload["total"] == second.payload["total"] == 1
         assert first.id == second.id  # the very same reply, resent
         again = client.request("counter", CountRequest(), timeout=10)
-        assert CountReply.model_validate(again.payload).total == 2
+        assert from_dict(CountReply, again.payload).total == 2
 
 
 def test_a_kept_message_survives_kill_9_until_released(orchestrator: Home) -> None:
@@ -116,7 +118,7 @@ def test_a_kept_message_survives_kill_9_until_released(orchestrator: Home) -> No
 
         def kept(release: bool = False) -> KeptReply:
             reply = client.request("keeper", KeptRequest(release=release), timeout=30)
-            return KeptReply.model_validate(reply.payload)
+            return from_dict(KeptReply, reply.payload)
 
         client.send("keeper", KeepRequest(text="steer left"))
         first = kept()
@@ -143,7 +145,7 @@ def test_errors_come_back_as_remote_errors(orchestrator: Home) -> None:
             client.request("counter", EchoRequest(text="?"), timeout=10)
         assert unhandled.value.code == "no_handler"
         with pytest.raises(RemoteError) as refused:
-            client.request("orchestrator", SpawnRequest(role="no-such-role"), timeout=10)
+            client.request("orchestrator", ActorSpawn(role="no-such-role"), timeout=10)
         assert refused.value.code == "refused" and "unknown actor role" in refused.value.message
 
 
@@ -210,7 +212,7 @@ def test_async_client_and_event_bus(orchestrator: Home) -> None:
 
         async def run() -> str:
             async with AsyncMailboxClient(orchestrator.mailbox_endpoint) as client:
-                await client.request("orchestrator", SpawnRequest(role="echo"), timeout=10)
+                await client.request("orchestrator", ActorSpawn(role="echo"), timeout=10)
                 replies = await asyncio.gather(
                     *(
                         client.request("echo-1", EchoRequest(text=str(i)), timeout=30)
@@ -241,7 +243,7 @@ def test_work_for_a_retired_actor_is_refused_not_kept_forever(orchestrator: Home
         pid = actor(orchestrator, "echo-1").pid
         os.kill(pid, signal.SIGSTOP)  # it holds the next message without answering
         sent = client.send("echo-1", EchoRequest(text="lost cause"))
-        daemon.request(orchestrator, RetireRequest(name="echo-1"))
+        daemon.request(orchestrator, ActorRetire(name="echo-1"))
         reply = client.recv(timeout=30)
     assert reply is not None and reply.reply_to == sent.id
     assert reply.kind == "mailbox.error" and reply.payload["code"] == "undeliverable"
@@ -254,7 +256,7 @@ def test_an_answer_nobody_takes_does_not_bounce_errors(home: Home, monkeypatch) 
     monkeypatch.setenv("SHOAL_PENDING_TTL", "0.3")
     daemon.start(home)
     with MailboxClient(home.mailbox_endpoint, name="gone-soon") as client:
-        client.send("orchestrator", SpawnRequest(role="no-such-role"))  # answered later
+        client.send("orchestrator", ActorSpawn(role="no-such-role"))  # answered later
     time.sleep(1.5)  # the answer waits, expires, and its error goes to the orchestrator
     before = daemon.status(home).messages.routed
     time.sleep(1.0)

@@ -10,7 +10,7 @@ import sys
 
 from shoal.client import query as read
 from shoal.mailbox.client import MailboxClient
-from shoal.mailbox.envelope import EchoRequest, SpawnRequest
+from shoal.messages.actors import ActorSpawn, EchoRequest
 from shoal.orchestrator import daemon
 from shoal.paths import Home
 from shoal.store.database import open_reader
@@ -67,7 +67,7 @@ def test_stale_pid_and_sockets_after_a_crash_are_cleaned(home: Home) -> None:
 
 def test_kill_9_of_the_orchestrator_loses_no_record_and_actors_reconnect(home: Home) -> None:
     daemon.start(home)
-    daemon.request(home, SpawnRequest(role="echo"))
+    daemon.request(home, ActorSpawn(role="echo"))
     sent = []
     with MailboxClient(home.mailbox_endpoint) as client:
         client.request("echo-1", EchoRequest(text="warm"), timeout=30)
@@ -90,7 +90,7 @@ def test_kill_9_of_the_orchestrator_loses_no_record_and_actors_reconnect(home: H
 
 
 def test_sigterm_drains_and_flushes_every_record(orchestrator: Home) -> None:
-    daemon.request(orchestrator, SpawnRequest(role="echo"))
+    daemon.request(orchestrator, ActorSpawn(role="echo"))
     with MailboxClient(orchestrator.mailbox_endpoint) as client:
         client.request("echo-1", EchoRequest(text="warm"), timeout=30)
         sent = [client.send("echo-1", EchoRequest(text="d", seq=i)).id for i in range(3000)]
@@ -116,13 +116,13 @@ def test_sigterm_drains_and_flushes_every_record(orchestrator: Home) -> None:
 def test_idle_orchestrator_exits_by_itself(home: Home, monkeypatch) -> None:
     monkeypatch.setenv("SHOAL_IDLE_TIMEOUT", "1")
     daemon.start(home)
-    daemon.request(home, SpawnRequest(role="echo"))
+    daemon.request(home, ActorSpawn(role="echo"))
     wait_for(lambda: daemon.running_pid(home) is None, timeout=20, what="idle exit")
 
 
 def test_read_only_commands_work_with_and_without_an_orchestrator(orchestrator: Home) -> None:
     with MailboxClient(orchestrator.mailbox_endpoint) as client:
-        client.request("orchestrator", SpawnRequest(role="echo"), timeout=10)
+        client.request("orchestrator", ActorSpawn(role="echo"), timeout=10)
         client.request("echo-1", EchoRequest(text="x"), timeout=30)
     # Recording trails routing by up to one flush interval.
     running = wait_for(

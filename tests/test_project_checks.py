@@ -20,7 +20,7 @@ from shoal.evaluation import checks
 from shoal.evaluation.settings import load_checks, parse_table
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
-from shoal.mailbox.envelope import CheckSetting
+from shoal.messages.tasks import CheckSetting
 from shoal.paths import Home
 from shoal.settings import SettingsError
 from tests.conftest import shoal

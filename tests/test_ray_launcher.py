@@ -14,7 +14,7 @@ import pytest
 
 from shoal.launchers import pid_alive
 from shoal.mailbox.client import MailboxClient
-from shoal.mailbox.envelope import EchoReply, EchoRequest, SpawnRequest
+from shoal.messages.actors import ActorSpawn, EchoReply, EchoRequest
 from shoal.orchestrator import daemon
 from shoal.paths import Home
 from tests.conftest import processes_with_home, wait_for
@@ -64,7 +64,7 @@ def test_the_ray_backend_runs_actors_on_a_private_local_ray_that_asks_nothing_ou
         "no_proxy": "127.0.0.1,localhost",
     }
     daemon.start(home, env=env)
-    reply = daemon.request(home, SpawnRequest(role="echo"), timeout=30)
+    reply = daemon.request(home, ActorSpawn(role="echo"), timeout=30)
     name = reply.names[0]
     with MailboxClient(home.mailbox_endpoint) as client:
         answer = client.request(name, EchoRequest(text="over ray"), timeout=120).parse_payload()
@@ -93,7 +93,7 @@ def test_a_killed_ray_actor_is_restarted_and_ray_ends_with_a_killed_orchestrator
 ) -> None:
     env = {"SHOAL_BACKEND": "ray", "SHOAL_RAY_NUM_CPUS": "1"}
     daemon.start(home, env=env)
-    name = daemon.request(home, SpawnRequest(role="echo"), timeout=30).names[0]
+    name = daemon.request(home, ActorSpawn(role="echo"), timeout=30).names[0]
     with MailboxClient(home.mailbox_endpoint) as client:
         client.request(name, EchoRequest(text="up"), timeout=120)
         first = next(a for a in daemon.status(home).actors if a.name == name)

@@ -8,7 +8,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from shoal.mailbox.envelope import EchoRequest, Envelope
+from shoal.mailbox.envelope import Envelope
+from shoal.messages.actors import EchoRequest
 from shoal.orchestrator.recorder import MessageRow, Recorder
 from shoal.store.database import Writer
 

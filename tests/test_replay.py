@@ -271,7 +271,7 @@ def test_a_pruned_base_snapshot_and_tasks_that_cannot_be_replayed_are_one_line(
 def test_a_replay_has_a_work_tree_of_its_own_and_never_queues_behind_yours(
     home: Home, tmp_path: Path
 ) -> None:
-    from shoal.mailbox.envelope import ModelChoice, TaskSubmit
+    from shoal.messages.tasks import ModelChoice, TaskSubmit
     from shoal.orchestrator.scheduler import TaskRun, WorkTrees
     from shoal.replay import Recorded, submission, worktree
     from shoal.workspace import snapshots

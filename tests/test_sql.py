@@ -17,7 +17,7 @@ from shoal import client
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.mailbox.client import MailboxClient
-from shoal.mailbox.envelope import EchoRequest, SpawnRequest
+from shoal.messages.actors import ActorSpawn, EchoRequest
 from shoal.orchestrator import daemon
 from shoal.paths import Home
 from shoal.store import usersql
@@ -215,7 +215,7 @@ def test_a_query_while_the_orchestrator_writes_sees_one_consistent_snapshot(
     orchestrator: Home,
 ) -> None:
     home = orchestrator
-    daemon.request(home, SpawnRequest(role="echo"))
+    daemon.request(home, ActorSpawn(role="echo"))
     stop = threading.Event()
 
     def flood() -> None:

@@ -123,7 +123,8 @@ def test_a_budget_warning_shows_in_the_plain_lines_and_the_live_table() -> None:
     from rich.console import Console
 
     from shoal.cli.live import LiveState, render
-    from shoal.mailbox.envelope import BudgetWarning, Envelope, TaskProgress
+    from shoal.mailbox.envelope import Envelope
+    from shoal.messages.tasks import BudgetWarning, TaskProgress
 
     state = LiveState()
 

@@ -22,7 +22,7 @@ from shoal.client import query as read
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.mailbox.client import MailboxClient
-from shoal.mailbox.envelope import TeamMemberStatus, TeamStatusRequest
+from shoal.messages.teams import TeamMemberStatus, TeamStatus
 from shoal.orchestrator import daemon
 from shoal.paths import Home
 from tests.conftest import processes_with_home, shoal, wait_for
@@ -241,7 +241,7 @@ def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def _members(home: Home, name: str) -> list[TeamMemberStatus]:
-    reply = daemon.request(home, TeamStatusRequest(name=name))
+    reply = daemon.request(home, TeamStatus(name=name))
     return reply.teams[0].members
 
 

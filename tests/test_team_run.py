@@ -14,14 +14,9 @@ from shoal.client import query as read
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.mailbox.client import MailboxClient
-from shoal.mailbox.envelope import (
-    ORCHESTRATOR,
-    Subtask,
-    TeamTaskClaim,
-    TeamTaskClaimed,
-    TeamTasksCreate,
-    TeamTaskUpdate,
-)
+from shoal.mailbox.envelope import ORCHESTRATOR
+from shoal.messages.tasks import Subtask
+from shoal.messages.teams import TeamTaskClaim, TeamTaskClaimResult, TeamTasksCreate, TeamTaskUpdate
 from shoal.orchestrator import daemon
 from shoal.paths import Home
 from tests.conftest import shoal, wait_for
@@ -182,7 +177,7 @@ def test_two_concurrent_claims_have_one_winner_and_a_blocked_task_cannot_be_clai
     tasks = [Subtask(id="a", title="a"), Subtask(id="b", title="b", depends_on=["a"])]
     with MailboxClient(orchestrator.mailbox_endpoint) as client:
         client.request(ORCHESTRATOR, TeamTasksCreate(list_id="L1", tasks=tasks), timeout=10)
-    results: list[TeamTaskClaimed] = []
+    results: list[TeamTaskClaimResult] = []
 
     def claim(owner: str) -> None:
         with MailboxClient(orchestrator.mailbox_endpoint) as client:
@@ -202,7 +197,7 @@ def test_two_concurrent_claims_have_one_winner_and_a_blocked_task_cannot_be_clai
         blocked = client.request(
             ORCHESTRATOR, TeamTaskClaim(list_id="L1", id="b", owner="x"), timeout=10
         ).parse_payload()
-        assert isinstance(blocked, TeamTaskClaimed) and not blocked.won
+        assert isinstance(blocked, TeamTaskClaimResult) and not blocked.won
         assert blocked.reason == "blocked by a"
         client.request(
             ORCHESTRATOR, TeamTaskUpdate(list_id="L1", id="a", status="done"), timeout=10
@@ -210,7 +205,7 @@ def test_two_concurrent_claims_have_one_winner_and_a_blocked_task_cannot_be_clai
         unblocked = client.request(
             ORCHESTRATOR, TeamTaskClaim(list_id="L1", id="b", owner="x"), timeout=10
         ).parse_payload()
-        assert isinstance(unblocked, TeamTaskClaimed) and unblocked.won
+        assert isinstance(unblocked, TeamTaskClaimResult) and unblocked.won
     rows = wait_for(
         lambda: [r for r in read(orchestrator, "team.tasks", {"list_id": "L1"}).rows if r[3]],
         what="claims recorded",

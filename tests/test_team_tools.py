@@ -158,11 +158,12 @@ def test_a_message_to_an_idle_executor_is_acked_and_holds_nothing(orchestrator: 
     # Kept messages are held only while a task runs: held ones keep an orchestrator
     # from its idle exit.
     from shoal.mailbox.client import MailboxClient
-    from shoal.mailbox.envelope import SpawnRequest, TeamMessage
+    from shoal.messages.actors import ActorSpawn
+    from shoal.messages.teams import TeamMessage
     from shoal.orchestrator import daemon
     from tests.conftest import wait_for
 
-    name = daemon.request(orchestrator, SpawnRequest(role="executor")).names[0]
+    name = daemon.request(orchestrator, ActorSpawn(role="executor")).names[0]
 
     def ready() -> bool:
         actors = daemon.status(orchestrator).actors
@@ -188,7 +189,7 @@ def test_delegation_limits_and_long_results_are_cut_with_where_to_read_them() ->
         _delegate,
         result_text,
     )
-    from shoal.mailbox.envelope import TaskDone
+    from shoal.messages.tasks import TaskDone
 
     delegations = Delegations()
     loop = SimpleNamespace(actor=SimpleNamespace(delegations=delegations), task_id="T")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shoal.actors.lead import ordered
-from shoal.mailbox.envelope import Subtask
+from shoal.messages.tasks import Subtask
 from shoal.workspace import worktrees
 from tests.test_team_run import git
 

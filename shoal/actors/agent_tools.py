@@ -43,8 +43,8 @@ def extra_tools(loop: Iteration) -> list[Tool]:
 
 def _mcp(loop: Iteration) -> list[Tool]:
     """The repository's approved MCP servers, started for this iteration."""
-    from shoal.mailbox.envelope import ExecEvent
     from shoal.mcp.tools import start_tools
+    from shoal.messages.tasks import ExecEvent
 
     ctx = loop.actor.ctx
 

@@ -17,7 +17,8 @@ import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from shoal.mailbox.envelope import Envelope, Payload
+from shoal.mailbox.envelope import Envelope
+from shoal.messages.base import Payload
 
 if TYPE_CHECKING:
     from shoal.mailbox.curve import MailboxAddress

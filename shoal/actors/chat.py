@@ -5,7 +5,7 @@ orchestrator's rows), compacts it first when it would fill the model's
 context window, then runs the tool loop with the workspace tools and a
 streaming model call: text is published as ``chat.delta`` while it arrives,
 each tool call as one ``chat.tool``. The turn's messages are recorded with
-``session.append`` before the ``chat.reply``. ``chat.cancel`` stops a turn
+``session.append`` before the ``chat.turn.result``. ``chat.cancel`` stops a turn
 between streamed chunks and between tool calls; what it had done so far is
 kept in the transcript, marked as interrupted.
 """
@@ -22,26 +22,25 @@ from shoal.actors import conversation
 from shoal.actors.base import Actor, inline
 from shoal.actors.conversation import History
 from shoal.actors.llm import clip, model_config, usage_of
-from shoal.mailbox.envelope import (
+from shoal.mailbox.envelope import Envelope
+from shoal.messages.base import to_dict
+from shoal.messages.chat import (
     Attachment,
     ChatAnswer,
     ChatAsk,
     ChatCancel,
     ChatCompact,
-    ChatCompacted,
+    ChatCompactResult,
     ChatDelta,
-    ChatReply,
     ChatStarted,
     ChatTool,
     ChatTurn,
-    Envelope,
-    ModelChoice,
-    QueryReply,
-    QueryRequest,
+    ChatTurnResult,
     SessionAppend,
     SessionMessage,
-    Usage,
 )
+from shoal.messages.store import StoreQuery, StoreQueryResult
+from shoal.messages.tasks import ModelChoice, Usage
 
 if TYPE_CHECKING:
     from shoal.llm.client import Completion, ToolCall
@@ -97,7 +96,7 @@ class ChatActor(Actor):
             self.cancelled.clear()
         self.cancelled.add(payload.turn_id)
 
-    def on_chat_turn(self, msg: Envelope, payload: ChatTurn) -> ChatReply:
+    def on_chat_turn(self, msg: Envelope, payload: ChatTurn) -> ChatTurnResult:
         session = self._session(payload.session_id)
         with session.lock:
             try:
@@ -105,7 +104,7 @@ class ChatActor(Actor):
             finally:
                 self.cancelled.discard(payload.turn_id)
 
-    def on_chat_compact(self, msg: Envelope, payload: ChatCompact) -> ChatCompacted:
+    def on_chat_compact(self, msg: Envelope, payload: ChatCompact) -> ChatCompactResult:
         session = self._session(payload.session_id)
         with session.lock:
             hist = self.load(payload.session_id)
@@ -119,7 +118,7 @@ class ChatActor(Actor):
                 window=window,
             )
             after = conversation.estimate_tokens(_messages(payload.cwd, hist, []))
-        return ChatCompacted(
+        return ChatCompactResult(
             summarized=folded, tokens_before=before, tokens_after=after, summary=summary
         )
 
@@ -131,10 +130,10 @@ class ChatActor(Actor):
 
     def load(self, session_id: str) -> History:
         reply = self.ctx.ask(
-            QueryRequest(name="session.live", params={"session_id": session_id}),
+            StoreQuery(name="session.live", params={"session_id": session_id}),
             timeout=_RECORD_TIMEOUT,
         )
-        assert isinstance(reply, QueryReply)
+        assert isinstance(reply, StoreQueryResult)
         return conversation.history(conversation.records(reply))
 
     def record(self, append: SessionAppend) -> None:
@@ -210,7 +209,7 @@ class Turn:
 
     # --- the turn ----------------------------------------------------------------
 
-    def run(self) -> ChatReply:
+    def run(self) -> ChatTurnResult:
         from shoal.agent import Agent, BudgetReached, Cancelled, Finished, ModelError
 
         r = self.request
@@ -236,7 +235,7 @@ class Turn:
         text = self._interrupted() if cancelled else agent.text
         if error is None or len(self.new) > 1:
             error = self._record() or error
-        return ChatReply(
+        return ChatTurnResult(
             text=text,
             usage=self.usage,
             steps=sum(1 for m in self.new if m.role == "assistant"),
@@ -321,7 +320,7 @@ class Turn:
             outputs = self.actor.ctx.home.root / "outputs"
             outputs.mkdir(mode=0o700, exist_ok=True)
             s.toolbox, s.cwd = Toolbox(Workspace([Path(r.cwd)], outputs)), r.cwd
-        rules = [Rule.model_validate(rule.model_dump()) for rule in r.permission_rules]
+        rules = [Rule.model_validate(to_dict(rule)) for rule in r.permission_rules]
         s.toolbox.permissions = Permissions(mode=r.permission_mode, rules=rules)
         s.toolbox.asker = self._ask if r.can_ask else None
         return s.toolbox

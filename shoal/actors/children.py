@@ -1,7 +1,7 @@
 """Submitting child tasks from an actor: the lead's subtasks, an executor's subagents.
 
 A child is submitted from the actor's own address, so its ``task.done`` comes
-back to the actor's mailbox. The ``task.accepted`` reply arrives on the mailbox
+back to the actor's mailbox. The ``task.submit.result`` reply arrives on the mailbox
 loop while the submitting handler thread waits for it here.
 """
 
@@ -12,11 +12,13 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from shoal.actors.base import inline
-from shoal.mailbox.envelope import ORCHESTRATOR, Envelope, ErrorReply, TaskAccepted, TaskSubmit
+from shoal.mailbox.envelope import ORCHESTRATOR, Envelope
+from shoal.messages.actors import ErrorReply
+from shoal.messages.tasks import TaskSubmit, TaskSubmitResult
 
 if TYPE_CHECKING:
     from shoal.actors.base import ActorContext
-    from shoal.mailbox.envelope import Payload
+    from shoal.messages.base import Payload
 
 SUBMIT_TIMEOUT = 30.0
 
@@ -43,7 +45,7 @@ class ChildSubmitter:
                 self._replies.pop(env.id, None)
         if isinstance(reply, ErrorReply):
             raise RuntimeError(reply.message)
-        assert isinstance(reply, TaskAccepted)
+        assert isinstance(reply, TaskSubmitResult)
         return reply.task_id
 
     def resolve(self, msg: Envelope, payload: Payload) -> bool:
@@ -62,7 +64,7 @@ class SubmitsChildren:
     children: ChildSubmitter
 
     @inline
-    def on_task_accepted(self, msg: Envelope, payload: TaskAccepted) -> None:
+    def on_task_submit_result(self, msg: Envelope, payload: TaskSubmitResult) -> None:
         self.children.resolve(msg, payload)
 
     @inline

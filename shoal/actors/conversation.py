@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from shoal.mailbox.envelope import QueryReply
+from shoal.messages.store import StoreQueryResult
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Record:
         return message
 
 
-def records(reply: QueryReply) -> list[Record]:
+def records(reply: StoreQueryResult) -> list[Record]:
     out = []
     for row in reply.rows:
         values = dict(zip(reply.columns, row, strict=True))

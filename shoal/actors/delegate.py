@@ -22,7 +22,7 @@ from shoal.tools.registry import Tool, agent_tool
 
 if TYPE_CHECKING:
     from shoal.actors.executor import ExecutorActor, Iteration
-    from shoal.mailbox.envelope import TaskDone
+    from shoal.messages.tasks import TaskDone
 
 MAX_PER_CALL = 4
 MAX_RUNNING = 4
@@ -141,7 +141,7 @@ def _delegate(loop: Iteration, args: DelegateArgs) -> tuple[str, bool]:
 
 
 def _start(loop: Iteration, description: str, mode: str) -> str:
-    from shoal.mailbox.envelope import Plan, Step, TaskOptions, TaskSubmit
+    from shoal.messages.tasks import Plan, Step, TaskOptions, TaskSubmit
 
     cwd = loop.request.cwd
     update: dict[str, Any] = {"evaluate": False, "iterations": 1}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from shoal.actors.base import Actor, inline
-from shoal.mailbox.envelope import EchoReply, EchoRequest, Envelope
+from shoal.mailbox.envelope import Envelope
+from shoal.messages.actors import EchoReply, EchoRequest
 
 
 class EchoActor(Actor):

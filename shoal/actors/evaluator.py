@@ -18,14 +18,12 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from shoal.actors.base import Actor
 from shoal.actors.llm import clip, function_tool, model_config, usage_of
-from shoal.mailbox.envelope import (
+from shoal.mailbox.envelope import Envelope
+from shoal.messages.base import InvalidMessage, from_dict, json_schema
+from shoal.messages.tasks import (
     CheckOutcome,
-    CheckReport,
-    Envelope,
     EvalChecks,
     EvalRequest,
     EvalResult,
@@ -77,7 +75,7 @@ def evaluate(
     results = _run_checks(request) if request.run_checks else []
     tests = tests_state(results, request.run_checks)
     outcomes = [_outcome(r) for r in results]
-    reports = [CheckReport.model_validate(o.model_dump(exclude={"output"})) for o in outcomes]
+    reports = [o.report() for o in outcomes]
     publish(EvalChecks(iteration=request.iteration, checks=reports, tests=tests))
     rubric = _rubric(request, skills_home, log)
     judge, usage = _judge(request, rubric, diff, outcomes, tests)
@@ -136,7 +134,7 @@ def _judge(
     tool = function_tool(
         "submit_evaluation",
         "Submit your evaluation of the change.",
-        Evaluation.model_json_schema(),
+        json_schema(Evaluation),
     )
     steps = "\n".join(f"{i}. {s.title}" for i, s in enumerate(payload.plan.steps, 1))
     checks_text = "\n\n".join(_check_text(o) for o in outcomes)
@@ -160,9 +158,9 @@ def _judge(
         call = next((c for c in completion.tool_calls if c.name == "submit_evaluation"), None)
         if call is not None:
             try:
-                return Evaluation.model_validate(call.arguments), usage
-            except ValidationError as exc:
-                problem = f"invalid submit_evaluation: {exc.errors()[0]['msg']}"
+                return from_dict(Evaluation, call.arguments), usage
+            except InvalidMessage as exc:
+                problem = f"invalid submit_evaluation: {exc}"
         else:
             problem = "you did not call submit_evaluation"
         messages.append(completion.to_message())

@@ -21,19 +21,20 @@ from typing import TYPE_CHECKING, Any
 from shoal.actors.base import KEEP, Actor, inline
 from shoal.actors.children import ChildSubmitter, SubmitsChildren
 from shoal.actors.llm import clip, model_config, recalled_context
-from shoal.mailbox.envelope import (
-    ContextResult,
-    Envelope,
+from shoal.mailbox.envelope import Envelope
+from shoal.messages.base import to_dict
+from shoal.messages.memory import ContextResult
+from shoal.messages.tasks import (
     ExecEvent,
     ExecRequest,
     ExecResult,
-    RestoreRequest,
-    RestoreResult,
     TaskCancel,
     TaskDone,
-    TeamMessage,
     Usage,
+    WorkspaceRestore,
+    WorkspaceRestoreResult,
 )
+from shoal.messages.teams import TeamMessage
 
 if TYPE_CHECKING:
     from shoal.llm.client import Completion, ToolCall
@@ -158,7 +159,9 @@ class ExecutorActor(SubmitsChildren, Actor):
             error=error,
         )
 
-    def on_workspace_restore(self, msg: Envelope, payload: RestoreRequest) -> RestoreResult:
+    def on_workspace_restore(
+        self, msg: Envelope, payload: WorkspaceRestore
+    ) -> WorkspaceRestoreResult:
         """From the state the task left the files in (its last snapshot) to its best,
         three-way: what someone else changed meanwhile stays theirs."""
         from shoal.workspace import changes, snapshots
@@ -168,7 +171,7 @@ class ExecutorActor(SubmitsChildren, Actor):
         last = taken[max(taken)] if taken else payload.snapshot
         applied = snapshots.apply(payload.cwd, last, payload.snapshot)
         changes.forget(payload.cwd, task_id)
-        return RestoreResult(
+        return WorkspaceRestoreResult(
             files_changed=snapshots.changed_files(payload.cwd, payload.base, payload.snapshot),
             kept=applied.kept,
         )
@@ -199,7 +202,7 @@ def workspace_toolbox(outputs: Path, request: ExecRequest, watch: Any = None) ->
     from shoal.tools.permissions import Rule
 
     outputs.mkdir(mode=0o700, exist_ok=True)
-    rules = [Rule.model_validate(r.model_dump()) for r in request.permission_rules]
+    rules = [Rule.model_validate(to_dict(r)) for r in request.permission_rules]
     permissions = Permissions(mode=request.permission_mode, rules=rules)
     return Toolbox(Workspace([Path(request.cwd)], outputs), permissions, watch=watch)
 

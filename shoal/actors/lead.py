@@ -23,10 +23,10 @@ from pathlib import Path
 from shoal.actors.base import Actor, inline
 from shoal.actors.children import ChildSubmitter, SubmitsChildren
 from shoal.actors.merger import Merger
-from shoal.mailbox.envelope import (
-    ORCHESTRATOR,
-    Envelope,
-    OkReply,
+from shoal.mailbox.envelope import ORCHESTRATOR, Envelope
+from shoal.messages.actors import OrchestratorOk
+from shoal.messages.base import replace
+from shoal.messages.tasks import (
     Plan,
     Step,
     Subtask,
@@ -34,13 +34,15 @@ from shoal.mailbox.envelope import (
     TaskCancel,
     TaskDone,
     TaskSubmit,
+    Usage,
+)
+from shoal.messages.teams import (
     TeamMessage,
     TeamPrepare,
-    TeamRunRequest,
+    TeamRun,
     TeamRunResult,
     TeamTasksCreate,
     TeamTaskUpdate,
-    Usage,
 )
 from shoal.workspace import snapshots, worktrees
 from shoal.workspace.git import WorkspaceError, toplevel
@@ -80,7 +82,7 @@ class LeadActor(SubmitsChildren, Actor):
             run.put(None)  # wake the run up: it cancels its children
 
     @inline
-    def on_orchestrator_ok(self, msg: Envelope, payload: OkReply) -> None:
+    def on_orchestrator_ok(self, msg: Envelope, payload: OrchestratorOk) -> None:
         """Acknowledgements of the task-list updates: nothing to do."""
 
     @inline
@@ -113,12 +115,12 @@ class LeadActor(SubmitsChildren, Actor):
                 future.set_exception(exc)
         return future.result()
 
-    def on_team_run(self, msg: Envelope, payload: TeamRunRequest) -> TeamRunResult:
+    def on_team_run(self, msg: Envelope, payload: TeamRun) -> TeamRunResult:
         done: queue.Queue[TaskDone | None] = queue.Queue()
         with self._lock:
             self._runs[payload.task_id] = done
         try:
-            run = TeamRun(self, payload, done)
+            run = Run(self, payload, done)
             try:
                 return run.run()
             except WorkspaceError as exc:
@@ -136,11 +138,11 @@ class LeadActor(SubmitsChildren, Actor):
             return task_id in self._cancelled
 
 
-class TeamRun:
+class Run:
     """One team run: worktrees, children, merges."""
 
     def __init__(
-        self, lead: LeadActor, request: TeamRunRequest, done: queue.Queue[TaskDone | None]
+        self, lead: LeadActor, request: TeamRun, done: queue.Queue[TaskDone | None]
     ) -> None:
         self.lead = lead
         self.request = request
@@ -309,12 +311,13 @@ class TeamRun:
             )
 
     def _submit(self, subtask: Subtask, path: Path) -> str:
-        options = self.request.options.model_copy(
+        options = replace(
+            self.request.options,
             update={
                 "team_size": None,
                 "keep_worktrees": False,
                 "skip_checks": self.failing_before,
-            }
+            },
         )
         detail = subtask.detail or subtask.title
         files = f" Files you own: {', '.join(subtask.files)}." if subtask.files else ""
@@ -396,7 +399,7 @@ class TeamRun:
 
     def update(self, subtask_id: str, **changes: object) -> None:
         with self._lock:
-            o = self.outcomes[subtask_id] = self.outcomes[subtask_id].model_copy(update=changes)
+            o = self.outcomes[subtask_id] = replace(self.outcomes[subtask_id], **changes)
         self.lead.ctx.send(
             ORCHESTRATOR,
             TeamTaskUpdate(
@@ -426,7 +429,7 @@ def ordered(subtasks: list[Subtask]) -> list[Subtask]:
             cycle = sorted(set(known) - placed)
             raise ValueError(f"the plan's subtasks depend on each other in a cycle: {cycle}")
         for s in ready:
-            out.append(s.model_copy(update={"depends_on": deps[s.id]}))
+            out.append(replace(s, depends_on=deps[s.id]))
             placed.add(s.id)
     return out
 

@@ -10,16 +10,15 @@ adding one) and stores them.
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
 from shoal.actors.base import Actor, inline
 from shoal.actors.llm import function_tool, model_config
-from shoal.mailbox.envelope import (
-    Envelope,
+from shoal.mailbox.envelope import Envelope
+from shoal.messages.base import InvalidMessage, from_dict
+from shoal.messages.memory import (
     LearnRequest,
+    MemoryRemember,
+    MemoryRememberResult,
     NewLearning,
-    RememberRequest,
-    RememberResult,
     TaskRecord,
 )
 
@@ -56,15 +55,15 @@ SUBMIT = function_tool(
 class LearnerActor(Actor):
     role = "learner"
 
-    def on_learn_request(self, msg: Envelope, payload: LearnRequest) -> RememberRequest:
+    def on_learn_request(self, msg: Envelope, payload: LearnRequest) -> MemoryRemember:
         record = payload.record
         learnings = rule_based(record)
         if record.model is not None:
             learnings += self._from_model(record)
-        return RememberRequest(learnings=learnings, source_task=record.task_id)
+        return MemoryRemember(learnings=learnings, source_task=record.task_id)
 
     @inline
-    def on_memory_remembered(self, msg: Envelope, payload: RememberResult) -> None:
+    def on_memory_remember_result(self, msg: Envelope, payload: MemoryRememberResult) -> None:
         self.ctx.log.info(
             "stored %d new and reinforced %d learnings", payload.created, payload.reinforced
         )
@@ -92,14 +91,13 @@ class LearnerActor(Actor):
         calls = [c for c in completion.tool_calls if c.name == "submit_learnings"]
         for item in (i for c in calls for i in c.arguments.get("learnings", [])):
             try:
-                out.append(
-                    NewLearning(
-                        kind=str(item.get("type", "insight")),
-                        content=str(item.get("content", "")),
-                        confidence=float(item.get("confidence", 0.5)),
-                    )
-                )
-            except (ValidationError, ValueError, TypeError, AttributeError):
+                learning = {
+                    "kind": str(item.get("type", "insight")),
+                    "content": str(item.get("content", "")),
+                    "confidence": float(item.get("confidence", 0.5)),
+                }
+                out.append(from_dict(NewLearning, learning))
+            except (InvalidMessage, ValueError, TypeError, AttributeError):
                 continue  # one malformed item does not spoil the others
         return out
 

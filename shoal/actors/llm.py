@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shoal.mailbox.envelope import ContextResult, ModelChoice, Usage
+from shoal.messages.memory import ContextResult
+from shoal.messages.tasks import ModelChoice, Usage
 
 if TYPE_CHECKING:
     from shoal.llm.client import Completion, ModelConfig
@@ -54,8 +55,8 @@ def recalled_context(
     ctx: Any, text: str, cwd: str, role: str, task_id: str | None, team: str | None = None
 ) -> ContextResult:
     """Learnings and skills relevant to ``text`` (empty if none, or the orchestrator is busy)."""
-    from shoal.mailbox.envelope import ContextRequest, ContextResult
     from shoal.mailbox.errors import MailboxError
+    from shoal.messages.memory import ContextRequest, ContextResult
 
     try:
         reply = ctx.ask(ContextRequest(text=text, cwd=cwd, role=role, team=team), task_id=task_id)

@@ -15,15 +15,16 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from shoal.mailbox.envelope import Plan, Step, Subtask, TaskDone, TaskSubmit, Usage
+from shoal.messages.base import replace
+from shoal.messages.tasks import Plan, Step, Subtask, TaskDone, TaskSubmit, Usage
 from shoal.workspace import worktrees
 
 if TYPE_CHECKING:
-    from shoal.actors.lead import TeamRun
+    from shoal.actors.lead import Run
 
 
 class Merger:
-    def __init__(self, run: TeamRun) -> None:
+    def __init__(self, run: Run) -> None:
         self.run = run
         self.error: Exception | None = None  # the run ends with it (raised by the scheduler)
         self._jobs: queue.Queue[Subtask | None] = queue.Queue()
@@ -100,8 +101,9 @@ class Merger:
             f"{run.request.description})."
         )
         step = Step(title="resolve merge conflicts", detail=", ".join(files))
-        options = run.request.options.model_copy(
-            update={"team_size": None, "iterations": 1, "skip_checks": run.failing_before}
+        options = replace(
+            run.request.options,
+            update={"team_size": None, "iterations": 1, "skip_checks": run.failing_before},
         )
         submit = TaskSubmit(
             description=description,

@@ -20,15 +20,10 @@ from typing import Any
 from shoal.actors.base import Actor
 from shoal.actors.llm import function_tool, model_config
 from shoal.learning.mining import MinedTask, Pattern, mine
-from shoal.mailbox.envelope import (
-    Envelope,
-    MinedPattern,
-    MineRequest,
-    MineResult,
-    PatternsRecord,
-    QueryReply,
-    QueryRequest,
-)
+from shoal.mailbox.envelope import Envelope
+from shoal.messages.base import to_dict
+from shoal.messages.memory import MinedPattern, MineRequest, MineResult, PatternsRecord
+from shoal.messages.store import StoreQuery, StoreQueryResult
 
 # A cluster this strong (and at least three tasks) gets a skill proposal.
 PROPOSE_CONFIDENCE = 0.5
@@ -67,7 +62,11 @@ class PatternMinerActor(Actor):
                     proposals.append(name)
             mined.append(
                 MinedPattern(
-                    **pattern.model_dump(exclude={"descriptions", "proposal"}),
+                    **{
+                        k: v
+                        for k, v in to_dict(pattern).items()
+                        if k not in ("descriptions", "proposal")
+                    },
                     proposal=name or _existing(self._skills_dir(), pattern),
                 )
             )
@@ -76,8 +75,8 @@ class PatternMinerActor(Actor):
 
     def _history(self) -> list[MinedTask]:
         def rows(name: str) -> list[list[Any]]:
-            reply = self.ctx.ask(QueryRequest(name=name), timeout=60)
-            return reply.rows if isinstance(reply, QueryReply) else []
+            reply = self.ctx.ask(StoreQuery(name=name), timeout=60)
+            return reply.rows if isinstance(reply, StoreQueryResult) else []
 
         tools: dict[str, list[str]] = defaultdict(list)
         for task_id, name in rows("mining.tool_calls"):

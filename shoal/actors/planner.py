@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import subprocess
 
-from pydantic import ValidationError
-
 from shoal.actors.base import Actor
 from shoal.actors.llm import function_tool, model_config, recalled_context, usage_of
-from shoal.mailbox.envelope import Envelope, Plan, PlanRequest, PlanResult, Usage
+from shoal.mailbox.envelope import Envelope
+from shoal.messages.base import InvalidMessage, from_dict, json_schema
+from shoal.messages.tasks import Plan, PlanRequest, PlanResult, Step, Usage
 
 SYSTEM = """You are the planner of shoal, a coding agent working in a git repository.
 Read the task and the repository overview, then call submit_plan exactly once with
@@ -36,9 +36,7 @@ class PlannerActor(Actor):
         from shoal.llm.client import complete
 
         config = model_config(payload.model, "planner")
-        tool = function_tool(
-            "submit_plan", "Submit the plan for this task.", Plan.model_json_schema()
-        )
+        tool = function_tool("submit_plan", "Submit the plan for this task.", json_schema(Plan))
         context = recalled_context(
             self.ctx, payload.description, payload.cwd, "planner", msg.task_id
         ).text
@@ -57,9 +55,9 @@ class PlannerActor(Actor):
             call = next((c for c in completion.tool_calls if c.name == "submit_plan"), None)
             if call is not None:
                 try:
-                    return PlanResult(plan=Plan.model_validate(call.arguments), usage=usage)
-                except ValidationError as exc:
-                    problem = f"submit_plan arguments are invalid: {exc.errors()[0]['msg']}"
+                    return PlanResult(plan=from_dict(Plan, call.arguments), usage=usage)
+                except InvalidMessage as exc:
+                    problem = f"submit_plan arguments are invalid: {exc}"
             messages.append(completion.to_message())
             for c in completion.tool_calls:
                 messages.append({"role": "tool", "tool_call_id": c.id, "content": problem})
@@ -67,7 +65,7 @@ class PlannerActor(Actor):
                 messages.append({"role": "user", "content": f"{problem}; call it now."})
         # A plan is needed to go on: fall back to the task itself as the only step.
         self.ctx.log.warning("planner fell back to a one-step plan: %s", problem)
-        return PlanResult(plan=Plan(steps=[{"title": payload.description}]), usage=usage)
+        return PlanResult(plan=Plan(steps=[Step(title=payload.description)]), usage=usage)
 
 
 def _overview(cwd: str, limit: int = 200) -> str:

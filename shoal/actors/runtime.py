@@ -23,13 +23,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import zmq
-from pydantic import ValidationError
 
 from shoal.actors import registry
 from shoal.actors.base import KEEP, Actor, ActorContext, is_inline
 from shoal.actors.spec import ActorSpec
 from shoal.mailbox import sockets, wire
-from shoal.mailbox.envelope import Envelope, ErrorReply, Payload, UnknownKind
+from shoal.mailbox.envelope import Envelope, UnknownKind
+from shoal.messages.actors import ErrorReply
+from shoal.messages.base import InvalidMessage, Payload
 from shoal.paths import Home
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,7 @@ class ActorRuntime:
     def _accept(self, body: bytes) -> None:
         try:
             env = Envelope.decode(body)
-        except ValidationError:
+        except InvalidMessage:
             log.warning("dropped a malformed message")
             return
         if env.id in self._done:
@@ -255,7 +256,7 @@ class ActorRuntime:
     def _payload(self, env: Envelope) -> Payload | None:
         try:
             return env.parse_payload()
-        except (ValidationError, UnknownKind) as exc:
+        except (InvalidMessage, UnknownKind) as exc:
             self._finish(env, ErrorReply(code="bad_payload", message=f"{env.kind}: {exc}"))
             return None
 
@@ -355,4 +356,4 @@ class ActorRuntime:
         )
         # Not connected yet (zmq.Again): the next beat tries again.
         with contextlib.suppress(zmq.Again):
-            self._sock.send_multipart([wire.BEAT, beat.model_dump_json().encode()], zmq.NOBLOCK)
+            self._sock.send_multipart([wire.BEAT, beat.encode()], zmq.NOBLOCK)

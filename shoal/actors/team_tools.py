@@ -81,7 +81,8 @@ class _Tools:
         self.scope = scope
 
     def send_message(self, args: SendMessageArgs) -> tuple[str, bool]:
-        from shoal.mailbox.envelope import ROLE_PREFIX, TeamMessage
+        from shoal.mailbox.envelope import ROLE_PREFIX
+        from shoal.messages.teams import TeamMessage
 
         to, text = args.to.strip(), args.text.strip()
         if not to or not text:
@@ -98,13 +99,13 @@ class _Tools:
         return f"sent to {to}", True
 
     def remember(self, args: RememberArgs) -> tuple[str, bool]:
-        from shoal.mailbox.envelope import NewLearning, RememberRequest, RememberResult
         from shoal.mailbox.errors import MailboxError
+        from shoal.messages.memory import MemoryRemember, MemoryRememberResult, NewLearning
 
         note = args.note.strip()
         if len(note) < 3:
             return "remember needs a note of a few words", False
-        request = RememberRequest(
+        request = MemoryRemember(
             learnings=[NewLearning(kind="team_note", content=note[:2000], confidence=0.8)],
             source_task=self.loop.task_id,
             team=self.scope,
@@ -113,31 +114,31 @@ class _Tools:
             reply = self.ctx.ask(request, task_id=self.loop.task_id)
         except MailboxError as exc:
             return f"team memory is not reachable now ({exc}); try again later", False
-        if isinstance(reply, RememberResult) and reply.reinforced:
+        if isinstance(reply, MemoryRememberResult) and reply.reinforced:
             return "a teammate noted this already; it was reinforced", True
         return "noted in team memory", True
 
     def list_tasks(self, args: NoArgs) -> tuple[str, bool]:
-        from shoal.mailbox.envelope import QueryReply, QueryRequest
+        from shoal.messages.store import StoreQuery, StoreQueryResult
 
         reply = self.ctx.ask(
-            QueryRequest(name="team.tasks", params={"list_id": self.scope}),
+            StoreQuery(name="team.tasks", params={"list_id": self.scope}),
             task_id=self.loop.task_id,
         )
-        if not isinstance(reply, QueryReply) or not reply.rows:
+        if not isinstance(reply, StoreQueryResult) or not reply.rows:
             return "the team has no task list", True
         lines = [f"{r[0]}: {r[1]} [{r[2]}{', ' + r[3] if r[3] else ''}]" for r in reply.rows]
         return "\n".join(lines), True
 
     def claim_task(self, args: ClaimTaskArgs) -> tuple[str, bool]:
-        from shoal.mailbox.envelope import TeamTaskClaim, TeamTaskClaimed
+        from shoal.messages.teams import TeamTaskClaim, TeamTaskClaimResult
 
         task = args.id.strip()
         reply = self.ctx.ask(
             TeamTaskClaim(list_id=self.scope, id=task, owner=self.ctx.name),
             task_id=self.loop.task_id,
         )
-        if isinstance(reply, TeamTaskClaimed) and reply.won:
+        if isinstance(reply, TeamTaskClaimResult) and reply.won:
             return f"{task} is yours", True
-        reason = reply.reason if isinstance(reply, TeamTaskClaimed) else "the claim failed"
+        reason = reply.reason if isinstance(reply, TeamTaskClaimResult) else "the claim failed"
         return f"not claimed: {reason}", False

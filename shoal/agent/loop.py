@@ -14,7 +14,7 @@ from typing import Any
 from shoal.agent.errors import BudgetReached, Finished
 from shoal.agent.host import Host
 from shoal.llm.client import Completion, ModelConfig, ToolCall
-from shoal.mailbox.envelope import Usage
+from shoal.messages.tasks import Usage
 from shoal.tools import Toolbox, ToolResult
 
 

@@ -22,8 +22,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import zmq
 
 from shoal.mailbox import sockets, wire
-from shoal.mailbox.envelope import ORCHESTRATOR, Envelope, ErrorReply, Payload
+from shoal.mailbox.envelope import ORCHESTRATOR, Envelope
 from shoal.mailbox.errors import MailboxTimeout, RemoteError
+from shoal.messages.actors import ErrorReply
+from shoal.messages.base import Payload, from_dict
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ class Bridge:
             future.cancel()
             raise MailboxTimeout(f"no reply to {env.kind} in {timeout:g}s") from None
         if reply.kind == ErrorReply.kind:
-            error = ErrorReply.model_validate(reply.payload)
+            error = from_dict(ErrorReply, reply.payload)
             raise RemoteError(error.code, error.message)
         return reply.parse_payload()
 

@@ -10,15 +10,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shoal.mailbox.envelope import (
-    ActorStatus,
-    CheckOutcome,
-    CheckReport,
-    MessageCounters,
-    Plan,
-    SubtaskOutcome,
-)
-
 TaskStatus = Literal["running", "accepted", "unaccepted", "failed", "cancelled"]
 
 
@@ -33,6 +24,85 @@ class _Response(BaseModel):
     gains later is left out of the answer instead of turning it into a 500."""
 
     model_config = ConfigDict(extra="ignore")
+
+
+# Views of what the messages carry (shoal.messages): the API's schema is pydantic's, so
+# the OpenAPI document describes it; the messages themselves are msgspec Structs.
+
+
+class StepView(_Response):
+    title: str
+    detail: str = ""
+
+
+class PlannedSubtaskView(_Response):
+    id: str
+    title: str
+    detail: str = ""
+    files: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list)
+
+
+class PlanView(_Response):
+    steps: list[StepView]
+    subtasks: list[PlannedSubtaskView] = Field(default_factory=list)
+
+
+class SubtaskView(_Response):
+    id: str
+    title: str = ""
+    status: Literal[
+        "pending", "running", "accepted", "unaccepted", "failed", "cancelled", "conflict"
+    ]
+    score: float | None = None
+    branch: str | None = None
+    task_id: str | None = None
+    """The child task that ran it."""
+    detail: str = ""
+
+
+class TestCountsView(_Response):
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+
+
+class CheckView(_Response):
+    name: str
+    kind: str
+    passed: bool
+    status: Literal["passed", "failed", "could_not_run"] | None = None
+    command: str = ""
+    runner: str = ""
+    counts: TestCountsView | None = None
+    duration_s: float = 0.0
+    reason: str = ""
+
+
+class CheckRunView(CheckView):
+    output: str = ""
+
+    def report(self) -> CheckView:
+        return CheckView.model_validate(self.model_dump(exclude={"output"}))
+
+
+class ActorView(_Response):
+    name: str
+    role: str
+    pid: int | None
+    state: str
+    restarts: int
+    last_heartbeat: str | None
+    launcher: str
+
+
+class CountersView(_Response):
+    routed: int
+    recorded: int
+    dropped: int
+    undeliverable: int = 0
+    redelivered: int = 0
+    pending: int = 0
 
 
 class TaskCreate(_Request):
@@ -107,7 +177,7 @@ class IterationView(_Response):
     score: float | None
     judge_score: float | None
     dimensions: dict[str, float]
-    checks: list[CheckOutcome]
+    checks: list[CheckRunView]
     summary: str | None
     tool_calls: int | None
     tokens: int
@@ -128,7 +198,7 @@ class TaskDetail(TaskSummary):
     cwd: str
     phase: str
     best_iteration: int | None
-    plan: Plan | None
+    plan: PlanView | None
     files_changed: list[str]
     summary: str | None
     finished_at: str | None
@@ -136,9 +206,9 @@ class TaskDetail(TaskSummary):
     findings: list[FindingView]
     parent: str | None = None
     """The task that started this one (a team run, or a delegating task)."""
-    subtasks: list[SubtaskOutcome] = Field(default_factory=list)
+    subtasks: list[SubtaskView] = Field(default_factory=list)
     """A team run's subtasks and how each ended."""
-    checks: list[CheckReport] = Field(default_factory=list)
+    checks: list[CheckView] = Field(default_factory=list)
     """The project's checks on the files the task left: its best iteration's (each with
     its runner, status passed, failed or could_not_run, counts and duration)."""
 
@@ -146,11 +216,7 @@ class TaskDetail(TaskSummary):
     def _best_checks(self) -> TaskDetail:
         if not self.checks:
             best = [i for i in self.iterations_detail if i.n == self.best_iteration]
-            self.checks = [
-                CheckReport.model_validate(c.model_dump(exclude={"output"}))
-                for i in best
-                for c in i.checks
-            ]
+            self.checks = [c.report() for i in best for c in i.checks]
         return self
 
 
@@ -163,13 +229,13 @@ class OrchestratorView(_Response):
     pid: int
     home: str
     started_at: float
-    actors: list[ActorStatus]
-    messages: MessageCounters
+    actors: list[ActorView]
+    messages: CountersView
 
 
 class TeamView(_Response):
     name: str
-    members: list[ActorStatus]
+    members: list[ActorView]
     """Actors whose role is ``ROLE@TEAM``."""
 
 

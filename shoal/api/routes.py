@@ -38,15 +38,11 @@ from shoal.api.models import (
     TeamView,
     row_dicts,
 )
-from shoal.mailbox.envelope import (
-    QueryReply,
-    QueryRequest,
-    StatusReply,
-    StatusRequest,
-    TaskAccepted,
-    TaskCancel,
-)
 from shoal.mailbox.errors import RemoteError
+from shoal.messages.actors import OrchestratorStatus, OrchestratorStatusResult
+from shoal.messages.base import to_dict
+from shoal.messages.store import StoreQuery, StoreQueryResult
+from shoal.messages.tasks import TaskCancel, TaskSubmitResult
 
 if TYPE_CHECKING:
     from shoal.api.bridge import Bridge
@@ -157,8 +153,8 @@ class Endpoints:
         return self.bridge.request(payload, timeout)
 
     def _rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        reply = self._ask(QueryRequest(name=name, params=params))
-        assert isinstance(reply, QueryReply)
+        reply = self._ask(StoreQuery(name=name, params=params))
+        assert isinstance(reply, StoreQueryResult)
         return row_dicts(reply.columns, reply.rows)
 
     def _find(self, task_id: str) -> dict[str, Any] | None:
@@ -200,7 +196,7 @@ class Endpoints:
             if exc.code == "disk_full":  # the request was fine; the orchestrator cannot record
                 raise ApiError(507, "disk_full", exc.message) from None
             raise ApiError(422, "invalid", exc.message) from None
-        assert isinstance(accepted, TaskAccepted)
+        assert isinstance(accepted, TaskSubmitResult)
         return TaskCreated(
             id=accepted.task_id,
             url=f"{PREFIX}/tasks/{accepted.task_id}",
@@ -250,8 +246,8 @@ class Endpoints:
         return CancelAccepted(id=task["id"])
 
     def status(self) -> StatusView:
-        reply = self._ask(StatusRequest())
-        assert isinstance(reply, StatusReply)
+        reply = self._ask(OrchestratorStatus())
+        assert isinstance(reply, OrchestratorStatusResult)
         teams: dict[str, list[Any]] = {}
         for actor in reply.actors:
             if "@" in actor.role:
@@ -262,11 +258,13 @@ class Endpoints:
                 pid=reply.pid,
                 home=reply.home,
                 started_at=reply.started_at,
-                actors=reply.actors,
-                messages=reply.messages,
+                actors=[to_dict(a) for a in reply.actors],
+                messages=to_dict(reply.messages),
             ),
             running=[TaskSummary.model_validate(r) for r in running],
-            teams=[TeamView(name=n, members=m) for n, m in sorted(teams.items())],
+            teams=[
+                TeamView(name=n, members=[to_dict(a) for a in m]) for n, m in sorted(teams.items())
+            ],
             api=self._api_view(),
         )
 

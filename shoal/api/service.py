@@ -26,7 +26,7 @@ from shoal.api.models import ApiView
 from shoal.api.routes import Endpoints
 from shoal.api.settings import ServeSettings, WebhookConfig, is_loopback
 from shoal.api.webhooks import Dispatcher
-from shoal.mailbox.envelope import ApiServing
+from shoal.messages.actors import ApiServeResult
 from shoal.paths import Home
 from shoal.settings import SettingsError
 
@@ -68,7 +68,7 @@ class ApiService:
         found = [self._not_serving] if self._not_serving else []
         return found + (http.pressure.problems() if http else [])
 
-    def serve(self) -> ApiServing:
+    def serve(self) -> ApiServeResult:
         """(Re)start serving as api.json says now."""
         try:
             loaded = api_settings.load(self.home)
@@ -78,7 +78,7 @@ class ApiService:
             raise LookupError(f"no {self.home.root / 'api.json'}; `shoal serve` writes it")
         return self._serve(*loaded)
 
-    def _serve(self, settings: ServeSettings, token: str | None) -> ApiServing:
+    def _serve(self, settings: ServeSettings, token: str | None) -> ApiServeResult:
         if token is None and not is_loopback(settings.host):
             raise ValueError(f"serving on {settings.host} needs a bearer token")
         for hook in settings.webhooks:
@@ -110,7 +110,7 @@ class ApiService:
             view.webhooks,
             cap,
         )
-        return ApiServing(url=url, auth=view.auth, webhooks=view.webhooks)
+        return ApiServeResult(url=url, auth=view.auth, webhooks=view.webhooks)
 
     def view(self) -> ApiView:
         http = self._http

@@ -46,7 +46,9 @@ from shoal import __version__
 from shoal.api.settings import WebhookConfig
 from shoal.ids import new_id
 from shoal.llm.retry import backoff, retry_after
-from shoal.mailbox.envelope import BudgetWarning, Envelope, TaskDone
+from shoal.mailbox.envelope import Envelope
+from shoal.messages.base import from_dict, to_dict
+from shoal.messages.tasks import BudgetWarning, TaskDone
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +67,11 @@ def sign(key: bytes, body: bytes) -> str:
 def event_of(env: Envelope) -> tuple[str, dict[str, Any]] | None:
     """The webhook event name and data of a bus message, or None if it is not one."""
     if env.kind == TaskDone.kind:
-        done = TaskDone.model_validate(env.payload)
+        done = from_dict(TaskDone, env.payload)
         name = "task.complete" if done.status in ("accepted", "unaccepted") else "task.failed"
-        return name, done.model_dump(mode="json")
+        return name, to_dict(done)
     if env.kind == BudgetWarning.kind:
-        return "budget.warning", BudgetWarning.model_validate(env.payload).model_dump(mode="json")
+        return "budget.warning", to_dict(from_dict(BudgetWarning, env.payload))
     return None
 
 

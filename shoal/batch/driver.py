@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from shoal.batch.units import BatchError, UnitKind, UnitResult, UnitSpec
-from shoal.mailbox.envelope import BatchUnitDone, BatchUnitRow, CheckSetting, ModelChoice
+from shoal.messages.batch import BatchUnit, BatchUnitRow
+from shoal.messages.tasks import CheckSetting, ModelChoice
 
 if TYPE_CHECKING:
     from shoal.batch.backends import Backend, Finished
     from shoal.mailbox.client import MailboxClient
-    from shoal.mailbox.envelope import BatchStart
+    from shoal.messages.batch import BatchStart
     from shoal.paths import Home
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ def run_batch(
 ) -> Summary:
     """Run every unit without an outcome; record as it goes; apply at the end."""
     from shoal.mailbox.client import MailboxClient
-    from shoal.mailbox.envelope import BatchEnd
+    from shoal.messages.batch import BatchEnd
     from shoal.orchestrator import daemon
 
     daemon.ensure(home)
@@ -285,7 +286,7 @@ def _batch_start(
     batch_id: str, spec: BatchSpec, backend: Backend, new: list[Outcome]
 ) -> BatchStart:
     """The batch's first record; ``new``: the units to record (none when resuming)."""
-    from shoal.mailbox.envelope import BatchStart
+    from shoal.messages.batch import BatchStart
 
     return BatchStart(
         batch_id=batch_id,
@@ -387,9 +388,9 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name).strip("._")[:120]
 
 
-def _record(batch_id: str, o: Outcome) -> BatchUnitDone:
+def _record(batch_id: str, o: Outcome) -> BatchUnit:
     r = o.result
-    return BatchUnitDone(
+    return BatchUnit(
         batch_id=batch_id,
         unit_id=o.row.unit_id,
         status=o.status,  # type: ignore[arg-type]
@@ -433,8 +434,9 @@ def _unit_spec(batch_id: str, spec: BatchSpec, o: Outcome, context: str) -> Unit
 
 def _recall(client: MailboxClient, spec: BatchSpec) -> str:
     """Learnings and skills for the instruction, asked once for the whole batch."""
-    from shoal.mailbox.envelope import ORCHESTRATOR, ContextRequest, ContextResult
+    from shoal.mailbox.envelope import ORCHESTRATOR
     from shoal.mailbox.errors import MailboxError
+    from shoal.messages.memory import ContextRequest, ContextResult
 
     cwd = next(iter(spec.bases), os.getcwd())
     try:

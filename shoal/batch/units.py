@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from shoal.mailbox.envelope import CheckSetting, ModelChoice
+from shoal.messages.tasks import CheckSetting, ModelChoice
 from shoal.workspace.git import WorkspaceError, git, head, split_z, toplevel
 
 UnitKind = Literal["file", "dir", "repo"]

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from shoal.batch.units import UnitResult, UnitSpec
-from shoal.mailbox.envelope import ContextResult, ExecRequest, Usage
+from shoal.messages.memory import ContextResult
+from shoal.messages.tasks import ExecRequest, Usage
 from shoal.paths import Home
 from shoal.workspace.git import git, without_redirects
 
@@ -98,7 +99,7 @@ def _run(spec: UnitSpec, scratch: Path) -> UnitResult:
 
 
 def _request(spec: UnitSpec, clone: Path) -> ExecRequest:
-    from shoal.mailbox.envelope import Plan, Step
+    from shoal.messages.tasks import Plan, Step
 
     return ExecRequest(
         description=spec.description(),
@@ -196,7 +197,7 @@ def _evaluate(
     """The evaluator's own checks and judge, on this unit's change; and why the unit
     cannot be accepted on the judge alone (its tests could not run), if so."""
     from shoal.actors.evaluator import evaluate
-    from shoal.mailbox.envelope import EvalRequest, Plan, Step
+    from shoal.messages.tasks import EvalRequest, Plan, Step
 
     request = EvalRequest(
         description=spec.description(),

@@ -3,7 +3,7 @@
 Thin, like every client: the conversation lives in the transcript and the
 work in the ``chat`` actor. A turn is sent to ``role:chat``; its text and tool
 calls arrive as events on the bus (``chat.delta``, ``chat.tool``), its end as
-the ``chat.reply``. Ctrl-C while a turn runs sends ``chat.cancel`` to the actor
+the ``chat.turn.result``. Ctrl-C while a turn runs sends ``chat.cancel`` to the actor
 that took it (named by its ``chat.started`` event).
 """
 
@@ -14,29 +14,26 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shoal.ids import new_id
-from shoal.mailbox.envelope import (
-    ORCHESTRATOR,
-    ROLE_PREFIX,
+from shoal.mailbox.envelope import ORCHESTRATOR, ROLE_PREFIX, Envelope
+from shoal.messages.actors import ErrorReply
+from shoal.messages.base import Payload, from_dict
+from shoal.messages.chat import (
     Attachment,
     ChatAnswer,
     ChatAsk,
     ChatCancel,
     ChatCompact,
-    ChatCompacted,
+    ChatCompactResult,
     ChatDelta,
-    ChatReply,
     ChatStarted,
     ChatTool,
     ChatTurn,
-    Envelope,
-    ErrorReply,
-    ModelChoice,
-    Payload,
-    PermissionRule,
+    ChatTurnResult,
     SessionClear,
     SessionInfo,
     SessionOpen,
 )
+from shoal.messages.tasks import ModelChoice, PermissionRule
 
 if TYPE_CHECKING:
     from shoal.paths import Home
@@ -129,7 +126,7 @@ class ChatClient:
     def clear(self) -> None:
         self.request(ORCHESTRATOR, SessionClear(session_id=self.session_id))
 
-    def compact(self, keep_turns: int = 1) -> ChatCompacted:
+    def compact(self, keep_turns: int = 1) -> ChatCompactResult:
         s = self.settings
         reply = self.request(
             ROLE_PREFIX + "chat",
@@ -142,10 +139,12 @@ class ChatClient:
             ),
             timeout=300,
         )
-        assert isinstance(reply, ChatCompacted)
+        assert isinstance(reply, ChatCompactResult)
         return reply
 
-    def turn(self, text: str, attachments: list[Attachment], view: TurnView) -> ChatReply | None:
+    def turn(
+        self, text: str, attachments: list[Attachment], view: TurnView
+    ) -> ChatTurnResult | None:
         """Run one turn, showing its events; None if it failed or was left behind."""
         s = self.settings
         turn_id = new_id()
@@ -184,7 +183,7 @@ class ChatClient:
                     if cancel_at is not None:
                         self.client.send(actor, ChatCancel(turn_id=turn_id))
                 elif event.kind == ChatAsk.kind:
-                    ask = ChatAsk.model_validate(event.payload)
+                    ask = from_dict(ChatAsk, event.payload)
                     allow, always = view.ask(ask)
                     answer = ChatAnswer(ask_id=ask.ask_id, allow=allow, always=always)
                     self.client.send(event.sender, answer)
@@ -214,8 +213,8 @@ class ChatClient:
             view.tool(payload)
 
     @staticmethod
-    def _result(reply: Envelope, view: TurnView) -> ChatReply | None:
+    def _result(reply: Envelope, view: TurnView) -> ChatTurnResult | None:
         if reply.kind == ErrorReply.kind:
-            view.note(f"error: {ErrorReply.model_validate(reply.payload).message}")
+            view.note(f"error: {from_dict(ErrorReply, reply.payload).message}")
             return None
-        return ChatReply.model_validate(reply.payload)
+        return from_dict(ChatTurnResult, reply.payload)

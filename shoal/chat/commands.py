@@ -62,7 +62,7 @@ def _status(repl: Repl, arg: str) -> None:
 
 
 def _model(repl: Repl, arg: str) -> None:
-    from shoal.mailbox.envelope import ModelChoice
+    from shoal.messages.tasks import ModelChoice
 
     if arg:
         repl.settings.model = ModelChoice(model=arg, base_url=repl.settings.model.base_url)

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from shoal.mailbox.envelope import Attachment
+from shoal.messages.chat import Attachment
 
 MENTION = re.compile(r"(?<![\w@])@([^\s@]+)")
 MAX_ATTACHMENT = 256 * 1024

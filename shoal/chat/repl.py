@@ -18,7 +18,8 @@ from rich.markup import escape
 from shoal.chat import commands
 from shoal.chat.client import ChatClient, ChatSettings
 from shoal.chat.mentions import RepoFiles, attachments
-from shoal.mailbox.envelope import ChatReply, SessionInfo, Usage
+from shoal.messages.chat import ChatTurnResult, SessionInfo
+from shoal.messages.tasks import Usage
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -161,7 +162,7 @@ class Repl:
         daemon.ensure(self.home)
         self.client.open(session_id=self.client.session_id)  # and the session's chat actor
 
-    def turn(self, text: str) -> ChatReply | None:
+    def turn(self, text: str) -> ChatTurnResult | None:
         from shoal.chat.view import PlainView, RichView
 
         found, missing = attachments(text, Path(self.settings.cwd))

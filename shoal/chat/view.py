@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from shoal.mailbox.envelope import ChatAsk, ChatDelta, ChatReply, ChatTool
+from shoal.messages.chat import ChatAsk, ChatDelta, ChatTool, ChatTurnResult
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -28,7 +28,7 @@ def tool_line(event: ChatTool) -> str:
     return line
 
 
-def footer(reply: ChatReply, session_tokens: int, session_cost: float) -> str:
+def footer(reply: ChatTurnResult, session_tokens: int, session_cost: float) -> str:
     u = reply.usage
     parts = [
         f"{u.prompt_tokens:,} in · {u.completion_tokens:,} out",
@@ -95,7 +95,9 @@ class RichView:
             if answer in ("y", "yes", "n", "no", "", "a", "always"):
                 return answer in ("y", "yes", "a", "always"), answer in ("a", "always")
 
-    def finish(self, reply: ChatReply | None, session_tokens: int, session_cost: float) -> None:
+    def finish(
+        self, reply: ChatTurnResult | None, session_tokens: int, session_cost: float
+    ) -> None:
         from rich.markdown import Markdown
 
         self._end_block()
@@ -145,7 +147,9 @@ class PlainView:
     def ask(self, event: ChatAsk) -> tuple[bool, bool]:
         return False, False  # nobody to ask (turns say so: can_ask is off without a terminal)
 
-    def finish(self, reply: ChatReply | None, session_tokens: int, session_cost: float) -> None:
+    def finish(
+        self, reply: ChatTurnResult | None, session_tokens: int, session_cost: float
+    ) -> None:
         self._newline()
         if reply is None:
             return

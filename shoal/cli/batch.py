@@ -217,7 +217,7 @@ def _checks(home: Home, cwd: Path, commands: list[str] | None, off: bool) -> dic
 def _outcomes(found: Found) -> list[Outcome]:
     from shoal.batch.driver import Outcome
     from shoal.batch.units import unit_id
-    from shoal.mailbox.envelope import BatchUnitRow
+    from shoal.messages.batch import BatchUnitRow
 
     return [
         Outcome(BatchUnitRow(unit_id=unit_id(name), name=name, source=source, files=fs))

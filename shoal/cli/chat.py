@@ -89,7 +89,7 @@ def _settings(
     """The chat's model, permissions and context window, from the flags and the settings."""
     from shoal import config
     from shoal.chat.client import ChatSettings
-    from shoal.mailbox.envelope import ModelChoice
+    from shoal.messages.tasks import ModelChoice
     from shoal.settings import SettingsError
 
     try:

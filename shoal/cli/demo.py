@@ -19,6 +19,7 @@ from typing import Any
 import typer
 
 from shoal.cli.output import console
+from shoal.messages.base import to_dict
 
 BUGGY = '''def average(numbers):
     """The mean of a non-empty list of numbers."""
@@ -132,7 +133,7 @@ def demo(
     from shoal.cli.run import submit_and_follow
     from shoal.llm.script import Script
     from shoal.llm.scripted import ScriptedModelServer
-    from shoal.mailbox.envelope import ModelChoice, TaskOptions, TaskSubmit
+    from shoal.messages.tasks import ModelChoice, TaskOptions, TaskSubmit
     from shoal.paths import Home
 
     out = console(stderr=True)
@@ -161,7 +162,7 @@ def demo(
     if json_out:
         print_json(
             {
-                **done.model_dump(mode="json", exclude={"kind"}),
+                **to_dict(done),
                 "tests_pass": passing,
                 "tests_after": after,
                 "repository": str(repo),

@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from shoal.cli.output import console, fail, print_json
+from shoal.messages.base import to_dict
 
 app = typer.Typer(
     help="Review skills mined from your task history.",
@@ -57,7 +58,7 @@ def learn(
     if mine_now:
         result = _mine()
         if json_out:
-            print_json(result.model_dump(mode="json", exclude={"kind"}))
+            print_json(to_dict(result))
         else:
             typer.echo(
                 f"{len(result.patterns)} patterns; new proposals: "
@@ -75,7 +76,8 @@ def learn(
 def _mine() -> Any:
     from shoal.config import load
     from shoal.mailbox.client import MailboxClient
-    from shoal.mailbox.envelope import MineRequest, MineResult, SpawnRequest
+    from shoal.messages.actors import ActorSpawn
+    from shoal.messages.memory import MineRequest, MineResult
     from shoal.orchestrator import daemon
     from shoal.paths import Home
 
@@ -84,7 +86,7 @@ def _mine() -> Any:
     if not any(
         a.role == "pattern-miner" and a.state != "stopped" for a in daemon.status(home).actors
     ):
-        daemon.request(home, SpawnRequest(role="pattern-miner"))
+        daemon.request(home, ActorSpawn(role="pattern-miner"))
     models = load(home, Path.cwd()).models()
     with MailboxClient(home.mailbox_endpoint) as client:
         reply = client.request(

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from shoal.messages.base import to_dict
 from shoal.paths import Home
 
 INSTRUCTIONS = """shoal is a local coding agent. Use read_file, glob, grep and the git_* tools to
@@ -165,7 +166,7 @@ def submit(home: Home, workdir: Path, description: str, iterations: int | None) 
         done = run_task(home, task)
     except ClientError as exc:
         raise ValueError(f"the task could not be submitted: {exc}") from None
-    result = done.model_dump(mode="json", exclude={"kind"})
+    result = to_dict(done)
     if prepared.ignored:
         result["ignored"] = prepared.notice
     return result

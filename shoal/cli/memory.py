@@ -56,7 +56,7 @@ def search(
     json_out: bool = typer.Option(False, "--json", help="Print JSON lines."),
 ) -> None:
     """Learnings most similar to QUERY (scored by similarity times decayed confidence)."""
-    from shoal.mailbox.envelope import MemorySearch
+    from shoal.messages.memory import MemorySearch
     from shoal.orchestrator import daemon
     from shoal.paths import Home
 
@@ -70,13 +70,13 @@ def search(
 
 
 def _search_file(home: Any, payload: Any) -> Any:
-    from shoal.mailbox.envelope import QueryReply
     from shoal.memory.embedder import embedder_from_env
+    from shoal.messages.store import StoreQueryResult
     from shoal.orchestrator.control import search_rows
     from shoal.store.database import open_reader
 
     if not home.database.exists():
-        return QueryReply(columns=[], rows=[])
+        return StoreQueryResult(columns=[], rows=[])
     con = open_reader(home.database)
     try:
         return search_rows(con, embedder_from_env(), payload)
@@ -89,15 +89,15 @@ def forget(
     learning_id: str = typer.Argument(..., help="Id (or unique prefix) of a learning."),
 ) -> None:
     """Stop recalling a learning."""
-    from shoal.mailbox.envelope import ForgetRequest
     from shoal.mailbox.errors import RemoteError
+    from shoal.messages.memory import MemoryForget
     from shoal.orchestrator import daemon
     from shoal.paths import Home
 
     home = Home.resolve()
     daemon.ensure(home)
     try:
-        daemon.request(home, ForgetRequest(id=learning_id))
+        daemon.request(home, MemoryForget(id=learning_id))
     except RemoteError as exc:
         fail(exc.message)
     typer.echo(f"forgot {learning_id}")

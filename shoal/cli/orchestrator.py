@@ -7,6 +7,7 @@ import time
 import typer
 
 from shoal.cli.output import console, fail, print_json
+from shoal.messages.base import to_dict
 
 app = typer.Typer(
     help="Start, stop and inspect the orchestrator of this SHOAL_HOME.",
@@ -30,7 +31,7 @@ def start(
 ) -> None:
     """Start the orchestrator (or report the one already running)."""
     from shoal.actors.registry import parse_members
-    from shoal.mailbox.envelope import SpawnRequest
+    from shoal.messages.actors import ActorSpawn
     from shoal.orchestrator import daemon
 
     try:
@@ -43,7 +44,7 @@ def start(
     word = "started" if started else "already running"
     typer.echo(f"orchestrator {word} (pid {pid}, home {home.root})")
     for role, count in members:
-        reply = daemon.request(home, SpawnRequest(role=role, count=count))
+        reply = daemon.request(home, ActorSpawn(role=role, count=count))
         typer.echo(f"spawned {', '.join(reply.names)}")
 
 
@@ -81,7 +82,7 @@ def status(
         raise typer.Exit(3)
     reply = daemon.status(home)
     if json_out:
-        data = reply.model_dump(mode="json")
+        data = to_dict(reply)
         print_json(
             {
                 "pid": data["pid"],
@@ -133,7 +134,7 @@ def spawn(
 ) -> None:
     """Start actors of ROLE under supervision (auto-starts the orchestrator)."""
     from shoal.actors.registry import check
-    from shoal.mailbox.envelope import SpawnRequest
+    from shoal.messages.actors import ActorSpawn
     from shoal.orchestrator import daemon
 
     try:
@@ -142,18 +143,18 @@ def spawn(
         fail(str(exc).strip("'\""), code=2)
     home = _home()
     daemon.ensure(home)
-    reply = daemon.request(home, SpawnRequest(role=role, count=count, name=name))
+    reply = daemon.request(home, ActorSpawn(role=role, count=count, name=name))
     typer.echo(f"spawned {', '.join(reply.names)}")
 
 
 @app.command()
 def retire(name: str = typer.Argument(..., help="Actor name.")) -> None:
     """Stop one actor gracefully; it is not restarted."""
-    from shoal.mailbox.envelope import RetireRequest
+    from shoal.messages.actors import ActorRetire
     from shoal.orchestrator import daemon
 
     home = _home()
     if daemon.running_pid(home) is None:
         fail("orchestrator not running; nothing to retire")
-    daemon.request(home, RetireRequest(name=name))
+    daemon.request(home, ActorRetire(name=name))
     typer.echo(f"retiring {name}")

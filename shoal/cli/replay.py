@@ -16,7 +16,7 @@ from shoal.cli.output import fail, print_json
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from shoal.mailbox.envelope import ModelChoice
+    from shoal.messages.tasks import ModelChoice
     from shoal.paths import Home
 
 
@@ -105,7 +105,7 @@ def _model_choice(
 ) -> ModelChoice:
     """``model`` with the base URL given, else the one configured for the (first) role."""
     from shoal.config import load
-    from shoal.mailbox.envelope import ModelChoice
+    from shoal.messages.tasks import ModelChoice
     from shoal.settings import SettingsError
 
     if base_url is None:

@@ -17,9 +17,10 @@ import typer
 
 from shoal.cli import loop_options as lo
 from shoal.cli.output import fail, print_json
+from shoal.messages.base import to_dict
 
 if TYPE_CHECKING:
-    from shoal.mailbox.envelope import TaskDone, TaskSubmit
+    from shoal.messages.tasks import TaskDone, TaskSubmit
     from shoal.paths import Home
 
 
@@ -136,7 +137,7 @@ def report(done: TaskDone, *, json_out: bool, print_only: bool) -> None:
             f"version: git show refs/shoal/{done.task_id}/{done.best_iteration}:{path}\n"
         )
     if json_out:
-        print_json(done.model_dump(mode="json", exclude={"kind"}))
+        print_json(to_dict(done))
     elif print_only:
         sys.stdout.write(done.summary.rstrip() + "\n")
     else:
@@ -161,7 +162,7 @@ def _report_checks(done: TaskDone) -> None:
     from shoal.cli.check_view import check_line, tests_line
 
     for check in done.checks:
-        sys.stdout.write(f"  {check_line(check.model_dump())}\n")
+        sys.stdout.write(f"  {check_line(to_dict(check))}\n")
     note = tests_line(done.tests)
     if note:
         sys.stdout.write(f"{note}\n")

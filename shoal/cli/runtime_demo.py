@@ -21,7 +21,7 @@ def runtime_demo(
     messages: int = typer.Option(1000, "--messages", "-n", min=1, max=1_000_000),
 ) -> None:
     """Run the actor runtime end to end (orchestrator, echo actors, restart, records)."""
-    from shoal.mailbox.envelope import EchoRequest, RetireRequest, SpawnRequest
+    from shoal.messages.actors import ActorRetire, ActorSpawn, EchoRequest
     from shoal.orchestrator import daemon
     from shoal.paths import Home
 
@@ -32,7 +32,7 @@ def runtime_demo(
         f"[bold]orchestrator[/bold] {'started' if started else 'already running'} "
         f"(pid {pid}, home {home.root})"
     )
-    names = daemon.request(home, SpawnRequest(role="echo", count=2)).names
+    names = daemon.request(home, ActorSpawn(role="echo", count=2)).names
     out.print(f"[bold]actors[/bold] spawned {', '.join(names)} (echo role, supervised)")
     try:
         with daemon.connect(home) as client:
@@ -62,7 +62,7 @@ def runtime_demo(
         _print_status(daemon.status(home))
     finally:
         for name in names:
-            daemon.request(home, RetireRequest(name=name))
+            daemon.request(home, ActorRetire(name=name))
         if started:
             daemon.stop(home)
             out.print(f"[bold]orchestrator[/bold] stopped; records flushed to {home.database}")

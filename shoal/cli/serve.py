@@ -24,7 +24,7 @@ from shoal.cli.output import fail
 
 if TYPE_CHECKING:
     from shoal.api.settings import WebhookConfig
-    from shoal.mailbox.envelope import ApiServing
+    from shoal.messages.actors import ApiServeResult
     from shoal.paths import Home
 
 
@@ -105,11 +105,11 @@ def _webhooks(urls: list[str]) -> list[WebhookConfig]:
     return hooks
 
 
-def _start(home: Home) -> ApiServing:
+def _start(home: Home) -> ApiServeResult:
     from shoal.api import settings as api_settings
     from shoal.client import ensure_orchestrator
-    from shoal.mailbox.envelope import ApiServe, ApiServing
     from shoal.mailbox.errors import RemoteError
+    from shoal.messages.actors import ApiServe, ApiServeResult
     from shoal.orchestrator import daemon
 
     ensure_orchestrator(home)
@@ -118,7 +118,7 @@ def _start(home: Home) -> ApiServing:
     except RemoteError as exc:
         api_settings.forget(home)
         fail(exc.message)
-    assert isinstance(serving, ApiServing)
+    assert isinstance(serving, ApiServeResult)
     return serving
 
 
@@ -170,7 +170,7 @@ def _tell_problems(home: Home, told: set[str]) -> set[str]:
 
 def _stop_serving(home: Home) -> None:
     from shoal.api import settings as api_settings
-    from shoal.mailbox.envelope import ApiStop
+    from shoal.messages.actors import ApiStop
     from shoal.orchestrator import daemon
 
     api_settings.forget(home)  # first: a restart meanwhile must not serve again

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 
 from shoal.cli.output import console, fail, print_json
+from shoal.messages.base import to_dict
 
 if TYPE_CHECKING:
-    from shoal.mailbox.envelope import TeamInfo, TeamStatusReply
+    from shoal.messages.teams import TeamInfo, TeamStatusResult
     from shoal.paths import Home
 
 app = typer.Typer(
@@ -53,14 +54,14 @@ def _ask(home: Home, payload: Any, timeout: float = 15.0) -> Any:
         fail(exc.message)
 
 
-def _status(home: Home, name: str | None) -> TeamStatusReply | None:
+def _status(home: Home, name: str | None) -> TeamStatusResult | None:
     """The teams (or None when no orchestrator runs)."""
-    from shoal.mailbox.envelope import TeamStatusRequest
+    from shoal.messages.teams import TeamStatus
     from shoal.orchestrator import daemon
 
     if daemon.running_pid(home) is None:
         return None
-    return _ask(home, TeamStatusRequest(name=name))
+    return _ask(home, TeamStatus(name=name))
 
 
 def _no_team(name: str) -> NoReturn:
@@ -82,7 +83,7 @@ def up(
     """Bring a team's members up, each in its own tmux pane (or headless)."""
     from shoal.actors.registry import parse_members
     from shoal.client import ensure_orchestrator
-    from shoal.mailbox.envelope import TeamMemberSpec, TeamUp
+    from shoal.messages.teams import TeamMemberSpec, TeamUp
     from shoal.tmux.server import socket_from_env
 
     _check_name(name)
@@ -112,7 +113,7 @@ def up(
     )
     team = _wait_ready(home, name, wait)
     if json_out:
-        print_json(team.model_dump(mode="json") if team else reply.model_dump(exclude={"kind"}))
+        print_json(to_dict(team) if team else to_dict(reply))
     else:
         if team is not None:
             _print_team(team)
@@ -185,9 +186,9 @@ def status(
     teams = reply.teams if reply else []
     if json_out:
         if name is not None:
-            print_json(teams[0].model_dump(mode="json"))
+            print_json(to_dict(teams[0]))
         else:
-            print_json({"teams": [t.model_dump(mode="json") for t in teams]})
+            print_json({"teams": [to_dict(t) for t in teams]})
         return
     if not teams:
         typer.echo("no teams are up")
@@ -237,7 +238,7 @@ def down(
 ) -> None:
     """Stop a team: members finish their current message (or are killed after the grace),
     each pane's scrollback is stored, and the panes close."""
-    from shoal.mailbox.envelope import TeamDown
+    from shoal.messages.teams import TeamDown
 
     _check_name(name)
     home = _home()
@@ -255,12 +256,12 @@ def down(
 
 
 def _gone(home: Home, name: str) -> bool:
-    from shoal.mailbox.envelope import TeamStatusRequest
     from shoal.mailbox.errors import RemoteError
+    from shoal.messages.teams import TeamStatus
     from shoal.orchestrator import daemon
 
     try:
-        daemon.request(home, TeamStatusRequest(name=name))
+        daemon.request(home, TeamStatus(name=name))
     except RemoteError:
         return True  # no such team any more
     return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from shoal.cli import loop_options as lo
+from shoal.messages.base import replace
 
 
 def team_run(
@@ -44,7 +45,7 @@ def team_run(
         no_checks=no_checks,
     )
     home, submit = prepare(task, cwd, flags, team=team)
-    submit.options = submit.options.model_copy(update={"team_size": size, "keep_worktrees": keep})
+    submit = replace(submit, options=replace(submit.options, team_size=size, keep_worktrees=keep))
     done = submit_and_follow(home, submit, quiet=quiet or json_out)
     report(done, json_out=json_out, print_only=False)
     raise typer.Exit(0 if done.status == "accepted" else 1)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shoal import process
 
 if TYPE_CHECKING:
-    from shoal.mailbox.envelope import CheckSetting
+    from shoal.messages.tasks import CheckSetting
 
 CheckKind = Literal["test", "lint"]
 Status = Literal["passed", "failed", "could_not_run"]

@@ -32,7 +32,7 @@ from shoal.evaluation.environment import (
 )
 
 if TYPE_CHECKING:
-    from shoal.mailbox.envelope import CheckSetting
+    from shoal.messages.tasks import CheckSetting
 
 _NPM_DEFAULT_TEST = "no test specified"
 _MAKE_TEST_TARGET = re.compile(r"^test\s*::?(?!=)", re.MULTILINE)

@@ -24,9 +24,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from shoal.mailbox.envelope import CheckSetting
+from shoal.messages.base import InvalidMessage, from_dict
+from shoal.messages.tasks import CheckSetting
 from shoal.settings import SettingsError
 
 
@@ -65,11 +64,9 @@ def parse_table(table: dict[str, Any], where: str) -> list[CheckSetting]:
             )
         fields = {"kind": "lint" if name == "lint" else "test", **fields, "name": name}
         try:
-            checks.append(CheckSetting.model_validate(fields))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "value"
-            raise SettingsError(f"[checks] {name} in {where}: {field}: {first['msg']}") from None
+            checks.append(from_dict(CheckSetting, fields))
+        except InvalidMessage as exc:
+            raise SettingsError(f"[checks] {name} in {where}: {exc}") from None
     return checks
 
 

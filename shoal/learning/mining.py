@@ -19,9 +19,10 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
+import msgspec
 from pydantic import BaseModel, Field
 
-from shoal.mailbox.envelope import MinedPattern
+from shoal.messages.memory import MinedPattern
 
 
 class MinedTask(BaseModel):
@@ -34,11 +35,11 @@ class MinedTask(BaseModel):
     """Titles of the findings its evaluations reported."""
 
 
-class Pattern(MinedPattern):
+class Pattern(MinedPattern, kw_only=True):
     """A mined pattern (ids are stable for the same kind and members, so mining twice
     updates instead of duplicating), with the member descriptions for drafting a skill."""
 
-    descriptions: list[str] = Field(default_factory=list)
+    descriptions: list[str] = msgspec.field(default_factory=list)
 
 
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:

@@ -14,8 +14,10 @@ import zmq.asyncio
 
 from shoal.mailbox import sockets, wire
 from shoal.mailbox.client import client_name
-from shoal.mailbox.envelope import PUBLISH, Envelope, ErrorReply, Payload
+from shoal.mailbox.envelope import PUBLISH, Envelope
 from shoal.mailbox.errors import MailboxTimeout, RemoteError
+from shoal.messages.actors import ErrorReply
+from shoal.messages.base import Payload, from_dict
 
 
 class AsyncMailboxClient:
@@ -87,7 +89,7 @@ class AsyncMailboxClient:
         finally:
             self._waiting.pop(env.id, None)
         if reply.kind == ErrorReply.kind:
-            error = ErrorReply.model_validate(reply.payload)
+            error = from_dict(ErrorReply, reply.payload)
             raise RemoteError(error.code, error.message)
         return reply
 

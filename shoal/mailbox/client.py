@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 import zmq
 
 from shoal.mailbox import sockets, wire
-from shoal.mailbox.envelope import PUBLISH, Envelope, ErrorReply, Payload
+from shoal.mailbox.envelope import PUBLISH, Envelope
 from shoal.mailbox.errors import MailboxTimeout, RemoteError
+from shoal.messages.actors import ErrorReply
+from shoal.messages.base import Payload, from_dict
 
 if TYPE_CHECKING:
     from shoal.mailbox.curve import CurveClientKeys
@@ -105,7 +107,7 @@ class MailboxClient:
                 self._inbox.append(reply)
                 continue
             if reply.kind == ErrorReply.kind:
-                error = ErrorReply.model_validate(reply.payload)
+                error = from_dict(ErrorReply, reply.payload)
                 raise RemoteError(error.code, error.message)
             return reply
 

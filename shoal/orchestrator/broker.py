@@ -21,23 +21,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import zmq
-from pydantic import ValidationError
 
 from shoal.mailbox import sockets, wire
-from shoal.mailbox.envelope import (
-    ORCHESTRATOR,
-    PUBLISH,
-    ROLE_PREFIX,
-    BatchStart,
-    Envelope,
-    ErrorReply,
-    MessageCounters,
-    Payload,
-    SessionOpen,
-    SpawnRequest,
-    TaskSubmit,
-    TeamUp,
-)
+from shoal.mailbox.envelope import ORCHESTRATOR, PUBLISH, ROLE_PREFIX, Envelope
+from shoal.messages.actors import ActorSpawn, ErrorReply, MessageCounters
+from shoal.messages.base import InvalidMessage, Payload
+from shoal.messages.batch import BatchStart
+from shoal.messages.chat import SessionOpen
+from shoal.messages.tasks import TaskSubmit
+from shoal.messages.teams import TeamUp
 from shoal.orchestrator.delivery import Deliveries, Unacked
 from shoal.orchestrator.recorder import MessageRow
 from shoal.store import journal as jr
@@ -58,7 +50,7 @@ _REDELIVERY_SCAN = 1.0
 _JOURNAL_MAX = 8 * 1024 * 1024
 _JOURNAL_RETRY = 1.0  # seconds between tries to write held journal records
 # Requests that start work, refused while the disk is full (what runs, runs on).
-_NEW_WORK = frozenset(p.kind for p in (TaskSubmit, BatchStart, TeamUp, SpawnRequest, SessionOpen))
+_NEW_WORK = frozenset(p.kind for p in (TaskSubmit, BatchStart, TeamUp, ActorSpawn, SessionOpen))
 
 
 @dataclass
@@ -133,7 +125,7 @@ class Broker:
         self._journal_retry_at = 0.0
         self._last_activity = time.monotonic()
         self._pong = wire.Pong(broker_pid=os.getpid(), broker_started_at=self.started_at)
-        self._pong_body = self._pong.model_dump_json().encode()
+        self._pong_body = self._pong.encode()
 
     # --- called from other threads -----------------------------------------
 
@@ -227,7 +219,7 @@ class Broker:
             frames = router.recv_multipart(zmq.NOBLOCK)
             try:
                 self._frame(frames, turn, now)
-            except (ValidationError, ValueError, UnicodeDecodeError) as exc:
+            except (InvalidMessage, ValueError, UnicodeDecodeError) as exc:
                 self._drop(frames, str(exc).splitlines()[0])
             except Exception:
                 log.exception("unexpected error on a frame; dropped")
@@ -250,7 +242,7 @@ class Broker:
                 if self.deliveries.ack(message_id, by=identity.decode()):
                     turn.acks.append(message_id)
         elif tag == wire.BEAT:
-            self._beat(identity, wire.Beat.model_validate_json(body), now)
+            self._beat(identity, wire.Beat.decode(body), now)
         else:
             raise ValueError(f"unknown tag {tag[:8]!r}")
 

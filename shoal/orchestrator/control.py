@@ -16,57 +16,54 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from shoal.actors.registry import UnknownRole
 from shoal.api.service import ApiService
 from shoal.config import model_env_fingerprint
-from shoal.mailbox.envelope import (
+from shoal.mailbox.envelope import Envelope, UnknownKind
+from shoal.messages.actors import (
+    ActorRetire,
+    ActorSpawn,
+    ActorSpawnResult,
     ApiServe,
-    ApiServing,
+    ApiServeResult,
     ApiStop,
-    BatchEnd,
-    BatchStart,
-    BatchUnitDone,
+    ErrorReply,
+    OrchestratorOk,
+    OrchestratorStatus,
+    OrchestratorStatusResult,
+    OrchestratorStop,
+)
+from shoal.messages.base import InvalidMessage, Payload
+from shoal.messages.batch import BatchEnd, BatchStart, BatchUnit
+from shoal.messages.chat import SessionAppend, SessionClear, SessionOpen
+from shoal.messages.memory import (
     ContextRequest,
     ContextResult,
-    Envelope,
-    ErrorReply,
-    ExportRequest,
-    ExportResult,
-    ForgetRequest,
+    MemoryForget,
+    MemoryRemember,
+    MemoryRememberResult,
     MemorySearch,
     MineResult,
-    OkReply,
     PatternsRecord,
-    Payload,
-    QueryReply,
-    QueryRequest,
     Recalled,
-    RememberRequest,
-    RememberResult,
-    RetireRequest,
-    SessionAppend,
-    SessionClear,
-    SessionOpen,
-    SpawnReply,
-    SpawnRequest,
-    SqlRequest,
-    SqlResult,
-    StatusReply,
-    StatusRequest,
-    StopRequest,
-    TaskAccepted,
-    TaskCancel,
-    TaskSubmit,
+)
+from shoal.messages.store import (
+    StoreExport,
+    StoreExportResult,
+    StoreQuery,
+    StoreQueryResult,
+    StoreSql,
+    StoreSqlResult,
+)
+from shoal.messages.tasks import TaskCancel, TaskSubmit, TaskSubmitResult
+from shoal.messages.teams import (
     TeamDown,
-    TeamStatusRequest,
+    TeamStatus,
     TeamTaskClaim,
     TeamTasksCreate,
     TeamTaskUpdate,
     TeamUp,
-    TeamUpReply,
-    UnknownKind,
+    TeamUpResult,
 )
 from shoal.orchestrator.members import TeamMembers
 from shoal.orchestrator.scheduler import Scheduler
@@ -123,7 +120,7 @@ class Control:
             return
         try:
             payload = env.parse_payload()
-        except (ValidationError, UnknownKind) as exc:
+        except (InvalidMessage, UnknownKind) as exc:
             self._reply(env, ErrorReply(code="bad_payload", message=str(exc).splitlines()[0]))
             return
         try:
@@ -136,8 +133,10 @@ class Control:
     def _reply(self, env: Envelope, payload: Payload) -> None:
         self.broker.post(payload, env.sender, reply_to=env.id, task_id=env.task_id)
 
-    def on_orchestrator_status(self, env: Envelope, payload: StatusRequest) -> StatusReply:
-        return StatusReply(
+    def on_orchestrator_status(
+        self, env: Envelope, payload: OrchestratorStatus
+    ) -> OrchestratorStatusResult:
+        return OrchestratorStatusResult(
             pid=os.getpid(),
             home=str(self.broker.home.root),
             started_at=self.broker.started_at,
@@ -148,44 +147,44 @@ class Control:
             problems=self.api.problems(),
         )
 
-    def on_orchestrator_stop(self, env: Envelope, payload: StopRequest) -> OkReply:
+    def on_orchestrator_stop(self, env: Envelope, payload: OrchestratorStop) -> OrchestratorOk:
         self.broker.stop()
-        return OkReply(detail="stopping")
+        return OrchestratorOk(detail="stopping")
 
-    def on_actor_spawn(self, env: Envelope, payload: SpawnRequest) -> SpawnReply:
+    def on_actor_spawn(self, env: Envelope, payload: ActorSpawn) -> ActorSpawnResult:
         names = self.supervisor.spawn(payload.role, payload.count, payload.name, payload.launcher)
-        return SpawnReply(names=names)
+        return ActorSpawnResult(names=names)
 
-    def on_actor_retire(self, env: Envelope, payload: RetireRequest) -> OkReply:
+    def on_actor_retire(self, env: Envelope, payload: ActorRetire) -> OrchestratorOk:
         self.supervisor.retire(payload.name)
-        return OkReply(detail=f"retiring {payload.name}")
+        return OrchestratorOk(detail=f"retiring {payload.name}")
 
-    def on_task_submit(self, env: Envelope, payload: TaskSubmit) -> TaskAccepted:
+    def on_task_submit(self, env: Envelope, payload: TaskSubmit) -> TaskSubmitResult:
         return self.scheduler.submit(env, payload)
 
-    def on_task_cancel(self, env: Envelope, payload: TaskCancel) -> OkReply:
+    def on_task_cancel(self, env: Envelope, payload: TaskCancel) -> OrchestratorOk:
         if not self.scheduler.cancel(payload.task_id):
             raise LookupError(f"no running task {payload.task_id}")
-        return OkReply(detail=f"cancelling {payload.task_id}")
+        return OrchestratorOk(detail=f"cancelling {payload.task_id}")
 
     # --- the HTTP API (shoal serve) ---
 
-    def on_api_serve(self, env: Envelope, payload: ApiServe) -> ApiServing:
+    def on_api_serve(self, env: Envelope, payload: ApiServe) -> ApiServeResult:
         return self.api.serve()
 
-    def on_api_stop(self, env: Envelope, payload: ApiStop) -> OkReply:
+    def on_api_stop(self, env: Envelope, payload: ApiStop) -> OrchestratorOk:
         self.api.stop()
-        return OkReply(detail="stopped serving the HTTP API")
+        return OrchestratorOk(detail="stopped serving the HTTP API")
 
     # --- teams: members in tmux panes or headless ----------------------------------
 
-    def on_team_up(self, env: Envelope, payload: TeamUp) -> TeamUpReply:
+    def on_team_up(self, env: Envelope, payload: TeamUp) -> TeamUpResult:
         return self.teams.up(payload)
 
-    def on_team_down(self, env: Envelope, payload: TeamDown) -> OkReply:
+    def on_team_down(self, env: Envelope, payload: TeamDown) -> OrchestratorOk:
         return self.teams.down(payload)
 
-    def on_team_status(self, env: Envelope, payload: TeamStatusRequest) -> None:
+    def on_team_status(self, env: Envelope, payload: TeamStatus) -> None:
         seen = self.teams.seen(payload.name)  # here: the broker's and supervisor's state
         self._in_thread(env, lambda cur, _env, _p: self.teams.status(cur, seen), payload)
 
@@ -194,11 +193,11 @@ class Control:
     def on_context_request(self, env: Envelope, payload: ContextRequest) -> None:
         self._in_thread(env, self._context, payload)
 
-    def on_memory_remember(self, env: Envelope, payload: RememberRequest) -> None:
+    def on_memory_remember(self, env: Envelope, payload: MemoryRemember) -> None:
         self._in_thread(env, self._remember, payload)
 
     def on_memory_search(self, env: Envelope, payload: MemorySearch) -> None:
-        def search(cur: Any, _env: Envelope, p: MemorySearch) -> QueryReply:
+        def search(cur: Any, _env: Envelope, p: MemorySearch) -> StoreQueryResult:
             index = self._vector_index()
             return search_rows(cur, self._embedder(), p, index)
 
@@ -214,7 +213,7 @@ class Control:
     def on_patterns_record(self, env: Envelope, payload: PatternsRecord) -> None:
         self._in_thread(env, self._patterns, payload)
 
-    def _patterns(self, cur: Any, env: Envelope, payload: PatternsRecord) -> OkReply:
+    def _patterns(self, cur: Any, env: Envelope, payload: PatternsRecord) -> OrchestratorOk:
         for p in payload.patterns:
             cur.execute(
                 "INSERT OR REPLACE INTO patterns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -230,9 +229,9 @@ class Control:
                     _utcnow(),
                 ],
             )
-        return OkReply(detail=f"{len(payload.patterns)} patterns")
+        return OrchestratorOk(detail=f"{len(payload.patterns)} patterns")
 
-    def on_memory_forget(self, env: Envelope, payload: ForgetRequest) -> None:
+    def on_memory_forget(self, env: Envelope, payload: MemoryForget) -> None:
         self._in_thread(env, self._forget, payload)
 
     def _in_thread(
@@ -316,7 +315,7 @@ class Control:
                 )
         return [s.name for s in skills], prompt_block(skills) if skills else ""
 
-    def _remember(self, cur: Any, env: Envelope, payload: RememberRequest) -> RememberResult:
+    def _remember(self, cur: Any, env: Envelope, payload: MemoryRemember) -> MemoryRememberResult:
         from shoal.memory import store
 
         embedder = self._embedder()
@@ -339,14 +338,14 @@ class Control:
                 log.warning("learning not stored: %s", exc)
                 continue
             created, reinforced = created + new, reinforced + (not new)
-        return RememberResult(created=created, reinforced=reinforced)
+        return MemoryRememberResult(created=created, reinforced=reinforced)
 
-    def _forget(self, cur: Any, env: Envelope, payload: ForgetRequest) -> OkReply:
+    def _forget(self, cur: Any, env: Envelope, payload: MemoryForget) -> OrchestratorOk:
         from shoal.memory import store
 
         if not store.forget(cur, payload.id):
             raise LookupError(f"no learning {payload.id!r} (or the prefix is not unique)")
-        return OkReply(detail=f"forgot {payload.id}")
+        return OrchestratorOk(detail=f"forgot {payload.id}")
 
     def _vector_index(self) -> Any:
         """The in-memory copy of the learnings' vectors (filled by the first recall)."""
@@ -380,8 +379,8 @@ class Control:
 
         self._in_thread(env, lambda cur, _e, p: team_tasks.claim(cur, p), payload, serial=True)
 
-    def on_store_query(self, env: Envelope, payload: QueryRequest) -> None:
-        def query(cur: Any, _env: Envelope, p: QueryRequest) -> QueryReply:
+    def on_store_query(self, env: Envelope, payload: StoreQuery) -> None:
+        def query(cur: Any, _env: Envelope, p: StoreQuery) -> StoreQueryResult:
             # What the orchestrator wrote before the question is in the answer.
             self.broker.recorder.barrier()
             return run_query(cur, p.name, p.params)
@@ -390,15 +389,15 @@ class Control:
 
     # --- a user's own SQL (shoal sql): read-only, see store/usersql.py ---
 
-    def on_store_sql(self, env: Envelope, payload: SqlRequest) -> None:
-        def sql(cur: Any, _env: Envelope, p: SqlRequest) -> SqlResult:
+    def on_store_sql(self, env: Envelope, payload: StoreSql) -> None:
+        def sql(cur: Any, _env: Envelope, p: StoreSql) -> StoreSqlResult:
             from shoal.store import usersql
 
             self.broker.recorder.barrier()
             result = usersql.run(cur, p.sql, limit=p.limit, timeout=p.timeout)
             path = self.broker.home.run / "sql" / f"{env.id}.json"
             usersql.write_result(path, result)
-            return SqlResult(
+            return StoreSqlResult(
                 columns=result.columns,
                 rows=len(result.rows),
                 truncated=result.truncated,
@@ -407,13 +406,13 @@ class Control:
 
         self._in_thread(env, sql, payload)
 
-    def on_store_export(self, env: Envelope, payload: ExportRequest) -> None:
-        def export(cur: Any, _env: Envelope, p: ExportRequest) -> ExportResult:
+    def on_store_export(self, env: Envelope, payload: StoreExport) -> None:
+        def export(cur: Any, _env: Envelope, p: StoreExport) -> StoreExportResult:
             from shoal.store import usersql
 
             self.broker.recorder.barrier()
             files = usersql.export(cur, Path(p.directory))
-            return ExportResult(directory=p.directory, files=files)
+            return StoreExportResult(directory=p.directory, files=files)
 
         self._in_thread(env, export, payload)
 
@@ -441,14 +440,14 @@ class Control:
     def on_batch_start(self, env: Envelope, payload: BatchStart) -> None:
         self._in_thread(env, _batch_start, payload)
 
-    def on_batch_unit(self, env: Envelope, payload: BatchUnitDone) -> None:
+    def on_batch_unit(self, env: Envelope, payload: BatchUnit) -> None:
         self._in_thread(env, _batch_unit, payload)
 
     def on_batch_end(self, env: Envelope, payload: BatchEnd) -> None:
         self._in_thread(env, _batch_end, payload)
 
 
-def _batch_start(cur: Any, env: Envelope, payload: BatchStart) -> OkReply:
+def _batch_start(cur: Any, env: Envelope, payload: BatchStart) -> OrchestratorOk:
     now = _utcnow()
     cur.execute("BEGIN")
     try:
@@ -483,10 +482,10 @@ def _batch_start(cur: Any, env: Envelope, payload: BatchStart) -> OkReply:
     except Exception:
         cur.execute("ROLLBACK")
         raise
-    return OkReply(detail=f"batch {payload.batch_id}: {len(payload.units)} units")
+    return OrchestratorOk(detail=f"batch {payload.batch_id}: {len(payload.units)} units")
 
 
-def _batch_unit(cur: Any, env: Envelope, payload: BatchUnitDone) -> OkReply:
+def _batch_unit(cur: Any, env: Envelope, payload: BatchUnit) -> OrchestratorOk:
     p = payload
     cur.execute(
         """UPDATE batch_units SET status = ?, attempts = ?, score = ?, verify_passed = ?,
@@ -514,10 +513,10 @@ def _batch_unit(cur: Any, env: Envelope, payload: BatchUnitDone) -> OkReply:
     cur.execute(
         "UPDATE batches SET updated_at = ? WHERE id = ?", [_utcnow(), p.batch_id]
     ).fetchall()
-    return OkReply(detail=f"{p.unit_id}: {p.status}")
+    return OrchestratorOk(detail=f"{p.unit_id}: {p.status}")
 
 
-def _batch_end(cur: Any, env: Envelope, payload: BatchEnd) -> OkReply:
+def _batch_end(cur: Any, env: Envelope, payload: BatchEnd) -> OrchestratorOk:
     now = _utcnow()
     cur.execute(
         """UPDATE batches SET status = ?, applied = ?, updated_at = ?,
@@ -525,14 +524,16 @@ def _batch_end(cur: Any, env: Envelope, payload: BatchEnd) -> OkReply:
            WHERE id = ?""",
         [payload.status, json.dumps(payload.applied), now, payload.status, now, payload.batch_id],
     ).fetchall()
-    return OkReply(detail=f"batch {payload.batch_id}: {payload.status}")
+    return OrchestratorOk(detail=f"batch {payload.batch_id}: {payload.status}")
 
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def search_rows(cur: Any, embedder: Any, payload: MemorySearch, index: Any = None) -> QueryReply:
+def search_rows(
+    cur: Any, embedder: Any, payload: MemorySearch, index: Any = None
+) -> StoreQueryResult:
     """Learnings like ``payload.text``, as rows (shared with the CLI's read-only path)."""
     from shoal.memory import store
 
@@ -557,4 +558,4 @@ def search_rows(cur: Any, embedder: Any, payload: MemorySearch, index: Any = Non
         ]
         for item in found
     ]
-    return QueryReply(columns=columns, rows=rows)
+    return StoreQueryResult(columns=columns, rows=rows)

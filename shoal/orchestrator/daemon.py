@@ -21,7 +21,8 @@ from shoal.paths import Home
 
 if TYPE_CHECKING:
     from shoal.mailbox.client import MailboxClient
-    from shoal.mailbox.envelope import QueryReply, StatusReply
+    from shoal.messages.actors import OrchestratorStatusResult
+    from shoal.messages.store import StoreQueryResult
 
 
 class OrchestratorError(Exception):
@@ -159,13 +160,13 @@ def request(home: Home, payload: Any, timeout: float = 10.0) -> Any:
             raise OrchestratorError(f"the orchestrator did not answer: {exc}") from exc
 
 
-def status(home: Home, timeout: float = 10.0) -> StatusReply:
-    from shoal.mailbox.envelope import StatusRequest
+def status(home: Home, timeout: float = 10.0) -> OrchestratorStatusResult:
+    from shoal.messages.actors import OrchestratorStatus
 
-    return request(home, StatusRequest(), timeout)
+    return request(home, OrchestratorStatus(), timeout)
 
 
-def query(home: Home, name: str, params: dict[str, Any], timeout: float = 10.0) -> QueryReply:
-    from shoal.mailbox.envelope import QueryRequest
+def query(home: Home, name: str, params: dict[str, Any], timeout: float = 10.0) -> StoreQueryResult:
+    from shoal.messages.store import StoreQuery
 
-    return request(home, QueryRequest(name=name, params=params), timeout)
+    return request(home, StoreQuery(name=name, params=params), timeout)

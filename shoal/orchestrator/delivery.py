@@ -24,7 +24,7 @@ class Unacked:
 
     def next_attempt(self) -> bytes:
         """The body to send again, with the attempt number raised."""
-        self.env = self.env.model_copy(update={"attempt": self.env.attempt + 1})
+        self.env = self.env.again()
         self.body = self.env.encode()
         return self.body
 

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shoal.actors import registry
-from shoal.mailbox.envelope import (
-    OkReply,
+from shoal.messages.actors import OrchestratorOk
+from shoal.messages.teams import (
     TeamDown,
     TeamInfo,
     TeamMemberStatus,
-    TeamStatusReply,
+    TeamStatusResult,
     TeamUp,
-    TeamUpReply,
+    TeamUpResult,
 )
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class TeamMembers:
 
     # --- on the broker thread ------------------------------------------------------
 
-    def up(self, payload: TeamUp) -> TeamUpReply:
+    def up(self, payload: TeamUp) -> TeamUpResult:
         from shoal.tmux.server import TmuxError
 
         name = payload.name
@@ -88,7 +88,7 @@ class TeamMembers:
             names += self.supervisor.spawn(
                 f"{spec.role}@{name}", spec.count, launcher=_LAUNCHER[payload.mode]
             )
-        return TeamUpReply(
+        return TeamUpResult(
             name=name,
             mode=payload.mode,
             members=names,
@@ -96,14 +96,14 @@ class TeamMembers:
             tmux_socket=payload.tmux_socket if payload.mode == "tmux" else None,
         )
 
-    def down(self, payload: TeamDown) -> OkReply:
+    def down(self, payload: TeamDown) -> OrchestratorOk:
         present = [m for m, _ in self._present(payload.name) if m.state != "stopped"]
         if not present:
             raise LookupError(f"no team named {payload.name!r} is up")
         for m in present:
             self.supervisor.retire(m.name, grace=payload.grace, force=payload.force)
         how = "killing" if payload.force else "stopping"
-        return OkReply(detail=f"{how} {len(present)} member(s) of {payload.name}")
+        return OrchestratorOk(detail=f"{how} {len(present)} member(s) of {payload.name}")
 
     def seen(self, name: str | None) -> dict[str, list[Seen]]:
         """The members of one team (or of every team), by team, with their current work."""
@@ -130,7 +130,7 @@ class TeamMembers:
 
     # --- on a worker thread (tmux and DuckDB take time) -----------------------------
 
-    def status(self, cur: Any, teams: dict[str, list[Seen]]) -> TeamStatusReply:
+    def status(self, cur: Any, teams: dict[str, list[Seen]]) -> TeamStatusResult:
         from shoal.store.queries import run_query
 
         infos = []
@@ -154,7 +154,7 @@ class TeamMembers:
                     members=sorted(members, key=lambda m: m.name),
                 )
             )
-        return TeamStatusReply(teams=infos)
+        return TeamStatusResult(teams=infos)
 
     def _status(self, s: Seen, usage: tuple[int, float]) -> TeamMemberStatus:
         m = s.member

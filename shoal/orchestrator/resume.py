@@ -16,15 +16,9 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from shoal.mailbox.envelope import (
-    Envelope,
-    ExecResult,
-    Finding,
-    Plan,
-    TaskOptions,
-    TaskSubmit,
-    Usage,
-)
+from shoal.mailbox.envelope import Envelope
+from shoal.messages.base import from_dict, from_json
+from shoal.messages.tasks import ExecResult, Finding, Plan, TaskOptions, TaskSubmit, Usage
 from shoal.orchestrator.scheduler import Iteration, TaskRun
 
 if TYPE_CHECKING:
@@ -106,7 +100,7 @@ def _task(con: duckdb.DuckDBPyConnection, row: tuple) -> TaskRun:
     submit = TaskSubmit(
         description=description,
         cwd=cwd,
-        options=TaskOptions.model_validate_json(options),
+        options=from_json(TaskOptions, options),
         parent=parent,
     )
     created = created_at.replace(tzinfo=dt.UTC).timestamp()
@@ -117,7 +111,7 @@ def _task(con: duckdb.DuckDBPyConnection, row: tuple) -> TaskRun:
         created_at=created,
         started=time.monotonic() - (time.time() - created),
     )
-    task.plan = Plan.model_validate_json(plan) if plan else None
+    task.plan = from_json(Plan, plan) if plan else None
     task.base = base
     task.iteration = iterations
     task.exec_started = time.monotonic()
@@ -154,7 +148,7 @@ def _task(con: duckdb.DuckDBPyConnection, row: tuple) -> TaskRun:
         [task_id],
     ).fetchall()
     if last_exec:
-        task.exec_result = ExecResult.model_validate(json.loads(last_exec[0][0])["payload"])
+        task.exec_result = from_dict(ExecResult, json.loads(last_exec[0][0])["payload"])
         task.last_summary = task.exec_result.summary
     return task
 

@@ -17,39 +17,33 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shoal.ids import new_id
-from shoal.mailbox.envelope import (
-    PUBLISH,
-    ROLE_PREFIX,
+from shoal.mailbox.envelope import PUBLISH, ROLE_PREFIX, Envelope
+from shoal.messages.actors import ErrorReply
+from shoal.messages.base import Payload, from_dict, to_dict, to_json
+from shoal.messages.memory import LearnRequest, MineRequest, TaskRecord
+from shoal.messages.tasks import (
     BudgetWarning,
     CheckReport,
-    Envelope,
-    ErrorReply,
     EvalRequest,
     EvalResult,
     ExecRequest,
     ExecResult,
     Finding,
-    LearnRequest,
-    MineRequest,
     ModelChoice,
-    Payload,
     Plan,
     PlanRequest,
     PlanResult,
-    RestoreRequest,
-    RestoreResult,
     SubtaskOutcome,
-    TaskAccepted,
     TaskCancel,
     TaskDone,
     TaskProgress,
-    TaskRecord,
     TaskSubmit,
-    TeamPrepare,
-    TeamRunRequest,
-    TeamRunResult,
+    TaskSubmitResult,
     Usage,
+    WorkspaceRestore,
+    WorkspaceRestoreResult,
 )
+from shoal.messages.teams import TeamPrepare, TeamRun, TeamRunResult
 
 if TYPE_CHECKING:
     from shoal.orchestrator.broker import Broker
@@ -210,7 +204,7 @@ class Scheduler:
 
     # --- entry points (called on the broker thread) --------------------------
 
-    def submit(self, env: Envelope, payload: TaskSubmit) -> TaskAccepted:
+    def submit(self, env: Envelope, payload: TaskSubmit) -> TaskSubmitResult:
         self._ensure_actors(payload.options.team)
         task = TaskRun(new_id(), payload, env.sender)
         for role in ("planner", "executor", "evaluator"):
@@ -219,7 +213,7 @@ class Scheduler:
         if not payload.options.evaluate:
             self._executor_for_subagent()
         holder = self._start_or_queue(task)
-        return TaskAccepted(task_id=task.id, waiting_for=holder)
+        return TaskSubmitResult(task_id=task.id, waiting_for=holder)
 
     def _start_or_queue(self, task: TaskRun) -> str | None:
         """Start the task, or queue it while another task changes the same work tree (the
@@ -297,7 +291,7 @@ class Scheduler:
             return  # a duplicate or a reply for a task already finished
         task.pending = None
         if env.kind == ErrorReply.kind:
-            error = ErrorReply.model_validate(env.payload)
+            error = from_dict(ErrorReply, env.payload)
             self._finish(task, "failed", f"error: {error.message}")
             return
         try:
@@ -389,9 +383,7 @@ class Scheduler:
         assert task.exec_result is not None
         snapshot = task.exec_result.snapshot
         previous = task.history[-1].score if task.history else None
-        reports = [
-            CheckReport.model_validate(c.model_dump(exclude={"output"})) for c in result.checks
-        ]
+        reports = [c.report() for c in result.checks]
         task.history.append(
             Iteration(task.iteration, result.score, snapshot, reports, result.tests)
         )
@@ -406,7 +398,7 @@ class Scheduler:
         else:
             self._conclude(task, decision)
 
-    def _on_workspace_restored(self, task: TaskRun, result: RestoreResult) -> None:
+    def _on_workspace_restore_result(self, task: TaskRun, result: WorkspaceRestoreResult) -> None:
         task.kept += result.kept
         self._done(task, result.files_changed)
 
@@ -449,7 +441,7 @@ class Scheduler:
         self._request(
             task,
             "lead",
-            TeamRunRequest(
+            TeamRun(
                 task_id=task.id,
                 description=task.submit.description,
                 cwd=task.submit.cwd,
@@ -526,7 +518,7 @@ class Scheduler:
         self._request(
             task,
             "executor",
-            RestoreRequest(cwd=task.submit.cwd, base=task.base, snapshot=best.snapshot),
+            WorkspaceRestore(cwd=task.submit.cwd, base=task.base, snapshot=best.snapshot),
         )
 
     # --- budgets ---------------------------------------------------------------
@@ -748,13 +740,13 @@ class Scheduler:
             task.iteration,
             task.usage.tokens,
             task.usage.cost_usd,
-            task.plan.model_dump_json() if task.plan else None,
+            to_json(task.plan).decode() if task.plan else None,
             task.base,
             json.dumps(done.files_changed) if done else None,
             done.summary if done else task.last_summary,
             _ts(now),
             _ts(now) if done else None,
-            json.dumps([o.model_dump() for o in task.subtasks]) if task.subtasks else None,
+            json.dumps([to_dict(o) for o in task.subtasks]) if task.subtasks else None,
         ]
         if task.saved:
             # An UPDATE costs DuckDB a third of an INSERT OR REPLACE, and a task is saved
@@ -768,7 +760,7 @@ class Scheduler:
                 task.id,
                 task.submit.description,
                 task.submit.cwd,
-                task.submit.options.model_dump_json(),
+                to_json(task.submit.options).decode(),
                 task.requester,
                 _ts(task.created_at),
                 task.submit.parent,
@@ -787,7 +779,7 @@ class Scheduler:
                 result.score,
                 result.judge.score,
                 json.dumps(result.judge.dimensions),
-                json.dumps([c.model_dump() for c in result.checks]),
+                json.dumps([to_dict(c) for c in result.checks]),
                 ex.snapshot,
                 ex.summary,
                 ex.tool_calls,

@@ -237,9 +237,7 @@ def _recover(con: duckdb.DuckDBPyConnection, home: Home) -> int:
 
     A full disk stops the start (DiskFull) with the journal kept for the next one.
     """
-    from pydantic import ValidationError
-
-    from shoal.mailbox.envelope import Envelope
+    from shoal.mailbox.envelope import Envelope, InvalidMessage
     from shoal.orchestrator.recorder import MessageRow, insert_acks
     from shoal.store.journal import Journal
     from shoal.store.space import DiskFull, is_disk_full, reason_of
@@ -247,7 +245,7 @@ def _recover(con: duckdb.DuckDBPyConnection, home: Home) -> int:
     replayed = Journal.replay(home.journal)
     rows = []
     for tracked, recorded_at, body in replayed.messages:
-        with contextlib.suppress(ValidationError):
+        with contextlib.suppress(InvalidMessage):
             rows.append(MessageRow(Envelope.decode(body), body, recorded_at, tracked))
     try:
         _recover_rows(con, rows)

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 
 from shoal.actors import registry
 from shoal.launchers import ActorHandle, ActorSpec, Launcher, PidHandle, pid_alive
-from shoal.mailbox.envelope import ActorExited, ActorStarted, ActorStatus, Payload
+from shoal.messages.actors import ActorExited, ActorStarted, ActorStatus
+from shoal.messages.base import Payload
 from shoal.orchestrator.recorder import EventRow
 
 if TYPE_CHECKING:

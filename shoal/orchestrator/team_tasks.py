@@ -12,11 +12,11 @@ import datetime as dt
 import json
 from typing import Any
 
-from shoal.mailbox.envelope import (
+from shoal.messages.actors import OrchestratorOk
+from shoal.messages.teams import (
     TEAM_TASK_DONE,
-    OkReply,
     TeamTaskClaim,
-    TeamTaskClaimed,
+    TeamTaskClaimResult,
     TeamTasksCreate,
     TeamTaskUpdate,
 )
@@ -26,7 +26,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def create(cur: Any, payload: TeamTasksCreate) -> OkReply:
+def create(cur: Any, payload: TeamTasksCreate) -> OrchestratorOk:
     cur.execute("DELETE FROM team_tasks WHERE list_id = ?", [payload.list_id])
     for t in payload.tasks:
         cur.execute(
@@ -43,10 +43,10 @@ def create(cur: Any, payload: TeamTasksCreate) -> OkReply:
                 _now(),
             ],
         )
-    return OkReply(detail=f"{len(payload.tasks)} tasks in {payload.list_id}")
+    return OrchestratorOk(detail=f"{len(payload.tasks)} tasks in {payload.list_id}")
 
 
-def update(cur: Any, payload: TeamTaskUpdate) -> OkReply:
+def update(cur: Any, payload: TeamTaskUpdate) -> OrchestratorOk:
     rows = cur.execute(
         """UPDATE team_tasks SET status = ?, task_id = coalesce(?, task_id),
                score = coalesce(?, score), branch = coalesce(?, branch), note = ?,
@@ -65,28 +65,30 @@ def update(cur: Any, payload: TeamTaskUpdate) -> OkReply:
     ).fetchall()
     if not rows:
         raise LookupError(f"no task {payload.id!r} in list {payload.list_id!r}")
-    return OkReply(detail=f"{payload.id}: {payload.status}")
+    return OrchestratorOk(detail=f"{payload.id}: {payload.status}")
 
 
-def claim(cur: Any, payload: TeamTaskClaim) -> TeamTaskClaimed:
+def claim(cur: Any, payload: TeamTaskClaim) -> TeamTaskClaimResult:
     rows = cur.execute(
         "SELECT status, owner, depends_on FROM team_tasks WHERE list_id = ? AND id = ?",
         [payload.list_id, payload.id],
     ).fetchall()
     if not rows:
-        return TeamTaskClaimed(won=False, reason=f"no task {payload.id!r} in {payload.list_id!r}")
+        return TeamTaskClaimResult(
+            won=False, reason=f"no task {payload.id!r} in {payload.list_id!r}"
+        )
     status, owner, depends_on = rows[0]
     if status != "pending":
-        return TeamTaskClaimed(won=False, reason=f"already {status} by {owner}")
+        return TeamTaskClaimResult(won=False, reason=f"already {status} by {owner}")
     blocking = _blocking(cur, payload.list_id, json.loads(depends_on or "[]"))
     if blocking:
-        return TeamTaskClaimed(won=False, reason="blocked by " + ", ".join(blocking))
+        return TeamTaskClaimResult(won=False, reason="blocked by " + ", ".join(blocking))
     cur.execute(
         "UPDATE team_tasks SET status = 'claimed', owner = ?, updated_at = ? "
         "WHERE list_id = ? AND id = ? AND status = 'pending'",
         [payload.owner, _now(), payload.list_id, payload.id],
     ).fetchall()
-    return TeamTaskClaimed(won=True)
+    return TeamTaskClaimResult(won=True)
 
 
 def _blocking(cur: Any, list_id: str, depends_on: list[str]) -> list[str]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shoal.mailbox.envelope import QueryReply
+from shoal.messages.store import StoreQueryResult
 from shoal.store.stats import STATS_QUERIES
 
 if TYPE_CHECKING:
@@ -314,7 +314,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def run_query(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any]) -> QueryReply:
+def run_query(
+    con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any]
+) -> StoreQueryResult:
     if name not in QUERIES:
         raise QueryError(f"unknown query {name!r}; known: {', '.join(sorted(QUERIES))}")
     model, sql = QUERIES[name]
@@ -326,10 +328,10 @@ def run_query(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any])
     cur = con.execute(sql, used)
     columns = [d[0] for d in cur.description]
     rows = [[_jsonable(v) for v in row] for row in cur.fetchall()]
-    return QueryReply(columns=columns, rows=rows)
+    return StoreQueryResult(columns=columns, rows=rows)
 
 
-def read_file(home: Home, name: str, params: dict[str, Any]) -> QueryReply:
+def read_file(home: Home, name: str, params: dict[str, Any]) -> StoreQueryResult:
     """Run a named query on the database file opened read-only (see :func:`on_file`).
 
     Clients call :func:`shoal.client.query`, which asks the orchestrator when one runs.

@@ -15,8 +15,8 @@ import threading
 from typing import Any
 
 from shoal.ids import new_id
-from shoal.mailbox.envelope import (
-    OkReply,
+from shoal.messages.actors import OrchestratorOk
+from shoal.messages.chat import (
     SessionAppend,
     SessionClear,
     SessionInfo,
@@ -102,7 +102,7 @@ def _create(cur: Any, p: SessionOpen) -> tuple[Any, ...]:
     return row
 
 
-def append(cur: Any, p: SessionAppend) -> OkReply:
+def append(cur: Any, p: SessionAppend) -> OrchestratorOk:
     with _lock:
         rows = cur.execute("SELECT turns FROM sessions WHERE id = ?", [p.session_id]).fetchall()
         if not rows:
@@ -159,17 +159,17 @@ def append(cur: Any, p: SessionAppend) -> OkReply:
         except Exception:
             cur.execute("ROLLBACK")
             raise
-    return OkReply(detail=f"{len(values)} messages")
+    return OrchestratorOk(detail=f"{len(values)} messages")
 
 
-def clear(cur: Any, p: SessionClear) -> OkReply:
+def clear(cur: Any, p: SessionClear) -> OrchestratorOk:
     append(
         cur,
         SessionAppend(
             session_id=p.session_id, messages=[SessionMessage(role="clear")], new_turn=False
         ),
     )
-    return OkReply(detail="cleared")
+    return OrchestratorOk(detail="cleared")
 
 
 def _row(session_id: str, seq: int, turn: int, m: SessionMessage, now: dt.datetime) -> list[Any]:

@@ -108,7 +108,7 @@ def _read_input(home: Any, name: str) -> None:
     it got there.
     """
     from shoal.mailbox.client import MailboxClient
-    from shoal.mailbox.envelope import TeamMessage
+    from shoal.messages.teams import TeamMessage
 
     person = _person()
     tty = sys.stdin.isatty()

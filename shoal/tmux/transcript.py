@@ -163,7 +163,7 @@ class Transcript:
                 self._line(f"  - {escape(_short(step.get('title', ''), 160))}")
         elif env.kind == "eval.result":
             self._line(f"[bold green]◀ score {p.get('score', 0):.2f}[/bold green]")
-        elif env.kind == "workspace.restored":
+        elif env.kind == "workspace.restore.result":
             files = ", ".join(p.get("files_changed") or []) or "no files"
             self._line(f"[green]◀ restored[/green]: {escape(files)}")
         elif env.kind == "mailbox.error":
