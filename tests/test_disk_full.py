@@ -150,7 +150,8 @@ def test_the_journal_holds_what_a_full_disk_refuses_and_writes_it_in_order_later
 RECORDER_ON_A_FULL_DISK = """
 import json, logging, os, sys, time
 from pathlib import Path
-from shoal.mailbox.envelope import EchoRequest, Envelope
+from shoal.mailbox.envelope import Envelope
+from shoal.messages.actors import EchoRequest
 from shoal.orchestrator.recorder import MessageRow, Recorder
 from shoal.store.database import Writer
 from shoal.store.space import Space

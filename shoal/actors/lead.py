@@ -313,11 +313,9 @@ class Run:
     def _submit(self, subtask: Subtask, path: Path) -> str:
         options = replace(
             self.request.options,
-            update={
-                "team_size": None,
-                "keep_worktrees": False,
-                "skip_checks": self.failing_before,
-            },
+            team_size=None,
+            keep_worktrees=False,
+            skip_checks=self.failing_before,
         )
         detail = subtask.detail or subtask.title
         files = f" Files you own: {', '.join(subtask.files)}." if subtask.files else ""

@@ -103,7 +103,9 @@ class Merger:
         step = Step(title="resolve merge conflicts", detail=", ".join(files))
         options = replace(
             run.request.options,
-            update={"team_size": None, "iterations": 1, "skip_checks": run.failing_before},
+            team_size=None,
+            iterations=1,
+            skip_checks=run.failing_before,
         )
         submit = TaskSubmit(
             description=description,

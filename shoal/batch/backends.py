@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shoal.batch.units import UnitResult, UnitSpec
+from shoal.messages.base import from_json, to_json
 
 if TYPE_CHECKING:
     from shoal.paths import Home
@@ -81,7 +82,7 @@ class RayBackend:
         return self.info.start_seconds
 
     def submit(self, spec: UnitSpec) -> None:
-        ref = self._task.options(name=f"shoal-unit-{spec.unit_id}").remote(spec.model_dump_json())
+        ref = self._task.options(name=f"shoal-unit-{spec.unit_id}").remote(to_json(spec).decode())
         self._refs[ref] = spec
 
     def wait(self, timeout: float) -> list[Finished]:
@@ -103,7 +104,7 @@ class RayBackend:
         from ray import exceptions as rex
 
         try:
-            return Finished(spec, UnitResult.model_validate_json(ray.get(ref)))
+            return Finished(spec, from_json(UnitResult, ray.get(ref)))
         except rex.RayTaskError as exc:
             # run_unit catches the unit's own errors: this is the worker unable to run
             # it at all (shoal missing on that node, ...). Running it again would not help.
@@ -191,7 +192,7 @@ class LocalBackend:
             theirs.close()
             worker = _Worker(proc, ours)
             self._workers.append(worker)
-        worker.conn.send_bytes(spec.model_dump_json().encode())
+        worker.conn.send_bytes(to_json(spec))
         worker.spec = spec
 
     def wait(self, timeout: float) -> list[Finished]:
@@ -209,7 +210,7 @@ class LocalBackend:
             spec, w.spec = w.spec, None
             assert spec is not None
             try:
-                done.append(Finished(spec, UnitResult.model_validate_json(w.conn.recv_bytes())))
+                done.append(Finished(spec, from_json(UnitResult, w.conn.recv_bytes())))
             except (EOFError, OSError):
                 self._discard(w)
                 done.append(Finished(spec, died=f"worker exited with code {w.proc.exitcode}"))

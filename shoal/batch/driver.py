@@ -22,11 +22,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+import msgspec
+from msgspec import Meta
 
 from shoal.batch.units import BatchError, UnitKind, UnitResult, UnitSpec
+from shoal.messages.base import to_dict
 from shoal.messages.batch import BatchUnit, BatchUnitRow
 from shoal.messages.tasks import CheckSetting, ModelChoice
 
@@ -42,7 +44,7 @@ _RECORD_TIMEOUT = 60.0
 _FINAL = ("accepted", "rejected", "failed", "lost", "conflict")
 
 
-class BatchSpec(BaseModel):
+class BatchSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """How a batch was asked for; recorded with it, so ``resume`` can run the rest."""
 
     instruction: str
@@ -55,14 +57,14 @@ class BatchSpec(BaseModel):
     quality: float = 0.8
     models: dict[str, ModelChoice]
     permission_mode: str = "accept-edits"
-    max_turns: int = Field(30, ge=1)
+    max_turns: Annotated[int, Meta(ge=1)] = 30
     token_budget: int | None = None
-    workers: int = Field(4, ge=1)
-    retries: int = Field(2, ge=0)
+    workers: Annotated[int, Meta(ge=1)] = 4
+    retries: Annotated[int, Meta(ge=0)] = 2
     dry_run: bool = False
-    bases: dict[str, str | None] = Field(default_factory=dict)
+    bases: dict[str, str | None] = msgspec.field(default_factory=dict)
     """Source -> the commit every unit of it starts from (None: the source's HEAD)."""
-    checks: list[CheckSetting] = Field(default_factory=list)
+    checks: list[CheckSetting] = msgspec.field(default_factory=list)
     """The evaluator's checks (``--check``, ``[checks]``); empty: the detected ones."""
     run_checks: bool = True
 
@@ -291,7 +293,7 @@ def _batch_start(
     return BatchStart(
         batch_id=batch_id,
         instruction=spec.instruction,
-        spec=spec.model_dump(mode="json"),
+        spec=to_dict(spec),
         backend=backend.name,  # type: ignore[arg-type]
         units=[o.row for o in new],
     )

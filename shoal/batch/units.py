@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, Field
+import msgspec
 
 from shoal.messages.tasks import CheckSetting, ModelChoice
 from shoal.workspace.git import WorkspaceError, git, head, split_z, toplevel
@@ -18,7 +18,7 @@ class BatchError(Exception):
     """The batch cannot be run as asked; the message says why in one line."""
 
 
-class UnitSpec(BaseModel):
+class UnitSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Everything a worker needs to do one unit; it travels as JSON."""
 
     batch_id: str
@@ -28,14 +28,14 @@ class UnitSpec(BaseModel):
     """Repository to clone the isolated copy from (a path the worker can read, or a URL)."""
     base: str | None = None
     """Commit to start from; None: the source's HEAD."""
-    files: list[str] = Field(default_factory=list)
+    files: list[str] = msgspec.field(default_factory=list)
     instruction: str
     verify: str | None = None
     verify_timeout: float = 600.0
     models: dict[str, ModelChoice]
     judge: bool = False
     """Run the evaluator (checks and judge) on the unit's change."""
-    checks: list[CheckSetting] = Field(default_factory=list)
+    checks: list[CheckSetting] = msgspec.field(default_factory=list)
     """The evaluator's checks; empty: the ones detected in the unit's copy."""
     run_checks: bool = True
     quality: float = 0.8
@@ -57,7 +57,7 @@ class UnitSpec(BaseModel):
         return f"{self.instruction}\n\nApply this to {target} only (unit: {self.name})."
 
 
-class UnitResult(BaseModel):
+class UnitResult(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     unit_id: str
     status: Literal["accepted", "rejected", "failed"]
     score: float | None = None
@@ -65,7 +65,7 @@ class UnitResult(BaseModel):
     verify_output: str = ""
     diff: str = ""
     """The change as a binary-safe git patch (``git apply`` can use it)."""
-    files_changed: list[str] = Field(default_factory=list)
+    files_changed: list[str] = msgspec.field(default_factory=list)
     tokens: int = 0
     cost_usd: float = 0.0
     duration_s: float = 0.0

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from shoal.batch.units import UnitResult, UnitSpec
+from shoal.messages.base import from_json, to_json
 from shoal.messages.memory import ContextResult
 from shoal.messages.tasks import ExecRequest, Usage
 from shoal.paths import Home
@@ -42,7 +43,7 @@ def run_unit(spec_json: str) -> str:
     # process only runs units, so the variables go for good.
     for name in set(os.environ) - set(without_redirects(os.environ)):
         del os.environ[name]
-    spec = UnitSpec.model_validate_json(spec_json)
+    spec = from_json(UnitSpec, spec_json)
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="shoal-unit-"))
     try:
@@ -56,7 +57,7 @@ def run_unit(spec_json: str) -> str:
         shutil.rmtree(scratch, ignore_errors=True)
     result.duration_s = round(time.monotonic() - started, 3)
     result.worker = f"{socket.gethostname()}:{os.getpid()}"
-    return result.model_dump_json()
+    return to_json(result).decode()
 
 
 def _run(spec: UnitSpec, scratch: Path) -> UnitResult:

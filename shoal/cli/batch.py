@@ -240,9 +240,11 @@ def batch_resume(
 
     home = Home.resolve()
     batch = _batch(batch_id)
-    spec = BatchSpec.model_validate_json(batch["spec"])
+    from shoal.messages.base import from_json, replace
+
+    spec = from_json(BatchSpec, batch["spec"])
     if workers:
-        spec = spec.model_copy(update={"workers": workers})
+        spec = replace(spec, workers=workers)
     outcomes = load_outcomes(_rows("batch.units", {"batch_id": batch["id"]}))
     chosen = _backend(home, backend, ray_address)
     _run(home, batch["id"], spec, outcomes, chosen, quiet=quiet, json_out=json_out, new=False)
