@@ -4,17 +4,24 @@ The CLI, ``shoal mcp serve`` and scripts use it; each only words what happens
 its own way. Everything here talks to the orchestrator of a ``SHOAL_HOME``
 (started on demand), or reads its records when none runs::
 
-    from shoal.client import query, run_task
+    from shoal.client import Client
     from shoal.submission import task_submit
 
-    done = run_task(home, task_submit(home, "fix the failing test", repo, {}, no_model="..."))
-    rows = query(home, "tasks.recent", {"limit": 5}).rows
+    client = Client(home)
+    with client.submit(task_submit(home, "fix the failing test", repo, {}, no_model="-")) as task:
+        for event in task.events():      # task.progress, exec.event, eval.checks
+            print(event.kind, event.payload)
+        done = task.wait()                # the task.done (task.cancel() stops it)
+    rows = client.query("tasks.recent", {"limit": 5}).rows
+
+:func:`run_task`, :func:`query`, :func:`sql` and friends are the same as plain
+functions of a home.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,7 +29,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from shoal.messages.base import from_dict
 
 if TYPE_CHECKING:
+    from shoal.mailbox.client import MailboxClient
     from shoal.mailbox.envelope import Envelope
+    from shoal.mailbox.events import Subscriber
+    from shoal.messages.actors import OrchestratorStatusResult
+    from shoal.messages.base import Payload
     from shoal.messages.store import StoreQueryResult
     from shoal.messages.tasks import TaskDone, TaskSubmit
     from shoal.paths import Home
@@ -37,6 +48,127 @@ class ClientError(Exception):
     """The request cannot be made as things are; the message says why and what to do."""
 
 
+class Client:
+    """The orchestrator of ``home`` (started on demand), from a client's side.
+
+    ``backend`` and ``ray_address`` choose where an orchestrator started by this client
+    runs its actors (``local`` or ``ray``); an idle one started otherwise is restarted.
+    """
+
+    def __init__(
+        self, home: Home, *, backend: str | None = None, ray_address: str | None = None
+    ) -> None:
+        self.home = home
+        self.env: dict[str, str | None] = {}
+        """Over the environment of an orchestrator this client starts (None: unset)."""
+        if backend is not None:
+            self.env["SHOAL_BACKEND"] = backend
+            self.env["SHOAL_RAY_ADDRESS"] = ray_address
+
+    def submit(self, task: TaskSubmit) -> TaskHandle:
+        """Send ``task``; the handle follows it (events, cancel, wait)."""
+        ensure_orchestrator(self.home, self.env)
+        return TaskHandle(self.home, task)
+
+    def request(self, payload: Payload, timeout: float = 10.0) -> Payload:
+        """A request to the orchestrator and its reply (RemoteError if it refused)."""
+        from shoal.orchestrator import daemon
+
+        ensure_orchestrator(self.home, self.env)
+        return daemon.request(self.home, payload, timeout=timeout)
+
+    def status(self) -> OrchestratorStatusResult:
+        from shoal.orchestrator import daemon
+
+        ensure_orchestrator(self.home, self.env)
+        return daemon.status(self.home)
+
+    def query(
+        self, name: str, params: dict[str, Any] | None = None, timeout: float = 10.0
+    ) -> StoreQueryResult:
+        """A named query (through the orchestrator if one runs, else the file read-only)."""
+        return query(self.home, name, params, timeout)
+
+
+class TaskHandle:
+    """One submitted task: its id, its events, a way to cancel it and to wait for its end.
+
+    A context manager; closing it does not cancel the task (it runs on in the
+    orchestrator: ``shoal show`` it).
+    """
+
+    def __init__(self, home: Home, submit: TaskSubmit) -> None:
+        from shoal.mailbox.client import MailboxClient
+        from shoal.mailbox.envelope import ORCHESTRATOR
+        from shoal.mailbox.events import Subscriber
+        from shoal.messages.tasks import TaskSubmitResult
+
+        self.home = home
+        self._events: Subscriber = Subscriber(home.events_endpoint, list(EVENTS))
+        self._client: MailboxClient = MailboxClient(home.mailbox_endpoint)
+        accepted = self._client.request(ORCHESTRATOR, submit, timeout=30).parse_payload()
+        assert isinstance(accepted, TaskSubmitResult)
+        self.task_id = accepted.task_id
+        self.waiting_for = accepted.waiting_for
+        """The task this one is queued behind (another task changing its work tree), if any.
+        Said in the reply: an event sent this soon may be missed by a new subscriber."""
+        self.done: TaskDone | None = None
+
+    def events(self) -> Iterator[Envelope]:
+        """The task's events until it ends (then :attr:`done` is set)."""
+        while self.done is None:
+            yield from self.poll(0.5)
+
+    def poll(self, timeout: float) -> list[Envelope]:
+        """The task's events that arrive within about ``timeout`` seconds (sooner if it
+        ends: then :attr:`done` is set)."""
+        import zmq
+
+        from shoal.messages.tasks import TaskDone
+
+        poller = zmq.Poller()
+        poller.register(self._client.socket, zmq.POLLIN)
+        poller.register(self._events.socket, zmq.POLLIN)
+        found: list[Envelope] = []
+        deadline = time.monotonic() + timeout
+        while self.done is None:
+            waiting = self._client.waiting
+            left = max(0.0, deadline - time.monotonic())
+            ready = dict(poller.poll(0 if waiting else int(left * 1000)))
+            env = self._client.recv(timeout=0) if waiting or self._client.socket in ready else None
+            if env is not None and env.kind == TaskDone.kind:
+                self.done = from_dict(TaskDone, env.payload)
+            event = self._events.recv(timeout=0) if self._events.socket in ready else None
+            if event is not None and event.task_id == self.task_id:
+                found.append(event)
+            if not ready and not waiting and time.monotonic() >= deadline:
+                break
+        return found
+
+    def wait(self) -> TaskDone:
+        """Block until the task ends; its ``task.done``."""
+        for _ in self.events():
+            pass
+        assert self.done is not None
+        return self.done
+
+    def cancel(self) -> None:
+        from shoal.mailbox.envelope import ORCHESTRATOR
+        from shoal.messages.tasks import TaskCancel
+
+        self._client.send(ORCHESTRATOR, TaskCancel(task_id=self.task_id))
+
+    def close(self) -> None:
+        self._events.close()
+        self._client.close()
+
+    def __enter__(self) -> TaskHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @dataclass
 class Follower:
     """What a caller of :func:`run_task` wants to hear while the task runs (all optional)."""
@@ -49,53 +181,39 @@ class Follower:
     """Something a person should know (a cancel sent, the orchestrator restarted)."""
 
 
-def run_task(home: Home, submit: TaskSubmit, follower: Follower | None = None) -> TaskDone:
+def run_task(
+    home: Home,
+    submit: TaskSubmit,
+    follower: Follower | None = None,
+    *,
+    client: Client | None = None,
+) -> TaskDone:
     """Submit ``submit``, follow it to its end and return its ``task.done``.
 
     Ctrl-C (KeyboardInterrupt) cancels the task; a second one leaves it running and
     is raised. An orchestrator that dies under the task is started again (the task
     resumes). ClientError: an orchestrator started with other model settings is busy.
     """
-    import zmq
-
-    from shoal.mailbox.client import MailboxClient
-    from shoal.mailbox.envelope import ORCHESTRATOR
-    from shoal.mailbox.events import Subscriber
-    from shoal.messages.tasks import TaskCancel, TaskDone, TaskSubmitResult
-
     follower = follower or Follower()
-    ensure_orchestrator(home)
-    with (
-        Subscriber(home.events_endpoint, list(EVENTS)) as events,
-        MailboxClient(home.mailbox_endpoint) as client,
-    ):
-        accepted = client.request(ORCHESTRATOR, submit, timeout=30).parse_payload()
-        assert isinstance(accepted, TaskSubmitResult)
-        # Said in the reply: an event sent this soon may be missed by a new subscriber.
-        follower.accepted(accepted.task_id, accepted.waiting_for)
+    client = client or Client(home)
+    with client.submit(submit) as task:
+        follower.accepted(task.task_id, task.waiting_for)
         interrupted = False
         next_check = time.monotonic() + 2.0
-        poller = zmq.Poller()
-        poller.register(client.socket, zmq.POLLIN)
-        poller.register(events.socket, zmq.POLLIN)
-        while True:
+        while task.done is None:
             if time.monotonic() > next_check:
                 next_check = time.monotonic() + 2.0
                 _keep_orchestrator(home, follower)
             try:
-                ready = dict(poller.poll(0 if client.waiting else 500))
-                env = client.recv(timeout=0) if client.waiting or client.socket in ready else None
-                if env is not None and env.kind == TaskDone.kind:
-                    return from_dict(TaskDone, env.payload)
-                event = events.recv(timeout=0) if events.socket in ready else None
-                if event is not None and event.task_id == accepted.task_id:
+                for event in task.poll(0.5):
                     follower.event(event)
             except KeyboardInterrupt:
                 if interrupted:
                     raise
                 interrupted = True
                 follower.note("cancelling (Ctrl-C again to leave it running)")
-                client.send(ORCHESTRATOR, TaskCancel(task_id=accepted.task_id))
+                task.cancel()
+        return task.done
 
 
 def query(
@@ -193,16 +311,17 @@ def _ask_sql(home: Home, payload: Any, timeout: float) -> Any:
         raise SqlError(exc.message) from None
 
 
-def ensure_orchestrator(home: Home) -> None:
-    """Start the orchestrator, or restart an idle one whose model settings differ from ours."""
+def ensure_orchestrator(home: Home, env: dict[str, str | None] | None = None) -> None:
+    """Start the orchestrator (with ``env`` over this process's environment), or restart
+    an idle one whose model or backend settings differ from ours."""
     from shoal.config import model_env_fingerprint
     from shoal.orchestrator import daemon
 
-    _, started = daemon.start(home)
+    _, started = daemon.start(home, env=env)
     if started:
         return
     status = daemon.status(home)
-    if status.env_fingerprint == model_env_fingerprint():
+    if status.env_fingerprint == model_env_fingerprint(daemon.child_env(env)):
         return
     if status.running_tasks:
         raise ClientError(
@@ -216,7 +335,7 @@ def ensure_orchestrator(home: Home) -> None:
             f"({', '.join(teams)}); use the same settings, or `shoal team down NAME` first"
         )
     daemon.stop(home)
-    daemon.start(home)
+    daemon.start(home, env=env)
 
 
 def _keep_orchestrator(home: Home, follower: Follower) -> None:

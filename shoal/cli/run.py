@@ -64,25 +64,23 @@ def run(
         no_checks=no_checks,
     )
     home, submit = prepare(task, cwd, flags, team=team)
-    _choose_backend(backend, ray_address)
-    done = submit_and_follow(home, submit, quiet=quiet or print_only or json_out)
+    _check_backend(backend, ray_address)
+    done = submit_and_follow(
+        home,
+        submit,
+        quiet=quiet or print_only or json_out,
+        backend=backend,
+        ray_address=ray_address,
+    )
     report(done, json_out=json_out, print_only=print_only)
     raise typer.Exit(0 if done.status == "accepted" else 1)
 
 
-def _choose_backend(backend: str | None, ray_address: str | None) -> None:
+def _check_backend(backend: str | None, ray_address: str | None) -> None:
     if backend is not None and backend not in ("local", "ray"):
         fail(f"--backend {backend!r}: use local or ray", code=2)
     if ray_address is not None and backend != "ray":
         fail("--ray-address needs --backend ray", code=2)
-    if backend is not None:
-        # The orchestrator's actors run where its settings say; an idle orchestrator
-        # started with another backend is restarted (see _ensure_orchestrator).
-        os.environ["SHOAL_BACKEND"] = backend
-        if ray_address:
-            os.environ["SHOAL_RAY_ADDRESS"] = ray_address
-        else:
-            os.environ.pop("SHOAL_RAY_ADDRESS", None)
 
 
 def prepare(
@@ -115,9 +113,19 @@ def prepare(
     return home, prepared.task
 
 
-def submit_and_follow(home: Home, submit: TaskSubmit, *, quiet: bool) -> TaskDone:
-    """Send the task, show its progress on stderr, and return its TaskDone."""
-    from shoal.client import Follower, run_task
+def submit_and_follow(
+    home: Home,
+    submit: TaskSubmit,
+    *,
+    quiet: bool,
+    backend: str | None = None,
+    ray_address: str | None = None,
+) -> TaskDone:
+    """Send the task, show its progress on stderr, and return its TaskDone.
+
+    ``backend``: where the orchestrator's actors run (an idle orchestrator started with
+    another backend is restarted)."""
+    from shoal.client import Client, Follower, run_task
 
     progress = _Progress(quiet)
 
@@ -127,7 +135,8 @@ def submit_and_follow(home: Home, submit: TaskSubmit, *, quiet: bool) -> TaskDon
             progress.queued(waiting_for)
 
     follower = Follower(accepted=accepted, event=progress.show, note=progress.note)
-    return run_task(home, submit, follower)  # a ClientError is one line (cli/errors.py)
+    client = Client(home, backend=backend, ray_address=ray_address)
+    return run_task(home, submit, follower, client=client)  # ClientError: one line
 
 
 def report(done: TaskDone, *, json_out: bool, print_only: bool) -> None:

@@ -54,10 +54,22 @@ def _pid_from_file(home: Home) -> int | None:
     return None
 
 
+def child_env(env: dict[str, str | None] | None = None) -> dict[str, str]:
+    """This process's environment with ``env`` over it (None: unset the variable)."""
+    merged = dict(os.environ)
+    for name, value in (env or {}).items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return merged
+
+
 def start(
-    home: Home, *, timeout: float = 20.0, env: dict[str, str] | None = None
+    home: Home, *, timeout: float = 20.0, env: dict[str, str | None] | None = None
 ) -> tuple[int, bool]:
-    """Start the orchestrator unless one runs. Returns (pid, started_by_this_call)."""
+    """Start the orchestrator unless one runs. Returns (pid, started_by_this_call).
+    ``env``: over this process's environment for it (None: unset the variable)."""
     pid = running_pid(home)
     if pid is not None:
         return pid, False
@@ -86,7 +98,7 @@ def start(
             start_new_session=True,
             # Actors inherit this environment: a GIT_DIR of the shell that happened to start
             # the orchestrator must not point their git at that repository.
-            env={**without_redirects(os.environ), **(env or {}), "SHOAL_HOME": str(home.root)},
+            env={**without_redirects(child_env(env)), "SHOAL_HOME": str(home.root)},
         )
     finally:
         os.close(write_fd)

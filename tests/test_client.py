@@ -1,0 +1,74 @@
+"""shoal.client from Python, as a script would drive shoal: submit, follow, cancel, query."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shoal.client import Client
+from shoal.llm.script import Script
+from shoal.llm.scripted import ScriptedModelServer
+from shoal.paths import Home
+from shoal.submission import task_submit
+from tests.test_loop import call, make_repo, model_env, plan, verdict
+
+
+def _task(home: Home, repo: Path, server: ScriptedModelServer, monkeypatch) -> object:
+    for name, value in model_env(server).items():
+        monkeypatch.setenv(name, value)
+    return task_submit(home, "fix the add function", repo, {}, no_model="-")
+
+
+def test_a_script_submits_follows_and_queries_a_task(
+    home: Home, tmp_path: Path, monkeypatch
+) -> None:
+    repo = make_repo(tmp_path)
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": [
+                    call("read_file", path="calc.py"),
+                    {
+                        **call("edit_file", path="calc.py", old_string="a - b", new_string="a + b"),
+                        "delay": 0.3,
+                    },
+                    call("finish", summary="add adds"),
+                ],
+                "scripted-evaluator": [verdict(0.95)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        client = Client(home)
+        with client.submit(_task(home, repo, server, monkeypatch)) as task:
+            kinds = [event.kind for event in task.events()]
+            done = task.wait()
+    assert task.waiting_for is None and done.task_id == task.task_id
+    assert (done.status, done.files_changed) == ("accepted", ["calc.py"])
+    assert "exec.event" in kinds and "eval.checks" in kinds
+    tools = [e for e in kinds if e == "exec.event"]
+    assert len(tools) >= 3  # read, edit, finish as they happened
+    rows = client.query("tasks.recent", {"limit": 5})
+    assert rows.rows[0][0] == task.task_id
+    assert client.status().running_tasks == 0
+
+
+def test_a_script_cancels_a_task_it_submitted(home: Home, tmp_path: Path, monkeypatch) -> None:
+    repo = make_repo(tmp_path)
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": [{**call("read_file", path="calc.py"), "delay": 1.0}],
+                "scripted-evaluator": [verdict(0.9)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        client = Client(home)
+        with client.submit(_task(home, repo, server, monkeypatch)) as task:
+            for event in task.events():
+                if event.kind == "task.progress" and event.payload["phase"] == "executing":
+                    task.cancel()
+            done = task.wait()
+    assert (done.status, done.decision) == ("cancelled", "cancelled")
