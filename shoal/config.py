@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shoal.messages.tasks import ModelChoice, PermissionModeName, PermissionRule, TaskOptions
 from shoal.paths import Home
-from shoal.settings import SettingsError, validated
+from shoal.settings import ConfigFile, SettingsError, config_file, validated
 
 ROLES = ("planner", "executor", "evaluator", "small", "embedding")
 # Variables that decide which model an actor calls and how; the orchestrator's
@@ -133,26 +132,11 @@ class LoopConfig(BaseModel):
         return rules
 
 
-def _table(path: Path, data: bytes) -> dict[str, Any]:
-    """The ``[shoal]`` (or ``[loop]``) settings of a config file's bytes; other tables are not
-    loop settings (``[orchestrator]``, a project's ``[checks]``) and are left alone."""
-    try:
-        parsed = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SettingsError(f"{path}: {exc}; fix or remove the file") from exc
-    table = parsed.get("shoal", parsed.get("loop", {}))
-    if not isinstance(table, dict):
-        raise SettingsError(f"{path}: [shoal] must be a table; fix or remove the file")
+def _loop_table(read: ConfigFile) -> dict[str, Any]:
+    """The ``[shoal]`` (or ``[loop]``) settings of a config file; other tables are not loop
+    settings (``[orchestrator]``, a project's ``[checks]``) and are left alone."""
+    table = read.table("shoal") if "shoal" in read.tables else read.table("loop")
     return {k.replace("-", "_"): v for k, v in table.items()}
-
-
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise SettingsError(f"{path}: {exc.strerror or exc}; fix or remove the file") from exc
 
 
 _RULE_LISTS = ("allow", "deny", "ask")
@@ -215,8 +199,7 @@ def load(home: Home, cwd: Path, flags: dict[str, Any] | None = None) -> LoopConf
 def resolve(home: Home, cwd: Path, flags: dict[str, Any] | None = None) -> Resolved:
     """Every layer merged (see the module docstring); a project file narrows only, unless
     approved (see :mod:`shoal.trust`)."""
-    user_data = _read(home.config_file)
-    user = _table(home.config_file, user_data) if user_data is not None else {}
+    user = _loop_table(config_file(home.config_file))
     layers: list[tuple[Source, dict[str, Any]]] = [("user", user)]
     project, values = _project(home, cwd, user)
     if project is not None:
@@ -253,11 +236,11 @@ def _project(
     from shoal import approvals, trust
 
     path = project_file(cwd)
-    data = _read(path)
-    if data is None:
+    read = config_file(path)
+    if not read.exists:
         return None, {}
-    values = _table(path, data)
-    if approvals.approved(home, approvals.file_key(path, data)):
+    values = _loop_table(read)
+    if approvals.approved(home, approvals.file_key(path, read.data)):
         return ProjectFile(path, approved=True, changed=False, ignored=[]), values
     defaults = {n: f.get_default(call_default_factory=True) for n, f in _FIELDS.items()}
     kept, ignored = trust.narrow(values, {**defaults, **user})

@@ -8,11 +8,60 @@ from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shoal.paths import Home
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A config.toml as read: its bytes (for a content hash) and its tables."""
+
+    path: Path
+    data: bytes
+    """Empty when the file does not exist."""
+    tables: dict[str, Any]
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.data) or self.path.is_file()
+
+    def table(self, name: str) -> dict[str, Any]:
+        """The ``[name]`` table ({} if there is none); SettingsError if it is not a table."""
+        found = self.tables.get(name, {})
+        if not isinstance(found, dict):
+            raise SettingsError(f"{self.path}: [{name}] must be a table; fix or remove the file")
+        return found
+
+
+_READ: dict[Path, tuple[tuple[int, int], ConfigFile]] = {}
+
+
+def config_file(path: Path) -> ConfigFile:
+    """``path`` parsed, once per change of it (every section is read from the one parse);
+    a file that is not valid TOML is a SettingsError in one line."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return ConfigFile(path, b"", {})
+    except OSError as exc:
+        raise SettingsError(f"{path}: {exc.strerror or exc}; fix or remove the file") from exc
+    key = (stat.st_mtime_ns, stat.st_size)
+    known = _READ.get(path)
+    if known is not None and known[0] == key:
+        return known[1]
+    try:
+        data = path.read_bytes()
+        tables = tomllib.loads(data.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"{path}: {exc}; fix or remove the file") from exc
+    read = ConfigFile(path, data, tables)
+    _READ[path] = (key, read)
+    return read
 
 
 class SettingsError(Exception):
@@ -99,13 +148,7 @@ class OrchestratorSettings(BaseModel):
 
     @classmethod
     def load(cls, home: Home) -> OrchestratorSettings:
-        values: dict[str, Any] = {}
-        if home.config_file.exists():
-            try:
-                data = tomllib.loads(home.config_file.read_text())
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise SettingsError(f"{home.config_file}: {exc}; fix or remove the file") from exc
-            values.update(data.get("orchestrator", {}))
+        values: dict[str, Any] = dict(config_file(home.config_file).table("orchestrator"))
         for name in cls.model_fields:
             raw = os.environ.get(f"SHOAL_{name.upper()}")
             if raw is not None:

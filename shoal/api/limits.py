@@ -16,13 +16,12 @@ import logging
 import os
 import resource
 import time
-import tomllib
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shoal.paths import Home
-from shoal.settings import SettingsError
+from shoal.settings import SettingsError, config_file
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +57,7 @@ class ApiLimits(BaseModel):
 
     @classmethod
     def load(cls, home: Home) -> ApiLimits:
-        values: dict[str, Any] = {}
-        if home.config_file.exists():
-            try:
-                data = tomllib.loads(home.config_file.read_text())
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise SettingsError(f"{home.config_file}: {exc}; fix or remove the file") from exc
-            values.update(data.get("api", {}))
+        values: dict[str, Any] = dict(config_file(home.config_file).table("api"))
         for name in cls.model_fields:
             raw = os.environ.get(f"SHOAL_API_{name.upper()}")
             if raw is not None:

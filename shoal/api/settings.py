@@ -14,7 +14,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import tomllib
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -22,7 +21,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from shoal.paths import Home
-from shoal.settings import SettingsError
+from shoal.settings import SettingsError, config_file
 
 EVENTS = ("task.complete", "task.failed", "budget.warning")
 Event = Literal["task.complete", "task.failed", "budget.warning"]
@@ -126,13 +125,7 @@ def _where(exc: ValidationError) -> str:
 def config_webhooks(home: Home, environ: dict[str, str] | None = None) -> list[WebhookConfig]:
     """The ``[[webhooks]]`` of config.toml, each checked to have its signing key."""
     path = home.config_file
-    if not path.exists():
-        return []
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise SettingsError(f"{path}: {exc}; fix or remove the file") from exc
-    tables = data.get("webhooks", [])
+    tables = config_file(path).tables.get("webhooks", [])
     if not isinstance(tables, list):
         raise SettingsError(f"{path}: webhooks must be [[webhooks]] tables")
     hooks = []

@@ -15,7 +15,6 @@ import json
 import re
 import shutil
 import sys
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
@@ -28,6 +27,7 @@ from shoal.evaluation.environment import (
     find_python,
     find_venv,
     own_code_first,
+    pyproject,
     shown_path,
 )
 
@@ -142,7 +142,7 @@ def _declares_pytest(root: Path) -> bool:
 
 def _pytest_configured(root: Path) -> bool:
     return (
-        "pytest" in _pyproject(root).get("tool", {})
+        "pytest" in pyproject(root).get("tool", {})
         or (root / "pytest.ini").is_file()
         or (root / "conftest.py").is_file()
         or _ini_has_section(root / "setup.cfg", "tool:pytest")
@@ -204,7 +204,7 @@ def _has_test_layout(root: Path) -> bool:
 
 def _ruff(root: Path, venv: Python | None) -> Check | None:
     configured = (
-        "ruff" in _pyproject(root).get("tool", {})
+        "ruff" in pyproject(root).get("tool", {})
         or (root / "ruff.toml").is_file()
         or (root / ".ruff.toml").is_file()
     )
@@ -331,13 +331,6 @@ def _venv_fields(venv: Python | None, tool: str, root: Path) -> dict[str, Any]:
 
 
 # --- files ----------------------------------------------------------------------------
-
-
-def _pyproject(root: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads((root / "pyproject.toml").read_text())
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return {}
 
 
 def _ini_has_section(path: Path, section: str) -> bool:

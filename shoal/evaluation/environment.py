@@ -28,6 +28,7 @@ import subprocess
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 VENV_NAMES = (".venv", "venv")
 PROBE_TIMEOUT = 15.0
@@ -219,7 +220,7 @@ def _managed(root: Path) -> Python | None:
         return Python(argv=("uv", "run", "--frozen", "python"), runner="uv run", manager="uv")
     if (root / "poetry.lock").is_file() and shutil.which("poetry"):
         return Python(argv=("poetry", "run", "python"), runner="poetry run", manager="poetry")
-    if "envs" in _pyproject(root).get("tool", {}).get("hatch", {}) and shutil.which("hatch"):
+    if "envs" in pyproject(root).get("tool", {}).get("hatch", {}) and shutil.which("hatch"):
         return Python(argv=("hatch", "run", "python"), runner="hatch run", manager="hatch")
     return None
 
@@ -271,7 +272,8 @@ def shown_path(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _pyproject(root: Path) -> dict:
+def pyproject(root: Path) -> dict[str, Any]:
+    """The project's pyproject.toml as parsed ({} if it has none, or it does not parse)."""
     try:
         return tomllib.loads((root / "pyproject.toml").read_text())
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):

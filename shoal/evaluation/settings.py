@@ -20,13 +20,12 @@ toolchain, run in its repository.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from shoal.messages.base import InvalidMessage, from_dict
 from shoal.messages.tasks import CheckSetting
-from shoal.settings import SettingsError
+from shoal.settings import SettingsError, config_file
 
 
 def load_checks(
@@ -71,13 +70,4 @@ def parse_table(table: dict[str, Any], where: str) -> list[CheckSetting]:
 
 
 def _table(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"{path}: {exc}; fix or remove the file") from exc
-    table = data.get("checks", {})
-    if not isinstance(table, dict):
-        raise SettingsError(f"{path}: checks must be a table ([checks])")
-    return table
+    return config_file(path).table("checks")
