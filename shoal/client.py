@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from shoal.mailbox.envelope import Envelope, QueryReply, TaskDone, TaskSubmit
+    from shoal.mailbox.envelope import (
+        Envelope,
+        QueryReply,
+        ReviewRequest,
+        ReviewResult,
+        TaskDone,
+        TaskSubmit,
+    )
     from shoal.paths import Home
 
 T = TypeVar("T")
@@ -91,6 +98,21 @@ def run_task(home: Home, submit: TaskSubmit, follower: Follower | None = None) -
                 interrupted = True
                 follower.note("cancelling (Ctrl-C again to leave it running)")
                 client.send(ORCHESTRATOR, TaskCancel(task_id=accepted.task_id))
+
+
+def review(home: Home, request: ReviewRequest, timeout: float = 3600.0) -> ReviewResult:
+    """Have an evaluator review a change (``review.request``): its checks and judge, changing
+    nothing. The orchestrator is started, and an evaluator with it, when none runs."""
+    from shoal.mailbox.envelope import ROLE_PREFIX, SpawnRequest
+    from shoal.orchestrator import daemon
+
+    ensure_orchestrator(home)
+    status = daemon.status(home)
+    if not any(a.role == "evaluator" and a.state != "stopped" for a in status.actors):
+        daemon.request(home, SpawnRequest(role="evaluator"), timeout=30)
+    with daemon.connect(home) as client:
+        reply = client.request(ROLE_PREFIX + "evaluator", request, timeout=timeout)
+    return reply.parse_payload()  # type: ignore[return-value]
 
 
 def query(

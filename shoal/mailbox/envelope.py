@@ -322,6 +322,17 @@ class Finding(Model):
     title: str
     detail: str = ""
     fix: str = ""
+    file: str | None = None
+    """The file the finding is about, relative to the repository's root, if it is about one."""
+    line: int | None = Field(None, ge=1)
+    """The line of ``file`` it is about (in the changed version), if one."""
+
+    @property
+    def where(self) -> str:
+        """``file:line``, ``file``, or "" for a finding about no file."""
+        if not self.file:
+            return ""
+        return f"{self.file}:{self.line}" if self.line else self.file
 
 
 class Usage(Model):
@@ -380,6 +391,21 @@ TestsState = Literal["passed", "failed", "could_not_run", "none_found", "off"]
 """What an evaluation's tests came to; ``none_found``: the judge alone decided."""
 
 
+class AgentSpec(Model):
+    """An agent definition as it travels (``shoal.skills.agents`` loads it from Markdown)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    prompt: str = ""
+    """The definition's body: added to the executor's system prompt."""
+    tools: list[str] | None = None
+    """The only tools it may use (shoal's names; ``server__*`` for an MCP server's);
+    None: every tool the run has."""
+    model: str | None = None
+    """A litellm model for its executor role; None: the task's."""
+    permission_mode: PermissionModeName | None = None
+    """Narrows the task's permission mode (never widens it)."""
+
+
 class TaskOptions(Model):
     iterations: int = Field(3, ge=1, le=50)
     quality: float = Field(0.8, ge=0, le=1)
@@ -418,6 +444,8 @@ class TaskOptions(Model):
     virtual_env: str | None = None
     """``VIRTUAL_ENV`` of the shell that submitted the task: the project's environment when
     it lies inside the repository."""
+    agent: AgentSpec | None = None
+    """The agent definition the executor acts as (``--agent``, ``delegate(agent=...)``)."""
 
 
 @message("task.submit")
@@ -532,6 +560,8 @@ class ExecRequest(Payload):
     """A delegated subagent: it may not delegate in turn."""
     subtask: str | None = None
     """The team run's subtask id (shown by ``shoal team status``)."""
+    agent: AgentSpec | None = None
+    """The agent definition to act as: its prompt, and only its tools."""
 
 
 @message("exec.event")
@@ -647,6 +677,49 @@ class RestoreResult(Payload):
     """Files that differ between the task's start and its best snapshot."""
     kept: list[str] = Field(default_factory=list)
     """Files someone else changed meanwhile that could not take the snapshot's change."""
+
+
+@message("review.request")
+class ReviewRequest(Payload):
+    """For an evaluator: the checks and the judge on a diff, changing nothing (``shoal review``)."""
+
+    cwd: str
+    """The repository."""
+    base: str
+    """The state before the change: a commit or tree id."""
+    head: str
+    """The state after it: a commit or tree id."""
+    description: str
+    """What is reviewed, in words (the judge's task)."""
+    commits: list[str] = Field(default_factory=list)
+    """``short-sha subject`` of the commits reviewed, if a range of them."""
+    model: ModelChoice
+    rubric: str | None = None
+    """An evaluator skill by name (``security``); None: chosen by category, as in the loop."""
+    checkout: str | None = None
+    """A commit holding ``head`` to check out (detached, outside the repository) for the
+    checks, when the work tree is not ``head``; None: the checks run in ``cwd``."""
+    checks: list[CheckSetting] = Field(default_factory=list)
+    run_checks: bool = True
+    virtual_env: str | None = None
+    message_model: ModelChoice | None = None
+    """Also propose a commit message for the change, with this model (``commit-check``)."""
+
+
+@message("review.result")
+class ReviewResult(Payload):
+    score: float
+    """The composite, as the loop scores an iteration."""
+    judge: Evaluation
+    rubric: str
+    """The evaluator skill the judge used."""
+    checks: list[CheckOutcome] = Field(default_factory=list)
+    tests: TestsState | None = None
+    files: list[str] = Field(default_factory=list)
+    """The files the change touches."""
+    usage: Usage = Field(default_factory=Usage)
+    message: str = ""
+    """The proposed commit message (when one was asked for)."""
 
 
 # --- learning: memory, skills, learner ------------------------------------------
@@ -949,15 +1022,17 @@ class SessionInfo(Payload):
 
 
 class SessionMessage(Model):
-    """One row of a transcript: a chat message, or a marker (``summary``, ``clear``)."""
+    """One row of a transcript: a chat message, or a marker (``summary``, ``clear``,
+    ``rewind``: the conversation goes back to before turn ``meta["turn"]``)."""
 
-    role: Literal["user", "assistant", "tool", "summary", "clear"]
+    role: Literal["user", "assistant", "tool", "summary", "clear", "rewind"]
     content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
     """``files`` (paths attached to a user message), ``through`` (last seq a summary covers),
-    ``interrupted`` (the turn was stopped by the user)."""
+    ``interrupted`` (the turn was stopped by the user), ``changes`` (on a user message: the
+    snapshots before and after the files its turn changed, and those paths)."""
 
 
 @message("session.append")
@@ -1109,6 +1184,9 @@ class TeamMemberSpec(Model):
     role: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     """A base role (``executor``); the team's members get ``executor@TEAM``."""
     count: int = Field(1, ge=1, le=64)
+    agent: AgentSpec | None = None
+    """An executor acting as this agent definition (``reviewer@agent`` in ``--members``):
+    its members get the role ``executor.NAME@TEAM``."""
 
 
 @message("team.up")
