@@ -151,6 +151,8 @@ def test_a_review_reports_the_planted_bugs_with_file_and_line_and_changes_nothin
     assert "SQL injection in find_user" in secure.stdout
     assert "Rubric: security" in json.dumps(asked[2]["messages"])
     assert state(repo) == before
+    recorded = shoal("messages", "--kind", "review.result", "--json").stdout.splitlines()
+    assert len(recorded) == 3 and all(json.loads(m)["sender"] for m in recorded)
 
 
 @pytest.mark.timeout(240)
@@ -216,13 +218,15 @@ def test_commit_check_finds_a_staged_secret_and_proposes_a_message(
     message = "Make add add\n\nadd subtracted; the test caught it."
     script = {
         "models": {
-            "scripted-evaluator": [judge(0.9), message, judge(0.9), message],
+            "scripted-evaluator": [judge(0.9), message, judge(0.9)],
+            "scripted-small": ["Add the add function's fix\n\nBy the small model."],
         }
     }
     with ScriptedModelServer(script) as server:
         dirty = shoal("commit-check", "--json", cwd=repo, env=env(server), timeout=120)
         git(repo, "rm", "-q", "--cached", "settings.py")
-        clean = shoal("commit-check", cwd=repo, env=env(server), timeout=60)
+        small = {**env(server), "SHOAL_SMALL_MODEL": "openai/scripted-small"}
+        clean = shoal("commit-check", cwd=repo, env=small, timeout=120)
     assert dirty.returncode == 1, dirty.stderr
     out = json.loads(dirty.stdout)
     assert out["ready"] is False and out["message"] == message
@@ -231,7 +235,7 @@ def test_commit_check_finds_a_staged_secret_and_proposes_a_message(
     ]
     assert AWS_KEY not in dirty.stdout + dirty.stderr  # the report never spreads the secret
     assert clean.returncode == 0, clean.stdout + clean.stderr
-    assert "ready to commit" in clean.stdout and "Make add add" in clean.stdout
+    assert "ready to commit" in clean.stdout and "By the small model." in clean.stdout
     nothing = shoal("commit-check", cwd=make_repo(tmp_path / "other"), env=env(server))
     assert nothing.returncode == 2 and "nothing is staged" in nothing.stderr
 
@@ -332,3 +336,26 @@ def test_sarif_of_findings_without_a_place_is_still_valid(tmp_path: Path) -> Non
     place = second["locations"][0]["physicalLocation"]
     assert place["artifactLocation"]["uri"] == "a%20b.py" and "region" not in place
     assert os.path.isabs(log["runs"][0]["originalUriBaseIds"]["%SRCROOT%"]["uri"][7:])
+
+
+def test_ranges_name_the_states_a_review_compares(tmp_path: Path) -> None:
+    from shoal.evaluation.review import select
+
+    repo = make_repo(tmp_path)
+    root = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "branch", "-M", "main")
+    git(repo, "checkout", "-qb", "topic")
+    (repo / "t.py").write_text("t = 1\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "topic work")
+    topic = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "checkout", "-q", "main")
+    (repo / "m.py").write_text("m = 1\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "main work")
+    three = select(repo, "main...topic")  # topic against where it left main
+    assert (three.base, three.head, three.commits) == (root, topic, [f"{topic[:7]} topic work"])
+    one = select(repo, topic[:8])  # one commit: against its parent
+    assert (one.base, one.head, one.at_work_tree) == (root, topic, False)
+    first = select(repo, root)  # the first commit: against the empty tree
+    assert first.base == git(repo, "hash-object", "-t", "tree", "/dev/null").strip()

@@ -182,3 +182,45 @@ def test_chat_rewind_in_tmux_restores_files_and_conversation(
         last = json.dumps(server.requests_for("scripted-chat")[-1]["messages"])
     assert "FIRST make a.txt" in last and "SECOND change it" not in last
     assert "Changed a.txt" not in last
+
+
+@pytest.mark.timeout(240)
+def test_a_chat_session_is_rewound_from_the_shell(home: Home, tmp_path: Path) -> None:
+    from tests.test_chat import chat_lines
+
+    repo = make_repo(tmp_path)
+    script = {
+        "models": {
+            "scripted-chat": [
+                call("write_file", path="a.txt", content="one\n"),
+                "Wrote it.",
+                call("write_file", path="a.txt", content="two\n"),
+                "Changed it.",
+                "Still at two in the conversation.",
+                "Back to one.",
+            ]
+        }
+    }
+    with ScriptedModelServer(script) as server:
+        env = chat_env(server)
+        out = chat_lines(repo, ["ONE make a.txt", "TWO change it"], env, "-s", "rw")
+        assert out.returncode == 0, out.stderr
+        session = json.loads(shoal("sessions", "list", "--json", env=env).stdout.splitlines()[0])
+        sid = session["id"]
+        files_only = shoal("rewind", sid, "--files-only", "--json", env=env)
+        assert files_only.returncode == 0, files_only.stderr
+        done = json.loads(files_only.stdout)
+        assert (done["turn"], done["conversation"], done["written"]) == (2, False, ["a.txt"])
+        assert (repo / "a.txt").read_text() == "one\n"
+        chat_lines(repo, ["WHERE are we"], env, "-s", "rw")
+        kept = json.dumps(server.requests_for("scripted-chat")[-1]["messages"])
+        assert "TWO change it" in kept  # --files-only: the conversation stayed
+        both = shoal("rewind", sid, "--turn", "2", "--json", env=env)
+        assert both.returncode == 0, both.stderr
+        assert json.loads(both.stdout)["conversation"] is True
+        chat_lines(repo, ["AGAIN"], env, "-s", "rw")
+        last = json.dumps(server.requests_for("scripted-chat")[-1]["messages"])
+    assert "ONE make a.txt" in last and "TWO change it" not in last
+    assert (repo / "a.txt").read_text() == "one\n"
+    bad = shoal("rewind", sid, "--turn", "9")
+    assert bad.returncode == 1 and "turn 9 is not in the conversation" in bad.stderr
