@@ -35,7 +35,9 @@ FORMATS = ("text", "json", "sarif")
 
 def review(
     rev_range: str | None = typer.Argument(
-        None, help="A..B, A...B, or one commit; default: the uncommitted changes."
+        None,
+        metavar="REV_RANGE",
+        help="A..B, A...B, or one commit; default: the uncommitted changes.",
     ),
     staged: bool = typer.Option(False, "--staged", help="Review the staged changes."),
     pr_base: str | None = typer.Option(
