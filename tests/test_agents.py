@@ -300,3 +300,26 @@ def test_a_team_member_acts_as_a_defined_agent_in_a_pane(
     assert "may not use write_file" in asked[1]["messages"][-1]["content"]
     # The member's pane shows its work: the refused call and the agent's summary.
     assert "write_file" in pane and "PANE-REVIEW done" in pane and task_id[:10] in pane
+
+
+def test_a_restricted_toolbox_offers_and_runs_only_the_list(tmp_path: Path) -> None:
+    from shoal.tools import Permissions, Toolbox, Workspace
+    from shoal.tools.base import ToolArgs
+    from shoal.tools.registry import agent_tool
+
+    repo = make_repo(tmp_path)
+    box = Toolbox(Workspace([repo], tmp_path / "out"), Permissions(mode="bypass"))
+    ran: list[str] = []
+    for name in ("kv__get", "db__query"):
+        box.add(
+            [agent_tool(name, "x", ToolArgs, lambda args, n=name: (ran.append(n) or "ok", True))]
+        )
+    box.restrict(["read_file", "kv__*", "finish"], "the agent ops")
+    assert [s["function"]["name"] for s in box.schemas()] == ["read_file", "kv__get"]
+    assert box.call("kv__get", {}).ok and ran == ["kv__get"]
+    refused = box.call("db__query", {})
+    assert refused.denied and not refused.ok and ran == ["kv__get"]
+    assert refused.output == "the agent ops may not use db__query; its tools are read_file, kv__get"
+    shell = box.call("shell", {"command": "touch x"})  # bypass mode: only the list stops it
+    assert shell.denied and not (repo / "x").exists()
+    assert "there is no tool named 'nope'" in box.call("nope", {}).output
