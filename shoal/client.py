@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from shoal.messages.actors import OrchestratorStatusResult
     from shoal.messages.base import Payload
     from shoal.messages.store import StoreQueryResult
-    from shoal.messages.tasks import TaskDone, TaskSubmit
+    from shoal.messages.tasks import ReviewRequest, ReviewResult, TaskDone, TaskSubmit
     from shoal.paths import Home
 
 T = TypeVar("T")
@@ -214,6 +214,22 @@ def run_task(
                 follower.note("cancelling (Ctrl-C again to leave it running)")
                 task.cancel()
         return task.done
+
+
+def review(home: Home, request: ReviewRequest, timeout: float = 3600.0) -> ReviewResult:
+    """Have an evaluator review a change (``review.request``): its checks and judge, changing
+    nothing. The orchestrator is started, and an evaluator with it, when none runs."""
+    from shoal.mailbox.envelope import ROLE_PREFIX
+    from shoal.messages.actors import ActorSpawn
+    from shoal.orchestrator import daemon
+
+    ensure_orchestrator(home)
+    status = daemon.status(home)
+    if not any(a.role == "evaluator" and a.state != "stopped" for a in status.actors):
+        daemon.request(home, ActorSpawn(role="evaluator"), timeout=30)
+    with daemon.connect(home) as client:
+        reply = client.request(ROLE_PREFIX + "evaluator", request, timeout=timeout)
+    return reply.parse_payload()  # type: ignore[return-value]
 
 
 def query(

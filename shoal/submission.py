@@ -84,6 +84,7 @@ def submission(
     team: str | None = None,
     no_model: str,
     virtual_env: str | None = None,
+    agent: str | None = None,
 ) -> Submission:
     """The task as the orchestrator takes it; SubmitError says what is wrong with the request.
 
@@ -125,6 +126,8 @@ def submission(
         if not TEAM_NAME.fullmatch(team):
             raise SubmitError(f"{team!r} is not a team name (letters, digits, - and _)")
         options = replace(options, team=team)
+    if agent is not None:
+        options = _agent(home, workdir, agent, options)
     task = TaskSubmit(description=description, cwd=str(workdir), options=options)
     if notice:
         log.info("%s", notice.removeprefix("shoal: "))
@@ -137,6 +140,16 @@ def _here() -> Path | None:
         return Path.cwd()
     except OSError:
         return None
+
+
+def _agent(home: Home, workdir: Path, name: str, options: Any) -> Any:
+    """``options`` acting as the agent definition ``name`` found for ``workdir``."""
+    from shoal.skills import agents
+
+    try:
+        return agents.apply(options, agents.find(home.root / "agents", workdir, name))
+    except agents.AgentError as exc:
+        raise SubmitError(str(exc)) from None
 
 
 def _checks(home: Home, workdir: Path, commands: list[str] | None, off: bool) -> dict[str, Any]:

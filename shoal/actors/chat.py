@@ -22,8 +22,9 @@ from shoal.actors import conversation
 from shoal.actors.base import Actor, inline
 from shoal.actors.conversation import History
 from shoal.actors.llm import clip, model_config, usage_of
+from shoal.actors.turn_files import TurnFiles
 from shoal.mailbox.envelope import Envelope
-from shoal.messages.base import to_dict
+from shoal.messages.base import replace, to_dict
 from shoal.messages.chat import (
     Attachment,
     ChatAnswer,
@@ -206,6 +207,8 @@ class Turn:
         self._tools: list[dict[str, Any]] = []
         self.window = 0
         self.context_tokens = 0
+        self.files = TurnFiles(request.cwd, request.session_id)
+        """What the turn's calls change, kept for ``/rewind``."""
 
     # --- the turn ----------------------------------------------------------------
 
@@ -323,6 +326,7 @@ class Turn:
         rules = [Rule.model_validate(to_dict(rule)) for rule in r.permission_rules]
         s.toolbox.permissions = Permissions(mode=r.permission_mode, rules=rules)
         s.toolbox.asker = self._ask if r.can_ask else None
+        s.toolbox.watch = self.files.watch
         return s.toolbox
 
     def _ask(self, request: PermissionRequest) -> bool:
@@ -395,6 +399,10 @@ class Turn:
         from shoal.mailbox.errors import MailboxError
 
         r = self.request
+        changes = self.files.finish()
+        if changes is not None:  # with the turn's user message, for /rewind
+            first = self.new[0]
+            self.new[0] = replace(first, meta={**first.meta, "changes": changes})
         try:
             self.actor.record(
                 SessionAppend(

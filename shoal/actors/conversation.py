@@ -81,6 +81,9 @@ def history(rows: list[Record]) -> History:
         elif r.role == "summary":
             through = int(r.meta.get("through", r.seq))
             summary, live = r.content, [m for m in live if m.seq > through]
+        elif r.role == "rewind":  # back to before that turn: it and the later ones go
+            turn = int(r.meta.get("turn", r.turn + 1))
+            live = [m for m in live if m.turn < turn]
         else:
             live.append(r)
     return History(summary, live)

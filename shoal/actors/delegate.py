@@ -23,6 +23,7 @@ from shoal.tools.registry import Tool, agent_tool
 if TYPE_CHECKING:
     from shoal.actors.executor import ExecutorActor, Iteration
     from shoal.messages.tasks import TaskDone
+    from shoal.skills.agents import AgentDefinition
 
 MAX_PER_CALL = 4
 MAX_RUNNING = 4
@@ -35,6 +36,9 @@ class Subagent(ToolArgs):
     """What the subagent is to do, with everything it needs to know."""
     mode: Literal["read-only", "worktree"] = "read-only"
     """read-only: in this work tree, changing nothing; worktree: in a worktree of its own."""
+    agent: str | None = None
+    """An agent definition (``.shoal/agents``, ``.claude/agents``, yours) the subagent acts
+    as: its prompt, only its tools, its model."""
 
 
 class DelegateArgs(ToolArgs):
@@ -100,7 +104,8 @@ def provide(loop: Iteration) -> list[Tool]:
         agent_tool(
             "delegate",
             f"Start up to {MAX_PER_CALL} background subagents, each with its own context "
-            "and process: read-only in this work tree, or in a worktree of its own. "
+            "and process: read-only in this work tree, or in a worktree of its own, "
+            "optionally acting as a defined agent (agent: its name). "
             "Returns handles at once; results arrive as messages on a later turn.",
             DelegateArgs,
             lambda args: _delegate(loop, args),
@@ -126,22 +131,42 @@ def _delegate(loop: Iteration, args: DelegateArgs) -> tuple[str, bool]:
             f"({running} running now); wait_for_subagents first",
             False,
         )
+    agents = []
+    for n, item in enumerate(tasks, 1):  # every task checked before any starts
+        if not item.description.strip():
+            return f"task {n} has no description; nothing was started", False
+        try:
+            agents.append(_agent(loop, item.agent))
+        except ValueError as exc:
+            return f"task {n}: {exc}; nothing was started", False
     handles = []
-    for n, item in enumerate(tasks, 1):
+    for item, agent in zip(tasks, agents, strict=True):
         description = item.description.strip()
-        if not description:
-            return f"task {n} has no description; nothing was started after it", False
-        handle = _start(loop, description, item.mode)
+        handle = _start(loop, description, item.mode, agent)
         actor.delegations.started(handle, loop.task_id)
         where = ""
         if item.mode == "worktree":
             where = f", branch {worktrees_branch(loop, actor.delegations.worktrees[-1])}"
+        if agent is not None:
+            where += f", as agent {agent.name}"
         handles.append(f"{handle} ({item.mode}{where}): {description[:80]}")
     return "started:\n" + "\n".join(handles), True
 
 
-def _start(loop: Iteration, description: str, mode: str) -> str:
+def _agent(loop: Iteration, name: str | None) -> AgentDefinition | None:
+    """The definition ``name`` names for this work tree; ValueError (one line) if none."""
+    from shoal.skills.agents import find
+
+    if name is None:
+        return None
+    return find(loop.actor.ctx.home.root / "agents", Path(loop.request.cwd), name)
+
+
+def _start(
+    loop: Iteration, description: str, mode: str, agent: AgentDefinition | None = None
+) -> str:
     from shoal.messages.tasks import Plan, Step, TaskOptions, TaskSubmit
+    from shoal.skills.agents import apply
 
     cwd = loop.request.cwd
     update: dict[str, Any] = {"evaluate": False, "iterations": 1}
@@ -156,6 +181,8 @@ def _start(loop: Iteration, description: str, mode: str) -> str:
         permission_mode=update.pop("permission_mode", loop.request.permission_mode),
         **update,
     )
+    if agent is not None:
+        options = apply(options, agent)
     submit = TaskSubmit(
         description=description,
         cwd=cwd,

@@ -29,6 +29,8 @@ from shoal.messages.tasks import (
     EvalResult,
     Evaluation,
     Finding,
+    ReviewRequest,
+    ReviewResult,
     TestsState,
     Usage,
 )
@@ -42,14 +44,21 @@ _OUTPUT_LIMIT = 6_000
 SYSTEM = """You are the evaluator of shoal, a coding agent. Judge whether the change below
 does the task well, using the rubric. Score each rubric dimension from 0.0 to 1.0, give an
 overall score, and list findings (blocker: the task is not done or something broke;
-important: should be fixed; minor: nice to have), each with a concrete fix. A check that
-could not run tells you nothing about the change. Then call submit_evaluation exactly once.
+important: should be fixed; minor: nice to have), each with a concrete fix, and with the
+file (its path in the diff) and line (in the changed version) when it is about a place in
+the code. A check that could not run tells you nothing about the change. Then call
+submit_evaluation exactly once.
 
 {rubric}"""
 
 
 class EvaluatorActor(Actor):
     role = "evaluator"
+
+    def on_review_request(self, msg: Envelope, payload: ReviewRequest) -> ReviewResult:
+        from shoal.actors.reviewer import review
+
+        return review(payload, self.ctx.home, self.ctx.log)
 
     def on_eval_request(self, msg: Envelope, payload: EvalRequest) -> EvalResult:
         return evaluate(
@@ -65,19 +74,21 @@ def evaluate(
     skills_home: Path,
     log: logging.Logger,
     publish: Callable[[EvalChecks], None] = lambda checks: None,
+    checks_in: str | None = None,
 ) -> EvalResult:
     """Run the checks, then the judge, on ``request``'s change; ``publish`` gets the checks'
-    results once they ran. The evaluator actor and a batch unit both evaluate this way."""
+    results once they ran. The evaluator actor and a batch unit both evaluate this way.
+    ``checks_in``: run the checks in this checkout of the change instead of ``cwd``."""
     from shoal.evaluation import checks
     from shoal.workspace import snapshots
 
     diff = snapshots.diff(request.cwd, request.base, request.snapshot)
-    results = _run_checks(request) if request.run_checks else []
+    results = _run_checks(request, checks_in) if request.run_checks else []
     tests = tests_state(results, request.run_checks)
     outcomes = [_outcome(r) for r in results]
     reports = [o.report() for o in outcomes]
     publish(EvalChecks(iteration=request.iteration, checks=reports, tests=tests))
-    rubric = _rubric(request, skills_home, log)
+    rubric = rubric_for(request, skills_home, log)
     judge, usage = _judge(request, rubric, diff, outcomes, tests)
     # A check that could not run says nothing about the change; one that timed out
     # did run (and hung), so it counts as a failure.
@@ -97,14 +108,17 @@ def evaluate(
     )
 
 
-def _run_checks(payload: EvalRequest) -> list:
+def _run_checks(payload: EvalRequest, where: str | None = None) -> list:
     from shoal.evaluation import checks
 
-    found = checks.find(payload.cwd, settings=payload.checks, virtual_env=payload.virtual_env)
+    cwd = where or payload.cwd
+    found = checks.find(cwd, settings=payload.checks, virtual_env=payload.virtual_env)
     return [checks.run(c, CHECK_TIMEOUT) for c in found if c.name not in payload.skip_checks]
 
 
-def _rubric(payload: EvalRequest, skills_home: Path, log: logging.Logger):
+def rubric_for(payload: EvalRequest, skills_home: Path, log: logging.Logger):
+    """The rubric the judge uses for ``payload``: by name, else by the task's category,
+    from the bundled, the user's and the project's evaluator skills."""
     from shoal.skills.rubrics import load_rubric
 
     cwd = Path(payload.cwd)

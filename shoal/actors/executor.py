@@ -22,9 +22,10 @@ from shoal.actors.base import KEEP, Actor, inline
 from shoal.actors.children import ChildSubmitter, SubmitsChildren
 from shoal.actors.llm import clip, model_config, recalled_context
 from shoal.mailbox.envelope import Envelope
-from shoal.messages.base import to_dict
+from shoal.messages.base import replace, to_dict
 from shoal.messages.memory import ContextResult
 from shoal.messages.tasks import (
+    AgentSpec,
     ExecEvent,
     ExecRequest,
     ExecResult,
@@ -67,6 +68,10 @@ class ExecutorActor(SubmitsChildren, Actor):
         self.delegations = Delegations()
         self.current_task: str | None = None
         self._recalls = ThreadPoolExecutor(1, thread_name_prefix="recall")
+        # A team's agent member (role executor.NAME@TEAM) acts as that definition throughout.
+        from shoal.skills.agents import load_member
+
+        self.own_agent = load_member(self.ctx.home.run, self.ctx.role)
 
     @inline
     def on_task_done(self, msg: Envelope, payload: TaskDone) -> None:
@@ -120,6 +125,9 @@ class ExecutorActor(SubmitsChildren, Actor):
         from shoal.workspace.changes import TaskChanges
 
         task_id = msg.task_id or msg.id
+        agent = payload.agent or self.own_agent
+        if agent is not None:
+            payload = as_agent(payload, agent)
         # The orchestrator recalls while this process snapshots the work tree: the two
         # waited for each other at the start of every iteration (~20 ms).
         recall = self._recalls.submit(
@@ -184,16 +192,33 @@ def opening(request: ExecRequest, context: ContextResult) -> list[dict[str, Any]
     findings = ""
     if request.findings:
         items = "\n".join(
-            f"- [{f.severity}] {f.title}: {f.detail} Fix: {f.fix}" for f in request.findings
+            f"- [{f.severity}] {f.where + ': ' if f.where else ''}{f.title}: {f.detail} "
+            f"Fix: {f.fix}"
+            for f in request.findings
         )
         findings = f"\nA reviewer judged the previous attempt. Address these findings:\n{items}"
     system = SYSTEM.format(cwd=request.cwd, plan=plan, findings=findings)
+    if request.agent is not None and request.agent.prompt:
+        system += f"\n\nYou act as the agent {request.agent.name}:\n{request.agent.prompt}"
     if context.text:
         system += f"\n\n{context.text}"
     return [
         {"role": "system", "content": system},
         {"role": "user", "content": f"Task: {request.description}"},
     ]
+
+
+def as_agent(request: ExecRequest, agent: AgentSpec) -> ExecRequest:
+    """``request`` acting as ``agent``: its definition, its model (at the role's base URL)
+    and its permission mode where that is narrower."""
+    from shoal.skills.agents import narrower, with_model
+
+    return replace(
+        request,
+        agent=agent,
+        model=with_model(agent, request.model),
+        permission_mode=narrower(request.permission_mode, agent.permission_mode),
+    )
 
 
 def workspace_toolbox(outputs: Path, request: ExecRequest, watch: Any = None) -> Toolbox:
@@ -244,6 +269,10 @@ class Iteration:
         )
         self.summary = ""
         self.toolbox.add(extra_tools(self))
+        agent = request.agent
+        if agent is not None and agent.tools is not None:
+            # The definition's list, for real: nothing else is offered, nothing else runs.
+            self.toolbox.restrict([*agent.tools, "finish"], f"the agent {agent.name}")
 
     @property
     def usage(self) -> Usage:
@@ -316,14 +345,10 @@ class Iteration:
 
     def _watch(self, request: PermissionRequest) -> contextlib.AbstractContextManager[None]:
         """Around each allowed call: what it changes in the work tree is the task's."""
-        from shoal.tools.permissions import ToolKind
+        from shoal.actors.turn_files import watch_for
 
         assert self.changes is not None
-        if request.kind in (ToolKind.READ, ToolKind.AGENT):
-            return contextlib.nullcontext()
-        if request.kind in (ToolKind.EDIT, ToolKind.CONFIG) and request.aliases:
-            return self.changes.writing(request.aliases[0])
-        return self.changes.probing()  # a command, a git write, an MCP tool: anything
+        return watch_for(self.changes, request)
 
     def _publish(self, kind: str, name: str, detail: str, ok: bool) -> None:
         """For live views (a teammate's pane, ``shoal run``'s progress) and the record."""

@@ -34,12 +34,19 @@ def base_role(role: str) -> str:
     return role.partition("@")[0]
 
 
+def actor_role(role: str) -> str:
+    """The role whose class runs ``role``: ``executor.reviewer@red`` (an executor acting as
+    the agent definition ``reviewer``) -> ``executor``; an import path stays whole."""
+    base = base_role(role)
+    return base if ":" in base else base.partition(".")[0]
+
+
 def team_of(role: str) -> str | None:
     return role.partition("@")[2] or None
 
 
 def check(role: str) -> None:
-    role = base_role(role)
+    role = actor_role(role)
     if role not in ROLES and ":" not in role:
         raise UnknownRole(role)
     if ":" in role:
@@ -49,7 +56,7 @@ def check(role: str) -> None:
 def load(role: str) -> type[Actor]:
     from shoal.actors.base import Actor
 
-    role = base_role(role)
+    role = actor_role(role)
     if role not in ROLES and ":" not in role:
         raise UnknownRole(role)
     module, _, attr = ROLES.get(role, role).partition(":")

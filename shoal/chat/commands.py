@@ -245,6 +245,51 @@ def _permissions(repl: Repl, arg: str) -> None:
     repl.console.print(f"permissions: {arg} (from the next turn)")
 
 
+def _rewind(repl: Repl, arg: str) -> None:
+    """/rewind: the turns and the files each changed; /rewind N [--files-only] [--force]:
+    back to before turn N (files and conversation)."""
+    from shoal.chat import rewind
+    from shoal.client import query
+    from shoal.mailbox.envelope import ORCHESTRATOR
+    from shoal.messages.chat import SessionAppend
+    from shoal.workspace.git import WorkspaceError
+
+    words = arg.split()
+    infos = rewind.turns(query(repl.home, "session.live", {"session_id": repl.client.session_id}))
+    if not words:
+        for i in infos:
+            files = ", ".join(i.paths) or "no files"
+            repl.console.print(f"{i.turn:>3}  {escape(i.text[:60])}  [dim]{escape(files)}[/dim]")
+        if not infos:
+            repl.console.print("no turns yet")
+        else:
+            repl.console.print("[dim]/rewind N goes back to before turn N[/dim]")
+        return
+    unknown = [w for w in words[1:] if w not in ("--files-only", "--force")]
+    if not words[0].isdigit() or unknown:
+        repl.console.print("usage: /rewind [N [--files-only] [--force]]")
+        return
+    turn = int(words[0])
+    problem = rewind.check_turn(infos, turn)
+    if problem:
+        repl.console.print(problem, markup=False)
+        return
+    try:
+        done = rewind.rewind_files(
+            repl.settings.cwd, repl.client.session_id, infos, turn, force="--force" in words
+        )
+    except WorkspaceError as exc:
+        repl.console.print(f"[red]{escape(str(exc))}[/red]")
+        return
+    repl.console.print(f"files: {rewind.summary(done)}", markup=False)
+    if "--files-only" not in words:
+        append = SessionAppend(
+            session_id=repl.client.session_id, messages=[rewind.marker(turn)], new_turn=False
+        )
+        repl.client.request(ORCHESTRATOR, append)
+        repl.console.print(f"the conversation goes back to before turn {turn}")
+
+
 def _exit(repl: Repl, arg: str) -> None:
     raise ExitChat
 
@@ -264,6 +309,7 @@ COMMANDS: dict[str, tuple[Callable[[Repl, str], None], str]] = {
     "/tasks": (_tasks, "recent tasks of the loop"),
     "/skills": (_skills, "skills this directory would use"),
     "/permissions": (_permissions, "show, or /permissions MODE to set"),
+    "/rewind": (_rewind, "turns and their file changes; /rewind N: back to before turn N"),
     "/exit": (_exit, "leave (also /quit, Ctrl-D)"),
 }
 ALIASES = {"/quit": "/exit", "/q": "/exit", "/?": "/help"}

@@ -76,6 +76,7 @@ def _register() -> None:
     app.command("sql")(sql.sql)
     app.command("stats")(stats.stats)
     app.command("replay")(replay.replay)
+    _register_workflows()
     orchestrator.app.command("demo")(runtime_demo.runtime_demo)
     app.add_typer(orchestrator.app, name="orchestrator")
     app.add_typer(memory.app, name="memory")
@@ -100,6 +101,18 @@ def _register() -> None:
     app.command("webhooks")(serve.webhooks)
     app.command("chat")(chat.chat)
     app.add_typer(chat.sessions_app, name="sessions")
+
+
+def _register_workflows() -> None:
+    """Reviews of a diff, agent definitions, rewinds."""
+    from shoal.cli import agents, review, rewind
+
+    app.command("review")(review.review)
+    app.command("commit-check")(review.commit_check)
+    app.command("release-notes")(review.release_notes)
+    app.command("rewind")(rewind.rewind)
+    app.command("undo")(rewind.undo)
+    app.add_typer(agents.app, name="agents")
 
 
 _register()

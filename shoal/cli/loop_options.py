@@ -32,6 +32,15 @@ Team = Annotated[
     str | None,
     typer.Option("--team", help="Run on the members of this team (see `shoal team up`)."),
 ]
+Agent = Annotated[
+    str | None,
+    typer.Option(
+        "--agent",
+        metavar="NAME",
+        help="Act as this agent definition: its prompt, only its tools, its model "
+        "(see `shoal agents list`).",
+    ),
+]
 Allow = Annotated[
     list[str] | None,
     typer.Option(

@@ -35,6 +35,7 @@ def run(
     cwd: lo.Cwd = None,
     permission_mode: lo.PermissionMode = None,
     team: lo.Team = None,
+    agent: lo.Agent = None,
     allow: lo.Allow = None,
     deny: lo.Deny = None,
     check: lo.Checks = None,
@@ -63,7 +64,7 @@ def run(
         check=check,
         no_checks=no_checks,
     )
-    home, submit = prepare(task, cwd, flags, team=team)
+    home, submit = prepare(task, cwd, flags, team=team, agent=agent)
     _check_backend(backend, ray_address)
     done = submit_and_follow(
         home,
@@ -84,7 +85,12 @@ def _check_backend(backend: str | None, ray_address: str | None) -> None:
 
 
 def prepare(
-    task: str, cwd: Path | None, flags: dict[str, Any], *, team: str | None = None
+    task: str,
+    cwd: Path | None,
+    flags: dict[str, Any],
+    *,
+    team: str | None = None,
+    agent: str | None = None,
 ) -> tuple[Home, TaskSubmit]:
     """Check the work tree and the model settings; build the task as ``shoal run`` sends it.
 
@@ -102,6 +108,7 @@ def prepare(
             cwd or Path.cwd(),
             flags,
             team=team,
+            agent=agent,
             no_model="set SHOAL_MODEL (e.g. openai/gpt-4o) and its provider key, or pass -m; "
             "`shoal demo` runs the loop with a scripted model",
             virtual_env=os.environ.get("VIRTUAL_ENV"),

@@ -72,7 +72,7 @@ def _no_team(name: str) -> NoReturn:
 def up(
     name: str = typer.Argument(..., help="Team name: letters, digits, - and _."),
     members: str = typer.Option(
-        ..., "--members", "-m", help='Roles, e.g. "planner,executor*3,evaluator".'
+        ..., "--members", "-m", help='Roles, e.g. "planner,executor*3,evaluator,reviewer@agent".'
     ),
     mode: str = typer.Option("tmux", "--mode", help="tmux (a pane each) or process (headless)."),
     wait: float = typer.Option(
@@ -89,11 +89,12 @@ def up(
     _check_name(name)
     if mode not in ("tmux", "process"):
         fail(f"--mode {mode!r}: use tmux or process", code=2)
+    members, agents = _agent_members(members)  # NAME@agent: a defined agent's executor
     try:
         parsed = parse_members(members)
     except (LookupError, ValueError) as exc:
         fail(str(exc).strip("'\""), code=2)
-    if not parsed:
+    if not parsed and not agents:
         fail('--members is empty; e.g. --members "planner,executor*2,evaluator"', code=2)
     if any("@" in role for role, _ in parsed):
         fail("give members as plain roles (executor), not ROLE@TEAM", code=2)
@@ -105,7 +106,7 @@ def up(
         home,
         TeamUp(
             name=name,
-            members=[TeamMemberSpec(role=role, count=n) for role, n in parsed],
+            members=[TeamMemberSpec(role=role, count=n) for role, n in parsed] + agents,
             mode=mode,  # type: ignore[arg-type]
             tmux_socket=socket_from_env() if mode == "tmux" else "",
         ),
@@ -126,6 +127,12 @@ def up(
             f"shoal: warning: not every member of {name} was ready after {wait:g}s; "
             f"see `shoal team status {name}`\n"
         )
+
+
+def _agent_members(text: str) -> tuple[str, list[Any]]:
+    from shoal.cli.agents import agent_members
+
+    return agent_members(text)
 
 
 def _wait_ready(home: Home, name: str, wait: float) -> TeamInfo | None:

@@ -71,15 +71,17 @@ class SessionInfo(Payload, kw_only=True):
 
 
 class SessionMessage(Model, kw_only=True):
-    """One row of a transcript: a chat message, or a marker (``summary``, ``clear``)."""
+    """One row of a transcript: a chat message, or a marker (``summary``, ``clear``,
+    ``rewind``: the conversation goes back to before turn ``meta["turn"]``)."""
 
-    role: Literal["user", "assistant", "tool", "summary", "clear"]
+    role: Literal["user", "assistant", "tool", "summary", "clear", "rewind"]
     content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
     """``files`` (paths attached to a user message), ``through`` (last seq a summary covers),
-    ``interrupted`` (the turn was stopped by the user)."""
+    ``interrupted`` (the turn was stopped by the user), ``changes`` (on a user message: the
+    snapshots before and after the files its turn changed, and those paths)."""
 
 
 @message("session.append")

@@ -11,6 +11,7 @@ from msgspec import Meta
 from shoal.messages.base import Model, Payload, message
 
 __all__ = [
+    "AgentSpec",
     "BudgetWarning",
     "CheckOutcome",
     "CheckReport",
@@ -29,6 +30,8 @@ __all__ = [
     "Plan",
     "PlanRequest",
     "PlanResult",
+    "ReviewRequest",
+    "ReviewResult",
     "Step",
     "Subtask",
     "SubtaskOutcome",
@@ -72,6 +75,17 @@ class Finding(Model, kw_only=True):
     title: str
     detail: str = ""
     fix: str = ""
+    file: str | None = None
+    """The file the finding is about, relative to the repository's root, if it is about one."""
+    line: Annotated[int, Meta(ge=1)] | None = None
+    """The line of ``file`` it is about (in the changed version), if one."""
+
+    @property
+    def where(self) -> str:
+        """``file:line``, ``file``, or "" for a finding about no file."""
+        if not self.file:
+            return ""
+        return f"{self.file}:{self.line}" if self.line else self.file
 
 
 class Usage(Model, kw_only=True):
@@ -129,6 +143,21 @@ TestsState = Literal["passed", "failed", "could_not_run", "none_found", "off"]
 """What an evaluation's tests came to; ``none_found``: the judge alone decided."""
 
 
+class AgentSpec(Model, kw_only=True):
+    """An agent definition as it travels (``shoal.skills.agents`` loads it from Markdown)."""
+
+    name: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+    prompt: str = ""
+    """The definition's body: added to the executor's system prompt."""
+    tools: list[str] | None = None
+    """The only tools it may use (shoal's names; ``server__*`` for an MCP server's);
+    None: every tool the run has."""
+    model: str | None = None
+    """A litellm model for its executor role; None: the task's."""
+    permission_mode: PermissionModeName | None = None
+    """Narrows the task's permission mode (never widens it)."""
+
+
 class TaskOptions(Model, kw_only=True):
     iterations: Annotated[int, Meta(ge=1, le=50)] = 3
     quality: Annotated[float, Meta(ge=0, le=1)] = 0.8
@@ -167,6 +196,8 @@ class TaskOptions(Model, kw_only=True):
     virtual_env: str | None = None
     """``VIRTUAL_ENV`` of the shell that submitted the task: the project's environment when
     it lies inside the repository."""
+    agent: AgentSpec | None = None
+    """The agent definition the executor acts as (``--agent``, ``delegate(agent=...)``)."""
 
 
 @message("task.submit")
@@ -281,6 +312,8 @@ class ExecRequest(Payload, kw_only=True):
     """A delegated subagent: it may not delegate in turn."""
     subtask: str | None = None
     """The team run's subtask id (shown by ``shoal team status``)."""
+    agent: AgentSpec | None = None
+    """The agent definition to act as: its prompt, and only its tools."""
 
 
 @message("exec.event")
@@ -428,3 +461,46 @@ class BudgetWarning(Payload, kw_only=True):
     used: float
     limit: float
     fraction: float
+
+
+@message("review.request")
+class ReviewRequest(Payload, kw_only=True):
+    """For an evaluator: the checks and the judge on a diff, changing nothing (``shoal review``)."""
+
+    cwd: str
+    """The repository."""
+    base: str
+    """The state before the change: a commit or tree id."""
+    head: str
+    """The state after it: a commit or tree id."""
+    description: str
+    """What is reviewed, in words (the judge's task)."""
+    commits: list[str] = msgspec.field(default_factory=list)
+    """``short-sha subject`` of the commits reviewed, if a range of them."""
+    model: ModelChoice
+    rubric: str | None = None
+    """An evaluator skill by name (``security``); None: chosen by category, as in the loop."""
+    checkout: str | None = None
+    """A commit holding ``head`` to check out (detached, outside the repository) for the
+    checks, when the work tree is not ``head``; None: the checks run in ``cwd``."""
+    checks: list[CheckSetting] = msgspec.field(default_factory=list)
+    run_checks: bool = True
+    virtual_env: str | None = None
+    message_model: ModelChoice | None = None
+    """Also propose a commit message for the change, with this model (``commit-check``)."""
+
+
+@message("review.result")
+class ReviewResult(Payload, kw_only=True):
+    score: float
+    """The composite, as the loop scores an iteration."""
+    judge: Evaluation
+    rubric: str
+    """The evaluator skill the judge used."""
+    checks: list[CheckOutcome] = msgspec.field(default_factory=list)
+    tests: TestsState | None = None
+    files: list[str] = msgspec.field(default_factory=list)
+    """The files the change touches."""
+    usage: Usage = msgspec.field(default_factory=Usage)
+    message: str = ""
+    """The proposed commit message (when one was asked for)."""

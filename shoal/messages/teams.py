@@ -9,7 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from shoal.messages.base import Model, Payload, message
-from shoal.messages.tasks import Plan, Subtask, SubtaskOutcome, TaskOptions, Usage
+from shoal.messages.tasks import AgentSpec, Plan, Subtask, SubtaskOutcome, TaskOptions, Usage
 
 __all__ = [
     "TEAM_TASK_DONE",
@@ -126,6 +126,9 @@ class TeamMemberSpec(Model, kw_only=True):
     role: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
     """A base role (``executor``); the team's members get ``executor@TEAM``."""
     count: Annotated[int, Meta(ge=1, le=64)] = 1
+    agent: AgentSpec | None = None
+    """An executor acting as this agent definition (``reviewer@agent`` in ``--members``):
+    its members get the role ``executor.NAME@TEAM``."""
 
 
 @message("team.up")

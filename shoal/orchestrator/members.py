@@ -74,9 +74,11 @@ class TeamMembers:
                 f"`shoal team down {name}` first"
             )
         for spec in payload.members:
-            if "@" in spec.role:
+            if "@" in spec.role or ("." in spec.role and ":" not in spec.role):
                 raise ValueError(f"give members as plain roles, not {spec.role!r}")
             registry.check(spec.role)
+            if spec.agent is not None and spec.role != "executor":
+                raise ValueError(f"an agent definition runs as an executor, not a {spec.role}")
         session = None
         if payload.mode == "tmux":
             try:
@@ -85,8 +87,14 @@ class TeamMembers:
                 raise ValueError(str(exc)) from exc
         names: list[str] = []
         for spec in payload.members:
+            role = spec.role
+            if spec.agent is not None:  # executor.NAME@TEAM reads its definition on start
+                from shoal.skills.agents import save_member
+
+                save_member(self.broker.home.run, name, spec.agent)
+                role = f"{spec.role}.{spec.agent.name}"
             names += self.supervisor.spawn(
-                f"{spec.role}@{name}", spec.count, launcher=_LAUNCHER[payload.mode]
+                f"{role}@{name}", spec.count, launcher=_LAUNCHER[payload.mode]
             )
         return TeamUpResult(
             name=name,

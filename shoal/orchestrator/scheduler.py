@@ -426,6 +426,7 @@ class Scheduler:
                 parent=task.submit.parent,
                 subagent=not task.submit.options.evaluate,
                 subtask=task.submit.subtask,
+                agent=task.submit.options.agent,
             ),
         )
         self._save_task(task, status="running")  # a resumed task knows its iteration
@@ -675,6 +676,11 @@ class Scheduler:
         take nothing new, and the task's next step goes to shoal's own actors instead.
         """
         team = task.submit.options.team
+        agent = task.submit.options.agent
+        if team and agent and role == "executor":  # the team's member acting as that agent
+            member = f"executor.{agent.name}@{team}"
+            if self.supervisor.taking_work(member):
+                return member
         if team and self.supervisor.taking_work(f"{role}@{team}"):
             return f"{role}@{team}"
         return role

@@ -56,6 +56,11 @@ class SessionParams(_Params):
     """A session id or a unique prefix (``session.get``); the full id elsewhere."""
 
 
+class RepoParams(_Params):
+    repo: str = Field(min_length=1, max_length=4096)
+    """A repository's root: tasks that ran in it or below it."""
+
+
 class SessionList(_Params):
     limit: int = Field(20, ge=1, le=10_000)
     cwd: str | None = None
@@ -295,6 +300,14 @@ QUERIES: dict[str, tuple[type[BaseModel], str]] = {
                   epoch(finished_at) - epoch(created_at) AS duration_s
            FROM tasks WHERE id = $task_id OR id LIKE $task_id || '%' ORDER BY created_at DESC
            LIMIT 2""",
+    ),
+    "tasks.last_here": (
+        RepoParams,
+        # What `shoal undo` undoes: the latest top-level task that ended in this repository.
+        """SELECT id FROM tasks
+           WHERE parent IS NULL AND finished_at IS NOT NULL
+             AND (cwd = $repo OR starts_with(cwd, $repo || '/'))
+           ORDER BY created_at DESC LIMIT 1""",
     ),
     "replay.candidates": (
         SinceParams,

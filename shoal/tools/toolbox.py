@@ -79,6 +79,9 @@ class Toolbox:
         self.asker = asker
         self.watch = watch
         self.tools: dict[str, Tool] = dict(TOOLS)
+        self.only: tuple[str, ...] | None = None
+        """Names (``server__*`` patterns too) of the only tools offered and run; None: all."""
+        self.only_for = ""
         unknown = sorted({r.tool for r in self.permissions.rules if not known(r.tool)} - {"*"})
         if unknown:
             # A typo in a deny rule must not silently let the call through.
@@ -89,7 +92,18 @@ class Toolbox:
 
     @property
     def names(self) -> list[str]:
-        return list(self.tools)
+        return [name for name in self.tools if self.allows(name)]
+
+    def restrict(self, names: list[str], who: str) -> None:
+        """Offer and run only ``names`` (patterns such as ``server__*`` allowed), whatever is
+        added later: ``who`` (an agent definition) may use nothing else."""
+        self.only = tuple(names)
+        self.only_for = who
+
+    def allows(self, name: str) -> bool:
+        from fnmatch import fnmatchcase
+
+        return self.only is None or any(fnmatchcase(name, pattern) for pattern in self.only)
 
     def add(self, tools: list[Tool]) -> None:
         """Offer ``tools`` too (after the workspace tools, in order)."""
@@ -105,7 +119,7 @@ class Toolbox:
             self.permissions = self.permissions.model_copy(update={"rules": rules})
 
     def schemas(self) -> list[dict[str, Any]]:
-        return [tool.schema() for tool in self.tools.values()]
+        return [tool.schema() for tool in self.tools.values() if self.allows(tool.name)]
 
     def close(self) -> None:
         """Close the tools that hold something (servers, handles), each once."""
@@ -145,8 +159,13 @@ class Toolbox:
 
     def _call(self, name: str, arguments: dict[str, Any] | str | None) -> tuple[ToolOutput, bool]:
         tool = self.tools.get(name)
+        if tool is not None and not self.allows(name):
+            # Offered or not, a call by name outside the list never runs.
+            names = ", ".join(self.names)
+            refusal = f"{self.only_for} may not use {name}; its tools are {names}"
+            return ToolOutput(refusal, ok=False), True
         if tool is None:
-            names = ", ".join(self.tools)
+            names = ", ".join(self.names)
             raise ToolError(f"there is no tool named {name!r}; the tools are {names}")
         args: Any = _parse(tool, arguments)
         if tool.args is not None:

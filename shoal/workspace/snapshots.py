@@ -254,6 +254,65 @@ def changed_files(repo: str | Path, base: str | None, sha: str) -> list[str]:
     return sorted(split_z(out))
 
 
+def work_tree_tree(repo: str | Path) -> str:
+    """The tree of the work tree as ``git add -A`` would see it, through a temporary index:
+    no ref, index or file of the user's is written (only objects)."""
+    root = toplevel(repo)
+    index, parent = _index_and_head(root)
+    with tempfile.TemporaryDirectory(prefix="shoal-tree-") as tmp:
+        return _worktree_tree(root, Path(tmp), parent, index)
+
+
+def index_tree(repo: str | Path) -> str:
+    """The tree of the user's index (what is staged), written from a copy of it: git's
+    write-tree would otherwise update the index file itself."""
+    root = toplevel(repo)
+    index, parent = _index_and_head(root)
+    with tempfile.TemporaryDirectory(prefix="shoal-tree-") as tmp:
+        copy = Path(tmp) / "index"
+        if index.is_file():
+            shutil.copy2(index, copy)
+        elif parent:
+            git(root, "read-tree", parent, index=copy)
+        else:
+            return _base_tree(root, None)
+        return git(root, "write-tree", index=copy).decode().strip()
+
+
+def path_states(repo: str | Path, rev: str, paths: list[str]) -> dict[str, tuple[str, str]]:
+    """(mode, blob id) of each of ``paths`` in snapshot (or commit, or tree) ``rev``;
+    paths it does not have are left out."""
+    if not paths:
+        return {}
+    root = toplevel(repo)
+    wanted = set(paths)
+    out = git(root, "ls-tree", "-r", "-z", "--full-tree", _tree(root, rev))
+    found = {}
+    for entry in out.decode(errors="surrogateescape").split("\0"):
+        meta, _, path = entry.partition("\t")
+        if path in wanted:
+            mode, _kind, blob = meta.split(" ")
+            found[path] = (mode, blob)
+    return found
+
+
+def work_tree_states(repo: str | Path, paths: list[str]) -> dict[str, tuple[str, str]]:
+    """(mode, blob id) of each of ``paths`` in the work tree now, as git would store it;
+    absent paths are left out."""
+    return _work_tree_ids(toplevel(repo), paths)
+
+
+def put(repo: str | Path, rev: str, paths: list[str]) -> tuple[list[str], list[str]]:
+    """Set ``paths`` in the work tree to their state in ``rev``: written from it, or removed
+    where it lacks them. Nothing else is touched. (written, removed)."""
+    root = toplevel(repo)
+    have = path_states(root, rev, paths)
+    writes = [p for p in paths if p in have and have[p][0] != _GITLINK]
+    removes = [p for p in paths if p not in have and os.path.lexists(root / p)]
+    _write_paths(root, rev, writes, removes)
+    return sorted(writes), sorted(removes)
+
+
 def list_snapshots(repo: str | Path, task_id: str) -> dict[int, str]:
     """The snapshots of ``task_id`` by iteration, e.g. to restore the best after a restart."""
     root = toplevel(repo)
