@@ -59,7 +59,10 @@ _all_registered = False
 
 def _register_all() -> None:
     global _all_registered
-    importlib.import_module("shoal.messages")  # imports every domain module
+    from shoal.messages import DOMAINS
+
+    for domain in DOMAINS:  # importing a domain's module registers its kinds
+        importlib.import_module(f"shoal.messages.{domain}")
     _all_registered = True
 
 
