@@ -88,6 +88,11 @@ class OrchestratorSettings(BaseModel):
 
     idle_timeout: float = Field(900.0, ge=0)
     """Seconds without routed traffic after which the orchestrator exits (0: never)."""
+    actor_idle_retire: float = Field(300.0, ge=0)
+    """Seconds without a task after which the loop's own actors (planner, executor,
+    evaluator, learner, pattern-miner, lead) are stopped to give their memory back; the
+    next task forks them again from the forkserver in milliseconds (0: never). A team's
+    members are never stopped this way."""
 
     heartbeat_interval: float = Field(1.0, gt=0)
     """Seconds between an actor's heartbeats."""

@@ -201,6 +201,7 @@ class Scheduler:
         self._mine_due = False
         self._mine_model: ModelChoice | None = None
         self.work_trees = WorkTrees()
+        self._idle_since: float | None = time.monotonic()  # no task since then (None: tasks)
 
     # --- entry points (called on the broker thread) --------------------------
 
@@ -302,7 +303,9 @@ class Scheduler:
             self._finish(task, "failed", f"error: {type(exc).__name__}: {exc}")
 
     def tick(self, now: float) -> None:
-        """Wall-clock budgets, the grace period of a stop, and mining when idle."""
+        """Wall-clock budgets, the grace period of a stop, mining when idle, and the idle
+        actors' retirement."""
+        self._retire_when_idle(now)
         if self._mine_due and not self.tasks:
             # Mining is background work: it waits until no task would compete with it.
             self._mine_due = False
@@ -316,6 +319,21 @@ class Scheduler:
                 self._stop_soon(task, "budget_time")
             if task.stop_deadline is not None and now > task.stop_deadline:
                 self._conclude(task, task.stop or "cancelled")
+
+    def _retire_when_idle(self, now: float) -> None:
+        """With no task for ``actor_idle_retire`` seconds, stop the loop's own idle actors:
+        their memory goes back, and the next task forks them again in milliseconds."""
+        if self.tasks or self._mine_due:
+            self._idle_since = None
+            return
+        if self._idle_since is None:
+            self._idle_since = now
+        wait = self.broker.settings.actor_idle_retire
+        if wait and now - self._idle_since >= wait:
+            retired = self.supervisor.retire_idle((*LOOP_ROLES, "lead"))
+            if retired:
+                log.info("retired idle actors: %s", ", ".join(retired))
+            self._idle_since = now  # look again after as long, not on every tick
 
     # --- replies -------------------------------------------------------------
 

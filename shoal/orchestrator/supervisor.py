@@ -62,6 +62,7 @@ class Member:
     next_start: float = 0.0
     spawned_at: float = 0.0  # wall clock of the spawn (a team member's usage counts from it)
     busy_since: float | None = None  # wall clock, from the beats
+    held: int = 0  # messages it holds unacked (queued, handled or kept), from the beats
     progress_at: float | None = None  # wall clock of the last message it sent, from the beats
     stalled_at: float | None = None  # wall clock; flagged until it sends something again
     stalls: int = 0
@@ -190,6 +191,21 @@ class Supervisor:
         with self._lock:
             return name in self._members
 
+    def retire_idle(self, roles: tuple[str, ...]) -> list[str]:
+        """Stop the ready, idle actors of ``roles`` that run as local processes (nothing
+        queued or held, no handler running); the names stopped."""
+        with self._lock:
+            idle = [
+                m
+                for m in self._members.values()
+                if m.role in roles and m.launcher == "local" and m.state == "ready"
+                and m.busy_since is None and not m.held
+            ]  # fmt: skip
+            for member in idle:
+                self._event(member, "retired", "idle")
+                self._stop_member(member)
+        return [m.name for m in idle]
+
     def names_of(self, role: str) -> list[str]:
         with self._lock:
             return [
@@ -204,6 +220,7 @@ class Supervisor:
             member.last_beat = time.monotonic()
             member.last_heartbeat = time.time()
             member.busy_since, member.progress_at = beat.busy_since, beat.progress_at
+            member.held = beat.held_total or len(beat.held)
             if member.stalled_at is not None and self._unstalled(member, beat):
                 member.stalled_at = None
             if new_instance or member.state != "ready":
