@@ -1,6 +1,6 @@
 """The tools an executor offers besides the workspace's, each made where its context is.
 
-``finish`` always, ``get_skill`` when skills were recalled, a team's tools on
+``finish`` and ``web_fetch`` always, ``get_skill`` when skills were recalled, a team's tools on
 team work, ``delegate`` unless the executor runs a subagent, and the approved
 MCP servers' tools of the repository. They all go into the iteration's one
 Toolbox, which checks and runs them like the workspace tools.
@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 def extra_tools(loop: Iteration) -> list[Tool]:
     from shoal.actors import delegate, team_tools
     from shoal.agent.tools import finish, get_skill
+    from shoal.tools.web import web_fetch
 
-    tools = [finish()]
+    tools = [finish(), web_fetch(loop.toolbox.permissions)]
     if loop.context.skills:
         tools.append(get_skill(loop.actor.ctx.home.root / "skills", Path(loop.request.cwd)))
     makers: list[Callable[[Iteration], list[Tool]]] = [

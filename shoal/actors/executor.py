@@ -316,7 +316,7 @@ class Iteration:
         from shoal.tools.permissions import ToolKind
 
         assert self.changes is not None
-        if request.kind in (ToolKind.READ, ToolKind.AGENT):
+        if request.kind in (ToolKind.READ, ToolKind.AGENT, ToolKind.NETWORK):
             return contextlib.nullcontext()
         if request.kind in (ToolKind.EDIT, ToolKind.CONFIG) and request.aliases:
             return self.changes.writing(request.aliases[0])
