@@ -56,6 +56,7 @@ def _register() -> None:
         mcp,
         memory,
         messages,
+        models,
         orchestrator,
         replay,
         run,
@@ -76,6 +77,7 @@ def _register() -> None:
     app.command("sql")(sql.sql)
     app.command("stats")(stats.stats)
     app.command("replay")(replay.replay)
+    app.command("models")(models.models)
     orchestrator.app.command("demo")(runtime_demo.runtime_demo)
     app.add_typer(orchestrator.app, name="orchestrator")
     app.add_typer(memory.app, name="memory")

@@ -49,6 +49,10 @@ def run(
     json_out: lo.JsonOut = False,
 ) -> None:
     """Run a task: plan, execute, evaluate, refine until the result is good enough."""
+    if model == "?":
+        from shoal.cli.models import pick_model
+
+        model = pick_model()
     flags = lo.flags(
         iterations,
         quality,
@@ -111,6 +115,8 @@ def prepare(
         fail(str(exc), code=2)
     if prepared.notice:  # shown even with --quiet: the repository asked for more than it got
         sys.stderr.write(prepared.notice + "\n")
+    for note in prepared.model_notes:  # models shoal chose, or a name it does not know
+        sys.stderr.write(note + "\n")
     return home, prepared.task
 
 
