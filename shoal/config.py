@@ -29,7 +29,7 @@ from shoal.paths import Home
 from shoal.settings import SettingsError, validated
 
 if TYPE_CHECKING:
-    from shoal.llm.providers import AutoChoice
+    from shoal.providers.choice import AutoChoice
 
 ROLES = ("planner", "executor", "evaluator", "small", "embedding")
 # Variables that decide which model an actor calls and how; the orchestrator's
@@ -271,11 +271,11 @@ def resolve(home: Home, cwd: Path, flags: dict[str, Any] | None = None) -> Resol
 def _auto(
     home: Home, merged: dict[str, Any], sources: dict[str, Source]
 ) -> tuple[AutoChoice | None, list[str]]:
-    """With no ``model`` set anywhere, one picked from the provider keys present (see
-    :func:`shoal.llm.providers.choose`), for every role without its own model."""
-    if merged.get("model"):
-        return None, []
-    from shoal.llm.providers import choose
+    """With no model set anywhere, one picked from the provider keys present (see
+    :func:`shoal.providers.choice.choose`), for every role without its own model."""
+    if any(merged.get(f) for f in ("model", "planner_model", "executor_model", "evaluator_model")):
+        return None, []  # someone chose: roles they left out are not filled behind their back
+    from shoal.providers.choice import choose
 
     auto, failed = choose(home)
     if auto is None:

@@ -149,7 +149,7 @@ def check_models(home: Home, resolved: Resolved) -> list[str]:
     """Refuse a model name its list does not have but has one like it (a typo), before
     anything starts: one line with the closest names. A name nothing resembles (newer
     than the list, say) is a note; a model whose list cannot be read passes."""
-    from shoal.llm.providers import check
+    from shoal.providers.choice import check
 
     config = resolved.config
     notes: list[str] = []

@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("ids", "paths", "process", "trust"),
     ("mailbox", "settings", "approvals", "cluster"),
     ("store", "workspace"),
-    ("llm", "tools", "learning", "evaluation"),
+    ("llm", "tools", "learning", "evaluation", "providers", "plugins"),
     ("memory", "skills", "mcp", "config", "submission"),
     ("agent",),
     ("actors",),

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from shoal.llm import providers
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.orchestrator import daemon
 from shoal.paths import Home
+from shoal.providers import choice as providers
 from shoal.submission import SubmitError, submission
 from tests.conftest import places_holding, shoal
 from tests.test_loop import call, make_repo, plan, verdict
@@ -158,12 +158,15 @@ def test_the_pick_follows_the_keys_present_and_says_why_when_there_is_none(
     )["settings"]
     assert shown["model"] == {"value": "anthropic/claude-sonnet-4-5", "source": "auto"}
     assert shown["small_model"] == {"value": "anthropic/claude-haiku-4-5", "source": "auto"}
-    both = {"ANTHROPIC_API_KEY": "a", "GEMINI_API_KEY": "g", "SHOAL_EXECUTOR_MODEL": "gemini/x"}
-    settings = json.loads(shoal("config", "show", "-C", str(repo), "--json", env=both).stdout)[
-        "settings"
-    ]
-    assert settings["model"]["value"].startswith("anthropic/")  # PROVIDERS order
-    assert settings["executor_model"] == {"value": "gemini/x", "source": "environment"}
+    both = {"ANTHROPIC_API_KEY": "a", "GEMINI_API_KEY": "g"}
+    settings = json.loads(shoal("config", "show", "-C", str(repo), "--json", env=both).stdout)
+    assert settings["settings"]["model"]["value"].startswith("anthropic/")  # PROVIDERS order
+    # A role set by hand means someone chose: the others are not filled behind their back.
+    env = {**both, "SHOAL_EXECUTOR_MODEL": "gemini/x"}
+    chosen = json.loads(shoal("config", "show", "-C", str(repo), "--json", env=env).stdout)
+    assert chosen["settings"]["executor_model"] == {"value": "gemini/x", "source": "environment"}
+    assert chosen["settings"]["model"]["value"] is None
+    assert chosen["settings"]["small_model"]["value"] is None
     none = shoal("run", "x", "-C", str(repo))
     assert none.returncode == 2 and "no model configured" in none.stderr
     dead = shoal("run", "x", "-C", str(repo), env={"SHOAL_BASE_URL": "http://127.0.0.1:9/v1"})

@@ -11,8 +11,8 @@ import typer
 from shoal.cli.output import fail, print_json
 
 if TYPE_CHECKING:
-    from shoal.llm.providers import Catalogue, Listed
     from shoal.paths import Home
+    from shoal.providers.catalogue import Catalogue, Listed
 
 PICKER_ROWS = 20
 
@@ -45,7 +45,7 @@ def models(
 
 
 def _catalogue(home: Home, provider: str | None, refresh: bool) -> Catalogue:
-    from shoal.llm.providers import UnknownProvider, catalogue
+    from shoal.providers.catalogue import UnknownProvider, catalogue
 
     try:
         return catalogue(home, provider, refresh=refresh)
@@ -100,8 +100,8 @@ def _as_json(found: Catalogue, configured: dict[str, Any]) -> dict[str, Any]:
 
 
 def _print(found: Catalogue, configured: dict[str, Any], only: str | None) -> None:
-    from shoal.llm.models import age_text
-    from shoal.llm.providers import PROVIDERS
+    from shoal.providers.choice import PROVIDERS
+    from shoal.providers.lists import age_text
 
     if not found.models and not only:
         keys = ", ".join(k for p in PROVIDERS for k in (*p.keys, *p.base_env))
@@ -172,7 +172,7 @@ def pick_model() -> str:
 
 def _ordered(home: Home, offered: list[Listed]) -> list[str]:
     """Chat models, shoal's own choice first."""
-    from shoal.llm.providers import choose
+    from shoal.providers.choice import choose
 
     names = [m.model for m in offered if m.mode in (None, "chat", "responses")]
     auto, _ = choose(home)

@@ -11,7 +11,7 @@ Two sources, both kept under ``$SHOAL_HOME/models/`` (0700; the files 0600):
   model ids it answered and when. Keyed by the endpoint's URL; the key sent with
   the request is never written.
 
-Nothing here decides anything: :mod:`shoal.llm.providers` picks and checks models.
+Nothing here decides anything: :mod:`shoal.providers.choice` picks and checks models.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def probe(endpoint: str, key: str | None = None, timeout: float = PROBE_TIMEOUT)
         ids = [str(m["id"]) for m in data["data"] if isinstance(m, dict) and m.get("id")]
     except (ValueError, KeyError, TypeError):
         return Probe(endpoint, now, error="the answer is not an OpenAI model list")
-    return Probe(endpoint, now, models=sorted(set(ids)))
+    return Probe(endpoint, now, models=list(dict.fromkeys(ids)))  # the server's order
 
 
 def cached_probes(home: Home) -> dict[str, Probe]:

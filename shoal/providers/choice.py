@@ -8,20 +8,18 @@
 - :func:`check`: a model name not on the list that serves it (litellm's list for
   the providers whose list is complete, the server's own ``/models`` when a base
   URL sends the model to a server) is refused with the closest names.
-- :func:`catalogue`: everything ``shoal models`` shows.
 
 Keys are read from the environment to probe a server and are never stored or shown.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass, field
 
-from shoal.llm import models as lists
 from shoal.paths import Home
+from shoal.providers import lists
 
 CHAT_MODES = frozenset({"chat", "responses", "completion"})
 CHOICE_MAX_AGE = 3600.0
@@ -111,7 +109,7 @@ PROVIDERS: tuple[Provider, ...] = (
     Provider("ollama_chat", (), base_env=("OLLAMA_API_BASE",)),
 )
 BY_NAME = {p.name: p for p in PROVIDERS}
-_ALIASES = {"ollama": "ollama_chat"}  # one server, two litellm prefixes
+ALIASES = {"ollama": "ollama_chat"}  # one server, two litellm prefixes
 _ALL_STRONG = tuple(m for p in PROVIDERS for m in p.strong)
 _ALL_SMALL = tuple(m for p in PROVIDERS for m in p.small)
 
@@ -126,7 +124,7 @@ def key_for(provider: str | None, role: str | None = None) -> str | None:
     """The key a request for ``role`` on ``provider`` would carry (read, never kept)."""
     names = [f"SHOAL_{role.upper()}_API_KEY"] if role else []
     names.append("SHOAL_API_KEY")
-    found = BY_NAME.get(_ALIASES.get(provider or "", provider or ""))
+    found = BY_NAME.get(ALIASES.get(provider or "", provider or ""))
     names += list(found.keys) if found else []
     return lists.environ_value(*names)
 
@@ -135,7 +133,7 @@ def endpoint_of(provider: str | None, base_url: str | None) -> str | None:
     """The OpenAI-compatible API base that lists the models a request would reach, if one
     does: the role's base URL, or the provider's server from its variables (Ollama:
     ``OLLAMA_API_BASE``, else localhost:11434)."""
-    provider = _ALIASES.get(provider or "", provider)
+    provider = ALIASES.get(provider or "", provider)
     if provider not in ("openai", "ollama_chat", None):
         return None  # another API's format: its server is not asked
     if provider == "ollama_chat":
@@ -181,7 +179,7 @@ def check(home: Home, model: str, base_url: str | None, role: str | None = None)
         return None  # a fine-tuned model: only its owner's account lists it
     endpoint = endpoint_of(provider, base_url)
     if endpoint is not None:
-        return _check_server(home, model, name, endpoint, key_for(provider, role))
+        return _checkserver_of(home, model, name, endpoint, key_for(provider, role))
     if base_url:
         return None  # another provider's API behind a proxy: nothing to ask
     table = lists.litellm_models(home)
@@ -199,7 +197,7 @@ def check(home: Home, model: str, base_url: str | None, role: str | None = None)
     return Unknown(model, f"litellm's list of {provider} models", _close(name, names, provider))
 
 
-def _check_server(
+def _checkserver_of(
     home: Home, model: str, name: str, endpoint: str, key: str | None
 ) -> Unknown | None:
     cached = lists.cached_probes(home).get(endpoint)
@@ -220,6 +218,8 @@ def _check_bare(table: dict[str, dict[str, str]], model: str) -> Unknown | None:
     if not table or any(model in names for names in table.values()):
         return None
     pool = {n: p.name for p in reversed(PROVIDERS) if p.checked for n in table.get(p.name, {})}
+    import difflib
+
     close = difflib.get_close_matches(model, list(pool), n=3, cutoff=0.6)
     return Unknown(
         model, "litellm's list (and it names no provider)", [f"{pool[n]}/{n}" for n in close]
@@ -227,6 +227,8 @@ def _check_bare(table: dict[str, dict[str, str]], model: str) -> Unknown | None:
 
 
 def _close(name: str, names: list[str] | dict[str, str], provider: str | None) -> list[str]:
+    import difflib
+
     pool = list(names)
     exact = [n for n in pool if n.casefold() == name.casefold()]
     close = exact + difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
@@ -266,7 +268,7 @@ def choose(home: Home) -> tuple[AutoChoice | None, list[str]]:
     failed: list[str] = []
     custom = os.environ.get("SHOAL_BASE_URL")
     if custom:  # the server every role goes to: choose from its list or not at all
-        picked = _from_server(home, custom, lists.environ_value("SHOAL_API_KEY"), "openai")
+        picked = _fromserver_of(home, custom, lists.environ_value("SHOAL_API_KEY"), "openai")
         if isinstance(picked, str):
             return None, [f"SHOAL_BASE_URL {custom}: {picked}"]
         strong, small = picked
@@ -280,8 +282,8 @@ def choose(home: Home) -> tuple[AutoChoice | None, list[str]]:
         if key_name is None and not (endpoint and not provider.keys):
             continue
         if endpoint:
-            picked = _from_server(
-                home, _server(provider, endpoint), os.environ.get(key_name or ""), provider.name
+            picked = _fromserver_of(
+                home, server_of(provider, endpoint), os.environ.get(key_name or ""), provider.name
             )
             if isinstance(picked, str):
                 failed.append(f"{provider.base_env[0]} {endpoint}: {picked}")
@@ -300,11 +302,13 @@ def choose(home: Home) -> tuple[AutoChoice | None, list[str]]:
     return None, failed
 
 
-def _server(provider: Provider, endpoint: str) -> str:
+def server_of(provider: Provider, endpoint: str) -> str:
     return endpoint_of(provider.name, endpoint) or endpoint
 
 
-def _from_server(home: Home, endpoint: str, key: str | None, prefix: str) -> tuple[str, str] | str:
+def _fromserver_of(
+    home: Home, endpoint: str, key: str | None, prefix: str
+) -> tuple[str, str] | str:
     """Strong and small model from a server's list, or why there is none."""
     found = lists.server_models(home, endpoint, key, max_age=CHOICE_MAX_AGE)
     if found.error and not found.models:
@@ -319,126 +323,3 @@ def _from_server(home: Home, endpoint: str, key: str | None, prefix: str) -> tup
 
 def _first(preferred: tuple[str, ...], offered: list[str] | dict[str, str]) -> str | None:
     return next((m for m in preferred if m in offered), None)
-
-
-# --- what `shoal models` shows ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Listed:
-    """One model a provider or server offers."""
-
-    model: str
-    """As shoal takes it: ``openai/gpt-4o``."""
-    provider: str
-    source: str
-    """``litellm`` (its list) or ``server`` (the endpoint's own ``/models``)."""
-    endpoint: str | None = None
-    mode: str | None = None
-    """litellm's mode (``chat``, ``responses``, ...); None for a server's models."""
-
-
-@dataclass
-class Catalogue:
-    """Providers (with whether and why they are available), their models, the servers asked."""
-
-    providers: list[dict[str, object]] = field(default_factory=list)
-    models: list[Listed] = field(default_factory=list)
-    probes: list[lists.Probe] = field(default_factory=list)
-
-
-class UnknownProvider(ValueError):
-    """``--provider`` names a provider shoal and litellm do not know."""
-
-
-def catalogue(home: Home, only: str | None = None, *, refresh: bool = False) -> Catalogue:
-    """The models available here (every provider with a key or a server configured), or
-    all of ``only``'s; servers' lists come from the cache unless ``refresh`` or none."""
-    out = Catalogue()
-    table = lists.litellm_models(home)
-    wanted = _ALIASES.get(only or "", only)
-    if wanted and wanted not in BY_NAME and wanted not in table:
-        raise UnknownProvider(
-            f"no provider {only!r}: shoal picks from {', '.join(BY_NAME)}, and litellm's list "
-            f"has {len(table)} more (bedrock, azure, vertex_ai, ...)"
-        )
-    custom = os.environ.get("SHOAL_BASE_URL")
-    if custom and wanted in (None, "openai"):
-        _add_server(
-            home,
-            out,
-            "openai",
-            custom,
-            lists.environ_value("SHOAL_API_KEY"),
-            refresh,
-            "SHOAL_BASE_URL",
-        )
-    for provider in PROVIDERS:
-        if wanted not in (None, provider.name):
-            continue
-        why = _available(provider)
-        out.providers.append({"name": provider.name, "available": why is not None, "why": why})
-        if why is None and wanted is None:
-            continue
-        key = lists.environ_value(*provider.keys) if provider.keys else None
-        endpoint = lists.environ_value(*provider.base_env)
-        if endpoint or provider.name == "ollama_chat":
-            _add_server(
-                home, out, provider.name, _server(provider, endpoint or ""), key, refresh, why
-            )
-            continue
-        _add_litellm(out, provider.name, table.get(provider.name, {}))
-        if refresh and provider.api and key:
-            _add_server(
-                home,
-                out,
-                provider.name,
-                provider.api,
-                key,
-                True,
-                why,
-                skip=table.get(provider.name, {}),
-            )
-    if wanted and wanted not in BY_NAME:
-        out.providers.append({"name": wanted, "available": None, "why": "litellm's list"})
-        _add_litellm(out, wanted, table[wanted])
-    return out
-
-
-def _available(provider: Provider) -> str | None:
-    found = next((k for k in (*provider.keys, *provider.base_env) if os.environ.get(k)), None)
-    return f"{found} is set" if found else None
-
-
-def _add_litellm(out: Catalogue, provider: str, names: dict[str, str]) -> None:
-    out.models += [
-        Listed(f"{provider}/{name}", provider, "litellm", mode=mode)
-        for name, mode in sorted(names.items())
-        if mode in CHAT_MODES
-    ]
-
-
-def _add_server(
-    home: Home,
-    out: Catalogue,
-    provider: str,
-    endpoint: str,
-    key: str | None,
-    refresh: bool,
-    why: str | None,
-    skip: dict[str, str] | None = None,
-) -> None:
-    if refresh:
-        found = lists.probe(endpoint, key)
-        lists.keep_probe(home, found)
-        found = lists.cached_probes(home).get(endpoint, found)
-    else:
-        found = lists.server_models(home, endpoint, key)
-    out.probes.append(found)
-    if not any(p["name"] == provider for p in out.providers):
-        out.providers.append({"name": provider, "available": True, "why": why})
-    out.models += [
-        Listed(f"{provider}/{m}", provider, "server", endpoint=endpoint)
-        for m in found.models
-        if not skip or m not in skip
-    ]
