@@ -17,6 +17,7 @@ from shoal.tools.registry import Tool
 
 if TYPE_CHECKING:
     from shoal.actors.executor import Iteration
+    from shoal.tools.toolbox import CallHooks
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +58,14 @@ def _mcp(loop: Iteration) -> list[Tool]:
         )
 
     return start_tools(ctx.home, Path(loop.request.cwd), notice, tag=ctx.name)
+
+
+def tool_hooks(loop: Iteration) -> CallHooks | None:
+    """The hooks of the plugins in use in the task's repository, around its tool calls."""
+    from shoal.plugins.hooks import for_tools
+
+    try:
+        return for_tools(loop.actor.ctx.home, Path(loop.request.cwd), loop.task_id)
+    except Exception:  # a broken plugin must not take the tools away
+        log.exception("plugins' hooks are left out")
+        return None

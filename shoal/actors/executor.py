@@ -222,7 +222,7 @@ class Iteration:
         context: ContextResult,
         changes: TaskChanges | None = None,
     ) -> None:
-        from shoal.actors.agent_tools import extra_tools
+        from shoal.actors.agent_tools import extra_tools, tool_hooks
         from shoal.agent import Agent
 
         self.actor = actor
@@ -241,6 +241,7 @@ class Iteration:
         )
         self.summary = ""
         self.toolbox.add(extra_tools(self))
+        self.toolbox.hooks = tool_hooks(self)
 
     @property
     def usage(self) -> Usage:

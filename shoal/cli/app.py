@@ -58,6 +58,7 @@ def _register() -> None:
         messages,
         models,
         orchestrator,
+        plugin,
         replay,
         run,
         runtime_demo,
@@ -83,6 +84,7 @@ def _register() -> None:
     app.add_typer(memory.app, name="memory")
     app.add_typer(learn.app, name="learn")
     app.add_typer(mcp.app, name="mcp")
+    app.add_typer(plugin.app, name="plugin")
     app.add_typer(config.app, name="config")
     app.add_typer(team.app, name="team")
     skills_app = typer.Typer(

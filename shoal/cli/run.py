@@ -24,7 +24,16 @@ if TYPE_CHECKING:
 
 
 def run(
-    task: str = typer.Argument(..., help="What to do, in plain words."),
+    task: str | None = typer.Argument(
+        None, help="What to do, in plain words (with --command: the command's arguments)."
+    ),
+    command: str | None = typer.Option(
+        None,
+        "--command",
+        metavar="NAME",
+        help="Run a command (a prompt template: commands/NAME.md of a plugin, .claude/ or "
+        ".shoal/commands) as the task, TASK as its $ARGUMENTS.",
+    ),
     iterations: lo.Iterations = None,
     quality: lo.Quality = None,
     model: lo.Model = None,
@@ -49,6 +58,7 @@ def run(
     json_out: lo.JsonOut = False,
 ) -> None:
     """Run a task: plan, execute, evaluate, refine until the result is good enough."""
+    task = _task(task, command, cwd)
     if model == "?":
         from shoal.cli.models import pick_model
 
@@ -71,6 +81,23 @@ def run(
     done = submit_and_follow(home, submit, quiet=quiet or print_only or json_out)
     report(done, json_out=json_out, print_only=print_only)
     raise typer.Exit(0 if done.status == "accepted" else 1)
+
+
+def _task(task: str | None, command: str | None, cwd: Path | None) -> str:
+    """The task's text: as given, or a command's template filled with it."""
+    if command is None:
+        if not task:
+            fail('say what to do: shoal run "TASK" (or --command NAME [ARGUMENTS])', code=2)
+        return task
+    from shoal.paths import Home
+    from shoal.skills.commands import discover_commands
+
+    found = discover_commands(Home.resolve(), cwd or Path.cwd())
+    template = found.get(command)
+    if template is None:
+        names = ", ".join(c.name for c in found.listed()) or "none here"
+        fail(f"no command {command!r} (commands: {names})", code=2)
+    return template.render(task or "")
 
 
 def _choose_backend(backend: str | None, ray_address: str | None) -> None:
