@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("tmux", "launchers"),
     ("api",),
     ("orchestrator",),
-    ("client", "replay"),
+    ("client", "replay", "backup"),
     ("batch", "chat"),
     ("cli",),
     ("__main__", "__init__"),

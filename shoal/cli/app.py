@@ -56,9 +56,7 @@ def _register() -> None:
         mcp,
         memory,
         messages,
-        models,
         orchestrator,
-        plugin,
         replay,
         run,
         runtime_demo,
@@ -78,13 +76,11 @@ def _register() -> None:
     app.command("sql")(sql.sql)
     app.command("stats")(stats.stats)
     app.command("replay")(replay.replay)
-    app.command("models")(models.models)
     orchestrator.app.command("demo")(runtime_demo.runtime_demo)
     app.add_typer(orchestrator.app, name="orchestrator")
     app.add_typer(memory.app, name="memory")
     app.add_typer(learn.app, name="learn")
     app.add_typer(mcp.app, name="mcp")
-    app.add_typer(plugin.app, name="plugin")
     app.add_typer(config.app, name="config")
     app.add_typer(team.app, name="team")
     skills_app = typer.Typer(
@@ -106,7 +102,18 @@ def _register() -> None:
     app.add_typer(chat.sessions_app, name="sessions")
 
 
+def _register_more() -> None:
+    """Models, plugins, export and import (kept apart: _register stays readable)."""
+    from shoal.cli import export, models, plugin
+
+    app.command("models")(models.models)
+    app.add_typer(plugin.app, name="plugin")
+    app.command("export")(export.export)
+    app.command("import")(export.import_)
+
+
 _register()
+_register_more()
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ ever unpickled from the wire.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -272,6 +273,15 @@ class ExportResult(Payload):
     directory: str
     files: dict[str, int]
     """Rows written per view (``<directory>/<view>.parquet``)."""
+
+
+@message("store.dump")
+class DumpRequest(Payload):
+    """Write the named tables (``shoal.store.dump.TABLES``) as Parquet into ``directory``
+    (``shoal export``); answered with ``store.exported``."""
+
+    tables: list[str] = Field(min_length=1, max_length=32)
+    directory: str = Field(min_length=1, max_length=4096)
 
 
 # --- events (published by the orchestrator) ----------------------------------
@@ -731,6 +741,35 @@ class MemorySearch(Payload):
 
     text: str = Field(min_length=1)
     k: int = Field(10, ge=1, le=1000)
+
+
+class ExportedLearning(Model):
+    """A learning as ``shoal export`` wrote it (``records.learnings``' columns)."""
+
+    id: str = Field(min_length=4, max_length=64)
+    kind: str = Field(min_length=1, max_length=64)
+    content: str = Field(min_length=1, max_length=20_000)
+    confidence: float = Field(ge=0, le=1)
+    uses: int = Field(0, ge=0)
+    source_task: str | None = None
+    team: str | None = None
+    created_at: dt.datetime
+    last_used_at: dt.datetime
+    forgotten: bool = False
+
+
+@message("memory.import")
+class MemoryImport(Payload):
+    """Learnings from an export (``shoal import``), kept under their own ids and times."""
+
+    learnings: list[ExportedLearning] = Field(min_length=1, max_length=1000)
+
+
+@message("memory.imported")
+class MemoryImported(Payload):
+    imported: int
+    skipped: int
+    """Already here (by id)."""
 
 
 class MinedPattern(Model):
