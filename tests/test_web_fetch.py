@@ -106,7 +106,7 @@ def toolbox(tmp_path: Path, *rules: str, mode: str = "accept-edits") -> Toolbox:
         tool, _, pattern = rest.partition(":")
         parsed.append(Rule(action=action, tool=tool, pattern=pattern or None))
     box = Toolbox(Workspace([tmp_path], tmp_path / "out"), Permissions(mode=mode, rules=parsed))
-    box.add([web_fetch(box.permissions)])
+    box.add([web_fetch(lambda: box.permissions)])
     return box
 
 
@@ -234,3 +234,23 @@ def test_the_executor_fetches_a_page_when_a_rule_allows_it(
     assert json.loads(ran.stdout)["task_id"], ran.stderr
     assert "The **frobnicate** flag is gone" in seen
     assert site.hits == ["/page"]
+
+
+def test_the_chat_fetches_a_page_when_a_rule_allows_it(
+    home: Home, tmp_path: Path, site: Site
+) -> None:
+    from tests.test_chat import chat_env, chat_lines
+
+    repo = make_repo(tmp_path)
+    home.ensure()
+    home.config_file.write_text('[shoal]\nallow = ["web_fetch:127.0.0.2"]\n')
+    script = {
+        "models": {
+            "scripted-chat": [call("web_fetch", url=f"{site.base}/page"), "Version 2.0 dropped it."]
+        }
+    }
+    with ScriptedModelServer(script) as server:
+        out = chat_lines(repo, ["what changed in 2.0?"], chat_env(server))
+        seen = server.requests_for("scripted-chat")[1]["messages"][-1]["content"]
+    assert out.returncode == 0, out.stderr
+    assert "The **frobnicate** flag is gone" in seen and "Version 2.0 dropped it." in out.stdout

@@ -27,7 +27,7 @@ def extra_tools(loop: Iteration) -> list[Tool]:
     from shoal.agent.tools import finish, get_skill
     from shoal.tools.web import web_fetch
 
-    tools = [finish(), web_fetch(loop.toolbox.permissions)]
+    tools = [finish(), web_fetch(lambda: loop.toolbox.permissions)]
     if loop.context.skills:
         tools.append(get_skill(loop.actor.ctx.home.root / "skills", Path(loop.request.cwd)))
     makers: list[Callable[[Iteration], list[Tool]]] = [

@@ -87,7 +87,10 @@ def _task(task: str | None, command: str | None, cwd: Path | None) -> str:
     """The task's text: as given, or a command's template filled with it."""
     if command is None:
         if not task:
-            fail('say what to do: shoal run "TASK" (or --command NAME [ARGUMENTS])', code=2)
+            fail(
+                "Missing argument 'TASK': say what to do (or run a prompt command: --command NAME)",
+                code=2,
+            )
         return task
     from shoal.paths import Home
     from shoal.skills.commands import discover_commands

@@ -86,12 +86,13 @@ class Page:
     charset: str | None
 
 
-def web_fetch(permissions: Permissions) -> Tool:
-    """The tool, deciding redirects' hosts by ``permissions`` (the run's mode and rules)."""
+def web_fetch(permissions: Callable[[], Permissions]) -> Tool:
+    """The tool, deciding redirects' hosts by ``permissions()`` (the run's mode and rules as
+    they are at the call: a chat changes them between turns)."""
     from shoal.tools.registry import Tool
 
     def run(ws: Workspace, args: WebFetchArgs) -> ToolOutput:
-        guard = Guard(permissions)
+        guard = Guard(permissions())
         page = fetch(
             args.url,
             max_bytes=args.max_bytes or DEFAULT_MAX_BYTES,
