@@ -89,7 +89,12 @@ def flags(
     check: list[str] | None = None,
     no_checks: bool = False,
 ) -> dict[str, Any]:
-    """The options as the loop's settings read them (None: unset, the configuration decides)."""
+    """The options as the loop's settings read them (None: unset, the configuration decides);
+    ``-m ?`` asks for the model in the terminal first."""
+    if model == "?":
+        from shoal.cli.models import pick_model
+
+        model = pick_model()
     return {
         "check": check,
         "no_checks": no_checks,

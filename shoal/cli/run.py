@@ -59,10 +59,6 @@ def run(
 ) -> None:
     """Run a task: plan, execute, evaluate, refine until the result is good enough."""
     task = _task(task, command, cwd)
-    if model == "?":
-        from shoal.cli.models import pick_model
-
-        model = pick_model()
     flags = lo.flags(
         iterations,
         quality,
