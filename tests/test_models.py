@@ -172,6 +172,14 @@ def test_the_pick_follows_the_keys_present_and_says_why_when_there_is_none(
     dead = shoal("run", "x", "-C", str(repo), env={"SHOAL_BASE_URL": "http://127.0.0.1:9/v1"})
     assert dead.returncode == 2
     assert "SHOAL_BASE_URL http://127.0.0.1:9/v1: its model list could not be read" in dead.stderr
+    # An Ollama server (its OpenAI-compatible list at /v1/models) when OLLAMA_API_BASE names it.
+    with ScriptedModelServer(openai_script()) as server:
+        ollama = {"OLLAMA_API_BASE": server.base_url.removesuffix("/v1")}
+        shown = json.loads(shoal("config", "show", "--json", env=ollama, cwd=repo).stdout)
+        listed = json.loads(shoal("models", "--json", env=ollama, check=True).stdout)
+    assert shown["settings"]["model"]["value"] == "ollama_chat/gpt-4o"
+    assert shown["settings"]["small_model"]["value"] == "ollama_chat/gpt-4o-mini"
+    assert "ollama_chat/gpt-4o" in {m["model"] for m in listed["models"]}
     unknown = shoal("models", "--provider", "nosuch")
     assert unknown.returncode == 2 and "no provider 'nosuch'" in unknown.stderr
     anthropic = shoal("models", "--provider", "anthropic", "--json", check=True).stdout

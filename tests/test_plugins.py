@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
+
+import pytest
 
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
@@ -277,3 +280,25 @@ def test_commands_run_as_tasks_and_in_chat_and_hooks_guard_tool_calls(
     assert "/explain FILE (demo-kit)" in chat.stdout
     missing = shoal("run", "--command", "nosuch", "-C", str(repo), env=model_env(server))
     assert missing.returncode == 2 and "no command 'nosuch' (commands: explain)" in missing.stderr
+
+
+def test_hooks_get_no_keys_and_a_failing_or_slow_hook_lets_the_call_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shoal.plugins.hooks import Hook, ToolHooks
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-for-hooks-123")
+
+    def hooks(command: str, timeout: float = 5) -> ToolHooks:
+        return ToolHooks(
+            [Hook("kit", tmp_path, "PreToolUse", "Bash", command, timeout)], tmp_path, "t1"
+        )
+
+    told = hooks("env; exit 2").before("shell", {"command": "ls"}, None)
+    assert told and "CLAUDE_PLUGIN_ROOT=" in told and "PATH=" in told
+    assert "sk-not-for-hooks-123" not in told and "OPENAI_API_KEY" not in told
+    started = time.monotonic()
+    assert hooks("sleep 5; exit 2", timeout=1).before("shell", {"command": "ls"}, None) is None
+    assert time.monotonic() - started < 4
+    assert hooks("exit 1").before("shell", {"command": "ls"}, None) is None
+    assert hooks("exit 2").before("read_file", {"path": "x"}, None) is None  # not matched

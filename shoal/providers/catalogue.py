@@ -57,11 +57,11 @@ def catalogue(home: Home, only: str | None = None, *, refresh: bool = False) -> 
             custom,
             lists.environ_value("SHOAL_API_KEY"),
             refresh,
-            "SHOAL_BASE_URL",
+            "SHOAL_BASE_URL is set",
         )
     for provider in PROVIDERS:
-        if wanted not in (None, provider.name):
-            continue
+        if wanted not in (None, provider.name) or (custom and provider.name == "openai"):
+            continue  # with SHOAL_BASE_URL, openai/ models go to that server: its list it is
         why = _available(provider)
         out.providers.append({"name": provider.name, "available": why is not None, "why": why})
         if why is None and wanted is None:
