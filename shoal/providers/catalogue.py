@@ -50,7 +50,7 @@ def catalogue(home: Home, only: str | None = None, *, refresh: bool = False) -> 
         )
     custom = os.environ.get("SHOAL_BASE_URL")
     if custom and wanted in (None, "openai"):
-        _addserver_of(
+        _add_server(
             home,
             out,
             "openai",
@@ -69,13 +69,13 @@ def catalogue(home: Home, only: str | None = None, *, refresh: bool = False) -> 
         key = lists.environ_value(*provider.keys) if provider.keys else None
         endpoint = lists.environ_value(*provider.base_env)
         if endpoint or provider.name == "ollama_chat":
-            _addserver_of(
+            _add_server(
                 home, out, provider.name, server_of(provider, endpoint or ""), key, refresh, why
             )
             continue
         _add_litellm(out, provider.name, table.get(provider.name, {}))
         if refresh and provider.api and key:
-            _addserver_of(
+            _add_server(
                 home,
                 out,
                 provider.name,
@@ -104,7 +104,7 @@ def _add_litellm(out: Catalogue, provider: str, names: dict[str, str]) -> None:
     ]
 
 
-def _addserver_of(
+def _add_server(
     home: Home,
     out: Catalogue,
     provider: str,
