@@ -179,7 +179,7 @@ def check(home: Home, model: str, base_url: str | None, role: str | None = None)
         return None  # a fine-tuned model: only its owner's account lists it
     endpoint = endpoint_of(provider, base_url)
     if endpoint is not None:
-        return _checkserver_of(home, model, name, endpoint, key_for(provider, role))
+        return _check_server(home, model, name, endpoint, key_for(provider, role))
     if base_url:
         return None  # another provider's API behind a proxy: nothing to ask
     table = lists.litellm_models(home)
@@ -197,7 +197,7 @@ def check(home: Home, model: str, base_url: str | None, role: str | None = None)
     return Unknown(model, f"litellm's list of {provider} models", _close(name, names, provider))
 
 
-def _checkserver_of(
+def _check_server(
     home: Home, model: str, name: str, endpoint: str, key: str | None
 ) -> Unknown | None:
     cached = lists.cached_probes(home).get(endpoint)
@@ -268,7 +268,7 @@ def choose(home: Home) -> tuple[AutoChoice | None, list[str]]:
     failed: list[str] = []
     custom = os.environ.get("SHOAL_BASE_URL")
     if custom:  # the server every role goes to: choose from its list or not at all
-        picked = _fromserver_of(home, custom, lists.environ_value("SHOAL_API_KEY"), "openai")
+        picked = _from_server(home, custom, lists.environ_value("SHOAL_API_KEY"), "openai")
         if isinstance(picked, str):
             return None, [f"SHOAL_BASE_URL {custom}: {picked}"]
         strong, small = picked
@@ -282,7 +282,7 @@ def choose(home: Home) -> tuple[AutoChoice | None, list[str]]:
         if key_name is None and not (endpoint and not provider.keys):
             continue
         if endpoint:
-            picked = _fromserver_of(
+            picked = _from_server(
                 home, server_of(provider, endpoint), os.environ.get(key_name or ""), provider.name
             )
             if isinstance(picked, str):
@@ -306,9 +306,7 @@ def server_of(provider: Provider, endpoint: str) -> str:
     return endpoint_of(provider.name, endpoint) or endpoint
 
 
-def _fromserver_of(
-    home: Home, endpoint: str, key: str | None, prefix: str
-) -> tuple[str, str] | str:
+def _from_server(home: Home, endpoint: str, key: str | None, prefix: str) -> tuple[str, str] | str:
     """Strong and small model from a server's list, or why there is none."""
     found = lists.server_models(home, endpoint, key, max_age=CHOICE_MAX_AGE)
     if found.error and not found.models:
