@@ -7,7 +7,10 @@
   the learner: the first of the provider's preferences that its list holds.
 - :func:`check`: a model name not on the list that serves it (litellm's list for
   the providers whose list is complete, the server's own ``/models`` when a base
-  URL sends the model to a server) is refused with the closest names.
+  URL sends the model to a server) comes back with the closest names; the caller
+  refuses it when there are some (a typo) and only notes it when there are none.
+
+What ``shoal models`` lists is :mod:`shoal.providers.catalogue`.
 
 Keys are read from the environment to probe a server and are never stored or shown.
 """
