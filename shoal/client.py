@@ -297,6 +297,43 @@ def export_views(home: Home, directory: Path, timeout: float = 600.0) -> dict[st
     )
 
 
+def dump_tables(
+    home: Home, tables: list[str], directory: Path, timeout: float = 600.0
+) -> dict[str, int]:
+    """Named tables (``shoal.store.dump.TABLES``) as Parquet in ``directory``, by the
+    orchestrator if it runs, else from the file opened read-only. Rows written per table."""
+    from shoal.mailbox.errors import RemoteError
+    from shoal.messages.store import StoreDump
+    from shoal.orchestrator import daemon
+    from shoal.store.dump import DumpError, dump
+
+    directory = directory.expanduser().absolute()
+
+    def ask() -> dict[str, int]:
+        try:
+            request = StoreDump(tables=tables, directory=str(directory))
+            return daemon.request(home, request, timeout=timeout).files
+        except RemoteError as exc:
+            raise DumpError(exc.message) from None
+
+    return on_records(home, ask, lambda con: dump(con.cursor(), tables, directory))
+
+
+def import_learnings(home: Home, learnings: list[Any], chunk: int = 500) -> tuple[int, int]:
+    """Exported learnings into this home's memory, through the orchestrator (the one
+    writer; started if needed): ``(imported, skipped)``, skipped ones being here already."""
+    from shoal.messages.memory import MemoryImport
+    from shoal.orchestrator import daemon
+
+    daemon.ensure(home)
+    imported = skipped = 0
+    for start in range(0, len(learnings), chunk):
+        batch = MemoryImport(learnings=learnings[start : start + chunk])
+        reply = daemon.request(home, batch, timeout=300)
+        imported, skipped = imported + reply.imported, skipped + reply.skipped
+    return imported, skipped
+
+
 def on_records(home: Home, ask: Callable[[], T], on_file: Callable[[Any], T]) -> T:
     """``ask`` the orchestrator if one runs (it owns the database file), else ``on_file``
     with the file opened read-only: the two ways in of every read."""

@@ -19,13 +19,16 @@ import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shoal.messages.tasks import ModelChoice, PermissionModeName, PermissionRule, TaskOptions
 from shoal.paths import Home
 from shoal.settings import ConfigFile, SettingsError, config_file, validated
+
+if TYPE_CHECKING:
+    from shoal.providers.choice import AutoChoice
 
 ROLES = ("planner", "executor", "evaluator", "small", "embedding")
 # Variables that decide which model an actor calls and how; the orchestrator's
@@ -141,7 +144,7 @@ def _loop_table(read: ConfigFile) -> dict[str, Any]:
 
 _RULE_LISTS = ("allow", "deny", "ask")
 _FIELDS = LoopConfig.model_fields
-Source = Literal["default", "user", "project", "environment", "flag"]
+Source = Literal["default", "user", "project", "environment", "flag", "auto"]
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,24 @@ class Resolved:
     rules: list[tuple[str, str, Source]]
     """Every rule as ``(action, "TOOL[:PATTERN]", source)``, in the order they were read."""
     project: ProjectFile | None
+    auto: AutoChoice | None = None
+    """Models picked from the provider keys present because none was set (``auto`` sources)."""
+    no_auto: tuple[str, ...] = ()
+    """Why no model could be picked when none was set (one phrase per way tried)."""
+
+    @property
+    def auto_line(self) -> str | None:
+        """The one line saying which models were picked for which roles, and why."""
+        if self.auto is None:
+            return None
+        roles = [
+            r
+            for r in ("planner", "executor", "evaluator")
+            if not getattr(self.config, f"{r}_model")
+        ]
+        if self.sources.get("small_model") == "auto":
+            roles.append("small")
+        return self.auto.line(roles)
 
     @property
     def ignored(self) -> list[str]:
@@ -225,8 +246,29 @@ def resolve(home: Home, cwd: Path, flags: dict[str, Any] | None = None) -> Resol
                 sources[name] = source
     for name in _RULE_LISTS:
         merged[name] = [text for action, text, _ in rules if action == name]
+    auto, no_auto = _auto(home, merged, sources)
     config = validated(LoopConfig, merged, "a flag, or [shoal] in config.toml")
-    return Resolved(config, sources, rules, project)
+    return Resolved(config, sources, rules, project, auto, tuple(no_auto))
+
+
+def _auto(
+    home: Home, merged: dict[str, Any], sources: dict[str, Source]
+) -> tuple[AutoChoice | None, list[str]]:
+    """With no model set anywhere, one picked from the provider keys present (see
+    :func:`shoal.providers.choice.choose`), for every role without its own model."""
+    if any(merged.get(f) for f in ("model", "planner_model", "executor_model", "evaluator_model")):
+        return None, []  # someone chose: roles they left out are not filled behind their back
+    from shoal.providers.choice import choose
+
+    auto, failed = choose(home)
+    if auto is None:
+        return None, failed
+    merged["model"], sources["model"] = auto.strong, "auto"
+    if not merged.get("small_model"):
+        merged["small_model"], sources["small_model"] = auto.small, "auto"
+    if auto.base_url and not merged.get("base_url"):
+        merged["base_url"], sources["base_url"] = auto.base_url, "auto"
+    return auto, failed
 
 
 def _project(

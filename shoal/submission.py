@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from shoal.messages.base import replace
 
 if TYPE_CHECKING:
+    from shoal.config import Resolved
     from shoal.messages.tasks import TaskSubmit
     from shoal.paths import Home
 
@@ -56,6 +57,9 @@ class Submission:
     """One phrase per project setting left out because its file is not approved."""
     notice: str | None = None
     """The line to show the user when ``ignored`` is not empty (what, and how to approve)."""
+    model_notes: list[str] = field(default_factory=list)
+    """Lines to show: which models shoal picked and why (when none was configured), and a
+    model name its list does not have but nothing resembles (it is tried anyway)."""
 
 
 def task_submit(
@@ -119,9 +123,7 @@ def submission(
     options = resolved.config.task_options()
     options = replace(options, **checks, virtual_env=virtual_env or None)
     notice = resolved.notice(_here())
-    if not options.models:
-        why = f" ({notice.removeprefix('shoal: ')})" if notice else ""
-        raise SubmitError(f"no model configured: {no_model}{why}")
+    notes = _models(home, resolved, notice, no_model)
     if team is not None:
         if not TEAM_NAME.fullmatch(team):
             raise SubmitError(f"{team!r} is not a team name (letters, digits, - and _)")
@@ -131,7 +133,59 @@ def submission(
     task = TaskSubmit(description=description, cwd=str(workdir), options=options)
     if notice:
         log.info("%s", notice.removeprefix("shoal: "))
-    return Submission(task, resolved.ignored, notice)
+    for note in notes:  # for clients that show nothing (the HTTP API): its log
+        logging.getLogger("shoal.models").info("%s", note.removeprefix("shoal: "))
+    return Submission(task, resolved.ignored, notice, notes)
+
+
+def _models(home: Home, resolved: Resolved, notice: str | None, no_model: str) -> list[str]:
+    """The lines to show about the task's models; SubmitError if it has none or a typo."""
+    if not resolved.config.models():
+        why = [notice.removeprefix("shoal: ")] if notice else []
+        why += list(resolved.no_auto)
+        raise SubmitError(
+            f"no model configured: {no_model}" + (f" ({'; '.join(why)})" if why else "")
+        )
+    notes = [resolved.auto_line] if resolved.auto_line else []
+    return notes + check_models(home, resolved)
+
+
+def check_models(home: Home, resolved: Resolved) -> list[str]:
+    """Refuse a model name its list does not have but has one like it (a typo), before
+    anything starts: one line with the closest names. A name nothing resembles (newer
+    than the list, say) is a note; a model whose list cannot be read passes."""
+    from shoal.providers.choice import check
+
+    config = resolved.config
+    notes: list[str] = []
+    seen: set[tuple[str, str | None]] = set()
+    for role in ("planner", "executor", "evaluator", "small"):
+        field = f"{role}_model" if getattr(config, f"{role}_model") else "model"
+        model = getattr(config, field)
+        base = getattr(config, f"{role}_base_url") or config.base_url
+        if not model or (model, base) in seen:
+            continue
+        seen.add((model, base))
+        unknown = check(home, model, base, role)
+        if unknown is not None and unknown.suggestions:
+            raise SubmitError(unknown.message(_origin(resolved, field)))
+        if unknown is not None:
+            notes.append(f"shoal: {unknown.message(_origin(resolved, field))}; trying it anyway")
+    return notes
+
+
+def _origin(resolved: Resolved, field: str) -> str:
+    """Where a setting came from, as the user would find it."""
+    source = resolved.sources.get(field, "default")
+    if source == "environment":
+        return f"SHOAL_{field.upper()}"
+    if source == "flag":
+        return "-m" if field == "model" else f"--{field.replace('_', '-')}"
+    if source == "project" and resolved.project:
+        return f"{field} in {resolved.project.path}"
+    if source == "user":
+        return f"{field} in $SHOAL_HOME/config.toml"
+    return "picked by shoal" if source == "auto" else field
 
 
 def _here() -> Path | None:

@@ -316,6 +316,7 @@ class Turn:
     def _toolbox(self) -> Toolbox:
         from shoal.tools import Permissions, Toolbox, Workspace
         from shoal.tools.permissions import Rule
+        from shoal.tools.web import web_fetch
 
         r, s = self.request, self.session
         if s.toolbox is None or s.cwd != r.cwd:
@@ -323,6 +324,7 @@ class Turn:
             outputs = self.actor.ctx.home.root / "outputs"
             outputs.mkdir(mode=0o700, exist_ok=True)
             s.toolbox, s.cwd = Toolbox(Workspace([Path(r.cwd)], outputs)), r.cwd
+            s.toolbox.add([web_fetch(lambda box=s.toolbox: box.permissions)])
         rules = [Rule.model_validate(to_dict(rule)) for rule in r.permission_rules]
         s.toolbox.permissions = Permissions(mode=r.permission_mode, rules=rules)
         s.toolbox.asker = self._ask if r.can_ask else None

@@ -250,7 +250,7 @@ class Iteration:
         context: ContextResult,
         changes: TaskChanges | None = None,
     ) -> None:
-        from shoal.actors.agent_tools import extra_tools
+        from shoal.actors.agent_tools import extra_tools, tool_hooks
         from shoal.agent import Agent
 
         self.actor = actor
@@ -273,6 +273,7 @@ class Iteration:
         if agent is not None and agent.tools is not None:
             # The definition's list, for real: nothing else is offered, nothing else runs.
             self.toolbox.restrict([*agent.tools, "finish"], f"the agent {agent.name}")
+        self.toolbox.hooks = tool_hooks(self)
 
     @property
     def usage(self) -> Usage:

@@ -27,7 +27,7 @@ def watch_for(
     """Around one allowed call: what it changes in the work tree is recorded in ``changes``."""
     from shoal.tools.permissions import ToolKind
 
-    if request.kind in (ToolKind.READ, ToolKind.AGENT):
+    if request.kind in (ToolKind.READ, ToolKind.AGENT, ToolKind.NETWORK):
         return contextlib.nullcontext()
     if request.kind in (ToolKind.EDIT, ToolKind.CONFIG) and request.aliases:
         return changes.writing(request.aliases[0])

@@ -232,6 +232,33 @@ def _skills(repl: Repl, arg: str) -> None:
         repl.console.print(f"{skill.name}  [dim]{escape(about)}[/dim]")
 
 
+def _commands(repl: Repl, arg: str) -> None:
+    found = prompt_commands(repl)
+    if not found.listed():
+        repl.console.print(
+            "no prompt commands here (commands/*.md of a plugin, .claude/commands, .shoal/commands)"
+        )
+        return
+    for command in found.listed():
+        hint = f" {command.argument_hint}" if command.argument_hint else ""
+        origin = f" ({command.plugin})" if command.plugin else ""
+        repl.console.print(
+            f"/{command.name}{escape(hint)}{origin}  [dim]{escape(command.description)}[/dim]"
+        )
+
+
+def prompt_commands(repl: Repl) -> Any:
+    from shoal.skills.commands import discover_commands
+
+    return discover_commands(repl.home, Path(repl.settings.cwd))
+
+
+def template(repl: Repl, name: str, arg: str) -> str | None:
+    """A prompt command's message (``/review src/x.py``), or None if there is no such command."""
+    found = prompt_commands(repl).get(name)
+    return found.render(arg) if found is not None else None
+
+
 def _permissions(repl: Repl, arg: str) -> None:
     if not arg:
         repl.console.print(
@@ -308,6 +335,7 @@ COMMANDS: dict[str, tuple[Callable[[Repl, str], None], str]] = {
     "/team": (_team, "teams and their members"),
     "/tasks": (_tasks, "recent tasks of the loop"),
     "/skills": (_skills, "skills this directory would use"),
+    "/commands": (_commands, "prompt commands (plugins', .claude/commands): /NAME ARGS runs one"),
     "/permissions": (_permissions, "show, or /permissions MODE to set"),
     "/rewind": (_rewind, "turns and their file changes; /rewind N: back to before turn N"),
     "/exit": (_exit, "leave (also /quit, Ctrl-D)"),

@@ -143,7 +143,11 @@ class Repl:
             name = commands.ALIASES.get(name, name)
             entry = commands.COMMANDS.get(name)
             if entry is None:
-                self.console.print(f"unknown command {name}; /help lists them", markup=False)
+                prompt = commands.template(self, name, arg.strip())
+                if prompt is None:
+                    self.console.print(f"unknown command {name}; /help lists them", markup=False)
+                else:
+                    self.turn(prompt)  # a prompt command: its filled template is the message
                 return
             entry[0](self, arg.strip())
             return

@@ -115,7 +115,18 @@ def _register_workflows() -> None:
     app.add_typer(agents.app, name="agents")
 
 
+def _register_more() -> None:
+    """Models, plugins, export and import (kept apart: _register stays readable)."""
+    from shoal.cli import export, models, plugin
+
+    app.command("models")(models.models)
+    app.add_typer(plugin.app, name="plugin")
+    app.command("export")(export.export)
+    app.command("import")(export.import_)
+
+
 _register()
+_register_more()
 
 
 def main() -> None:

@@ -17,7 +17,15 @@ Quality = Annotated[
         "--quality", min=0.0, max=1.0, help="Score that accepts the result (default 0.8)."
     ),
 ]
-Model = Annotated[str | None, typer.Option("--model", "-m", help="litellm model for every role.")]
+Model = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="litellm model for every role (default: picked from the provider keys set); "
+        "'?' picks one in a terminal.",
+    ),
+]
 BudgetUsd = Annotated[float | None, typer.Option("--budget-usd", help="Stop at this cost.")]
 BudgetTokens = Annotated[
     int | None, typer.Option("--budget-tokens", help="Stop at this many tokens.")
@@ -90,7 +98,12 @@ def flags(
     check: list[str] | None = None,
     no_checks: bool = False,
 ) -> dict[str, Any]:
-    """The options as the loop's settings read them (None: unset, the configuration decides)."""
+    """The options as the loop's settings read them (None: unset, the configuration decides);
+    ``-m ?`` asks for the model in the terminal first."""
+    if model == "?":
+        from shoal.cli.models import pick_model
+
+        model = pick_model()
     return {
         "check": check,
         "no_checks": no_checks,

@@ -103,6 +103,7 @@ def list_(json_out: bool = typer.Option(False, "--json", help="Print JSON lines.
             "target": s.server.describe(),
             "allow": s.server.allow,
             "source": str(s.source),
+            "plugin": s.plugin,
         }
         for s in found.servers
     ]
@@ -121,7 +122,8 @@ def list_(json_out: bool = typer.Option(False, "--json", help="Print JSON lines.
     for column in ("name", "scope", "status", "transport", "target"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["name"], row["scope"], row["status"], row["transport"], row["target"])
+        scope = row["scope"] + (f" (plugin {row['plugin']})" if row["plugin"] else "")
+        table.add_row(row["name"], scope, row["status"], row["transport"], row["target"])
     console().print(table)
     if any(s.status == "needs approval" for s in found.servers):
         console().print("approve a project server with `shoal mcp approve NAME`")

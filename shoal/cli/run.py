@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,8 +24,30 @@ if TYPE_CHECKING:
     from shoal.paths import Home
 
 
+Command = Annotated[
+    str | None,
+    typer.Option(
+        "--command",
+        metavar="NAME",
+        help="Run a command (a prompt template: commands/NAME.md of a plugin, .claude/ or "
+        ".shoal/commands) as the task, TASK as its $ARGUMENTS.",
+    ),
+]
+Backend = Annotated[
+    str | None,
+    typer.Option("--backend", help="Where actors run: local processes or ray (Ray actors)."),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="With --backend ray: join this cluster (host:port)."),
+]
+
+
 def run(
-    task: str = typer.Argument(..., help="What to do, in plain words."),
+    task: str | None = typer.Argument(
+        None, help="What to do, in plain words (with --command: the command's arguments)."
+    ),
+    command: Command = None,
     iterations: lo.Iterations = None,
     quality: lo.Quality = None,
     model: lo.Model = None,
@@ -40,17 +62,14 @@ def run(
     deny: lo.Deny = None,
     check: lo.Checks = None,
     no_checks: lo.NoChecks = False,
-    backend: str | None = typer.Option(
-        None, "--backend", help="Where actors run: local processes or ray (Ray actors)."
-    ),
-    ray_address: str | None = typer.Option(
-        None, "--ray-address", help="With --backend ray: join this cluster (host:port)."
-    ),
+    backend: Backend = None,
+    ray_address: RayAddress = None,
     quiet: lo.Quiet = False,
     print_only: bool = typer.Option(False, "--print", "-p", help="Print only the final answer."),
     json_out: lo.JsonOut = False,
 ) -> None:
     """Run a task: plan, execute, evaluate, refine until the result is good enough."""
+    task = _task(task, command, cwd)
     flags = lo.flags(
         iterations,
         quality,
@@ -75,6 +94,26 @@ def run(
     )
     report(done, json_out=json_out, print_only=print_only)
     raise typer.Exit(0 if done.status == "accepted" else 1)
+
+
+def _task(task: str | None, command: str | None, cwd: Path | None) -> str:
+    """The task's text: as given, or a command's template filled with it."""
+    if command is None:
+        if not task:
+            fail(
+                "Missing argument 'TASK': say what to do (or run a prompt command: --command NAME)",
+                code=2,
+            )
+        return task
+    from shoal.paths import Home
+    from shoal.skills.commands import discover_commands
+
+    found = discover_commands(Home.resolve(), cwd or Path.cwd())
+    template = found.get(command)
+    if template is None:
+        names = ", ".join(c.name for c in found.listed()) or "none here"
+        fail(f"no command {command!r} (commands: {names})", code=2)
+    return template.render(task or "")
 
 
 def _check_backend(backend: str | None, ray_address: str | None) -> None:
@@ -117,6 +156,8 @@ def prepare(
         fail(str(exc), code=2)
     if prepared.notice:  # shown even with --quiet: the repository asked for more than it got
         sys.stderr.write(prepared.notice + "\n")
+    for note in prepared.model_notes:  # models shoal chose, or a name it does not know
+        sys.stderr.write(note + "\n")
     return home, prepared.task
 
 

@@ -172,6 +172,8 @@ class Configured:
     server: ServerConfig
     approved: bool
     """User servers are; project servers once the user approved this exact definition."""
+    plugin: str | None = None
+    """The plugin that brings it (approved with the plugin; ``shoal plugin remove`` removes it)."""
 
     @property
     def status(self) -> str:
@@ -275,7 +277,32 @@ def discover(home: Home, cwd: Path) -> Servers:
         for name, server in servers.items():
             approved = scope == "user" or approval_key(root, name, server) in given
             found[name] = Configured(name, scope, path, server, approved)
+        if path == layers[0][1]:  # the plugins' servers: over the user's, under the project's
+            found.update(_plugin_servers(home, cwd, problems))
     return Servers(root, list(found.values()), problems)
+
+
+def _plugin_servers(home: Home, cwd: Path, problems: list[str]) -> dict[str, Configured]:
+    """The servers of the plugins in use (a project's plugin is approved as a whole)."""
+    from shoal.plugins.manifest import PluginError
+    from shoal.plugins.store import active
+
+    found: dict[str, Configured] = {}
+    for plugin in active(home, cwd):
+        try:
+            path, entries = plugin.mcp_servers()
+        except PluginError as exc:
+            problems.append(str(exc))
+            continue
+        for name, entry in entries.items():
+            try:
+                server = ServerConfig.model_validate(entry)
+                check_name(str(name))
+            except (ValidationError, McpConfigError) as exc:
+                problems.append(f"{path}: server {name!r}: {str(exc).splitlines()[0]}")
+                continue
+            found[str(name)] = Configured(str(name), plugin.scope, path, server, True, plugin.name)
+    return found
 
 
 def approval_key(root: Path, name: str, server: ServerConfig) -> str:

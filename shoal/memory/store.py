@@ -240,6 +240,60 @@ def remember(
     return learning_id, True
 
 
+def restore(
+    con: duckdb.DuckDBPyConnection,
+    items: Sequence[Any],
+    vectors: Sequence[Sequence[float]],
+    embedder: str,
+) -> int:
+    """Learnings from an export (``shoal import``), under their own ids, times, uses and
+    confidence; one whose id is already here is left as it is. How many were added.
+
+    ``items`` have the exported columns (``id``, ``kind``, ``content``, ``confidence``,
+    ``uses``, ``source_task``, ``team``, ``created_at``, ``last_used_at``, ``forgotten``);
+    ``vectors`` are their texts embedded again by ``embedder``, in order."""
+    import pyarrow as pa
+
+    rows: list[dict[str, Any]] = []
+    for item, vector in zip(items, vectors, strict=True):
+        _check(item.kind, item.content, item.confidence)
+        rows.append(
+            {
+                "id": item.id,
+                "kind": item.kind.strip(),
+                "content": item.content.strip(),
+                "confidence": item.confidence,
+                "uses": item.uses,
+                "source_task": item.source_task,
+                "created_at": utc_naive(item.created_at),
+                "last_used_at": utc_naive(item.last_used_at),
+                "embedding": _vector(vector),
+                "embedder": embedder,
+                "forgotten": item.forgotten,
+                "team": item.team,
+            }
+        )
+    if not rows:
+        return 0
+    con.register("restored_learnings", pa.Table.from_pylist(rows))
+    try:
+        before = con.execute("SELECT count(*) FROM learnings").fetchall()[0][0]
+        con.execute(
+            f"""
+            INSERT INTO learnings (id, kind, content, confidence, uses, source_task, created_at,
+                                   last_used_at, embedding, embedder, forgotten, team)
+            SELECT id, kind, content, confidence, uses, source_task, created_at, last_used_at,
+                   embedding::FLOAT[{DIM}], embedder, forgotten, team
+            FROM restored_learnings
+            WHERE id NOT IN (SELECT id FROM learnings)
+            """
+        )
+        after = con.execute("SELECT count(*) FROM learnings").fetchall()[0][0]
+    finally:
+        con.unregister("restored_learnings")
+    return int(after - before)
+
+
 def _check(kind: str, content: str, confidence: float) -> None:
     if not kind.strip():
         raise ValueError("a learning needs a kind")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 import msgspec
@@ -13,8 +14,11 @@ from shoal.messages.tasks import Finding, ModelChoice
 __all__ = [
     "ContextRequest",
     "ContextResult",
+    "ExportedLearning",
     "LearnRequest",
     "MemoryForget",
+    "MemoryImport",
+    "MemoryImportResult",
     "MemoryRemember",
     "MemoryRememberResult",
     "MemorySearch",
@@ -138,3 +142,32 @@ class MineResult(Payload, kw_only=True):
 @message("patterns.record")
 class PatternsRecord(Payload, kw_only=True):
     patterns: list[MinedPattern]
+
+
+class ExportedLearning(Model, kw_only=True):
+    """A learning as ``shoal export`` wrote it (``records.learnings``' columns)."""
+
+    id: Annotated[str, Meta(min_length=4, max_length=64)]
+    kind: Annotated[str, Meta(min_length=1, max_length=64)]
+    content: Annotated[str, Meta(min_length=1, max_length=20_000)]
+    confidence: Annotated[float, Meta(ge=0, le=1)]
+    uses: Annotated[int, Meta(ge=0)] = 0
+    source_task: str | None = None
+    team: str | None = None
+    created_at: dt.datetime
+    last_used_at: dt.datetime
+    forgotten: bool = False
+
+
+@message("memory.import")
+class MemoryImport(Payload, kw_only=True):
+    """Learnings from an export (``shoal import``), kept under their own ids and times."""
+
+    learnings: Annotated[list[ExportedLearning], Meta(min_length=1, max_length=1000)]
+
+
+@message("memory.import.result")
+class MemoryImportResult(Payload, kw_only=True):
+    imported: int
+    skipped: int
+    """Already here (by id)."""

@@ -10,6 +10,7 @@ from msgspec import Meta
 from shoal.messages.base import Payload, message
 
 __all__ = [
+    "StoreDump",
     "StoreExport",
     "StoreExportResult",
     "StoreQuery",
@@ -65,3 +66,12 @@ class StoreExportResult(Payload, kw_only=True):
     directory: str
     files: dict[str, int]
     """Rows written per view (``<directory>/<view>.parquet``)."""
+
+
+@message("store.dump")
+class StoreDump(Payload, kw_only=True):
+    """Write the named tables (``shoal.store.dump.TABLES``) as Parquet into ``directory``
+    (``shoal export``); answered with ``store.export.result``."""
+
+    tables: Annotated[list[str], Meta(min_length=1, max_length=32)]
+    directory: Annotated[str, Meta(min_length=1, max_length=4096)]

@@ -72,6 +72,8 @@ from shoal.store.queries import run_query
 if TYPE_CHECKING:
     import duckdb
 
+    from shoal.messages.memory import MemoryImport, MemoryImportResult
+    from shoal.messages.store import StoreDump
     from shoal.orchestrator.broker import Broker
     from shoal.orchestrator.supervisor import Supervisor
 
@@ -415,6 +417,32 @@ class Control:
             return StoreExportResult(directory=p.directory, files=files)
 
         self._in_thread(env, export, payload)
+
+    def on_store_dump(self, env: Envelope, payload: StoreDump) -> None:
+        def dump(cur: Any, _env: Envelope, p: StoreDump) -> StoreExportResult:
+            from shoal.store.dump import DumpError, dump
+
+            self.broker.recorder.barrier()
+            try:
+                files = dump(cur, p.tables, Path(p.directory))
+            except DumpError as exc:
+                raise ValueError(str(exc)) from None
+            return StoreExportResult(directory=p.directory, files=files)
+
+        self._in_thread(env, dump, payload)
+
+    def on_memory_import(self, env: Envelope, payload: MemoryImport) -> None:
+        self._in_thread(env, self._restore, payload, serial=True)
+
+    def _restore(self, cur: Any, env: Envelope, payload: MemoryImport) -> MemoryImportResult:
+        """Exported learnings, embedded again by this home's embedder (``shoal import``)."""
+        from shoal.memory import store
+        from shoal.messages.memory import MemoryImportResult
+
+        embedder = self._embedder()
+        vectors = embedder.embed([item.content for item in payload.learnings])
+        added = store.restore(cur, payload.learnings, vectors, embedder.name)
+        return MemoryImportResult(imported=added, skipped=len(payload.learnings) - added)
 
     # --- chat sessions (rows written on worker threads' cursors; see store/sessions.py) ---
 

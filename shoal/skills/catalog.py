@@ -22,9 +22,10 @@ instructions. The format is the one Claude Code, OpenClaw and Koder write
   OpenClaw's own configuration and is ignored.
 - Every other key (``license``, ``version``, ``metadata``, ``model``, ...) is ignored.
 
-Layers are read in order, bundled < user (``$SHOAL_HOME/skills``) < project
-(``.shoal/skills``, ``.agents/skills``, ``.claude/skills`` under the project
-root, in that order). A later directory's skill replaces an earlier one of the
+Layers are read in order, bundled < user (the user's plugins' ``skills/``, then
+``$SHOAL_HOME/skills``) < project (the project's approved plugins' ``skills/``, then
+``.shoal/skills``, ``.agents/skills``, ``.claude/skills`` under the project root, in
+that order). A later directory's skill replaces an earlier one of the
 same name. A malformed file is reported as a :class:`SkillWarning` (path and
 reason) and skipped, so a broken override leaves the skill below it in place.
 """
@@ -162,14 +163,31 @@ class SkillCatalog:
 def skill_dirs(
     home_skills_dir: str | Path | None, project_root: str | Path | None
 ) -> list[tuple[Layer, Path]]:
-    """The user and project skill directories to scan, lowest precedence first."""
-    dirs: list[tuple[Layer, Path]] = []
+    """The user and project skill directories to scan, lowest precedence first; each
+    layer's plugins (:mod:`shoal.plugins`) come before its own folders."""
+    plugins = _plugin_dirs(home_skills_dir, project_root)
+    dirs: list[tuple[Layer, Path]] = [(s, d) for s, d in plugins if s == "user"]
     if home_skills_dir is not None:
         dirs.append(("user", Path(home_skills_dir).expanduser()))
+    dirs += [(s, d) for s, d in plugins if s == "project"]
     if project_root is not None:
         root = Path(project_root).expanduser()
         dirs += [("project", root / sub) for sub in PROJECT_DIRS]
     return dirs
+
+
+def _plugin_dirs(
+    home_skills_dir: str | Path | None, project_root: str | Path | None
+) -> list[tuple[Layer, Path]]:
+    """The skill folders of the plugins in use (the home is the skills folder's parent)."""
+    if home_skills_dir is None or Path(home_skills_dir).name != "skills":
+        return []
+    from shoal.paths import Home
+    from shoal.plugins.store import skill_dirs as plugin_skill_dirs
+
+    home = Home.resolve(Path(home_skills_dir).expanduser().parent)
+    cwd = Path(project_root).expanduser() if project_root is not None else None
+    return list(plugin_skill_dirs(home, cwd))
 
 
 def discover_skills(

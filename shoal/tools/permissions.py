@@ -3,7 +3,7 @@
 Order of precedence, first that applies wins:
 
 1. a matching ``deny`` rule denies (in every mode);
-2. plan mode denies anything that is not a read (it is read-only);
+2. plan mode denies anything that is not a read or a network call (it is read-only);
 3. bypass mode allows;
 4. a matching ``ask`` rule asks;
 5. a matching ``allow`` rule allows;
@@ -25,8 +25,8 @@ server marks read-only are reads; any other is of kind ``mcp``, which asks.
 
 Patterns are :func:`fnmatch.fnmatchcase` patterns (``*`` also matches ``/``)
 over a path for file tools (the workspace-relative and the absolute form), over
-the command for shell, over the space-joined arguments for git, and over the
-arguments as compact JSON with sorted keys for MCP tools. For shell,
+the command for shell, over the space-joined arguments for git, over the host for
+``web_fetch``, and over the arguments as compact JSON with sorted keys for MCP tools. For shell,
 a deny or ask rule matches if it matches the whole command or any part of it
 split at ``;``, ``&&``, ``||``, ``|``, ``&`` or a newline, and allow rules only
 allow a command if every such part (split outside quotes) is allowed, it has no
@@ -80,10 +80,15 @@ class ToolKind(StrEnum):
     AGENT = "agent"
     """Works with the run itself, not the workspace: finishing, loading a skill, messages
     and memory of a team, subagents. Allowed like a read (rules may still deny or ask)."""
+    NETWORK = "network"
+    """Reaches out of the machine (``web_fetch``): changes no file, so plan mode may run it,
+    but asks in every mode but bypass; ``web_fetch:HOST`` rules decide it by host."""
 
 
 _NO_CHANGE = frozenset({ToolKind.READ, ToolKind.AGENT})
 """Kinds that change nothing in the workspace: plan mode allows them, every mode does."""
+_READ_ONLY = _NO_CHANGE | {ToolKind.NETWORK}
+"""Kinds plan mode does not refuse (a network call still asks)."""
 
 
 class PermissionMode(StrEnum):
@@ -144,7 +149,7 @@ class Permissions(BaseModel):
                     "that does not need it",
                     rule,
                 )
-        if self.mode is PermissionMode.PLAN and request.kind not in _NO_CHANGE:
+        if self.mode is PermissionMode.PLAN and request.kind not in _READ_ONLY:
             return Decision(
                 "deny",
                 f"the run is in plan mode (read-only), so {request.tool} is not allowed; use "

@@ -63,8 +63,10 @@ AGENT_TOOLS = (
     "claim_task",
     "delegate",
     "wait_for_subagents",
+    "web_fetch",
 )
-"""Tools of kind ``agent``, made where their context is: known here so rules can name them."""
+"""Tools made where their context is (of kind ``agent``, and ``web_fetch``, of kind
+``network``): known here so rules can name them."""
 
 
 def agent_tool(

@@ -12,11 +12,12 @@ as a :class:`ToolResult` with ``ok=False`` and a message saying what to do next.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
 
@@ -31,6 +32,16 @@ log = logging.getLogger(__name__)
 
 Watch = Callable[[PermissionRequest], contextlib.AbstractContextManager[Any]]
 """Wraps the run of one allowed call, given what the call is."""
+
+
+class CallHooks(Protocol):
+    """Runs around each allowed call (plugins' hooks): may refuse it, may add to its result."""
+
+    def before(self, name: str, args: Any, request: PermissionRequest) -> str | None: ...
+
+    def after(
+        self, name: str, args: Any, request: PermissionRequest, output: ToolOutput
+    ) -> str | None: ...
 
 
 class ToolResult(BaseModel):
@@ -78,6 +89,8 @@ class Toolbox:
         self.permissions = permissions or Permissions()
         self.asker = asker
         self.watch = watch
+        self.hooks: CallHooks | None = None
+        """Set by the run's owner when plugins' hooks apply (a refusal counts as denied)."""
         self.tools: dict[str, Tool] = dict(TOOLS)
         self.only: tuple[str, ...] | None = None
         """Names (``server__*`` patterns too) of the only tools offered and run; None: all."""
@@ -179,8 +192,17 @@ class Toolbox:
             denied_by_rule = decision.rule is not None and decision.rule.action == "deny"
             reason = decision.reason + ("" if denied_by_rule else request.hint)
             return ToolOutput(reason, ok=False), True
+        refusal = self.hooks.before(tool.name, args, request) if self.hooks else None
+        if refusal is not None:
+            return ToolOutput(refusal, ok=False), True
         with self.watch(request) if self.watch else contextlib.nullcontext():
-            return tool.run(self.workspace, args), False
+            output = tool.run(self.workspace, args)
+        note = self.hooks.after(tool.name, args, request, output) if self.hooks else None
+        if note:
+            output = dataclasses.replace(
+                output, footer="\n".join(filter(None, [output.footer, note]))
+            )
+        return output, False
 
 
 def _parse(tool: Tool, arguments: dict[str, Any] | str | None) -> dict[str, Any]:
