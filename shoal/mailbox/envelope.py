@@ -543,6 +543,10 @@ class ExecEvent(Payload):
     name: str = ""
     detail: str = ""
     ok: bool = True
+    error: str = ""
+    """Why a tool call failed or was refused (the first line of its result)."""
+    preview: str = ""
+    """A few lines to show under a tool call: an edit's short diff, a command's output tail."""
 
 
 @message("exec.result")
@@ -573,6 +577,8 @@ class EvalRequest(Payload):
     checks: list[CheckSetting] = Field(default_factory=list)
     run_checks: bool = True
     virtual_env: str | None = None
+    subtask: str | None = None
+    """The team run's subtask judged (named in the evaluator's pane)."""
 
 
 class TestCounts(Model):
@@ -639,6 +645,8 @@ class RestoreRequest(Payload):
     cwd: str
     base: str
     snapshot: str
+    subtask: str | None = None
+    """The team run's subtask whose files these are (named in the executor's pane)."""
 
 
 @message("workspace.restored")
@@ -777,6 +785,8 @@ class TeamMessage(Payload):
     text: str = Field(min_length=1, max_length=20_000)
     sender: str = Field(min_length=1, max_length=128)
     source: Literal["person", "teammate", "lead", "subagent"] = "teammate"
+    subtask: str | None = None
+    """The team run's subtask the sender works on (shown with the message)."""
 
 
 class SubtaskOutcome(Model):
@@ -866,6 +876,46 @@ class TeamTaskClaimed(Payload):
     won: bool
     reason: str = ""
     """Why the claim lost: taken by whom, blocked by what, or no such task."""
+
+
+@message("team.ask")
+class TeamAsk(Payload):
+    """A member's tool call waits for a person's approval: asked in the member's pane and
+    forwarded to the lead's pane, where it can be answered too (``team.answer``)."""
+
+    ask_id: str
+    member: str
+    tool: str
+    subject: str = ""
+    summary: str = ""
+    task_id: str | None = None
+    subtask: str | None = None
+
+
+@message("team.answer")
+class TeamAnswer(Payload):
+    """A person's answer to a ``team.ask``: to the member from the lead's pane, or to the
+    lead when it was answered in the member's own pane (the lead's pane stops asking)."""
+
+    ask_id: str
+    allow: bool
+    always: bool = False
+    """Allow this tool without asking again for the rest of the task."""
+    by: str = ""
+    """Where it was answered (a pane)."""
+
+
+@message("team.progress")
+class TeamProgress(Payload):
+    """Published with a team run's id: its milestones, for the lead's pane and the
+    progress of ``shoal team run``."""
+
+    event: Literal["plan", "start", "refused", "result", "merge", "conflict", "resolve", "message"]
+    subtask: str | None = None
+    member: str | None = None
+    """Who: the executor that took the subtask, or the sender of a message to the lead."""
+    text: str = ""
+    score: float | None = None
 
 
 TaskDone.model_rebuild()
@@ -1062,6 +1112,8 @@ class ChatTool(Payload):
     denied: bool = False
     error: str = ""
     """The first line of what went wrong, when the call failed."""
+    preview: str = ""
+    """A few lines to show under it: an edit's short diff, a command's output tail."""
 
 
 @message("chat.reply")
@@ -1120,6 +1172,9 @@ class TeamUp(Payload):
     mode: Literal["tmux", "process"] = "tmux"
     tmux_socket: str = Field("", max_length=4096)
     """The tmux server: a ``-L`` name, a socket path, or "" for the user's default."""
+    layout: Literal["main-vertical", "tiled", "windows"] = "main-vertical"
+    """How the panes are arranged: the lead large on the left and the others beside it,
+    all equal, or a window per member."""
 
 
 @message("team.up.result")
@@ -1168,6 +1223,9 @@ class TeamMemberStatus(Model):
     last_heartbeat: str | None
     tokens: int
     cost_usd: float
+    redeliver: list[str] = Field(default_factory=list)
+    """Messages delivered to it and not acked yet (what a restarted instance gets again),
+    e.g. ``exec.request 06H2RI9FAU/fix-add iteration 1``."""
 
 
 class TeamInfo(Model):
