@@ -374,7 +374,7 @@ def test_a_five_member_team_gets_a_pane_each_and_goes_down_after_its_busy_member
             windows.setdefault(window, []).append((pane, at, size))
         (first,) = windows.values()
         assert [p for p, _, _ in first] == [members[n]["pane_id"] for n in order]
-        (lead, lead_at, lead_size), rest = first[0], first[1:]
+        (_, lead_at, lead_size), rest = first[0], first[1:]
         assert lead_at == "0,1" and lead_size.split("x") == ["79", "49"], first
         assert {at.split(",")[0] for _, at, _ in rest} == {"80"}, first
         tops = [int(at.split(",")[1]) for _, at, _ in rest]
