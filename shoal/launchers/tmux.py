@@ -167,6 +167,10 @@ class TmuxLauncher:
         if pane is None:
             return
         self._keep(server, pane, role, "stopped")
+        if not [
+            p for p in server.panes() if p.session == pane.session and p.pane_id != pane.pane_id
+        ]:
+            layout.return_clients(server, pane.session)  # the session ends with this pane
         server.run("kill-pane", "-t", pane.pane_id)
         rest = [p for p in server.panes() if p.session == pane.session]
         if rest and all(p.dead and not p.member for p in rest):  # a failed start's leftovers
@@ -248,8 +252,6 @@ class TmuxLauncher:
                 *("set-option", "-p", "-t", pane_id, HOME_OPTION, str(self.home.root), ";"),
                 *("select-pane", "-t", pane_id, "-T", spec.name),
             )
-            if fresh:
-                layout.return_clients(server, session)
             layout.arrange(server, session, kind, team)
         except Exception:
             # A pane we cannot find again must not linger (it waits on its FIFO).

@@ -53,18 +53,26 @@ def session_options(session: str, home: str, hint: str) -> list[str]:
 
 
 def return_clients(server: TmuxServer, session: str) -> None:
-    """When the session ends (``team down``) its clients go back to the session they came
-    from instead of exiting: ``detach-on-destroy previous`` (tmux 3.4), else ``off`` (the
-    most recently used of the other sessions, which is the same for a client that came
-    from there)."""
+    """The session is about to end (``team down``): each terminal that switched to it from
+    a session of the user's (``team attach`` inside tmux) goes back there, instead of
+    closing. tmux's ``detach-on-destroy`` cannot say this: ``off`` picks the most recently
+    active session, ``previous`` (3.4) the one before in alphabetical order. A terminal
+    that attached from outside tmux has nowhere to go back to and detaches, as usual."""
     from shoal.tmux.server import TmuxError
 
-    for value in ("previous", "off"):
-        try:
-            server.run("set-option", "-t", f"={session}:", "detach-on-destroy", value)
-            return
-        except TmuxError:
-            continue
+    try:
+        out = server.run(
+            "list-clients", "-t", f"={session}", "-F", "#{client_tty}\t#{client_last_session}"
+        )
+    except TmuxError:
+        return
+    for line in out.splitlines():
+        tty, _, last = line.partition("\t")
+        if last and last != session and server.has_session(last):
+            try:
+                server.run("switch-client", "-c", tty, "-t", f"={last}")
+            except TmuxError:  # the client went away meanwhile
+                continue
 
 
 def window_options(window: str, layout: str) -> list[str]:

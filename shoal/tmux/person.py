@@ -103,9 +103,9 @@ class Person:
         elif self.mode == "steer":
             self.screen.prompt(PROMPT, f"type a line to steer {self.name}")
         elif self.mode == "lead":
-            self.screen.prompt(PROMPT, "@MEMBER text messages a member · y/n/a answers a question")
+            self.screen.prompt(PROMPT, "@MEMBER text messages a member; y/n/a answers")
         else:
-            self.screen.prompt("", f"watching {self.name}: it takes no typed lines")
+            self.screen.prompt("", "watch only: type into an executor's or the lead's pane")
 
     def on_line(self, text: str) -> None:
         """A line the person typed (from the key thread)."""
