@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from shoal.paths import Home
+from shoal.tmux.person import PROMPT
 from tests.conftest import shoal, wait_for
 from tests.team_screens import Tmux, shoal_command
 from tests.team_screens import tmux as tmux  # a fixture
@@ -51,7 +52,7 @@ def _active(tmux: Tmux, session: str) -> str:
 @pytest.mark.timeout(300)
 def test_five_members_at_200x50_and_80x24_are_all_visible_named_and_clickable(
     home: Home,
-    tmux: Tmux,  # noqa: F811
+    tmux: Tmux,
 ) -> None:
     up = shoal("team", "up", "blue", "--members", FIVE, env={"SHOAL_PRELOAD": ""})
     assert up.returncode == 0, up.stderr
@@ -60,8 +61,9 @@ def test_five_members_at_200x50_and_80x24_are_all_visible_named_and_clickable(
     for size in ((200, 50), (80, 24)):
         viewer = tmux.watch("shoal-blue", *size, name=f"viewer{size[0]}")
         wait_for(
-            lambda s=size: max(l + w for l, _, w, _ in _geometry(tmux, "shoal-blue").values())
-            == s[0],
+            lambda s=size: (
+                max(x + w for x, _, w, _ in _geometry(tmux, "shoal-blue").values()) == s[0]
+            ),
             what=f"the window at {size}",
         )
         shown = tmux.screen(viewer, history=False)
@@ -83,7 +85,9 @@ def test_five_members_at_200x50_and_80x24_are_all_visible_named_and_clickable(
     # A prompt where typing does something; a one-line answer where it does not.
     executor, planner = panes["executor@blue-1"], panes["planner@blue-1"]
     assert "waiting for work" in tmux.screen(executor)  # an idle pane is not blank
-    assert tmux.screen(executor).rstrip().splitlines()[-1].startswith("❯ type a line to steer")
+    assert (
+        tmux.screen(executor).rstrip().splitlines()[-1].startswith(PROMPT + "type a line to steer")
+    )
     watching = tmux.screen(planner).rstrip().splitlines()[-1]
     assert watching.startswith("watch only: type into an executor")
     tmux.type(planner, "hello planner")
@@ -100,7 +104,7 @@ def test_five_members_at_200x50_and_80x24_are_all_visible_named_and_clickable(
 @pytest.mark.timeout(300)
 def test_layouts_and_team_down_hands_the_terminal_back_to_the_users_session(
     home: Home,
-    tmux: Tmux,  # noqa: F811
+    tmux: Tmux,
 ) -> None:
     env = {"SHOAL_PRELOAD": ""}
     up = shoal("team", "up", "win", "--members", "executor*2", "--layout", "windows", env=env)
