@@ -66,6 +66,9 @@ def test_a_members_shell_call_asks_in_its_pane_and_in_the_leads(
             shown = tmux.wait(member, ASKED)
             assert "$ echo approved-$((6*7)) needs your approval" in shown
             assert shown.rstrip().splitlines()[-1].startswith(ASKED)  # the input line
+            # Its title (in the pane's border) says what it is doing.
+            title = tmux("display-message", "-p", "-t", member, "#{pane_title}").strip()
+            assert title.startswith("executor@red-1 · ") and title.endswith(" · iteration 1")
             assert "executor@red-1 asks: $ echo approved" in tmux.wait(lead, "asks:")
             tmux.type(member, "y")
             # It ran: its output's tail shows under the call, and the lead's pane is told.

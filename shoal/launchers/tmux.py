@@ -49,7 +49,7 @@ from shoal.tmux.server import (
 log = logging.getLogger(__name__)
 
 _FEED_WAIT = 30.0  # seconds a new pane has to pick up its start-up data
-_DEATH_WAIT = 0.3  # seconds tmux may take to mark a killed pane's process dead
+_DEATH_WAIT = 1.0  # seconds tmux may take to see a killed pane's process end, and how
 _HINT = "click a pane to type into it · shoal team down #{s/^shoal-//:session_name} "
 # Members started without a team (``shoal orchestrator spawn`` with this launcher).
 _NO_TEAM = "actors"
@@ -193,8 +193,7 @@ class TmuxLauncher:
         boot: dict[str, object],
     ) -> tuple[str, int]:
         """The same pane, a new process; it is given the old one's scrollback to show again."""
-        if not pane.dead:  # give tmux a moment to see the death and say how it died
-            pane = self._dead(server, pane)
+        pane = self._dead(server, pane)  # a moment for tmux to see the death and say how
         boot["replay"] = self._keep(server, pane, spec.role, "restarted")
         boot["restart"] = {"cause": pane.death(), "count": pane.restarts + 1}
         out = server.run(
@@ -298,12 +297,15 @@ class TmuxLauncher:
         return args
 
     def _dead(self, server: TmuxServer, pane: PaneInfo) -> PaneInfo:
+        """The pane once tmux has seen its process end and how (its exit status or signal:
+        tmux marks a pane dead when its terminal closes, which can come first)."""
         deadline = time.monotonic() + _DEATH_WAIT
-        while time.monotonic() < deadline:
+        while not _told(pane) and time.monotonic() < deadline:
             time.sleep(0.01)
             now = next((p for p in server.panes() if p.pane_id == pane.pane_id), None)
-            if now is None or now.dead:
-                return now or pane
+            if now is None:
+                return pane
+            pane = now
         return pane
 
     def _find(self, server: TmuxServer, name: str) -> PaneInfo | None:
@@ -367,6 +369,10 @@ class TmuxLauncher:
         tmp = self._state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self._state_file)
+
+
+def _told(pane: PaneInfo) -> bool:
+    return pane.dead and (pane.dead_signal is not None or pane.dead_status is not None)
 
 
 def _feed(fifo: os.PathLike[str], data: bytes) -> None:

@@ -902,7 +902,7 @@ class TeamAnswer(Payload):
     always: bool = False
     """Allow this tool without asking again for the rest of the task."""
     by: str = ""
-    """Where it was answered (a pane)."""
+    """How it was settled, e.g. ``in lead@red-1's pane``, ``(no answer in time)``."""
 
 
 @message("team.progress")

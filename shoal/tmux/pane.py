@@ -106,11 +106,18 @@ def _opening(screen: Screen, spec: Any, boot: dict[str, Any], home: Home) -> Non
 
     restart = boot.get("restart")
     if restart and boot.get("replay"):
-        screen.plain(boot["replay"])
+        screen.plain(_without_input_lines(boot["replay"]))
     if restart:
         screen.line(f"[bold yellow]↻ {escape(_restart_line(spec, restart, home))}[/bold yellow]")
     screen.line(f"[bold]{escape(spec.name)}[/bold] · {escape(spec.role)} · pid {os.getpid()}")
     screen.line(f"[dim]{time.strftime('%H:%M:%S')} waiting for work[/dim]")
+
+
+def _without_input_lines(text: str) -> str:
+    """The old screen's scrollback without its input line (a prompt, a question, a hint)."""
+    from shoal.tmux.person import input_line
+
+    return "\n".join(line for line in text.split("\n") if not input_line(line))
 
 
 def _restart_line(spec: Any, restart: dict[str, Any], home: Home) -> str:

@@ -41,6 +41,14 @@ ASK_TIMEOUT = 600.0
 _YES, _NO, _ALWAYS = ("y", "yes"), ("n", "no"), ("a", "always")
 PROMPT = "\u276f "  # a heavy right-pointing angle, the mark of a prompt
 """Starts the input line of a pane that takes typed lines."""
+WATCH_ONLY = "watch only: type into an executor's or the lead's pane"
+_ASKING = "? (y)es (n)o (a)lways"
+
+
+def input_line(line: str) -> bool:
+    """Whether a line of a pane's screen is its input line (a prompt, a question, a hint):
+    a stored scrollback ends with one, which a replay leaves out."""
+    return line.startswith((PROMPT, WATCH_ONLY[:20])) or _ASKING in line
 
 
 @dataclass
@@ -99,13 +107,13 @@ class Person:
             question = self._questions[0] if self._questions else None
         if question is not None:
             who = f"{_short(question.member)}: " if question.member else ""
-            self.screen.prompt(f"{who}allow {question.tool}? (y)es (n)o (a)lways {PROMPT}")
+            self.screen.prompt(f"{who}allow {question.tool}{_ASKING} {PROMPT}")
         elif self.mode == "steer":
             self.screen.prompt(PROMPT, f"type a line to steer {self.name}")
         elif self.mode == "lead":
             self.screen.prompt(PROMPT, "@MEMBER text messages a member; y/n/a answers")
         else:
-            self.screen.prompt("", "watch only: type into an executor's or the lead's pane")
+            self.screen.prompt("", WATCH_ONLY)
 
     def on_line(self, text: str) -> None:
         """A line the person typed (from the key thread)."""
@@ -143,6 +151,7 @@ class Person:
             "y, n or a (always, for this task)" + (f"; or answer in {lead}'s pane" if lead else "")
         )
         self.idle_prompt()
+        self.screen.bell()
         if lead is not None and self.ctx is not None:
             ask = TeamAsk(
                 ask_id=question.ask_id,
@@ -168,12 +177,12 @@ class Person:
         deadline = time.monotonic() + ASK_TIMEOUT
         while not question.done.wait(0.2):
             if self.cancelled(task_id):
-                self._tell_lead(lead, question, allow=False)
+                self._tell_lead(lead, question, allow=False, how="(the task was cancelled)")
                 raise NobodyToAsk(
                     f"the task was cancelled while {request.tool} waited for approval"
                 )
             if time.monotonic() > deadline:
-                self._tell_lead(lead, question, allow=False)
+                self._tell_lead(lead, question, allow=False, how="(no answer in time)")
                 self.screen.line(f"[red]✗ no answer in {ASK_TIMEOUT:g} s: refused[/red]")
                 raise NobodyToAsk(
                     f"nobody answered within {ASK_TIMEOUT:g} s whether {request.tool} may run "
@@ -211,7 +220,8 @@ class Person:
         who = f"{question.member}'s " if question.member else ""
         self.screen.line(f"{mark} {escape(who + question.text)}: {how} by you")
         if question.member is not None and self.ctx is not None:  # forwarded: tell the member
-            answer = TeamAnswer(ask_id=question.ask_id, allow=allow, always=always, by=self.name)
+            by = f"in {self.name}'s pane"
+            answer = TeamAnswer(ask_id=question.ask_id, allow=allow, always=always, by=by)
             self.ctx.send(question.member, answer)
         else:
             self._tell_lead(question.lead, question, allow=allow, always=always)
@@ -219,11 +229,17 @@ class Person:
         self.idle_prompt()
 
     def _tell_lead(
-        self, lead: str | None, question: Question, *, allow: bool, always: bool = False
+        self,
+        lead: str | None,
+        question: Question,
+        *,
+        allow: bool,
+        always: bool = False,
+        how: str = "",
     ) -> None:
         """The question was settled here: the lead's pane stops asking it."""
         if lead is not None and self.ctx is not None:
-            by = f"{self.name}'s pane"
+            by = how or f"in {self.name}'s pane"
             answer = TeamAnswer(ask_id=question.ask_id, allow=allow, always=always, by=by)
             self.ctx.send(lead, answer)
 
@@ -238,6 +254,7 @@ class Person:
             f"{escape(question.text)}[/bold yellow] (y, n or a here, or in its pane)"
         )
         self.idle_prompt()
+        self.screen.bell()
 
     def answered(self, answer: TeamAnswer) -> None:
         """An answer from the other pane: to a question of ours, or one forwarded to us."""
@@ -250,7 +267,7 @@ class Person:
         question.allow, question.always = answer.allow, answer.always
         verdict = "allowed" if answer.allow else "declined"
         who = f"{question.member}'s " if question.member else ""
-        self.screen.line(f"· {escape(who + question.text)}: {verdict} in {escape(answer.by)}")
+        self.screen.line(f"· {escape(who + question.text)}: {verdict} {escape(answer.by)}")
         question.done.set()
         self.idle_prompt()
 

@@ -81,6 +81,13 @@ class Screen:
             if self.tty and not self._closed:
                 self._draw_input()
 
+    def bell(self) -> None:
+        """Something needs the person: tmux flags the window in its status line."""
+        if self.tty:
+            with self._lock:
+                self._write("\a")
+                self.out.flush()
+
     def title(self, text: str) -> None:
         """The pane's title (tmux shows it in the pane's border)."""
         if self.tty:
