@@ -43,6 +43,7 @@ def test_a_members_shell_call_asks_in_its_pane_and_in_the_leads(
                     call("shell", command="echo declined-$((6*7)) > made.txt"),
                     call("shell", command="echo again-$((6*7))"),
                     call("shell", command="echo always-$((6*7))"),
+                    call("git", args=["add", "-A"]),  # nobody answers: refused in time
                     call("read_file", path="calc.py"),
                     call("edit_file", path="calc.py", old_string="a - b", new_string="a + b"),
                     call("finish", summary="asked three times"),
@@ -52,7 +53,7 @@ def test_a_members_shell_call_asks_in_its_pane_and_in_the_leads(
         }
     )
     with ScriptedModelServer(script) as server:
-        env = {**model_env(server), "SHOAL_PRELOAD": ""}
+        env = {**model_env(server), "SHOAL_PRELOAD": "", "SHOAL_APPROVAL_TIMEOUT": "20"}
         up = shoal("team", "up", "red", "--members", "executor", "--json", env=env)
         assert up.returncode == 0, up.stderr
         panes = tmux.member_panes("shoal-red")
@@ -84,6 +85,10 @@ def test_a_members_shell_call_asks_in_its_pane_and_in_the_leads(
             # The third: "a" allows shell for the rest of the task; the fourth asks no more.
             tmux.wait(member, "$ echo again-$((6*7)) needs your approval")
             tmux.type(member, "a")
+            # A git write asks too (shell is allowed now, git is not); nobody answers it.
+            tmux.wait(member, "git add -A needs your approval")
+            tmux.wait(member, "✗ no answer in 20 s: refused")
+            tmux.wait(lead, "declined (no answer in time)")
             out, err = run.communicate(timeout=120)
         finally:
             if run.poll() is None:
@@ -94,6 +99,7 @@ def test_a_members_shell_call_asks_in_its_pane_and_in_the_leads(
     assert "the user declined shell" in _said(requests[2])
     assert not (repo / "made.txt").exists()  # the declined command never ran
     assert "always-42" in _said(requests[4])
+    assert "nobody answered within 20 s whether git may run" in _said(requests[5])
     final = tmux.screen(member)
-    assert final.count("needs your approval") == 3  # never asked about the fourth call
+    assert final.count("needs your approval") == 4  # never asked about the fourth call
     assert "✗ the user declined shell" in err  # the reason on run's progress output too

@@ -118,6 +118,17 @@ def test_layouts_and_team_down_hands_the_terminal_back_to_the_users_session(
     assert len({g[2] for g in grid.values()}) <= 2  # all (about) the same size
     bad = shoal("team", "up", "bad", "--members", "executor", "--layout", "spiral")
     assert bad.returncode == 2 and "--layout 'spiral'" in bad.stderr
+    # Nine panes to a window; then each window is named after the members it holds.
+    up = shoal("team", "up", "many", "--members", "echo*10", "--layout", "tiled", env=env)
+    assert up.returncode == 0, up.stderr
+    fmt = "#{window_name} #{window_panes}"
+    assert tmux("list-windows", "-t", "=shoal-many:", "-F", fmt).split("\n")[:2] == [
+        "echo-1…echo-9 9",
+        "echo-10 1",
+    ]
+    # The session's options are its own: the user's other sessions keep theirs.
+    assert tmux("show-options", "-gv", "mouse").strip() == "off"
+    assert tmux("show-options", "-v", "-t", "=shoal-many:", "mouse").strip() == "on"
 
     # The user's own session, in a terminal; from inside it they attach to the team, then
     # take the team down: the terminal is back in their session, not closed.

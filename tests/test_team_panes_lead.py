@@ -102,6 +102,7 @@ def test_the_leads_pane_and_team_runs_output_tell_who_did_what(
     member = taken["fix-shout"]
     refused = f'fix-shout: {member}: shell {{"command": "echo unattended-$((6*7))"}} ✗ shell'
     assert f"{refused} needs approval and {reason}" in err
+    assert f"✗ {refused} needs approval" in lead  # the lead's pane tells it too
 
     # The evaluator's lines name what they judged.
     judged = tmux.screen(panes["evaluator@red-1"])

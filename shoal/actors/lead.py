@@ -93,13 +93,11 @@ class LeadActor(SubmitsChildren, Actor):
             runs = list(self._team_runs.values())
         for run in runs:
             subtask = run.running.get(msg.task_id or "")
-            if subtask is not None or msg.task_id == run.id:
-                run.progress(
-                    "message",
-                    subtask.id if subtask else None,
-                    payload.text[:2000],
-                    member=payload.sender,
-                )
+            # A child that wrote at once may be running before the run has noted its id.
+            sid = subtask.id if subtask else payload.subtask
+            if subtask is not None or msg.task_id == run.id or sid in run.outcomes:
+                run.progress("message", sid, payload.text[:2000], member=payload.sender)
+                return
 
     # --- the run (worker threads) -----------------------------------------------
 

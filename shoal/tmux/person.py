@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
     from shoal.tools.permissions import PermissionRequest
 
 ASK_TIMEOUT = 600.0
-"""Seconds a call waits for an answer before it is refused (below the stall timeout)."""
+"""Seconds a call waits for an answer before it is refused (below the stall timeout);
+``SHOAL_APPROVAL_TIMEOUT`` sets another."""
 _YES, _NO, _ALWAYS = ("y", "yes"), ("n", "no"), ("a", "always")
 PROMPT = "\u276f "  # a heavy right-pointing angle, the mark of a prompt
 """Starts the input line of a pane that takes typed lines."""
@@ -174,7 +176,8 @@ class Person:
     def _wait(
         self, question: Question, request: PermissionRequest, task_id: str, lead: str | None
     ) -> bool:
-        deadline = time.monotonic() + ASK_TIMEOUT
+        wait = _approval_timeout()
+        deadline = time.monotonic() + wait
         while not question.done.wait(0.2):
             if self.cancelled(task_id):
                 self._tell_lead(lead, question, allow=False, how="(the task was cancelled)")
@@ -183,9 +186,9 @@ class Person:
                 )
             if time.monotonic() > deadline:
                 self._tell_lead(lead, question, allow=False, how="(no answer in time)")
-                self.screen.line(f"[red]✗ no answer in {ASK_TIMEOUT:g} s: refused[/red]")
+                self.screen.line(f"[red]✗ no answer in {wait:g} s: refused[/red]")
                 raise NobodyToAsk(
-                    f"nobody answered within {ASK_TIMEOUT:g} s whether {request.tool} may run "
+                    f"nobody answered within {wait:g} s whether {request.tool} may run "
                     "(asked in the member's pane); do not retry it, take another approach"
                 )
         if question.allow and question.always:
@@ -321,6 +324,13 @@ def hosting(actor_cls: type[Actor], person: Person) -> type[Actor]:
     if hasattr(actor_cls, "asker"):
         attrs["asker"] = staticmethod(person.ask)
     return type(actor_cls.__name__, (actor_cls,), attrs)
+
+
+def _approval_timeout() -> float:
+    try:
+        return max(1.0, float(os.environ.get("SHOAL_APPROVAL_TIMEOUT", ASK_TIMEOUT)))
+    except ValueError:
+        return ASK_TIMEOUT
 
 
 def mode_of(actor_cls: type[Actor], role: str) -> str:
