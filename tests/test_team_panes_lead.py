@@ -58,7 +58,7 @@ def test_the_leads_pane_and_team_runs_output_tell_who_did_what(
     )
     with ScriptedModelServer(script) as server:
         env = {**model_env(server), "SHOAL_PRELOAD": ""}
-        up = shoal("team", "up", "red", "--members", "executor*3,evaluator", env=env)
+        up = shoal("team", "up", "red", "--members", "planner,executor*3,evaluator", env=env)
         assert up.returncode == 0, up.stderr
         run = shoal(
             "team", "run", "fix the three bugs", "-C", str(repo), "--size", "3",
@@ -103,6 +103,11 @@ def test_the_leads_pane_and_team_runs_output_tell_who_did_what(
     refused = f'fix-shout: {member}: shell {{"command": "echo unattended-$((6*7))"}} ✗ shell'
     assert f"{refused} needs approval and {reason}" in err
     assert f"✗ {refused} needs approval" in lead  # the lead's pane tells it too
+
+    # The planner's pane shows the subtasks it planned, not only its steps.
+    planned = tmux.screen(panes["planner@red-1"])
+    assert "◀ plan: 1 step(s), 3 subtask(s)" in planned, planned
+    assert all(f"· {sid}: fix " in planned for sid in IDS.values()), planned
 
     # The evaluator's lines name what they judged.
     judged = tmux.screen(panes["evaluator@red-1"])
