@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     person.ctx = runtime.actor.ctx
     person.cancelled = lambda task_id: task_id in getattr(runtime.actor, "cancelled", ())
     _opening(screen, spec, boot, home)
-    person.idle_prompt()
+    person.show_prompt()
     view.start()
     threading.Thread(target=_keys, args=(screen, person, home, spec.name), daemon=True).start()
     threading.Thread(target=_warm, args=(boot.get("preload") or [],), daemon=True).start()

@@ -85,6 +85,8 @@ class Terminal:
 
 
 class Person:
+    """The person at one member's pane (one per pane process; its threads share it)."""
+
     def __init__(
         self, name: str, role: str, screen: Screen, terminal: Terminal, mode: str = "watch"
     ) -> None:
@@ -104,7 +106,9 @@ class Person:
 
     # --- the input line -------------------------------------------------------------
 
-    def idle_prompt(self) -> None:
+    def show_prompt(self) -> None:
+        """The input line for what typing does now: answer the first open question, or
+        the pane's own use of typed lines."""
         with self._lock:
             question = self._questions[0] if self._questions else None
         if question is not None:
@@ -152,7 +156,7 @@ class Person:
             f"[bold yellow]? {escape(what)}[/bold yellow]{escape(label)} needs your approval: "
             "y, n or a (always, for this task)" + (f"; or answer in {lead}'s pane" if lead else "")
         )
-        self.idle_prompt()
+        self.show_prompt()
         self.screen.bell()
         if lead is not None and self.ctx is not None:
             ask = TeamAsk(
@@ -171,7 +175,7 @@ class Person:
             with self._lock:
                 if question in self._questions:
                     self._questions.remove(question)
-            self.idle_prompt()
+            self.show_prompt()
 
     def _wait(
         self, question: Question, request: PermissionRequest, task_id: str, lead: str | None
@@ -229,7 +233,7 @@ class Person:
         else:
             self._tell_lead(question.lead, question, allow=allow, always=always)
         question.done.set()
-        self.idle_prompt()
+        self.show_prompt()
 
     def _tell_lead(
         self,
@@ -256,7 +260,7 @@ class Person:
             f"[bold yellow]? {escape(ask.member)}{escape(label)} asks: "
             f"{escape(question.text)}[/bold yellow] (y, n or a here, or in its pane)"
         )
-        self.idle_prompt()
+        self.show_prompt()
         self.screen.bell()
 
     def answered(self, answer: TeamAnswer) -> None:
@@ -272,7 +276,7 @@ class Person:
         who = f"{question.member}'s " if question.member else ""
         self.screen.line(f"· {escape(who + question.text)}: {verdict} {escape(answer.by)}")
         question.done.set()
-        self.idle_prompt()
+        self.show_prompt()
 
     # --- typed messages -------------------------------------------------------------------
 
