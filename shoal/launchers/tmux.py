@@ -49,7 +49,7 @@ from shoal.tmux.server import (
 log = logging.getLogger(__name__)
 
 _FEED_WAIT = 30.0  # seconds a new pane has to pick up its start-up data
-_DEATH_WAIT = 1.0  # seconds tmux may take to see a killed pane's process end, and how
+_DEATH_WAIT = 0.3  # seconds tmux may take to see a killed pane's process end, and how
 _HINT = "click a pane to type into it · shoal team down #{s/^shoal-//:session_name} "
 # Members started without a team (``shoal orchestrator spawn`` with this launcher).
 _NO_TEAM = "actors"
@@ -193,9 +193,9 @@ class TmuxLauncher:
         boot: dict[str, object],
     ) -> tuple[str, int]:
         """The same pane, a new process; it is given the old one's scrollback to show again."""
-        pane = self._dead(server, pane)  # a moment for tmux to see the death and say how
+        cause = self._dead(server, pane)  # a moment for tmux to see the death and say how
         boot["replay"] = self._keep(server, pane, spec.role, "restarted")
-        boot["restart"] = {"cause": pane.death(), "count": pane.restarts + 1}
+        boot["restart"] = {"cause": cause, "count": pane.restarts + 1}
         out = server.run(
             "set-option",
             "-p",
@@ -296,17 +296,23 @@ class TmuxLauncher:
             args += ["-e", f"{key}={value}"]
         return args
 
-    def _dead(self, server: TmuxServer, pane: PaneInfo) -> PaneInfo:
-        """The pane once tmux has seen its process end and how (its exit status or signal:
-        tmux marks a pane dead when its terminal closes, which can come first)."""
+    def _dead(self, server: TmuxServer, pane: PaneInfo) -> str:
+        """How the pane's process ended: ``SIGKILL``, ``exit status 1``.
+
+        tmux says so once it has reaped the process; it marks the pane dead when the
+        terminal closes, which can come first, and tmux 3.3 was seen to leave a respawned
+        pane's process a zombie for over a second. A zombie's own exit code is in /proc.
+        """
         deadline = time.monotonic() + _DEATH_WAIT
         while not _told(pane) and time.monotonic() < deadline:
+            if pane.dead and (zombie := _zombie_exit(pane.pid)) is not None:
+                return zombie
             time.sleep(0.01)
             now = next((p for p in server.panes() if p.pane_id == pane.pane_id), None)
             if now is None:
-                return pane
+                break
             pane = now
-        return pane
+        return pane.death()
 
     def _find(self, server: TmuxServer, name: str) -> PaneInfo | None:
         """The member's pane: by the cached id, else by the options we set on it."""
@@ -373,6 +379,25 @@ class TmuxLauncher:
 
 def _told(pane: PaneInfo) -> bool:
     return pane.dead and (pane.dead_signal is not None or pane.dead_status is not None)
+
+
+def _zombie_exit(pid: int) -> str | None:
+    """How an exited, not yet reaped process ended (``exit_code``, field 52 of its stat)."""
+    import signal
+
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if not fields or fields[0] != "Z" or len(fields) < 50 or not fields[49].isdigit():
+        return None
+    code = int(fields[49])
+    if code & 0x7F:
+        try:
+            return signal.Signals(code & 0x7F).name
+        except ValueError:
+            return f"signal {code & 0x7F}"
+    return f"exit status {code >> 8}"
 
 
 def _feed(fifo: os.PathLike[str], data: bytes) -> None:
