@@ -76,15 +76,18 @@ def test_a_members_shell_call_asks_in_its_pane_and_in_the_leads(
             tmux.wait(member, "approved-42")
             tmux.wait(lead, "allowed in executor@red-1's pane")
 
-            # The second is answered in the lead's pane: declined, with the reason shown.
-            tmux.wait(lead, "asks: $ echo declined", after=0)
-            tmux.type(lead, "n")
-            shown = tmux.wait(member, "the user declined shell")
-            assert "declined in lead@red-1" in shown
+            # The second: "n" in the member's pane declines it, with the reason shown.
+            tmux.wait(member, "$ echo declined-$((6*7)) > made.txt needs your approval")
+            tmux.type(member, "n")
+            tmux.wait(member, "✗ $ echo declined-$((6*7)) > made.txt: declined by you")
+            tmux.wait(member, "✗ the user declined shell echo declined")
+            tmux.wait(lead, "declined in executor@red-1's pane")
 
-            # The third: "a" allows shell for the rest of the task; the fourth asks no more.
-            tmux.wait(member, "$ echo again-$((6*7)) needs your approval")
-            tmux.type(member, "a")
+            # The third is answered in the lead's pane: "a" allows shell for the rest of the
+            # task, so the fourth does not ask.
+            tmux.wait(lead, "asks: $ echo again-$((6*7))")
+            tmux.type(lead, "a")
+            tmux.wait(member, "allowed in lead@red-1's pane")
             # A git write asks too (shell is allowed now, git is not); nobody answers it.
             tmux.wait(member, "git add -A needs your approval")
             tmux.wait(member, "✗ no answer in 20 s: refused")
