@@ -148,6 +148,14 @@ class ExecutorActor(SubmitsChildren, Actor):
         changes = TaskChanges(payload.cwd, task_id, payload.iteration)
         with self._inbox_lock:
             self.current_task = task_id
+        if msg.attempt > 1:  # a progress view must not show the calls again unexplained
+            again = ExecEvent(
+                iteration=payload.iteration,
+                type="again",
+                name=self.ctx.name,
+                detail=f"delivery {msg.attempt}",
+            )
+            self.ctx.publish(again, task_id=task_id)
         if payload.parent and payload.subtask:  # who took which, for the team run's lead
             self.ctx.publish(
                 TeamProgress(

@@ -222,6 +222,12 @@ class _Progress:
                 self._line(f"  {note}")
         elif env.kind == "team.progress":
             self._line(team_line(p))
+        elif p.get("type") == "again":
+            self._line(
+                f"  [yellow]↻ {escape(p['name'])} takes iteration {p['iteration']} up again"
+                f"[/yellow] ({escape(p.get('detail', ''))}): the actor that had it was "
+                "restarted; the calls that follow repeat its lost run's"
+            )
         elif p.get("type") == "tool_call":
             mark = "" if p.get("ok", True) else " [red]✗[/red]"
             why = f" [red]{escape(p['error'])}[/red]" if p.get("error") else ""

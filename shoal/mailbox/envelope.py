@@ -539,7 +539,9 @@ class ExecEvent(Payload):
     """Published for live views: one tool call or one piece of model output."""
 
     iteration: int
-    type: Literal["tool_call", "text", "turn"]
+    type: Literal["tool_call", "text", "turn", "again"]
+    """``again``: the iteration is taken up again by ``name`` (its request was redelivered:
+    the actor that had it died), so the calls that follow repeat the lost run's."""
     name: str = ""
     detail: str = ""
     ok: bool = True
