@@ -148,24 +148,7 @@ class ExecutorActor(SubmitsChildren, Actor):
         changes = TaskChanges(payload.cwd, task_id, payload.iteration)
         with self._inbox_lock:
             self.current_task = task_id
-        if msg.attempt > 1:  # a progress view must not show the calls again unexplained
-            again = ExecEvent(
-                iteration=payload.iteration,
-                type="again",
-                name=self.ctx.name,
-                detail=f"delivery {msg.attempt}",
-            )
-            self.ctx.publish(again, task_id=task_id)
-        if payload.parent and payload.subtask:  # who took which, for the team run's lead
-            self.ctx.publish(
-                TeamProgress(
-                    event="start",
-                    subtask=payload.subtask,
-                    member=self.ctx.name,
-                    text=f"iteration {payload.iteration}",
-                ),
-                task_id=payload.parent,
-            )
+        self._announce(msg, payload, task_id)
         try:
             loop = Iteration(self, task_id, payload, recall.result(), changes)
             error = loop.run_to_end()
@@ -185,6 +168,28 @@ class ExecutorActor(SubmitsChildren, Actor):
             snapshot=snapshot,
             error=error,
         )
+
+    def _announce(self, msg: Envelope, payload: ExecRequest, task_id: str) -> None:
+        """For progress views: an iteration taken up again (its calls repeat a lost run's),
+        and who took a team run's subtask (for the run's lead and output)."""
+        if msg.attempt > 1:
+            again = ExecEvent(
+                iteration=payload.iteration,
+                type="again",
+                name=self.ctx.name,
+                detail=f"delivery {msg.attempt}",
+            )
+            self.ctx.publish(again, task_id=task_id)
+        if payload.parent and payload.subtask:
+            self.ctx.publish(
+                TeamProgress(
+                    event="start",
+                    subtask=payload.subtask,
+                    member=self.ctx.name,
+                    text=f"iteration {payload.iteration}",
+                ),
+                task_id=payload.parent,
+            )
 
     def on_workspace_restore(self, msg: Envelope, payload: RestoreRequest) -> RestoreResult:
         """From the state the task left the files in (its last snapshot) to its best,
