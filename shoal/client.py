@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-EVENTS = ("task.progress", "exec.event", "eval.checks")
+EVENTS = ("task.progress", "exec.event", "eval.checks", "team.progress")
 """The kinds of event a task's follower gets."""
 
 

@@ -123,13 +123,15 @@ def submission(
     options = resolved.config.task_options()
     options = replace(options, **checks, virtual_env=virtual_env or None)
     notice = resolved.notice(_here())
-    notes = _models(home, resolved, notice, no_model)
+    agent_model = None
+    if agent is not None:
+        options = _agent(home, workdir, agent, options)
+        agent_model = options.agent.model if options.agent is not None else None
+    notes = _models(home, resolved, notice, no_model, agent_model)
     if team is not None:
         if not TEAM_NAME.fullmatch(team):
             raise SubmitError(f"{team!r} is not a team name (letters, digits, - and _)")
         options = replace(options, team=team)
-    if agent is not None:
-        options = _agent(home, workdir, agent, options)
     task = TaskSubmit(description=description, cwd=str(workdir), options=options)
     if notice:
         log.info("%s", notice.removeprefix("shoal: "))
@@ -138,7 +140,9 @@ def submission(
     return Submission(task, resolved.ignored, notice, notes)
 
 
-def _models(home: Home, resolved: Resolved, notice: str | None, no_model: str) -> list[str]:
+def _models(
+    home: Home, resolved: Resolved, notice: str | None, no_model: str, agent_model: str | None
+) -> list[str]:
     """The lines to show about the task's models; SubmitError if it has none or a typo."""
     if not resolved.config.models():
         why = [notice.removeprefix("shoal: ")] if notice else []
@@ -147,13 +151,14 @@ def _models(home: Home, resolved: Resolved, notice: str | None, no_model: str) -
             f"no model configured: {no_model}" + (f" ({'; '.join(why)})" if why else "")
         )
     notes = [resolved.auto_line] if resolved.auto_line else []
-    return notes + check_models(home, resolved)
+    return notes + check_models(home, resolved, agent_model)
 
 
-def check_models(home: Home, resolved: Resolved) -> list[str]:
+def check_models(home: Home, resolved: Resolved, agent_model: str | None = None) -> list[str]:
     """Refuse a model name its list does not have but has one like it (a typo), before
     anything starts: one line with the closest names. A name nothing resembles (newer
-    than the list, say) is a note; a model whose list cannot be read passes."""
+    than the list, say) is a note; a model whose list cannot be read passes. An agent
+    definition's model (``agent_model``) is the executor's: the one checked for it."""
     from shoal.providers.choice import check
 
     config = resolved.config
@@ -162,6 +167,8 @@ def check_models(home: Home, resolved: Resolved) -> list[str]:
     for role in ("planner", "executor", "evaluator", "small"):
         field = f"{role}_model" if getattr(config, f"{role}_model") else "model"
         model = getattr(config, field)
+        if role == "executor" and agent_model:
+            field, model = "agent", agent_model
         base = getattr(config, f"{role}_base_url") or config.base_url
         if not model or (model, base) in seen:
             continue
@@ -176,6 +183,8 @@ def check_models(home: Home, resolved: Resolved) -> list[str]:
 
 def _origin(resolved: Resolved, field: str) -> str:
     """Where a setting came from, as the user would find it."""
+    if field == "agent":
+        return "the agent definition's model"
     source = resolved.sources.get(field, "default")
     if source == "environment":
         return f"SHOAL_{field.upper()}"

@@ -139,3 +139,84 @@ def test_a_budget_warning_shows_in_the_plain_lines_and_the_live_table() -> None:
     console.print(render(state))
     row = next(line for line in console.export_text().splitlines() if line.startswith("T1"))
     assert "executing" in row and "850" in row and "⚠ tokens 85%" in row
+
+
+def test_status_live_lists_members_busy_or_idle_with_their_subtask(
+    home: Home, tmp_path: Path
+) -> None:
+    repo = bare_repo(tmp_path)
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan()],
+                "scripted-executor": [
+                    # Busy long enough to be seen by a view that asks once a second.
+                    {**call("read_file", path="calc.py"), "delay": 8},
+                    call("finish", summary="looked"),
+                ],
+                "scripted-evaluator": [verdict(0.9)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        env = {**os.environ, **model_env(server), "SHOAL_PRELOAD": ""}
+        up = shoal("team", "up", "alpha", "--members", "executor", "--mode", "process", env=env)
+        assert up.returncode == 0, up.stderr
+        viewer = [sys.executable, "-m", "shoal", "status", "--live"]
+        plain = subprocess.Popen(viewer, stdout=subprocess.PIPE, text=True, env=env)
+        try:
+            assert plain.stdout is not None
+            seen = [plain.stdout.readline()]  # the view is up: the rest are changes
+            while "member lead@alpha-1 idle" not in seen[-1]:
+                seen.append(plain.stdout.readline())
+            run = shoal("run", "look", "-C", str(repo), "--team", "alpha", "--json", env=env)
+            assert run.returncode == 0, run.stderr
+            task = json.loads(run.stdout)["task_id"]
+            shoal("team", "down", "alpha", "--force", check=True)
+        finally:
+            plain.send_signal(signal.SIGINT)
+            rest, _ = plain.communicate(timeout=15)
+    lines = "".join(seen) + rest
+    # Each member as it changed: idle, busy with the task and its phase, idle again.
+    busy = f"member executor@alpha-1 busy {task[:10]} executing"
+    assert busy in lines, lines
+    assert lines.index(busy) < lines.rindex("member executor@alpha-1 idle"), lines
+
+
+def test_the_live_view_fits_80_columns_and_names_each_members_subtask() -> None:
+    from rich.console import Console
+
+    from shoal.cli.live import LiveState, render
+    from shoal.mailbox.envelope import Envelope
+    from shoal.messages.tasks import TaskProgress
+    from shoal.messages.teams import TeamMemberStatus
+
+    state = LiveState()
+    task = "06H2RI9FAU7KNQ9U2LKFPSDNHC"
+    progress = TaskProgress(
+        task_id=task, phase="evaluating", iteration=2, score=0.42, tokens=123456, cost_usd=0.0123
+    )
+    state.apply(Envelope.of(progress, sender="orchestrator", recipient="*", task_id=task))
+    state.tasks[task].description = "split the parser module and fix its three failing tests"
+    state.actors = {"lead@red-1": "lead@red", "executor@red-2": "executor@red"}
+
+    def member(name: str, busy: bool, subtask: str | None = None) -> TeamMemberStatus:
+        return TeamMemberStatus(
+            name=name, role=name.rsplit("-", 1)[0], pane_id="%1", pid=1, alive=True,
+            state="ready", busy=busy, restarts=0, stalled=False, stalls=0,
+            task_id=task if busy else None, subtask=subtask, phase="executing" if busy else None,
+            last_heartbeat=None, tokens=0, cost_usd=0.0,
+        )  # fmt: skip
+
+    state.set_members(
+        {"red": [member("lead@red-1", False), member("executor@red-2", True, "lexer")]}
+    )
+    console = Console(width=80, record=True)
+    console.print(render(state, 80))
+    shown = console.export_text()
+    assert all(len(line) <= 80 for line in shown.splitlines()), shown
+    row = next(line for line in shown.splitlines() if line.startswith(task[:10]))
+    for cell in ("evaluating", " 2 ", "0.42", "123,456", "$0.0123", "split the"):
+        assert cell in row, row  # the phase and every number whole; the description cut
+    assert "team red: lead@red-1 idle" in shown
+    assert f"executor@red-2 busy {task[:10]}/lexer executing" in shown

@@ -53,6 +53,10 @@ def _team(name: str, env: dict[str, str] | None = None) -> dict:
     return json.loads(shoal("team", "status", name, "--json", check=True, env=env).stdout)
 
 
+def _screen(tmux: list[str], pane: str) -> str:
+    return _tmux(tmux, "capture-pane", "-p", "-J", "-S", "-", "-t", pane)
+
+
 def _clients(tmux: list[str]) -> list[str]:
     return _tmux(tmux, "list-clients", "-F", "#{client_session}").split()
 
@@ -168,6 +172,14 @@ def test_a_pane_member_is_respawned_in_place_takes_steering_and_leaves_a_transcr
                 timeout=90,
                 what="the respawned member to take the step again",
             )
+            # The respawned pane shows what it showed before, then why it is back.
+            screen = wait_for(
+                lambda: "(redelivered)" in (shown := _screen(tmux, pane)) and shown,
+                what="the work it is given again",
+            )
+            back = "restarted after SIGKILL (restart 1); redelivered: exec.request "
+            assert back in screen and "iteration 1, team.message from " in screen, screen
+            assert screen.index(EARLY) < screen.index(back) < screen.index("(redelivered)")
             _tmux(tmux, "send-keys", "-t", pane, "-l", STEER)
             _tmux(tmux, "send-keys", "-t", pane, "Enter")
             out, err = run.communicate(timeout=120)
@@ -211,7 +223,7 @@ def test_a_pane_member_is_respawned_in_place_takes_steering_and_leaves_a_transcr
     assert shoal("team", "status", "red").returncode == 1
 
     def transcripts() -> list[dict]:
-        rows = read(home, "team.transcripts", {"team": "red"})
+        rows = read(home, "team.transcripts", {"team": "red", "member": "executor@red-1"})
         return [dict(zip(rows.columns, row, strict=True)) for row in rows.rows]
 
     kept = wait_for(lambda: len(transcripts()) == 2 and transcripts(), what="two transcripts")
@@ -319,6 +331,8 @@ def test_a_five_member_team_gets_a_pane_each_and_goes_down_after_its_busy_member
                 "scripted-planner": [plan()],
                 # In flight when `team down` comes: the member must finish the message.
                 "scripted-executor": [{**call("read_file", path="calc.py"), "delay": 4}],
+                # Never asked (the budget ends the task first) but served, as configured.
+                "scripted-evaluator": [verdict(0.9)],
             }
         }
     )
@@ -336,34 +350,38 @@ def test_a_five_member_team_gets_a_pane_each_and_goes_down_after_its_busy_member
         )
         assert up.returncode == 0, up.stderr
         members = {m["name"]: m for m in _team("blue", env)["members"]}
-        order = ["planner@blue-1", *(f"executor@blue-{i}" for i in (1, 2, 3)), "evaluator@blue-1"]
+        order = [
+            "lead@blue-1",  # joins a team with loop roles (issue 19)
+            "planner@blue-1",
+            *(f"executor@blue-{i}" for i in (1, 2, 3)),
+            "evaluator@blue-1",
+        ]
         assert sorted(members) == sorted(order)
         for name, m in members.items():
             assert m["role"] == name.rsplit("-", 1)[0] and m["alive"] and m["state"] == "ready"
             assert m["last_heartbeat"] and m["pane_id"].startswith("%")
-        assert len({m["pane_id"] for m in members.values()}) == 5
+        assert len({m["pane_id"] for m in members.values()}) == 6
         # What tmux says: each member's own pane, running the member's process.
         fmt = "#{pane_id} #{pane_pid} #{@shoal_member}"
         panes = _tmux(tmux, "list-panes", "-s", "-t", "=shoal-blue:", "-F", fmt).split("\n")[:-1]
         assert sorted(panes) == sorted(
             f"{m['pane_id']} {m['pid']} {name}" for name, m in members.items()
         )
-        # Four panes to a window, tiled in member order (a 2x2 grid of equal panes); the
-        # fifth member opens the next window, a pane of its own the window's full size.
+        # One window (issue 19: no member alone in a second one), main-vertical: the lead
+        # first, the whole height on the left, 40% of the width; the others stacked beside
+        # it, top to bottom in member order, each the rest of the width.
         windows = {}
         for line in _geometry(tmux, "shoal-blue").splitlines():
             window, pane, at, size = line.split()
             windows.setdefault(window, []).append((pane, at, size))
-        first, second = windows.values()
-        assert [p for p, _, _ in first] == [members[n]["pane_id"] for n in order[:4]]
-        lefts = sorted({int(at.split(",")[0]) for _, at, _ in first})
-        tops = sorted({int(at.split(",")[1]) for _, at, _ in first})
-        assert len(lefts) == 2 and len(tops) == 2, first
-        assert [at for _, at, _ in first] == [f"{x},{y}" for y in tops for x in lefts]
-        widths = [int(size.split("x")[0]) for _, _, size in first]
-        assert max(widths) - min(widths) <= 1 and min(widths) >= 90, first
-        assert [p for p, _, _ in second] == [members["evaluator@blue-1"]["pane_id"]]
-        assert second[0][2].startswith("200x")
+        (first,) = windows.values()
+        assert [p for p, _, _ in first] == [members[n]["pane_id"] for n in order]
+        (_, lead_at, lead_size), rest = first[0], first[1:]
+        assert lead_at == "0,1" and lead_size.split("x") == ["79", "49"], first
+        assert {at.split(",")[0] for _, at, _ in rest} == {"80"}, first
+        tops = [int(at.split(",")[1]) for _, at, _ in rest]
+        assert tops == sorted(tops) and len(set(tops)) == 5, first
+        assert {size.split("x")[0] for _, _, size in rest} == {"120"}, first
         assert _geometry(tmux, "mine") == mine
 
         # The token budget ends the task on the executor's answer: no evaluation to wait for.

@@ -297,6 +297,8 @@ class Turn:
         self._streamed = ""
 
     def on_tool(self, call: ToolCall, result: ToolResult, message: dict[str, Any]) -> None:
+        from shoal.tools.preview import preview
+
         r, output = self.request, result.output
         self.actor.ctx.publish(
             ChatTool(
@@ -309,6 +311,9 @@ class Turn:
                 error=""
                 if result.ok
                 else clip(output.strip().splitlines()[0] if output.strip() else "", 300),
+                preview=""
+                if result.denied
+                else preview(call.name, call.arguments, result.ok, output),
             )
         )
         self.new.append(SessionMessage(role="tool", content=output, tool_call_id=call.id))

@@ -16,7 +16,7 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shoal.actors.base import KEEP, Actor, inline
 from shoal.actors.children import ChildSubmitter, SubmitsChildren
@@ -35,12 +35,12 @@ from shoal.messages.tasks import (
     WorkspaceRestore,
     WorkspaceRestoreResult,
 )
-from shoal.messages.teams import TeamMessage
+from shoal.messages.teams import TeamMessage, TeamProgress
 
 if TYPE_CHECKING:
     from shoal.llm.client import Completion, ToolCall
     from shoal.tools import Toolbox, ToolResult
-    from shoal.tools.permissions import PermissionRequest
+    from shoal.tools.permissions import Asker, PermissionRequest
     from shoal.workspace.changes import TaskChanges
 
 SYSTEM = """You are the executor of shoal, a coding agent. You work in the git repository
@@ -53,8 +53,17 @@ Plan:
 {findings}"""
 
 
+class PaneAsker(Protocol):
+    """Asks the person at the actor's terminal about a call of ``task_id`` (a tmux pane)."""
+
+    def __call__(self, request: PermissionRequest, task_id: str, subtask: str | None) -> bool: ...
+
+
 class ExecutorActor(SubmitsChildren, Actor):
     role = "executor"
+    asker: PaneAsker | None = None
+    """Who decides calls that need approval: set by a process with a person at hand (a
+    teammate's tmux pane). Without one such calls are refused, saying why."""
 
     def setup(self) -> None:
         from shoal.actors.delegate import Delegations
@@ -147,6 +156,7 @@ class ExecutorActor(SubmitsChildren, Actor):
         changes = TaskChanges(payload.cwd, task_id, payload.iteration)
         with self._inbox_lock:
             self.current_task = task_id
+        self._announce(msg, payload, task_id)
         try:
             loop = Iteration(self, task_id, payload, recall.result(), changes)
             error = loop.run_to_end()
@@ -166,6 +176,28 @@ class ExecutorActor(SubmitsChildren, Actor):
             snapshot=snapshot,
             error=error,
         )
+
+    def _announce(self, msg: Envelope, payload: ExecRequest, task_id: str) -> None:
+        """For progress views: an iteration taken up again (its calls repeat a lost run's),
+        and who took a team run's subtask (for the run's lead and output)."""
+        if msg.attempt > 1:
+            again = ExecEvent(
+                iteration=payload.iteration,
+                type="again",
+                name=self.ctx.name,
+                detail=f"delivery {msg.attempt}",
+            )
+            self.ctx.publish(again, task_id=task_id)
+        if payload.parent and payload.subtask:
+            self.ctx.publish(
+                TeamProgress(
+                    event="start",
+                    subtask=payload.subtask,
+                    member=self.ctx.name,
+                    text=f"iteration {payload.iteration}",
+                ),
+                task_id=payload.parent,
+            )
 
     def on_workspace_restore(
         self, msg: Envelope, payload: WorkspaceRestore
@@ -221,7 +253,9 @@ def as_agent(request: ExecRequest, agent: AgentSpec) -> ExecRequest:
     )
 
 
-def workspace_toolbox(outputs: Path, request: ExecRequest, watch: Any = None) -> Toolbox:
+def workspace_toolbox(
+    outputs: Path, request: ExecRequest, watch: Any = None, asker: Asker | None = None
+) -> Toolbox:
     """The workspace tools of ``request``'s work tree, under its permissions."""
     from shoal.tools import Permissions, Toolbox, Workspace
     from shoal.tools.permissions import Rule
@@ -229,7 +263,7 @@ def workspace_toolbox(outputs: Path, request: ExecRequest, watch: Any = None) ->
     outputs.mkdir(mode=0o700, exist_ok=True)
     rules = [Rule.model_validate(to_dict(r)) for r in request.permission_rules]
     permissions = Permissions(mode=request.permission_mode, rules=rules)
-    return Toolbox(Workspace([Path(request.cwd)], outputs), permissions, watch=watch)
+    return Toolbox(Workspace([Path(request.cwd)], outputs), permissions, watch=watch, asker=asker)
 
 
 class Iteration:
@@ -259,7 +293,8 @@ class Iteration:
         self.context = context
         self.changes = changes
         watch = self._watch if changes is not None else None
-        self.toolbox = workspace_toolbox(actor.ctx.home.root / "outputs", request, watch)
+        asker = self._ask if actor.asker is not None else None
+        self.toolbox = workspace_toolbox(actor.ctx.home.root / "outputs", request, watch, asker)
         self.agent = Agent(
             self,
             self.toolbox,
@@ -327,10 +362,31 @@ class Iteration:
             self._publish("text", "", clip(completion.content, 2000), True)
 
     def on_tool(self, call: ToolCall, result: ToolResult, message: dict[str, Any]) -> None:
+        from shoal.tools.preview import failure, preview
+
         detail = clip(json.dumps(call.arguments, ensure_ascii=False), 200)
-        self._publish("tool_call", call.name, detail, result.ok)
+        shown = (
+            "" if result.denied else preview(call.name, call.arguments, result.ok, result.output)
+        )
+        self._publish("tool_call", call.name, detail, result.ok, failure(result), shown)
+        if result.denied and self.request.parent and self.request.subtask:
+            # A team run's output follows the run, not its subtasks: a refusal is told there.
+            self.actor.ctx.publish(
+                TeamProgress(
+                    event="refused",
+                    subtask=self.request.subtask,
+                    member=self.actor.ctx.name,
+                    text=f"{call.name} {detail} ✗ {failure(result)}",
+                ),
+                task_id=self.request.parent,
+            )
 
     # --- helpers --------------------------------------------------------------------
+
+    def _ask(self, request: PermissionRequest) -> bool:
+        """A call that needs approval: the person at this member's pane decides."""
+        assert self.actor.asker is not None
+        return self.actor.asker(request, self.task_id, self.request.subtask)
 
     def _deliver_inbox(self, messages: list[dict[str, Any]]) -> None:
         """Steering from a person, teammates or subagents joins the conversation as user text."""
@@ -351,7 +407,9 @@ class Iteration:
         assert self.changes is not None
         return watch_for(self.changes, request)
 
-    def _publish(self, kind: str, name: str, detail: str, ok: bool) -> None:
+    def _publish(
+        self, kind: str, name: str, detail: str, ok: bool, error: str = "", preview: str = ""
+    ) -> None:
         """For live views (a teammate's pane, ``shoal run``'s progress) and the record."""
         self.actor.ctx.publish(
             ExecEvent(
@@ -360,6 +418,8 @@ class Iteration:
                 name=name,
                 detail=detail,
                 ok=ok,
+                error=error,
+                preview=preview,
             ),
             task_id=self.task_id,
         )

@@ -39,6 +39,7 @@ from shoal.messages.tasks import (
 from shoal.messages.teams import (
     TeamMessage,
     TeamPrepare,
+    TeamProgress,
     TeamRun,
     TeamRunResult,
     TeamTasksCreate,
@@ -63,6 +64,7 @@ class LeadActor(SubmitsChildren, Actor):
         self._cancelled: set[str] = set()
         # task id -> its base snapshot and the checks failing on it (see on_team_prepare)
         self._bases: dict[str, Future[tuple[str, list[str]]]] = {}
+        self._team_runs: dict[str, Run] = {}  # the runs going on, by task id
 
     # --- mail that arrives while runs wait (inline: never blocks) ----------------
 
@@ -87,7 +89,17 @@ class LeadActor(SubmitsChildren, Actor):
 
     @inline
     def on_team_message(self, msg: Envelope, payload: TeamMessage) -> None:
+        """A member wrote to the lead: a milestone of the run the sender works on."""
         self.ctx.log.info("message from %s: %s", payload.sender, payload.text)
+        with self._lock:
+            runs = list(self._team_runs.values())
+        for run in runs:
+            subtask = run.running.get(msg.task_id or "")
+            # A child that wrote at once may be running before the run has noted its id.
+            sid = subtask.id if subtask else payload.subtask
+            if subtask is not None or msg.task_id == run.id or sid in run.outcomes:
+                run.progress("message", sid, payload.text[:2000], member=payload.sender)
+                return
 
     # --- the run (worker threads) -----------------------------------------------
 
@@ -121,6 +133,8 @@ class LeadActor(SubmitsChildren, Actor):
             self._runs[payload.task_id] = done
         try:
             run = Run(self, payload, done)
+            with self._lock:
+                self._team_runs[payload.task_id] = run
             try:
                 return run.run()
             except WorkspaceError as exc:
@@ -130,6 +144,7 @@ class LeadActor(SubmitsChildren, Actor):
         finally:
             with self._lock:
                 self._runs.pop(payload.task_id, None)
+                self._team_runs.pop(payload.task_id, None)
                 self._cancelled.discard(payload.task_id)
                 self._bases.pop(payload.task_id, None)
 
@@ -171,6 +186,10 @@ class Run:
         self.base, self.failing_before = self.lead.base_of(self.id, self.request.cwd)
         self._add_worktree(MERGED, self.base)
         self._publish_list()
+        for s in self.subtasks:
+            after = f" (after {', '.join(s.depends_on)})" if s.depends_on else ""
+            files = f" [{', '.join(s.files)}]" if s.files else ""
+            self.progress("plan", s.id, f"{s.title}{files}{after}")
         self.merger.start()
         try:
             self._schedule()
@@ -338,6 +357,7 @@ class Run:
     def _finished(self, subtask: Subtask, child: TaskDone) -> None:
         self.charge(Usage(prompt_tokens=child.tokens, cost_usd=child.cost_usd))
         self.update(subtask.id, status=child.status, score=child.score, detail=child.decision)
+        self.progress("result", subtask.id, f"{child.status} ({child.decision})", score=child.score)
         if child.status not in ("failed", "cancelled"):
             self.merger.add(subtask)
 
@@ -388,6 +408,27 @@ class Run:
         self.lead.ctx.send(
             ORCHESTRATOR,
             TeamTasksCreate(list_id=self.id, tasks=self.subtasks, owner="lead"),
+            task_id=self.id,
+        )
+
+    def progress(
+        self,
+        event: str,
+        subtask: str | None,
+        text: str,
+        *,
+        member: str | None = None,
+        score: float | None = None,
+    ) -> None:
+        """A milestone of the run, published for the lead's pane and ``shoal team run``."""
+        self.lead.ctx.publish(
+            TeamProgress(
+                event=event,  # type: ignore[arg-type]
+                subtask=subtask,
+                member=member,
+                text=text,
+                score=score,
+            ),
             task_id=self.id,
         )
 

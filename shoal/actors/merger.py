@@ -82,14 +82,19 @@ class Merger:
         merge = worktrees.merge(run.integration, branch, f"Merge subtask {subtask.id}")
         if merge.ok:
             run.merged.add(subtask.id)
+            run.progress("merge", subtask.id, branch)
             return
+        run.progress("resolve", subtask.id, "conflicts in " + ", ".join(merge.conflicts))
         left = self._resolve(subtask, merge.conflicts)
         if left:
             worktrees.abort_merge(run.integration)
-            run.update(subtask.id, status="conflict", detail="conflicts in " + ", ".join(left))
+            detail = "conflicts in " + ", ".join(left)
+            run.update(subtask.id, status="conflict", detail=detail)
+            run.progress("conflict", subtask.id, f"{detail}; kept on {branch}")
             return
         worktrees.conclude_merge(run.integration)
         run.merged.add(subtask.id)
+        run.progress("merge", subtask.id, f"{branch}, conflicts resolved")
 
     def _resolve(self, subtask: Subtask, files: list[str]) -> list[str]:
         """Give the conflicted merge to an executor; return the files still conflicted."""

@@ -89,11 +89,19 @@ class _Tools:
             return "send_message needs a recipient (to) and a text", False
         if to == self.ctx.name:
             return "that is you; send the message to a teammate or the lead", False
-        recipient = ROLE_PREFIX + "lead" if to == "lead" else to
+        # The lead of the task's team (its pane) when the task runs for one, else shoal's.
+        team = self.loop.request.team
+        lead = f"lead@{team}" if team else "lead"
+        recipient = ROLE_PREFIX + lead if to == "lead" else to
         source = "lead" if to == "lead" else "teammate"
         self.ctx.send(
             recipient,
-            TeamMessage(text=text[:20_000], sender=self.ctx.name, source=source),
+            TeamMessage(
+                text=text[:20_000],
+                sender=self.ctx.name,
+                source=source,
+                subtask=self.loop.request.subtask,
+            ),
             task_id=self.loop.task_id,
         )
         return f"sent to {to}", True

@@ -180,6 +180,7 @@ class Repl:
             RichView(self.console) if self.interactive else PlainView(sys.stdout)
         )
         try:
+            view.waiting()
             reply = self.client.turn(text, found, view)
             if reply is not None:
                 self.run_usage = self.run_usage + reply.usage

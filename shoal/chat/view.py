@@ -1,9 +1,11 @@
 """How a turn looks: streamed markdown and one line per tool call, then a token/cost footer.
 
-:class:`RichView` is for a terminal: each stretch of answer text is a live
-markdown block that grows as the pieces arrive, and a tool call ends the
-block with one folded line. :class:`PlainView` writes the same as plain text,
-as it arrives (pipes, scripts, logs).
+:class:`RichView` is for a terminal: a spinner while the model works and nothing
+has arrived yet, each stretch of answer text a live markdown block that grows as
+the pieces arrive, and a tool call ends the block with one folded line, followed
+by a glimpse of what it did (an edit's short diff, a command's output tail).
+:class:`PlainView` writes the same as plain text, as it arrives (pipes, scripts,
+logs), without the spinner.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from shoal.messages.chat import ChatAsk, ChatDelta, ChatTool, ChatTurnResult
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.live import Live
+    from rich.status import Status
 
 
 def tool_line(event: ChatTool) -> str:
@@ -26,6 +29,15 @@ def tool_line(event: ChatTool) -> str:
     if event.denied:
         line += "  (/permissions bypass allows it)"
     return line
+
+
+def preview_lines(event: ChatTool) -> list[tuple[str, str]]:
+    """The lines under a tool call, each with its style: a diff's ``+``/``-`` lines green
+    and red, a command's output dim."""
+    return [
+        (f"    │ {line}", {"+": "green", "-": "red"}.get(line[:1], "dim"))
+        for line in event.preview.splitlines()
+    ]
 
 
 def footer(reply: ChatTurnResult, session_tokens: int, session_cost: float) -> str:
@@ -51,14 +63,27 @@ class RichView:
     def __init__(self, console: Console) -> None:
         self.console = console
         self._live: Live | None = None
+        self._spinner: Status | None = None
         self._text = ""
         self._step: int | None = None
         self.streamed = False
+
+    def waiting(self) -> None:
+        """The model is working and nothing has come yet: a spinner until something does."""
+        if self._live is None and self._spinner is None:
+            self._spinner = self.console.status("[dim]thinking…[/dim]", spinner="dots")
+            self._spinner.start()
+
+    def _stop_waiting(self) -> None:
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
 
     def delta(self, event: ChatDelta) -> None:
         from rich.live import Live
         from rich.markdown import Markdown
 
+        self._stop_waiting()
         if self._live is not None and event.step != self._step:
             self._end_block()
         if self._live is None:
@@ -77,6 +102,9 @@ class RichView:
         self._end_block()
         style = "green" if event.ok else "red"
         self.console.print(Text("  ⏺ ", style=style) + Text(tool_line(event), style="dim"))
+        for line, line_style in preview_lines(event):
+            self.console.print(Text(line, style=line_style, overflow="ellipsis", no_wrap=True))
+        self.waiting()  # the model takes the result and goes on
 
     def note(self, text: str) -> None:
         self._end_block()
@@ -112,6 +140,7 @@ class RichView:
         self.console.print(f"[dim]─ {footer(reply, session_tokens, session_cost)}[/dim]")
 
     def _end_block(self) -> None:
+        self._stop_waiting()
         if self._live is not None:
             self._live.stop()
             self._live = None
@@ -134,9 +163,14 @@ class PlainView:
         self.out.write(event.text)
         self.out.flush()
 
+    def waiting(self) -> None:
+        return None  # no spinner in a pipe or a log
+
     def tool(self, event: ChatTool) -> None:
         self._newline()
         self.out.write(f"  > {tool_line(event)}\n")
+        for line, _ in preview_lines(event):
+            self.out.write(line.replace("│", "|") + "\n")
         self.out.flush()
 
     def note(self, text: str) -> None:

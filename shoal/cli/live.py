@@ -1,11 +1,13 @@
 """``shoal status --live``: running tasks and teams, as they change, from the event bus.
 
 The view is seeded once (the orchestrator's actors, the running tasks' rows),
-then fed only by events: ``task.progress`` (phase, iteration, score, tokens,
-cost), ``exec.event`` (tool calls), ``budget.warning``, ``task.done``, and
-``actor.*`` (teams coming and going). On a terminal it is a rich Live view;
-without one (a pipe, a log) it prints one plain line per change instead.
-Ctrl-C ends it.
+then fed by events: ``task.progress`` (phase, iteration, score, tokens, cost),
+``exec.event`` (tool calls), ``budget.warning``, ``task.done``, and ``actor.*``
+(teams coming and going). Teams' members, each busy or idle with its subtask, are
+asked of the orchestrator (``team.status``) about once a second while a team is up.
+On a terminal it is a rich Live view that fits its width (at 80 columns the
+description goes first, never a task's phase or numbers); without one (a pipe, a
+log) it prints one plain line per change instead. Ctrl-C ends it.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from shoal.mailbox.envelope import Envelope
+    from shoal.messages.teams import TeamMemberStatus
     from shoal.paths import Home
 
 TOPICS = ["task.progress", "exec.event", "task.done", "budget.warning", "actor."]
 _KEEP_DONE = 5  # finished tasks kept on screen, newest first
 _PID_CHECK = 2.0  # seconds between checks that the orchestrator is still the same one
+_MEMBERS_CHECK = 1.0  # seconds between asks for the teams' members, while a team is up
+_NARROW = 120  # columns below which a task shows a short id and no description
 
 
 @dataclass
@@ -49,6 +54,8 @@ class LiveState:
     tasks: dict[str, TaskLine] = field(default_factory=dict)
     done: deque[TaskLine] = field(default_factory=lambda: deque(maxlen=_KEEP_DONE))
     actors: dict[str, str] = field(default_factory=dict)  # name -> role
+    members: dict[str, list[TeamMemberStatus]] = field(default_factory=dict)
+    """Each team's members as the orchestrator last told (busy or idle, their subtask)."""
 
     @property
     def teams(self) -> dict[str, list[str]]:
@@ -57,6 +64,17 @@ class LiveState:
             if "@" in role:
                 teams.setdefault(role.split("@", 1)[1], []).append(name)
         return teams
+
+    def set_members(self, teams: dict[str, list[TeamMemberStatus]]) -> list[str]:
+        """Take the members in; a plain line for each member whose doing changed."""
+        before = {m.name: doing(m) for ms in self.members.values() for m in ms}
+        self.members = teams
+        return [
+            f"member {m.name} {doing(m)}"
+            for ms in teams.values()
+            for m in ms
+            if before.get(m.name) != doing(m)
+        ]
 
     def apply(self, env: Envelope) -> str | None:
         """Take one event in; a plain line describing the change, or None if nothing did."""
@@ -101,6 +119,16 @@ class LiveState:
         return None
 
 
+def doing(m: TeamMemberStatus) -> str:
+    """A member in a few words: ``busy 06H2RI9FAU/fix-add executing``, ``idle``."""
+    state = ("busy" if m.busy else "idle") if m.state == "ready" else m.state
+    state += " STALLED" if m.stalled else ""
+    if m.task_id and m.busy:
+        state += f" {m.task_id[:10]}" + (f"/{m.subtask}" if m.subtask else "")
+        state += f" {m.phase}" if m.phase else ""
+    return state
+
+
 class LiveStatus:
     """Seeds the state from the orchestrator, then follows the bus."""
 
@@ -128,6 +156,23 @@ class LiveStatus:
             found = self._rows("task.get", {"task_id": row["id"]})
             task.phase = found[0]["phase"] if found else "-"
             self.state.tasks[task.id] = task
+        self.members()
+
+    def members(self) -> list[str]:
+        """Ask for the teams' members (when a team is up); the lines of what changed."""
+        from shoal.mailbox.errors import MailboxError
+        from shoal.messages.teams import TeamStatus, TeamStatusResult
+        from shoal.orchestrator import daemon
+
+        if not self.state.teams and not self.state.members:
+            return []
+        try:
+            reply = daemon.request(self.home, TeamStatus(), timeout=5.0)
+        except (MailboxError, OSError):
+            return []  # the orchestrator is going; the pid check notices
+        if not isinstance(reply, TeamStatusResult):
+            return []
+        return self.state.set_members({t.name: t.members for t in reply.teams})
 
     def describe(self, task: TaskLine) -> None:
         """Fill in a new task's description (its row may be a flush behind its first event)."""
@@ -156,6 +201,7 @@ class LiveStatus:
             self.seed()  # after subscribing: nothing between the seed and the first event is lost
             on_change(None)
             next_check = time.monotonic() + _PID_CHECK
+            next_members = time.monotonic() + _MEMBERS_CHECK
             while True:
                 env = bus.recv(timeout=1.0)
                 if env is not None:
@@ -166,6 +212,10 @@ class LiveStatus:
                         on_change(line)
                 else:
                     on_idle()
+                if time.monotonic() > next_members:
+                    next_members = time.monotonic() + _MEMBERS_CHECK
+                    for line in self.members():
+                        on_change(line)
                 if time.monotonic() > next_check:
                     next_check = time.monotonic() + _PID_CHECK
                     if daemon.running_pid(self.home) != self.state.pid:
@@ -177,9 +227,10 @@ def _orchestrator(state: LiveState) -> str:
     return "not running" if state.pid is None else f"pid {state.pid}"
 
 
-def render(state: LiveState) -> RenderableType:
+def render(state: LiveState, width: int = 200) -> RenderableType:
+    """The view for a terminal ``width`` columns wide: what does not fit goes first (the
+    description, then the last tool calls), never a task's phase, score or costs."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
     head = Text.assemble(
@@ -188,30 +239,61 @@ def render(state: LiveState) -> RenderableType:
         time.strftime("%H:%M:%S"),
         ("  (Ctrl-C to leave)", "dim"),
     )
+    tasks = _tasks_table(state, width) if state.tasks or state.done else "no running tasks"
+    parts: list[RenderableType] = [head, tasks]
+    for team, names in state.teams.items():
+        parts.append(_team_lines(team, names, state))
+    return Group(*parts)
+
+
+def _tasks_table(state: LiveState, width: int) -> RenderableType:
+    from rich.table import Table
+    from rich.text import Text
+
+    narrow = width < _NARROW
     table = Table(box=None, pad_edge=False, expand=False)
-    for column in ("task", "phase", "iteration", "score", "tokens", "cost"):
-        table.add_column(column, no_wrap=True)
-    # Capped, so a long description or tool call never squeezes the numbers.
-    table.add_column("description · last tool calls", no_wrap=True, max_width=72)
+    table.add_column("task", no_wrap=True)
+    for column in ("phase", "iteration", "score", "tokens", "cost"):
+        table.add_column(
+            column, no_wrap=True, min_width=len(column) if column != "iteration" else 4
+        )
+    # Whatever room is left, cut: a long description or tool call never squeezes the numbers.
+    room = max(10, width - (10 if narrow else 26) - 50)
+    table.add_column("description · last tool calls", no_wrap=True, max_width=min(72, room))
     for task in [*state.tasks.values(), *state.done]:
         running = task.status == "running"
         warn = f" ⚠ {', '.join(task.warnings)}" if task.warnings else ""
         table.add_row(
-            task.id,
+            task.id[:10] if narrow else task.id,
             task.phase if running else task.status,
             str(task.iteration),
             "-" if task.score is None else f"{task.score:.2f}",
             f"{task.tokens:,}",
             f"${task.cost_usd:.4f}",
-            Text(task.description[:60]) + Text(warn, style="yellow"),
+            Text(task.description[:60], overflow="ellipsis") + Text(warn, style="yellow"),
             style=None if running else "dim",
         )
         if running and task.tools:
             table.add_row(*[""] * 6, Text("\n".join(f"└ {t}" for t in task.tools), style="dim"))
-    parts: list[RenderableType] = [head, table if state.tasks or state.done else "no running tasks"]
-    for team, members in state.teams.items():
-        parts.append(Text(f"team {team}: " + ", ".join(state.actors[m] for m in members)))
-    return Group(*parts)
+    return table
+
+
+def _team_lines(team: str, names: list[str], state: LiveState) -> RenderableType:
+    """``team red: lead@red-1 idle`` and a line per further member, each busy or idle with
+    its subtask (roles only until the orchestrator has told the members)."""
+    from rich.text import Text
+
+    head = f"team {team}: "
+    members = state.members.get(team)
+    rows = (
+        [f"{m.name} {doing(m)}" for m in members]
+        if members
+        else [f"{name} ({state.actors[name]})" for name in names]
+    )
+    out = Text(head + rows[0], no_wrap=True, overflow="ellipsis")
+    for row in rows[1:]:
+        out.append("\n" + " " * len(head) + row)
+    return out
 
 
 def run(home: Home) -> None:
@@ -229,10 +311,12 @@ def _live_view(live: LiveStatus) -> None:
     from rich.console import Console
     from rich.live import Live
 
-    with Live(render(live.state), console=Console(), auto_refresh=False, transient=False) as screen:
+    console = Console()
+    start = render(live.state, console.width)
+    with Live(start, console=console, auto_refresh=False, transient=False) as screen:
 
         def refresh(_line: str | None = None) -> None:
-            screen.update(render(live.state), refresh=True)
+            screen.update(render(live.state, screen.console.width), refresh=True)
 
         live.follow(refresh, refresh)
 
@@ -243,6 +327,8 @@ def _line_stream(live: LiveStatus) -> None:
             text = f"orchestrator {_orchestrator(live.state)}; {len(live.state.tasks)} running"
             for task in live.state.tasks.values():
                 text += f"\n{task.id} {task.phase} iteration {task.iteration} · {task.description}"
+            for members in live.state.members.values():
+                text += "".join(f"\nmember {m.name} {doing(m)}" for m in members)
         sys.stdout.write(f"{time.strftime('%H:%M:%S')} {text}\n")
         sys.stdout.flush()
 

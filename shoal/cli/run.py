@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from shoal.cli import loop_options as lo
 from shoal.cli.output import fail, print_json
@@ -184,7 +185,10 @@ def submit_and_follow(
 
     follower = Follower(accepted=accepted, event=progress.show, note=progress.note)
     client = Client(home, backend=backend, ray_address=ray_address)
-    return run_task(home, submit, follower, client=client)  # ClientError: one line
+    done = run_task(home, submit, follower, client=client)  # ClientError: one line
+    if submit.options.team_size:
+        progress.verdict(done)
+    return done
 
 
 def report(done: TaskDone, *, json_out: bool, print_only: bool) -> None:
@@ -237,6 +241,7 @@ class _Progress:
             self.console = Console(
                 stderr=True,
                 highlight=False,
+                soft_wrap=True,  # a line per step, also in a log: the terminal wraps it
                 no_color=not sys.stderr.isatty() or "NO_COLOR" in os.environ,
             )
 
@@ -273,6 +278,42 @@ class _Progress:
             note = tests_line(p.get("tests"))
             if note:
                 self._line(f"  {note}")
+        elif env.kind == "team.progress":
+            self._line(team_line(p))
+        elif p.get("type") == "again":
+            self._line(
+                f"  [yellow]↻ {escape(p['name'])} takes iteration {p['iteration']} up again"
+                f"[/yellow] ({escape(p.get('detail', ''))}): the actor that had it was "
+                "restarted; the calls that follow repeat its lost run's"
+            )
         elif p.get("type") == "tool_call":
             mark = "" if p.get("ok", True) else " [red]✗[/red]"
-            self._line(f"  {p['name']} {p.get('detail', '')[:100]}{mark}")
+            why = f" [red]{escape(p['error'])}[/red]" if p.get("error") else ""
+            self._line(f"  {escape(p['name'])} {escape(p.get('detail', '')[:100])}{mark}{why}")
+
+    def verdict(self, done: TaskDone) -> None:
+        """A team run's last milestone: how the merged result was judged."""
+        merged = sum(1 for s in done.subtasks if s.status in ("accepted", "unaccepted"))
+        score = "-" if done.score is None else f"{done.score:.2f}"
+        self._line(
+            f"[bold]verdict[/bold]: {done.status}, score {score} ({done.decision}); "
+            f"{merged} of {len(done.subtasks)} subtask(s) merged"
+        )
+
+
+def team_line(p: dict[str, Any]) -> str:
+    """One milestone of a team run (``team.progress``) as a progress line."""
+    sub, who = p.get("subtask") or "", p.get("member") or ""
+    text = escape(" ".join(str(p.get("text", "")).split())[:300])
+    score = "" if p.get("score") is None else f", score {p['score']:.2f}"
+    lines = {
+        "plan": f"  subtask {sub}: {text}",
+        "start": f"  {sub} → {who} ({text})",
+        "refused": f"  [red]{sub}: {who}: {text}[/red]",
+        "result": f"  {sub} {text}{score}",
+        "merge": f"  [green]{sub} merged[/green]",
+        "resolve": f"  [yellow]{sub}: {text}[/yellow]; an executor resolves them",
+        "conflict": f"  [red]{sub} conflict[/red]: {text}",
+        "message": f"  ✉ {who} → lead: {text}",
+    }
+    return lines.get(p.get("event", ""), f"  {escape(p.get('event', ''))} {sub} {text}")

@@ -19,7 +19,7 @@ from shoal.cli.output import console, fail, print_json
 from shoal.messages.base import to_dict
 
 if TYPE_CHECKING:
-    from shoal.messages.teams import TeamInfo, TeamStatusResult
+    from shoal.messages.teams import TeamInfo, TeamMemberStatus, TeamStatusResult
     from shoal.paths import Home
 
 app = typer.Typer(
@@ -75,31 +75,25 @@ def up(
         ..., "--members", "-m", help='Roles, e.g. "planner,executor*3,evaluator,reviewer@agent".'
     ),
     mode: str = typer.Option("tmux", "--mode", help="tmux (a pane each) or process (headless)."),
+    layout: str = typer.Option(
+        "main-vertical",
+        "--layout",
+        help="main-vertical (the lead large on the left), tiled, or windows (one per member).",
+    ),
     wait: float = typer.Option(
         _READY_WAIT, "--wait", min=0, help="Seconds to wait for the members to be ready."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Bring a team's members up, each in its own tmux pane (or headless)."""
-    from shoal.actors.registry import parse_members
+    """Bring a team's members up, each in its own tmux pane (or headless).
+
+    A team with planners, executors or evaluators gets a lead too: the first, largest
+    pane, where team runs show their milestones and members' approval questions go."""
     from shoal.client import ensure_orchestrator
     from shoal.messages.teams import TeamMemberSpec, TeamUp
     from shoal.tmux.server import socket_from_env
 
-    _check_name(name)
-    if mode not in ("tmux", "process"):
-        fail(f"--mode {mode!r}: use tmux or process", code=2)
-    members, agents = _agent_members(members)  # NAME@agent: a defined agent's executor
-    try:
-        parsed = parse_members(members)
-    except (LookupError, ValueError) as exc:
-        fail(str(exc).strip("'\""), code=2)
-    if not parsed and not agents:
-        fail('--members is empty; e.g. --members "planner,executor*2,evaluator"', code=2)
-    if any("@" in role for role, _ in parsed):
-        fail("give members as plain roles (executor), not ROLE@TEAM", code=2)
-    if mode == "tmux" and shutil.which("tmux") is None:
-        fail("tmux is not installed; install it, or use --mode process")
+    parsed, agents = _check_up(name, members, mode, layout)
     home = _home()
     ensure_orchestrator(home)
     reply = _ask(
@@ -109,6 +103,7 @@ def up(
             members=[TeamMemberSpec(role=role, count=n) for role, n in parsed] + agents,
             mode=mode,  # type: ignore[arg-type]
             tmux_socket=socket_from_env() if mode == "tmux" else "",
+            layout=layout,  # type: ignore[arg-type]
         ),
         timeout=30.0,
     )
@@ -129,10 +124,31 @@ def up(
         )
 
 
-def _agent_members(text: str) -> tuple[str, list[Any]]:
+def _check_up(
+    name: str, members: str, mode: str, layout: str
+) -> tuple[list[tuple[str, int]], list[Any]]:
+    """``team up``'s arguments, checked (a usage error names what is wrong): the members
+    by role, and the defined agents' executors (``NAME@agent``)."""
+    from shoal.actors.registry import parse_members
     from shoal.cli.agents import agent_members
 
-    return agent_members(text)
+    _check_name(name)
+    if mode not in ("tmux", "process"):
+        fail(f"--mode {mode!r}: use tmux or process", code=2)
+    if layout not in ("main-vertical", "tiled", "windows"):
+        fail(f"--layout {layout!r}: use main-vertical, tiled or windows", code=2)
+    members, agents = agent_members(members)
+    try:
+        parsed = parse_members(members)
+    except (LookupError, ValueError) as exc:
+        fail(str(exc).strip("'\""), code=2)
+    if not parsed and not agents:
+        fail('--members is empty; e.g. --members "planner,executor*2,evaluator"', code=2)
+    if any("@" in role for role, _ in parsed):
+        fail("give members as plain roles (executor), not ROLE@TEAM", code=2)
+    if mode == "tmux" and shutil.which("tmux") is None:
+        fail("tmux is not installed; install it, or use --mode process")
+    return parsed, agents
 
 
 def _wait_ready(home: Home, name: str, wait: float) -> TeamInfo | None:
@@ -205,34 +221,50 @@ def status(
 
 
 def _print_team(team: TeamInfo) -> None:
+    """A row per member; on a narrow terminal the pane, pid and heartbeat go first, never
+    the member's name, what it does, or its tokens and cost."""
     from rich.table import Table
 
     out = console()
+    wide = out.width >= 110
     where = f", tmux session {team.session}" if team.session else ""
     out.print(f"team {team.name} ({team.mode}{where})")
     table = Table(box=None, pad_edge=False)
-    columns = ("member", "pane", "pid", "alive", "state", "restarts", "task", "heartbeat")
-    for column in (*columns, "tokens", "cost"):
-        table.add_column(column)
-    for m in team.members:
-        state = m.state + (" busy" if m.busy else "") + (" STALLED" if m.stalled else "")
+    longest = max((len(m.name) for m in team.members), default=6)
+    table.add_column("member", overflow="fold", min_width=min(longest, 24))
+    for column in ("pane", "pid", "alive") if wide else ():
+        table.add_column(column, no_wrap=True)
+    states = [_state(m) for m in team.members]
+    table.add_column("state", no_wrap=True, min_width=max(map(len, states), default=5))
+    table.add_column("restarts", no_wrap=True, min_width=8)
+    table.add_column("task", overflow="fold")
+    for column in ("heartbeat",) if wide else ():
+        table.add_column(column, no_wrap=True)
+    table.add_column("tokens", no_wrap=True, justify="right")
+    table.add_column("cost", no_wrap=True, justify="right")
+    for m, state in zip(team.members, states, strict=True):
         task = "-"
         if m.task_id:
             task = m.task_id[:10] + (f"/{m.subtask}" if m.subtask else "")
             task += f" {m.phase}" if m.phase else ""
+        where_cells = [m.pane_id or "-", str(m.pid or "-"), "yes" if m.alive else "no"]
+        beat = [(m.last_heartbeat or "-")[11:19] or "-"]
         table.add_row(
             m.name,
-            m.pane_id or "-",
-            str(m.pid or "-"),
-            "yes" if m.alive else "no",
+            *(where_cells if wide else []),
             state,
             str(m.restarts),
             task,
-            (m.last_heartbeat or "-")[11:19] or "-",
+            *(beat if wide else []),
             str(m.tokens),
             f"${m.cost_usd:.4f}",
         )
     out.print(table)
+
+
+def _state(m: TeamMemberStatus) -> str:
+    state = m.state + (" busy" if m.busy else " idle" if m.state == "ready" else "")
+    return state + (" STALLED" if m.stalled else "")
 
 
 @app.command()

@@ -186,6 +186,8 @@ class ChatTool(Payload, kw_only=True):
     denied: bool = False
     error: str = ""
     """The first line of what went wrong, when the call failed."""
+    preview: str = ""
+    """A few lines to show under it: an edit's short diff, a command's output tail."""
 
 
 @message("chat.turn.result")

@@ -321,10 +321,16 @@ class ExecEvent(Payload, kw_only=True):
     """Published for live views: one tool call or one piece of model output."""
 
     iteration: int
-    type: Literal["tool_call", "text", "turn"]
+    type: Literal["tool_call", "text", "turn", "again"]
+    """``again``: the iteration is taken up again by ``name`` (its request was redelivered:
+    the actor that had it died), so the calls that follow repeat the lost run's."""
     name: str = ""
     detail: str = ""
     ok: bool = True
+    error: str = ""
+    """Why a tool call failed or was refused (the first line of its result)."""
+    preview: str = ""
+    """A few lines to show under a tool call: an edit's short diff, a command's output tail."""
 
 
 @message("exec.result")
@@ -355,6 +361,8 @@ class EvalRequest(Payload, kw_only=True):
     checks: list[CheckSetting] = msgspec.field(default_factory=list)
     run_checks: bool = True
     virtual_env: str | None = None
+    subtask: str | None = None
+    """The team run's subtask judged (named in the evaluator's pane)."""
 
 
 class TestCounts(Model, kw_only=True):
@@ -428,6 +436,8 @@ class WorkspaceRestore(Payload, kw_only=True):
     cwd: str
     base: str
     snapshot: str
+    subtask: str | None = None
+    """The team run's subtask whose files these are (named in the executor's pane)."""
 
 
 @message("workspace.restore.result")

@@ -13,12 +13,15 @@ from shoal.messages.tasks import AgentSpec, Plan, Subtask, SubtaskOutcome, TaskO
 
 __all__ = [
     "TEAM_TASK_DONE",
+    "TeamAnswer",
+    "TeamAsk",
     "TeamDown",
     "TeamInfo",
     "TeamMemberSpec",
     "TeamMemberStatus",
     "TeamMessage",
     "TeamPrepare",
+    "TeamProgress",
     "TeamRun",
     "TeamRunResult",
     "TeamStatus",
@@ -42,6 +45,8 @@ class TeamMessage(Payload, kw_only=True):
     text: Annotated[str, Meta(min_length=1, max_length=20_000)]
     sender: Annotated[str, Meta(min_length=1, max_length=128)]
     source: Literal["person", "teammate", "lead", "subagent"] = "teammate"
+    subtask: str | None = None
+    """The team run's subtask the sender works on (shown with the message)."""
 
 
 @message("team.prepare")
@@ -140,6 +145,9 @@ class TeamUp(Payload, kw_only=True):
     mode: Literal["tmux", "process"] = "tmux"
     tmux_socket: Annotated[str, Meta(max_length=4096)] = ""
     """The tmux server: a ``-L`` name, a socket path, or "" for the user's default."""
+    layout: Literal["main-vertical", "tiled", "windows"] = "main-vertical"
+    """How the panes are arranged: the lead large on the left and the others beside it,
+    all equal, or a window per member."""
 
 
 @message("team.up.result")
@@ -188,6 +196,9 @@ class TeamMemberStatus(Model, kw_only=True):
     last_heartbeat: str | None
     tokens: int
     cost_usd: float
+    redeliver: list[str] = msgspec.field(default_factory=list)
+    """Messages delivered to it and not acked yet (what a restarted instance gets again),
+    e.g. ``exec.request 06H2RI9FAU/fix-add iteration 1``."""
 
 
 class TeamInfo(Model, kw_only=True):
@@ -201,3 +212,43 @@ class TeamInfo(Model, kw_only=True):
 @message("team.status.result")
 class TeamStatusResult(Payload, kw_only=True):
     teams: list[TeamInfo]
+
+
+@message("team.ask")
+class TeamAsk(Payload, kw_only=True):
+    """A member's tool call waits for a person's approval: asked in the member's pane and
+    forwarded to the lead's pane, where it can be answered too (``team.answer``)."""
+
+    ask_id: str
+    member: str
+    tool: str
+    subject: str = ""
+    summary: str = ""
+    task_id: str | None = None
+    subtask: str | None = None
+
+
+@message("team.answer")
+class TeamAnswer(Payload, kw_only=True):
+    """A person's answer to a ``team.ask``: to the member from the lead's pane, or to the
+    lead when it was answered in the member's own pane (the lead's pane stops asking)."""
+
+    ask_id: str
+    allow: bool
+    always: bool = False
+    """Allow this tool without asking again for the rest of the task."""
+    by: str = ""
+    """How it was settled, e.g. ``in lead@red-1's pane``, ``(no answer in time)``."""
+
+
+@message("team.progress")
+class TeamProgress(Payload, kw_only=True):
+    """Published with a team run's id: its milestones, for the lead's pane and the
+    progress of ``shoal team run``."""
+
+    event: Literal["plan", "start", "refused", "result", "merge", "conflict", "resolve", "message"]
+    subtask: str | None = None
+    member: str | None = None
+    """Who: the executor that took the subtask, or the sender of a message to the lead."""
+    text: str = ""
+    score: float | None = None

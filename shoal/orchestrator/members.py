@@ -2,7 +2,10 @@
 
 A team is the set of supervised actors whose role is ``ROLE@TEAM`` (named
 ``ROLE@TEAM-N``). ``team.up`` spawns them through the ``tmux`` launcher (each
-in its own pane) or the ``local`` one (headless); ``team.down`` retires them:
+in its own pane) or the ``local`` one (headless); a team with any of the loop's
+roles gets a lead first (``lead@TEAM-1``, the first and largest pane): it runs
+the team's team runs, shows their milestones and the messages to the lead, and
+takes approval questions its members forward. ``team.down`` retires them:
 each finishes the message it is handling or is killed after the grace, and
 the tmux launcher stores each pane's scrollback and closes it. The team lives
 in the orchestrator, so it outlasts the CLI command that brought it up.
@@ -15,10 +18,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shoal.actors import registry
+from shoal.mailbox.envelope import Envelope
 from shoal.messages.actors import OrchestratorOk
 from shoal.messages.teams import (
     TeamDown,
     TeamInfo,
+    TeamMemberSpec,
     TeamMemberStatus,
     TeamStatusResult,
     TeamUp,
@@ -32,7 +37,9 @@ if TYPE_CHECKING:
     from shoal.orchestrator.supervisor import Member, Supervisor
 
 # Kinds whose unacked presence at a member is the member's current work.
-_WORK = ("exec.request", "plan.request", "eval.request", "workspace.restore")
+_WORK = ("exec.request", "plan.request", "eval.request", "workspace.restore", "team.run")
+# Roles whose team gets a lead of its own (a team of other roles has no runs to lead).
+_LED = ("planner", "executor", "evaluator")
 _LAUNCHER = {"tmux": "tmux", "process": "local"}
 _MODE = {"tmux": "tmux", "local": "process"}
 
@@ -46,6 +53,7 @@ class Seen:
     task_id: str | None
     subtask: str | None
     phase: str | None
+    redeliver: list[str]
 
 
 class TeamMembers:
@@ -82,11 +90,11 @@ class TeamMembers:
         session = None
         if payload.mode == "tmux":
             try:
-                session = self.tmux.open_team(name, payload.tmux_socket)
+                session = self.tmux.open_team(name, payload.tmux_socket, payload.layout)
             except TmuxError as exc:
                 raise ValueError(str(exc)) from exc
         names: list[str] = []
-        for spec in payload.members:
+        for spec in _with_lead(payload.members):
             role = spec.role
             if spec.agent is not None:  # executor.NAME@TEAM reads its definition on start
                 from shoal.skills.agents import save_member
@@ -124,14 +132,17 @@ class TeamMembers:
             if name is not None and team != name:
                 continue
             task_id = subtask = phase = None
-            for item in self.broker.deliveries.for_target(member.name):
+            held = self.broker.deliveries.for_target(member.name)
+            for item in held:
                 if item.env.kind in _WORK:
                     task_id = item.env.task_id
                     subtask = _subtask(item.env.payload)
                     run = self.scheduler.tasks.get(task_id or "")
                     phase = run.phase if run is not None else None
                     break
-            teams.setdefault(team, []).append(Seen(member, alive, task_id, subtask, phase))
+            again = [_describe(item.env) for item in held if item.delivered]
+            seen = Seen(member, alive, task_id, subtask, phase, again)
+            teams.setdefault(team, []).append(seen)
         if name is not None and name not in teams:
             raise LookupError(f"no team named {name!r} is up")
         return teams
@@ -190,12 +201,33 @@ class TeamMembers:
             last_heartbeat=status.last_heartbeat,
             tokens=usage[0],
             cost_usd=usage[1],
+            redeliver=s.redeliver,
         )
 
     def _present(self, name: str) -> list[tuple[Member, bool]]:
         return self.supervisor.members(
             lambda m: _team_of(m) == name and (m.state != "stopped" or m.releasing)
         )
+
+
+def _with_lead(members: list[TeamMemberSpec]) -> list[TeamMemberSpec]:
+    """The members asked for, after a lead if they have a loop role and no lead."""
+    roles = {spec.role for spec in members}
+    if "lead" in roles or not roles & set(_LED):
+        return members
+    return [TeamMemberSpec(role="lead", count=1), *members]
+
+
+def _describe(env: Envelope) -> str:
+    """A message in a few words: ``exec.request 06H2RI9FAU/fix-add iteration 2``."""
+    p = env.payload
+    if env.kind == "team.message":
+        return f"team.message from {p.get('sender', '?')}"
+    what = (env.task_id or "")[:10]
+    subtask = _subtask(p)
+    what += f"/{subtask}" if subtask else ""
+    iteration = f" iteration {p['iteration']}" if isinstance(p.get("iteration"), int) else ""
+    return f"{env.kind} {what}".rstrip() + iteration
 
 
 def _team_of(m: Member) -> str | None:

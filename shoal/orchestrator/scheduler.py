@@ -88,6 +88,7 @@ class TaskRun:
     history: list[Iteration] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     pending: str | None = None  # id of the request we wait for
+    executor: str | None = None  # who answered its last exec.request: its restore goes there
     exec_started: float = 0.0
     exec_result: ExecResult | None = None
     stop: str | None = None  # a budget decision taken while a step was running
@@ -291,6 +292,8 @@ class Scheduler:
         if task is None or task.pending != env.reply_to:
             return  # a duplicate or a reply for a task already finished
         task.pending = None
+        if env.kind == ExecResult.kind:
+            task.executor = env.sender
         if env.kind == ErrorReply.kind:
             error = from_dict(ErrorReply, env.payload)
             self._finish(task, "failed", f"error: {error.message}")
@@ -477,7 +480,8 @@ class Scheduler:
         for role in ("executor", "evaluator"):
             if self._role_for(task, role) == role:  # no team members of that role: ours
                 self._at_least(role, size)
-        self._at_least("lead", 1)
+        if self._role_for(task, "lead") == "lead":  # a team's own lead leads its runs
+            self._at_least("lead", 1)
 
     def _evaluate(self, task: TaskRun, result: ExecResult) -> None:
         assert task.plan is not None
@@ -496,6 +500,7 @@ class Scheduler:
                 checks=task.submit.options.checks,
                 run_checks=task.submit.options.run_checks,
                 virtual_env=task.submit.options.virtual_env,
+                subtask=task.submit.subtask,
             ),
         )
         self._progress(task, "evaluating")
@@ -534,11 +539,11 @@ class Scheduler:
             self._done(task, [])
             return
         self._progress(task, "restoring", score=best.score)
-        self._request(
-            task,
-            "executor",
-            WorkspaceRestore(cwd=task.submit.cwd, base=task.base, snapshot=best.snapshot),
+        restore = WorkspaceRestore(
+            cwd=task.submit.cwd, base=task.base, snapshot=best.snapshot, subtask=task.submit.subtask
         )
+        # The member that did the work puts it back (its pane shows the task's whole story).
+        self._request(task, "executor", restore, member=task.executor)
 
     # --- budgets ---------------------------------------------------------------
 
@@ -667,13 +672,20 @@ class Scheduler:
 
     # --- plumbing ------------------------------------------------------------------
 
-    def _request(self, task: TaskRun, role: str, payload: Payload) -> None:
+    def _request(
+        self, task: TaskRun, role: str, payload: Payload, member: str | None = None
+    ) -> None:
+        """Ask an actor of ``role`` (``member`` itself if it still takes work)."""
         if task.pending is not None:
             self._waiting.pop(task.pending, None)  # its answer no longer matters
         target = self._role_for(task, role)
-        if target == role:  # ours: none was started for a team task whose team had its own
-            self._at_least(role, 1)
-        env = self.broker.post(payload, ROLE_PREFIX + target, task_id=task.id)
+        if member is not None and self.supervisor.is_actor(member):
+            recipient = member
+        else:
+            if target == role:  # ours: none was started for a team task whose team had its own
+                self._at_least(role, 1)
+            recipient = ROLE_PREFIX + target
+        env = self.broker.post(payload, recipient, task_id=task.id)
         task.pending = env.id
         self._waiting[env.id] = task.id
 

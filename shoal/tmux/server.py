@@ -19,6 +19,7 @@ SESSION_PREFIX = "shoal-"
 # Pane and session options shoal sets on what it owns, so it can find them again.
 MEMBER_OPTION = "@shoal_member"
 HOME_OPTION = "@shoal_home"
+RESTARTS_OPTION = "@shoal_restarts"
 
 _PANE_FORMAT = "\t".join(
     [
@@ -29,6 +30,9 @@ _PANE_FORMAT = "\t".join(
         "#{window_id}",
         "#{" + MEMBER_OPTION + "}",
         "#{" + HOME_OPTION + "}",
+        "#{pane_dead_signal}",
+        "#{pane_dead_status}",
+        "#{" + RESTARTS_OPTION + "}",
     ]
 )
 
@@ -67,6 +71,23 @@ class PaneInfo:
     window_id: str
     member: str
     home: str
+    dead_signal: int | None = None
+    dead_status: int | None = None
+    restarts: int = 0
+    """How often shoal respawned the member in this pane."""
+
+    def death(self) -> str:
+        """How the pane's process ended, as tmux saw it: ``SIGKILL``, ``exit status 1``."""
+        import signal
+
+        if self.dead_signal:
+            try:
+                return signal.Signals(self.dead_signal).name
+            except ValueError:
+                return f"signal {self.dead_signal}"
+        if self.dead_status is not None:
+            return f"exit status {self.dead_status}"
+        return "its process ended"
 
 
 @dataclass(frozen=True)
@@ -118,11 +139,22 @@ class TmuxServer:
         panes = []
         for line in out.splitlines():
             parts = line.split("\t")
-            if len(parts) != 7:
+            if len(parts) != 10:
                 continue
-            pane_id, pid, dead, session, window, member, home = parts
+            pane_id, pid, dead, session, window, member, home, sig, status, restarts = parts
             panes.append(
-                PaneInfo(pane_id, int(pid or 0), dead == "1", session, window, member, home)
+                PaneInfo(
+                    pane_id,
+                    int(pid or 0),
+                    dead == "1",
+                    session,
+                    window,
+                    member,
+                    home,
+                    int(sig) if sig.isdigit() else None,
+                    int(status) if status.lstrip("-").isdigit() else None,
+                    int(restarts) if restarts.isdigit() else 0,
+                )
             )
         return panes
 

@@ -1,11 +1,14 @@
-"""A member's live transcript in its pane, rendered with rich.
+"""A member's live transcript in its pane.
 
 The actor runtime hands every message the member takes and sends to
 :meth:`Transcript.observe` (on its mailbox loop, so that only queues it); a
-thread renders them as lines: the work it is given, each tool call, what the
-model said, its replies, steering messages, and the phase of the tasks it
-works on (``task.progress`` from the event bus). Lines, not a full-screen
-view: the pane's scrollback is the transcript that is stored when it ends.
+thread draws them on the pane's :class:`~shoal.tmux.screen.Screen` as lines
+(:mod:`.lines`): the work it is given, each tool call (a refusal with its reason,
+an edit's short diff, a command's output tail), what the model said, its replies,
+steering messages, and from the event bus the phase of the tasks it works on,
+a team run's milestones and how those tasks ended. Every line about a task names
+it by a label: the team run's subtask when it is one. The pane's title says what
+the member is doing (tmux shows it in the pane's border).
 """
 
 from __future__ import annotations
@@ -15,32 +18,36 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from rich.console import Console
+from rich.markup import escape
 
+from shoal.tmux import lines
+
+if TYPE_CHECKING:
     from shoal.mailbox.envelope import Envelope
+    from shoal.tmux.screen import Screen
 
 _STOP = object()
-
-
-def _short(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+TOPICS = ["task.progress", "team.progress", "task.done"]
+# Messages that give the member work: its title says so until the reply goes out.
+_WORK = ("exec.request", "plan.request", "eval.request", "workspace.restore", "team.run")
+_LABELS_KEPT = 2_000
 
 
 class Transcript:
-    def __init__(self, name: str, role: str, events_endpoint: str, console: Console) -> None:
+    def __init__(self, name: str, role: str, events_endpoint: str, screen: Screen) -> None:
         self.name = name
         self.role = role
         self.events_endpoint = events_endpoint
-        self.console = console
+        self.screen = screen
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._tasks: set[str] = set()
+        self._labels: dict[str, str] = {}  # task id -> how lines name it
+        self._doing: dict[str, str] = {}  # id of a work message -> what the title says
         self._thread = threading.Thread(target=self._run, name="transcript", daemon=True)
 
     # --- any thread ------------------------------------------------------------
 
     def start(self) -> None:
+        self.screen.title(f"{self.name} · idle")
         self._thread.start()
 
     def observe(self, direction: str, env: Envelope) -> None:
@@ -51,22 +58,21 @@ class Transcript:
         self._queue.put(("note", markup))
 
     def close(self, last: str | None = None, timeout: float = 2.0) -> None:
-        """Render what is queued, then stop; ``last`` is the final line.
+        """Draw what is queued, then stop; ``last`` is the final line.
 
         It is drawn only after the thread stopped, so no task progress event that
         arrives meanwhile can follow it (the pane's last line says the member ended).
         """
         self._queue.put(_STOP)
         self._thread.join(timeout)
-        if last is not None:
-            self._line(last)
+        self.screen.close(None if last is None else self._stamp(last))
 
-    # --- the rendering thread ----------------------------------------------------
+    # --- the drawing thread ----------------------------------------------------------
 
     def _run(self) -> None:
         from shoal.mailbox.events import Subscriber
 
-        with Subscriber(self.events_endpoint, ["task.progress"]) as events:
+        with Subscriber(self.events_endpoint, TOPICS) as events:
             while True:
                 try:
                     item = self._queue.get(timeout=0.05)
@@ -75,107 +81,93 @@ class Transcript:
                 if item is _STOP:
                     return
                 if item is not None:
-                    self._render(*item)
+                    self._draw(*item)
                 event = events.recv(timeout=0)
                 while event is not None:
-                    if event.task_id in self._tasks:
-                        self._progress(event)
+                    if event.task_id in self._labels:
+                        self._event(event)
                     event = events.recv(timeout=0)
 
     def _line(self, markup: str) -> None:
-        stamp = time.strftime("%H:%M:%S")
-        self.console.print(f"[dim]{stamp}[/dim] {markup}")
+        self.screen.line(self._stamp(markup))
 
-    def _render(self, direction: str, item: Any) -> None:
+    @staticmethod
+    def _stamp(markup: str) -> str:
+        return f"[dim]{time.strftime('%H:%M:%S')}[/dim] {markup}"
+
+    def _draw(self, direction: str, item: Any) -> None:
         if direction == "note":
             self._line(item)
             return
         try:
             if direction == "in":
-                self._incoming(item)
+                shown = lines.incoming(item, self._label_in(item))
+                self._working(item)
             else:
-                self._outgoing(item)
+                shown = lines.outgoing(item, self._label(item.task_id))
+                self._answered(item)
         except Exception as exc:  # a message we cannot show must not stop the transcript
-            self._line(f"[dim]{item.kind} ({type(exc).__name__})[/dim]")
+            shown = [f"[dim]{escape(item.kind)} ({type(exc).__name__})[/dim]"]
+        for markup in shown:
+            self._line(markup)
 
-    def _incoming(self, env: Envelope) -> None:
-        from rich.markup import escape
+    def _event(self, env: Envelope) -> None:
+        try:
+            label = self._label(env.task_id)
+            if env.kind == "task.progress":
+                shown = lines.progress(env, label)
+            elif env.kind == "team.progress":
+                shown = lines.team_progress(env.payload)
+            else:
+                shown = lines.done(env.payload, label)
+        except Exception as exc:
+            shown = [f"[dim]{escape(env.kind)} ({type(exc).__name__})[/dim]"]
+        for markup in shown:
+            self._line(markup)
 
+    # --- labels and the title -----------------------------------------------------------
+
+    def _label_in(self, env: Envelope) -> str:
+        """The label of an incoming message's task, learnt from it when it says more."""
+        task = env.task_id
+        if not task:
+            return ""
         p = env.payload
-        if env.task_id:
-            self._tasks.add(env.task_id)
-        task = f"task {env.task_id[:10]}" if env.task_id else ""
-        if env.kind == "exec.request":
-            self._line(
-                f"[bold cyan]▶ {task} iteration {p.get('iteration')}[/bold cyan]: "
-                f"{escape(_short(p.get('description', ''), 300))}"
-            )
-            for finding in p.get("findings") or []:
-                self._line(
-                    f"  [yellow]finding[/yellow] [{finding.get('severity')}] "
-                    f"{escape(_short(finding.get('title', ''), 160))}"
-                )
-        elif env.kind == "plan.request":
-            self._line(
-                f"[bold cyan]▶ plan {task}[/bold cyan]: "
-                f"{escape(_short(p.get('description', ''), 300))}"
-            )
-        elif env.kind == "eval.request":
-            self._line(f"[bold cyan]▶ evaluate {task} iteration {p.get('iteration')}[/bold cyan]")
-        elif env.kind == "team.message":
-            self._line(
-                f"[bold magenta]✉ {escape(p.get('sender', '?'))} ({p.get('source')})[/bold magenta]"
-                f": {escape(_short(p.get('text', ''), 500))}"
-            )
-        elif env.kind == "task.cancel":
-            self._line(f"[red]■ {task} cancelled[/red]")
-        elif env.kind == "workspace.restore":
-            self._line(f"[cyan]▶ {task}: restoring the best iteration[/cyan]")
-        else:
-            self._line(f"[dim]▶ {escape(env.kind)} from {escape(env.sender)}[/dim]")
+        subtask = p.get("subtask") if isinstance(p.get("subtask"), str) else None
+        if env.kind not in _WORK and env.kind != "team.prepare":
+            return self._label(task)  # only work makes a task this member's to follow
+        if env.kind in ("team.prepare", "team.run"):
+            self._labels[task] = f"team run {task[:10]}"
+        elif subtask:
+            self._labels[task] = f"{escape(subtask)} (task {task[:10]})"
+        elif task not in self._labels:
+            self._labels[task] = f"task {task[:10]}"
+        if len(self._labels) > _LABELS_KEPT:
+            self._labels.pop(next(iter(self._labels)))
+        return self._labels[task]
 
-    def _outgoing(self, env: Envelope) -> None:
-        from rich.markup import escape
+    def _label(self, task_id: str | None) -> str:
+        if not task_id:
+            return ""
+        return self._labels.get(task_id) or f"task {task_id[:10]}"
 
+    def _working(self, env: Envelope) -> None:
+        if env.kind not in _WORK:
+            return
         p = env.payload
-        if env.kind == "exec.event":
-            if p.get("type") == "tool_call":
-                mark = "[green]✓[/green]" if p.get("ok", True) else "[red]✗[/red]"
-                self._line(
-                    f"  [bold]{escape(p.get('name', ''))}[/bold] "
-                    f"{escape(_short(p.get('detail', ''), 160))} {mark}"
-                )
-            elif p.get("type") == "text":
-                self._line(f"  [italic]{escape(_short(p.get('detail', ''), 600))}[/italic]")
-        elif env.kind == "exec.result":
-            usage = p.get("usage") or {}
-            tokens = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
-            error = f" [red]error: {escape(p['error'])}[/red]" if p.get("error") else ""
-            self._line(
-                f"[bold green]◀ iteration {p.get('iteration')} done[/bold green]: "
-                f"{escape(_short(p.get('summary', ''), 300))} · {p.get('turns')} turns · "
-                f"{tokens} tokens · ${usage.get('cost_usd', 0.0):.4f}{error}"
-            )
-        elif env.kind == "plan.result":
-            steps = (p.get("plan") or {}).get("steps") or []
-            self._line(f"[bold green]◀ plan[/bold green]: {len(steps)} step(s)")
-            for step in steps:
-                self._line(f"  - {escape(_short(step.get('title', ''), 160))}")
-        elif env.kind == "eval.result":
-            self._line(f"[bold green]◀ score {p.get('score', 0):.2f}[/bold green]")
-        elif env.kind == "workspace.restore.result":
-            files = ", ".join(p.get("files_changed") or []) or "no files"
-            self._line(f"[green]◀ restored[/green]: {escape(files)}")
-        elif env.kind == "mailbox.error":
-            self._line(f"[red]✗ {escape(p.get('code', ''))}: {escape(p.get('message', ''))}[/red]")
-        else:
-            self._line(f"[dim]◀ {escape(env.kind)} to {escape(env.recipient)}[/dim]")
+        what = p.get("subtask") or (env.task_id or "")[:10]
+        doing = {
+            "exec.request": f"{what} · iteration {p.get('iteration')}",
+            "plan.request": f"planning {what}",
+            "eval.request": f"evaluating {what}",
+            "workspace.restore": f"restoring {what}",
+            "team.run": f"team run {what}",
+        }[env.kind]
+        self._doing[env.id] = doing
+        self.screen.title(f"{self.name} · {doing}")
 
-    def _progress(self, env: Envelope) -> None:
-        p = env.payload
-        score = "" if p.get("score") is None else f" · score {p['score']:.2f}"
-        self._line(
-            f"[dim]· task {(env.task_id or '')[:10]} {p.get('phase')}"
-            f" (iteration {p.get('iteration')}){score} · {p.get('tokens')} tokens"
-            f" · ${p.get('cost_usd', 0.0):.4f}[/dim]"
-        )
+    def _answered(self, env: Envelope) -> None:
+        if env.reply_to is None or self._doing.pop(env.reply_to, None) is None:
+            return
+        still = list(self._doing.values())
+        self.screen.title(f"{self.name} · {still[-1] if still else 'idle'}")

@@ -16,8 +16,10 @@ repository (:func:`protected`: ``.mcp.json``, and everything under ``.shoal/`` a
 ``config``: it asks in every mode but bypass, and allow rules do not allow it,
 so one task cannot widen what the next one may do.
 
-"Ask" goes to the injected asker (a terminal prompt); without one it is a
-denial that tells the user which flag or rule would allow the call.
+"Ask" goes to the injected asker (a terminal prompt, a teammate's pane); without one,
+or when the asker has nobody to ask (:class:`NobodyToAsk`), it is a denial that tells
+the user why and which flag or rule would allow the call. Nothing is ever approved
+without a person's answer.
 
 A rule names a built-in tool, ``*`` (every tool), an MCP server's tool
 (``server__tool``) or all of a server's tools (``server__*``). MCP tools the
@@ -183,6 +185,8 @@ class Permissions(BaseModel):
             return Decision("deny", _no_terminal(request), decision.rule)
         try:
             approved = asker(request)
+        except NobodyToAsk as exc:
+            return Decision("deny", str(exc), decision.rule)
         except Exception as exc:
             return Decision("deny", f"could not ask for approval of {request.tool}: {exc}")
         if approved:
@@ -226,6 +230,12 @@ class Decision:
 
 Asker = Callable[[PermissionRequest], bool]
 """Asks a person whether a call may run; True allows it."""
+
+
+class NobodyToAsk(Exception):
+    """Raised by an asker that has nobody to ask right now (no one attached to the pane,
+    no answer in time): the call is refused, and the message is the reason given."""
+
 
 _SEPARATORS = re.compile(r"&&|\|\||[;|&\n]")
 _HIDDEN_COMMAND = re.compile(r"\$\(|`|<\(|>\(")
