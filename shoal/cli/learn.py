@@ -86,10 +86,9 @@ def _mine() -> Any:
     if not any(a.role == "pattern-miner" and a.state != "stopped" for a in client.status().actors):
         client.request(ActorSpawn(role="pattern-miner"))
     models = load(home, Path.cwd()).models()
-    reply = client.request(
+    result = client.request(
         MineRequest(model=models.get("small")), timeout=300, to="role:pattern-miner"
     )
-    result = reply.parse_payload()
     assert isinstance(result, MineResult)
     return result
 
