@@ -128,8 +128,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
+    from shoal import daemon
     from shoal.llm.scripted import ScriptedModelServer
-    from shoal.orchestrator import daemon
     from shoal.paths import Home
     from shoal.settings import OrchestratorSettings
 

@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from shoal import daemon
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 
 RETIRE_AFTER = 2.0

@@ -89,8 +89,8 @@ import shoal.config, shoal.mailbox.envelope
 marks.append(("import shoal.config (pydantic, envelope)", time.monotonic()))
 import shoal.mailbox.client, shoal.mailbox.events
 marks.append(("import mailbox client, events (zmq)", time.monotonic()))
-import shoal.orchestrator.daemon
-marks.append(("import orchestrator.daemon", time.monotonic()))
+import shoal.daemon
+marks.append(("import daemon", time.monotonic()))
 import rich.console
 marks.append(("import rich.console (progress lines)", time.monotonic()))
 import shoal.cli.run as run
@@ -110,7 +110,7 @@ def timed(owner, attr, label):
             spans.append((name, t, time.monotonic()))
     setattr(owner, attr, wrapper)
 
-daemon = shoal.orchestrator.daemon
+daemon = shoal.daemon
 timed(shoal.config, "load", "config.load")
 timed(run, "_is_git_repo", "git rev-parse (is it a repository)")
 timed(daemon, "start", "daemon.start (is one running; start it if not)")
@@ -590,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["SHOAL_IDLE_TIMEOUT"] = "600"
     os.environ.pop("SHOAL_MODEL", None)
 
-    from shoal.orchestrator import daemon
+    from shoal import daemon
     from shoal.paths import Home
 
     home = Home.resolve()

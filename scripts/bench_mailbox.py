@@ -373,6 +373,7 @@ class ShoalFigures:
 
 
 def shoal_figures(one_way: int, raw: RawEcho, relay: RawRelay, valid: RawRelay) -> ShoalFigures:
+    from shoal import daemon
     from shoal.mailbox.client import MailboxClient
     from shoal.mailbox.envelope import ORCHESTRATOR
     from shoal.messages.actors import (
@@ -383,7 +384,6 @@ def shoal_figures(one_way: int, raw: RawEcho, relay: RawRelay, valid: RawRelay) 
         OrchestratorStatus,
         OrchestratorStatusResult,
     )
-    from shoal.orchestrator import daemon
     from shoal.paths import Home
 
     home = Home.resolve()
@@ -532,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
             ):
                 fig = shoal_figures(args.messages, raw, relay, valid)
         finally:
-            from shoal.orchestrator import daemon
+            from shoal import daemon
             from shoal.paths import Home
 
             daemon.stop(Home.resolve())

@@ -62,11 +62,11 @@ def _wait(predicate: Any, timeout: float, what: str, interval: float = 0.005) ->
 
 
 def measure(kills: int) -> dict[str, Any]:
+    from shoal import daemon
     from shoal.mailbox.client import MailboxClient
     from shoal.mailbox.envelope import ORCHESTRATOR
     from shoal.messages.actors import ActorSpawn, EchoRequest, OrchestratorStatus
     from shoal.messages.teams import TeamDown, TeamMemberSpec, TeamUp
-    from shoal.orchestrator import daemon
     from shoal.paths import Home
 
     root = tempfile.mkdtemp(prefix="shB-", dir="/tmp")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import duckdb
 
-from shoal.orchestrator import daemon
+from shoal import daemon
 from shoal.paths import Home
 from shoal.store import usersql
 from shoal.store.database import open_reader, open_writer

@@ -24,14 +24,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from shoal.mailbox.envelope import ORCHESTRATOR
 from shoal.messages.base import from_dict
 
 if TYPE_CHECKING:
-    from shoal.mailbox.client import MailboxClient
     from shoal.mailbox.envelope import Envelope
-    from shoal.mailbox.events import Subscriber
     from shoal.messages.actors import OrchestratorStatusResult
     from shoal.messages.base import Payload
     from shoal.messages.store import StoreQueryResult
@@ -48,15 +47,28 @@ class ClientError(Exception):
     """The request cannot be made as things are; the message says why and what to do."""
 
 
+class Requester(Protocol):
+    """A thread-safe way to the orchestrator for code inside it (the HTTP API's bridge)."""
+
+    def request(self, payload: Payload, timeout: float = 10.0) -> Payload: ...
+
+
 class Client:
-    """The orchestrator of ``home`` (started on demand), from a client's side.
+    """The orchestrator of ``home``, from a client's side.
 
     ``backend`` and ``ray_address`` choose where an orchestrator started by this client
     runs its actors (``local`` or ``ray``); an idle one started otherwise is restarted.
+    ``via``: code running inside the orchestrator (the HTTP API) sends its requests
+    through that instead of a mailbox client of its own.
     """
 
     def __init__(
-        self, home: Home, *, backend: str | None = None, ray_address: str | None = None
+        self,
+        home: Home,
+        *,
+        backend: str | None = None,
+        ray_address: str | None = None,
+        via: Requester | None = None,
     ) -> None:
         self.home = home
         self.env: dict[str, str | None] = {}
@@ -64,30 +76,136 @@ class Client:
         if backend is not None:
             self.env["SHOAL_BACKEND"] = backend
             self.env["SHOAL_RAY_ADDRESS"] = ray_address
+        self._via = via
+        self._started = via is not None
 
-    def submit(self, task: TaskSubmit) -> TaskHandle:
-        """Send ``task``; the handle follows it (events, cancel, wait)."""
-        ensure_orchestrator(self.home, self.env)
-        return TaskHandle(self.home, task)
+    def running(self) -> bool:
+        """Whether an orchestrator runs for this home."""
+        from shoal import daemon
 
-    def request(self, payload: Payload, timeout: float = 10.0) -> Payload:
-        """A request to the orchestrator and its reply (RemoteError if it refused)."""
-        from shoal.orchestrator import daemon
+        return self._via is not None or daemon.running_pid(self.home) is not None
 
-        ensure_orchestrator(self.home, self.env)
-        return daemon.request(self.home, payload, timeout=timeout)
+    def start(self, *, same_settings: bool = True) -> None:
+        """Start the orchestrator if none runs. With ``same_settings``, an idle one started
+        with other model or backend settings is restarted (ClientError while it is busy)."""
+        from shoal import daemon
 
-    def status(self) -> OrchestratorStatusResult:
-        from shoal.orchestrator import daemon
+        if self._started:
+            return
+        if same_settings:
+            ensure_orchestrator(self.home, self.env)
+        else:
+            daemon.ensure(self.home)
+        self._started = True
 
-        ensure_orchestrator(self.home, self.env)
-        return daemon.status(self.home)
+    def request(
+        self, payload: Payload, timeout: float = 10.0, *, to: str = ORCHESTRATOR
+    ) -> Payload:
+        """A request to the running orchestrator (or, ``to``, an actor or a role:
+        ``role:evaluator``) and its reply. RemoteError if it was refused; ClientError if no
+        orchestrator runs (:meth:`start` starts one)."""
+        from shoal import daemon
+
+        if self._via is not None and to == ORCHESTRATOR:
+            return self._via.request(payload, timeout)
+        if not self._started and daemon.running_pid(self.home) is None:
+            raise ClientError(
+                f"no orchestrator runs for {self.home.root}; "
+                "start it with `shoal orchestrator start`"
+            )
+        return daemon.request(self.home, payload, timeout, to=to)
+
+    def status(self, timeout: float = 10.0) -> OrchestratorStatusResult:
+        from shoal.messages.actors import OrchestratorStatus
+
+        return self.request(OrchestratorStatus(), timeout)  # type: ignore[return-value]
 
     def query(
         self, name: str, params: dict[str, Any] | None = None, timeout: float = 10.0
     ) -> StoreQueryResult:
         """A named query (through the orchestrator if one runs, else the file read-only)."""
+        from shoal.messages.store import StoreQuery
+
+        if self._via is not None:
+            return self.request(StoreQuery(name=name, params=params or {}), timeout)  # type: ignore[return-value]
         return query(self.home, name, params, timeout)
+
+    def submit(self, task: TaskSubmit) -> TaskHandle:
+        """Send ``task`` (starting the orchestrator if needed); the handle follows it
+        (events, cancel, wait)."""
+        self.start()
+        return TaskHandle(self.channel(list(EVENTS)), task)
+
+    def cancel(self, task_id: str) -> None:
+        """Cancel a running task (RemoteError if none runs by that id)."""
+        from shoal.messages.tasks import TaskCancel
+
+        self.request(TaskCancel(task_id=task_id))
+
+    def channel(self, topics: list[str] | None = None, name: str | None = None) -> Channel:
+        """A conversation with the orchestrator and its actors that hears the events of
+        ``topics`` (prefixes of kinds; None: none)."""
+        return Channel(self.home, topics, name)
+
+
+class Channel:
+    """Messages to the orchestrator and its actors and what comes back, on one mailbox,
+    beside the events of some topics (subscribed at once, so none sent after is missed).
+
+    One thread's: ZeroMQ sockets are not thread-safe. A context manager.
+    """
+
+    def __init__(self, home: Home, topics: list[str] | None, name: str | None = None) -> None:
+        import zmq
+
+        from shoal.mailbox.client import MailboxClient
+        from shoal.mailbox.events import Subscriber
+
+        self._events = Subscriber(home.events_endpoint, topics) if topics is not None else None
+        self._mailbox = MailboxClient(home.mailbox_endpoint, name)
+        self._poller = zmq.Poller()
+        self._poller.register(self._mailbox.socket, zmq.POLLIN)
+        if self._events is not None:
+            self._poller.register(self._events.socket, zmq.POLLIN)
+
+    @property
+    def name(self) -> str:
+        return self._mailbox.name
+
+    def send(self, payload: Payload, *, to: str = ORCHESTRATOR) -> Envelope:
+        """Send without waiting; the envelope sent (its id is what a reply answers)."""
+        return self._mailbox.send(to, payload)
+
+    def request(
+        self, payload: Payload, *, to: str = ORCHESTRATOR, timeout: float = 30.0
+    ) -> Payload:
+        """Send and wait for the reply (RemoteError if refused, MailboxTimeout if none)."""
+        return self._mailbox.request(to, payload, timeout=timeout).parse_payload()
+
+    def receive(self, timeout: float) -> tuple[Envelope | None, Envelope | None]:
+        """What arrives within ``timeout`` seconds: a message to this channel (a reply)
+        and an event, each None if none came."""
+        waiting = self._mailbox.waiting
+        ready = dict(self._poller.poll(0 if waiting else int(timeout * 1000)))
+        mail = self._mailbox.recv(timeout=0) if waiting or self._mailbox.socket in ready else None
+        events = self._events
+        event = events.recv(timeout=0) if events is not None and events.socket in ready else None
+        return mail, event
+
+    def event(self, timeout: float) -> Envelope | None:
+        """The next event, or None after ``timeout`` seconds."""
+        return self._events.recv(timeout=timeout) if self._events is not None else None
+
+    def close(self) -> None:
+        if self._events is not None:
+            self._events.close()
+        self._mailbox.close()
+
+    def __enter__(self) -> Channel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class TaskHandle:
@@ -97,16 +215,11 @@ class TaskHandle:
     orchestrator: ``shoal show`` it).
     """
 
-    def __init__(self, home: Home, submit: TaskSubmit) -> None:
-        from shoal.mailbox.client import MailboxClient
-        from shoal.mailbox.envelope import ORCHESTRATOR
-        from shoal.mailbox.events import Subscriber
+    def __init__(self, channel: Channel, submit: TaskSubmit) -> None:
         from shoal.messages.tasks import TaskSubmitResult
 
-        self.home = home
-        self._events: Subscriber = Subscriber(home.events_endpoint, list(EVENTS))
-        self._client: MailboxClient = MailboxClient(home.mailbox_endpoint)
-        accepted = self._client.request(ORCHESTRATOR, submit, timeout=30).parse_payload()
+        self._channel = channel
+        accepted = channel.request(submit, timeout=30)
         assert isinstance(accepted, TaskSubmitResult)
         self.task_id = accepted.task_id
         self.waiting_for = accepted.waiting_for
@@ -122,26 +235,17 @@ class TaskHandle:
     def poll(self, timeout: float) -> list[Envelope]:
         """The task's events that arrive within about ``timeout`` seconds (sooner if it
         ends: then :attr:`done` is set)."""
-        import zmq
-
         from shoal.messages.tasks import TaskDone
 
-        poller = zmq.Poller()
-        poller.register(self._client.socket, zmq.POLLIN)
-        poller.register(self._events.socket, zmq.POLLIN)
         found: list[Envelope] = []
         deadline = time.monotonic() + timeout
         while self.done is None:
-            waiting = self._client.waiting
-            left = max(0.0, deadline - time.monotonic())
-            ready = dict(poller.poll(0 if waiting else int(left * 1000)))
-            env = self._client.recv(timeout=0) if waiting or self._client.socket in ready else None
-            if env is not None and env.kind == TaskDone.kind:
-                self.done = from_dict(TaskDone, env.payload)
-            event = self._events.recv(timeout=0) if self._events.socket in ready else None
+            mail, event = self._channel.receive(max(0.0, deadline - time.monotonic()))
+            if mail is not None and mail.kind == TaskDone.kind:
+                self.done = from_dict(TaskDone, mail.payload)
             if event is not None and event.task_id == self.task_id:
                 found.append(event)
-            if not ready and not waiting and time.monotonic() >= deadline:
+            if mail is None and event is None and time.monotonic() >= deadline:
                 break
         return found
 
@@ -153,14 +257,12 @@ class TaskHandle:
         return self.done
 
     def cancel(self) -> None:
-        from shoal.mailbox.envelope import ORCHESTRATOR
         from shoal.messages.tasks import TaskCancel
 
-        self._client.send(ORCHESTRATOR, TaskCancel(task_id=self.task_id))
+        self._channel.send(TaskCancel(task_id=self.task_id))
 
     def close(self) -> None:
-        self._events.close()
-        self._client.close()
+        self._channel.close()
 
     def __enter__(self) -> TaskHandle:
         return self
@@ -221,15 +323,12 @@ def review(home: Home, request: ReviewRequest, timeout: float = 3600.0) -> Revie
     nothing. The orchestrator is started, and an evaluator with it, when none runs."""
     from shoal.mailbox.envelope import ROLE_PREFIX
     from shoal.messages.actors import ActorSpawn
-    from shoal.orchestrator import daemon
 
-    ensure_orchestrator(home)
-    status = daemon.status(home)
-    if not any(a.role == "evaluator" and a.state != "stopped" for a in status.actors):
-        daemon.request(home, ActorSpawn(role="evaluator"), timeout=30)
-    with daemon.connect(home) as client:
-        reply = client.request(ROLE_PREFIX + "evaluator", request, timeout=timeout)
-    return reply.parse_payload()  # type: ignore[return-value]
+    client = Client(home)
+    client.start()
+    if not any(a.role == "evaluator" and a.state != "stopped" for a in client.status().actors):
+        client.request(ActorSpawn(role="evaluator"), timeout=30)
+    return client.request(request, timeout, to=ROLE_PREFIX + "evaluator")  # type: ignore[return-value]
 
 
 def query(
@@ -237,7 +336,7 @@ def query(
 ) -> StoreQueryResult:
     """Run a named query (:mod:`shoal.store.queries`) through the orchestrator if one runs,
     else on the database file opened read-only."""
-    from shoal.orchestrator import daemon
+    from shoal import daemon
     from shoal.store.queries import run_query
 
     params = params or {}
@@ -252,7 +351,7 @@ def query_many(
     home: Home, asked: list[tuple[str, dict[str, Any]]], timeout: float = 30.0
 ) -> list[StoreQueryResult]:
     """Several named queries: each through the orchestrator, or all on one read-only open."""
-    from shoal.orchestrator import daemon
+    from shoal import daemon
     from shoal.store.queries import run_query
 
     return on_records(
@@ -302,9 +401,9 @@ def dump_tables(
 ) -> dict[str, int]:
     """Named tables (``shoal.store.dump.TABLES``) as Parquet in ``directory``, by the
     orchestrator if it runs, else from the file opened read-only. Rows written per table."""
+    from shoal import daemon
     from shoal.mailbox.errors import RemoteError
     from shoal.messages.store import StoreDump
-    from shoal.orchestrator import daemon
     from shoal.store.dump import DumpError, dump
 
     directory = directory.expanduser().absolute()
@@ -322,8 +421,8 @@ def dump_tables(
 def import_learnings(home: Home, learnings: list[Any], chunk: int = 500) -> tuple[int, int]:
     """Exported learnings into this home's memory, through the orchestrator (the one
     writer; started if needed): ``(imported, skipped)``, skipped ones being here already."""
+    from shoal import daemon
     from shoal.messages.memory import MemoryImport
-    from shoal.orchestrator import daemon
 
     daemon.ensure(home)
     imported = skipped = 0
@@ -337,7 +436,7 @@ def import_learnings(home: Home, learnings: list[Any], chunk: int = 500) -> tupl
 def on_records(home: Home, ask: Callable[[], T], on_file: Callable[[Any], T]) -> T:
     """``ask`` the orchestrator if one runs (it owns the database file), else ``on_file``
     with the file opened read-only: the two ways in of every read."""
-    from shoal.orchestrator import daemon
+    from shoal import daemon
     from shoal.store import queries
     from shoal.store.database import DatabaseBusy
 
@@ -354,8 +453,8 @@ def on_records(home: Home, ask: Callable[[], T], on_file: Callable[[Any], T]) ->
 
 
 def _ask_sql(home: Home, payload: Any, timeout: float) -> Any:
+    from shoal import daemon
     from shoal.mailbox.errors import RemoteError
-    from shoal.orchestrator import daemon
     from shoal.store.usersql import SqlError
 
     try:
@@ -367,8 +466,8 @@ def _ask_sql(home: Home, payload: Any, timeout: float) -> Any:
 def ensure_orchestrator(home: Home, env: dict[str, str | None] | None = None) -> None:
     """Start the orchestrator (with ``env`` over this process's environment), or restart
     an idle one whose model or backend settings differ from ours."""
+    from shoal import daemon
     from shoal.config import model_env_fingerprint
-    from shoal.orchestrator import daemon
 
     _, started = daemon.start(home, env=env)
     if started:
@@ -393,7 +492,7 @@ def ensure_orchestrator(home: Home, env: dict[str, str | None] | None = None) ->
 
 def _keep_orchestrator(home: Home, follower: Follower) -> None:
     """If the orchestrator died under a running task, start it again: the task resumes."""
-    from shoal.orchestrator import daemon
+    from shoal import daemon
 
     if daemon.running_pid(home) is None:
         follower.note("the orchestrator stopped; restarting it (the task resumes)")

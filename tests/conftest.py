@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from shoal.orchestrator import daemon
+from shoal import daemon
 from shoal.paths import Home
 
 # pytest-xdist workers inherit a fixed terminal size in COLUMNS/LINES; programs the

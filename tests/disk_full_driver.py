@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shoal import daemon
 from shoal.client import query as read
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 from tests.conftest import shoal, wait_for
 from tests.test_api import bare_repo

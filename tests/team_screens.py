@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from shoal.orchestrator import daemon
+from shoal import daemon
 from shoal.paths import Home
 from tests.conftest import shoal, wait_for
 

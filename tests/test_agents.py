@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from shoal import daemon
 from shoal.messages.base import from_dict
 from shoal.messages.tasks import TaskOptions
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 from shoal.skills import agents
 from tests.conftest import shoal

@@ -25,10 +25,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from shoal import daemon
 from shoal.client import query as read
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 from tests.conftest import places_holding, shoal, wait_for
 from tests.test_loop import call, make_repo, plan, verdict

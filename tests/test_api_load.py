@@ -19,8 +19,7 @@ import threading
 import time
 from typing import Any
 
-from shoal import __version__
-from shoal.orchestrator import daemon
+from shoal import __version__, daemon
 from shoal.paths import Home
 from tests.conftest import shoal, wait_for
 from tests.test_api import request

@@ -8,6 +8,7 @@ inside a function does: it runs when the function does.
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,12 +23,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("store", "workspace"),
     ("llm", "tools", "learning", "evaluation", "providers", "plugins"),
     ("memory", "skills", "mcp", "config", "submission"),
+    ("daemon", "client"),
     ("agent",),
     ("actors",),
     ("tmux", "launchers"),
     ("api",),
     ("orchestrator",),
-    ("client", "replay", "backup"),
+    ("replay", "backup"),
     ("batch", "chat"),
     ("cli",),
     ("__main__", "__init__"),
@@ -170,3 +172,24 @@ def test_the_module_map_names_every_module_there_is() -> None:
     mapped = {m for m in _mapped() if m.endswith(".py") and not m.endswith("/__init__.py")}
     assert sorted(modules - mapped) == [], "add them to docs/architecture.md's module map"
     assert sorted(mapped - modules) == [], "the module map names modules that do not exist"
+
+
+# Who may open a connection to the orchestrator of their own: the client library, the
+# orchestrator's own lifecycle module, the transport, and the actor side (actors, their
+# panes, the orchestrator and what it hosts).
+_OWN_CONNECTIONS = ("client.py", "daemon.py", "mailbox/", "actors/", "tmux/", "orchestrator/")
+_CONNECTING = re.compile(
+    r"\bdaemon\.(request|status|query|connect)\(|\bMailboxClient\(|\b(Async)?Subscriber\("
+)
+
+
+def test_clients_talk_to_the_orchestrator_through_the_client_library() -> None:
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        where = str(path.relative_to(ROOT))
+        if where.startswith(_OWN_CONNECTIONS) or where == "api/webhooks.py":
+            continue  # webhooks: the orchestrator's own subscriber, in its process
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if _CONNECTING.search(line):
+                found.append(f"shoal/{where}:{number}: {line.strip()}")
+    assert found == [], "use shoal.client (Client, Channel) instead"

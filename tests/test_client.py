@@ -72,3 +72,42 @@ def test_a_script_cancels_a_task_it_submitted(home: Home, tmp_path: Path, monkey
                     task.cancel()
             done = task.wait()
     assert (done.status, done.decision) == ("cancelled", "cancelled")
+
+
+def test_a_request_with_no_orchestrator_says_so_at_once(home: Home) -> None:
+    import time
+
+    import pytest
+
+    from shoal.client import ClientError
+    from shoal.messages.actors import OrchestratorStatus
+
+    client = Client(home)
+    assert not client.running()
+    t0 = time.monotonic()
+    with pytest.raises(ClientError, match="no orchestrator runs for .*shoal orchestrator start"):
+        client.request(OrchestratorStatus())
+    assert time.monotonic() - t0 < 1.0  # not a mailbox timeout
+
+
+def test_a_channel_talks_to_actors_and_hears_its_topics(home: Home) -> None:
+    from shoal.messages.actors import ActorSpawn, EchoReply, EchoRequest
+
+    client = Client(home)
+    client.start(same_settings=False)
+    assert client.running()
+    spawned = client.request(ActorSpawn(role="echo"), timeout=30)
+    with client.channel(["actor."]) as channel:
+        reply = channel.request(EchoRequest(text="hi", seq=7), to="role:echo", timeout=30)
+        assert isinstance(reply, EchoReply) and (reply.text, reply.seq) == ("hi", 7)
+        assert reply.handled_by in spawned.names  # type: ignore[attr-defined]
+        sent = channel.send(EchoRequest(text="again"), to="role:echo")
+        client.request(ActorSpawn(role="echo"), timeout=30)  # a second one: actor.started
+        mail = event = None
+        for _ in range(200):
+            got_mail, got_event = channel.receive(0.1)
+            mail, event = mail or got_mail, event or got_event
+            if mail and event:
+                break
+    assert mail is not None and mail.reply_to == sent.id and mail.payload["text"] == "again"
+    assert event is not None and event.kind.startswith("actor.")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import zmq
 
+from shoal import daemon
 from shoal.client import query as read
 from shoal.mailbox import curve
 from shoal.mailbox.client import MailboxClient
 from shoal.mailbox.envelope import ORCHESTRATOR
 from shoal.mailbox.errors import MailboxTimeout
 from shoal.messages.actors import EchoRequest, OrchestratorStatus, OrchestratorStatusResult
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 
 pytestmark = pytest.mark.timeout(60)

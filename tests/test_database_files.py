@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from shoal import daemon
 from shoal.client import query as read
 from shoal.mailbox.envelope import Envelope
 from shoal.messages.actors import EchoRequest
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 from shoal.store.database import marker
 from shoal.store.journal import Journal, message_record

@@ -13,10 +13,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from shoal import daemon
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.messages.memory import MemoryRemember, NewLearning
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 from tests.conftest import SESSION_PREFIX, shoal
 from tests.test_loop import call, make_repo, model_env, plan, verdict

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from shoal import daemon
 from shoal.client import query
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 from tests.conftest import wait_for
 from tests.test_loop import call, make_repo, plan, run_task, verdict

@@ -96,8 +96,8 @@ def test_a_learning_reaches_a_similar_task_and_not_an_unrelated_one(
 
 
 def test_memory_search_and_forget(home: Home, tmp_path: Path) -> None:
+    from shoal import daemon
     from shoal.messages.memory import MemoryRemember, NewLearning
-    from shoal.orchestrator import daemon
 
     daemon.start(home)
     daemon.request(

@@ -384,7 +384,7 @@ def test_rate_limits_and_context_overflow_do_not_fail_the_task(home: Home, tmp_p
 def test_project_config_and_a_changed_model_env_restart_an_idle_orchestrator(
     home: Home, tmp_path: Path
 ) -> None:
-    from shoal.orchestrator import daemon
+    from shoal import daemon
 
     repo = make_repo(tmp_path)
     (repo / ".shoal").mkdir()
@@ -451,7 +451,7 @@ def test_a_task_survives_a_kill_9_of_the_orchestrator(home: Home, tmp_path: Path
     import signal
     import time
 
-    from shoal.orchestrator import daemon
+    from shoal import daemon
 
     repo = make_repo(tmp_path)
     script = Script.model_validate(

@@ -11,6 +11,7 @@ import signal
 import pytest
 import zmq
 
+from shoal import daemon
 from shoal.client import query as read
 from shoal.mailbox import wire
 from shoal.mailbox.aio import AsyncMailboxClient
@@ -20,7 +21,6 @@ from shoal.mailbox.errors import RemoteError
 from shoal.mailbox.events import Subscriber
 from shoal.messages.actors import ActorRetire, ActorSpawn, EchoRequest
 from shoal.messages.base import from_dict
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 from tests.conftest import wait_for
 from tests.roles import (

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from shoal import daemon
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 from shoal.providers import choice as providers
 from shoal.submission import SubmitError, submission

@@ -8,10 +8,10 @@ import stat
 import subprocess
 import sys
 
+from shoal import daemon
 from shoal.client import query as read
 from shoal.mailbox.client import MailboxClient
 from shoal.messages.actors import ActorSpawn, EchoRequest
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 from shoal.store.database import open_reader
 from tests.conftest import shoal, wait_for

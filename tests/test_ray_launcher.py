@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from shoal import daemon
 from shoal.launchers import pid_alive
 from shoal.mailbox.client import MailboxClient
 from shoal.messages.actors import ActorSpawn, EchoReply, EchoRequest
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 from tests.conftest import processes_with_home, wait_for
 

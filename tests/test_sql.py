@@ -13,12 +13,11 @@ from typing import Any
 import duckdb
 import pytest
 
-from shoal import client
+from shoal import client, daemon
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.mailbox.client import MailboxClient
 from shoal.messages.actors import ActorSpawn, EchoRequest
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 from shoal.store import usersql
 from shoal.store.database import open_writer

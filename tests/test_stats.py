@@ -18,8 +18,8 @@ from typing import Any
 import duckdb
 import pytest
 
+from shoal import daemon
 from shoal.cli.stats import bar, parse_since, sparkline
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 from tests.conftest import shoal
 from tests.test_cli import assert_one_line_error

@@ -17,9 +17,9 @@ import sys
 import uuid
 from pathlib import Path
 
+from shoal import daemon
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 from tests.conftest import shoal, wait_for
 from tests.test_api import bare_repo

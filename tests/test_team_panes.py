@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from shoal import daemon
 from shoal.cli.app import app
 from shoal.client import query as read
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.mailbox.client import MailboxClient
 from shoal.messages.teams import TeamMemberStatus, TeamStatus
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 from tests.conftest import processes_with_home, shoal, wait_for
 from tests.stall_roles import SleepRequest

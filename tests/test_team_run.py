@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 
+from shoal import daemon
 from shoal.client import query as read
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
@@ -17,7 +18,6 @@ from shoal.mailbox.client import MailboxClient
 from shoal.mailbox.envelope import ORCHESTRATOR
 from shoal.messages.tasks import Subtask
 from shoal.messages.teams import TeamTaskClaim, TeamTaskClaimResult, TeamTasksCreate, TeamTaskUpdate
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 from tests.conftest import shoal, wait_for
 from tests.test_loop import call, model_env, pytest_passes, verdict

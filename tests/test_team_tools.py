@@ -157,10 +157,10 @@ def test_teammates_message_each_other_and_team_memory_is_recalled_for_the_team(
 def test_a_message_to_an_idle_executor_is_acked_and_holds_nothing(orchestrator: Home) -> None:
     # Kept messages are held only while a task runs: held ones keep an orchestrator
     # from its idle exit.
+    from shoal import daemon
     from shoal.mailbox.client import MailboxClient
     from shoal.messages.actors import ActorSpawn
     from shoal.messages.teams import TeamMessage
-    from shoal.orchestrator import daemon
     from tests.conftest import wait_for
 
     name = daemon.request(orchestrator, ActorSpawn(role="executor")).names[0]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from shoal import daemon
 from shoal.llm.scripted import ScriptedModelServer
-from shoal.orchestrator import daemon
 from shoal.paths import Home
 from tests.conftest import shoal, wait_for
 from tests.test_batch import INSTRUCTION, env_for, make_repo, script

@@ -41,11 +41,10 @@ from shoal.api.models import (
 from shoal.mailbox.errors import RemoteError
 from shoal.messages.actors import OrchestratorStatus, OrchestratorStatusResult
 from shoal.messages.base import to_dict
-from shoal.messages.store import StoreQuery, StoreQueryResult
-from shoal.messages.tasks import TaskCancel, TaskSubmitResult
+from shoal.messages.tasks import TaskSubmitResult
 
 if TYPE_CHECKING:
-    from shoal.api.bridge import Bridge
+    from shoal.client import Client
     from shoal.paths import Home
 
 PREFIX = "/api/v1"
@@ -138,23 +137,22 @@ class Endpoints:
     def __init__(
         self,
         home: Home,
-        bridge: Bridge,
+        client: Client,
         api_view: Callable[[], ApiView],
         document: Callable[[], Any],
     ) -> None:
         self.home = home
-        self.bridge = bridge
+        self.client = client
         self._api_view = api_view
         self._document = document
 
     # --- helpers -------------------------------------------------------------
 
     def _ask(self, payload: Any, timeout: float = 15.0) -> Any:
-        return self.bridge.request(payload, timeout)
+        return self.client.request(payload, timeout)
 
     def _rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        reply = self._ask(StoreQuery(name=name, params=params))
-        assert isinstance(reply, StoreQueryResult)
+        reply = self.client.query(name, params, timeout=15.0)
         return row_dicts(reply.columns, reply.rows)
 
     def _find(self, task_id: str) -> dict[str, Any] | None:
@@ -236,7 +234,7 @@ class Endpoints:
         if task is None:
             raise ApiError(404, "not_found", f"no task {task_id!r}")
         try:
-            self._ask(TaskCancel(task_id=task["id"]))
+            self.client.cancel(task["id"])
         except RemoteError:
             # The scheduler runs no such task: it ended (or ends right now).
             ended = self._find(task["id"]) or task

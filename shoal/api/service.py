@@ -26,6 +26,7 @@ from shoal.api.models import ApiView
 from shoal.api.routes import Endpoints
 from shoal.api.settings import ServeSettings, WebhookConfig, is_loopback
 from shoal.api.webhooks import Dispatcher
+from shoal.client import Client
 from shoal.messages.actors import ApiServeResult
 from shoal.paths import Home
 from shoal.settings import SettingsError
@@ -94,7 +95,8 @@ class ApiService:
             self._close_http()
             if self._bridge is None:
                 self._bridge = Bridge(self.home.mailbox_endpoint, f"api-{os.getpid()}")
-            endpoints = Endpoints(self.home, self._bridge, self.view, self.document)
+            client = Client(self.home, via=self._bridge)  # the orchestrator is this process
+            endpoints = Endpoints(self.home, client, self.view, self.document)
             self._http = _listen(settings, App(endpoints, token), limits)
             self._not_serving = ""
             if settings.port == 0:

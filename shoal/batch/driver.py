@@ -34,7 +34,7 @@ from shoal.messages.tasks import CheckSetting, ModelChoice
 
 if TYPE_CHECKING:
     from shoal.batch.backends import Backend, Finished
-    from shoal.mailbox.client import MailboxClient
+    from shoal.client import Channel
     from shoal.messages.batch import BatchStart
     from shoal.paths import Home
 
@@ -141,25 +141,21 @@ class Summary:
 class Recorder:
     """Sends the batch's records to the orchestrator without waiting; collects the replies."""
 
-    def __init__(self, client: MailboxClient) -> None:
-        self.client = client
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
         self._waiting: set[str] = set()
         self.failures: list[str] = []
 
     def send(self, payload: Any) -> None:
-        from shoal.mailbox.envelope import ORCHESTRATOR
-
-        self._waiting.add(self.client.send(ORCHESTRATOR, payload).id)
+        self._waiting.add(self.channel.send(payload).id)
 
     def request(self, payload: Any) -> None:
-        from shoal.mailbox.envelope import ORCHESTRATOR
-
-        self.client.request(ORCHESTRATOR, payload, timeout=_RECORD_TIMEOUT)
+        self.channel.request(payload, timeout=_RECORD_TIMEOUT)
 
     def collect(self, timeout: float = 0.0) -> None:
         deadline = time.monotonic() + timeout
         while self._waiting:
-            env = self.client.recv(timeout=max(0.0, deadline - time.monotonic()))
+            env, _ = self.channel.receive(max(0.0, deadline - time.monotonic()))
             if env is None:
                 return
             if env.reply_to in self._waiting:
@@ -238,21 +234,21 @@ def run_batch(
     new: bool,
 ) -> Summary:
     """Run every unit without an outcome; record as it goes; apply at the end."""
-    from shoal.mailbox.client import MailboxClient
+    from shoal.client import Client
     from shoal.messages.batch import BatchEnd
-    from shoal.orchestrator import daemon
 
-    daemon.ensure(home)
+    client = Client(home)
+    client.start(same_settings=False)
     t0 = time.monotonic()
     patches = home.root / "batches" / batch_id
     patches.parent.mkdir(mode=0o700, exist_ok=True)
     patches.mkdir(mode=0o700, exist_ok=True)
     summary = Summary(batch_id, "interrupted", backend.name, outcomes, patches=str(patches))
     todo = deque(o for o in outcomes if o.status not in _FINAL)
-    with MailboxClient(home.mailbox_endpoint) as client:
-        records = Recorder(client)
+    with client.channel() as channel:
+        records = Recorder(channel)
         records.request(_batch_start(batch_id, spec, backend, outcomes if new else []))
-        context = _recall(client, spec) if todo else ""
+        context = _recall(channel, spec) if todo else ""
         progress = Progress(outcomes, quiet)
         try:
             if todo:
@@ -434,19 +430,16 @@ def _unit_spec(batch_id: str, spec: BatchSpec, o: Outcome, context: str) -> Unit
     )
 
 
-def _recall(client: MailboxClient, spec: BatchSpec) -> str:
+def _recall(channel: Channel, spec: BatchSpec) -> str:
     """Learnings and skills for the instruction, asked once for the whole batch."""
-    from shoal.mailbox.envelope import ORCHESTRATOR
     from shoal.mailbox.errors import MailboxError
     from shoal.messages.memory import ContextRequest, ContextResult
 
     cwd = next(iter(spec.bases), os.getcwd())
     try:
-        reply = client.request(
-            ORCHESTRATOR,
-            ContextRequest(text=spec.instruction, cwd=cwd, role="executor"),
-            timeout=30,
-        ).parse_payload()
+        reply = channel.request(
+            ContextRequest(text=spec.instruction, cwd=cwd, role="executor"), timeout=30
+        )
     except MailboxError as exc:
         log.warning("no recalled context for the batch: %s", exc)
         return ""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shoal.ids import new_id
 from shoal.mailbox.envelope import ORCHESTRATOR, ROLE_PREFIX, Envelope
-from shoal.messages.actors import ErrorReply
+from shoal.messages.actors import ErrorReply, OrchestratorStatusResult
 from shoal.messages.base import Payload, from_dict
 from shoal.messages.chat import (
     Attachment,
@@ -72,19 +72,17 @@ class ChatSettings:
 
 class ChatClient:
     def __init__(self, home: Home, settings: ChatSettings) -> None:
-        from shoal.mailbox.client import MailboxClient, client_name
-        from shoal.mailbox.events import Subscriber
+        from shoal.client import Client
+        from shoal.mailbox.client import client_name
 
         self.home = home
         self.settings = settings
         # Subscribed before the first turn, so no event of it is missed.
-        self.events = Subscriber(home.events_endpoint, ["chat."])
-        self.client = MailboxClient(home.mailbox_endpoint, client_name("chat"))
+        self.channel = Client(home).channel(["chat."], client_name("chat"))
         self.session: SessionInfo | None = None
 
     def close(self) -> None:
-        self.client.close()
-        self.events.close()
+        self.channel.close()
 
     def __enter__(self) -> ChatClient:
         return self
@@ -98,7 +96,14 @@ class ChatClient:
         return self.session.id
 
     def request(self, recipient: str, payload: Payload, timeout: float = 30.0) -> Payload:
-        return self.client.request(recipient, payload, timeout=timeout).parse_payload()
+        return self.channel.request(payload, to=recipient, timeout=timeout)
+
+    def status(self) -> OrchestratorStatusResult:
+        from shoal.messages.actors import OrchestratorStatus
+
+        reply = self.request(ORCHESTRATOR, OrchestratorStatus(), timeout=10.0)
+        assert isinstance(reply, OrchestratorStatusResult)
+        return reply
 
     def open(
         self,
@@ -148,8 +153,7 @@ class ChatClient:
         """Run one turn, showing its events; None if it failed or was left behind."""
         s = self.settings
         turn_id = new_id()
-        sent = self.client.send(
-            ROLE_PREFIX + "chat",
+        sent = self.channel.send(
             ChatTurn(
                 session_id=self.session_id,
                 turn_id=turn_id,
@@ -163,6 +167,7 @@ class ChatClient:
                 context_window=s.context_window,
                 can_ask=s.can_ask,
             ),
+            to=ROLE_PREFIX + "chat",
         )
         actor: str | None = None
         cancel_at: float | None = None
@@ -171,24 +176,12 @@ class ChatClient:
                 if cancel_at is not None and time.monotonic() - cancel_at > CANCEL_GRACE:
                     view.note("the turn did not stop in time; it finishes in the background")
                     return None
-                reply = self.client.recv(timeout=0.02)
+                reply, event = self.channel.receive(0.05)
+                if event is not None and event.payload.get("turn_id") == turn_id:
+                    actor = self._event(event, actor, cancel_at is not None, view)
                 if reply is not None and reply.reply_to == sent.id:
                     self._drain(turn_id, view)
                     return self._result(reply, view)
-                event = self.events.recv(timeout=0.03)
-                if event is None or event.payload.get("turn_id") != turn_id:
-                    continue
-                if event.kind == ChatStarted.kind:
-                    actor = event.sender
-                    if cancel_at is not None:
-                        self.client.send(actor, ChatCancel(turn_id=turn_id))
-                elif event.kind == ChatAsk.kind:
-                    ask = from_dict(ChatAsk, event.payload)
-                    allow, always = view.ask(ask)
-                    answer = ChatAnswer(ask_id=ask.ask_id, allow=allow, always=always)
-                    self.client.send(event.sender, answer)
-                else:
-                    self._show(event, view)
             except KeyboardInterrupt:
                 if cancel_at is not None:
                     view.note("left the turn behind; it finishes in the background")
@@ -196,11 +189,28 @@ class ChatClient:
                 cancel_at = time.monotonic()
                 view.note("interrupting… (Ctrl-C again to stop waiting)")
                 if actor is not None:
-                    self.client.send(actor, ChatCancel(turn_id=turn_id))
+                    self.channel.send(ChatCancel(turn_id=turn_id), to=actor)
+
+    def _event(
+        self, event: Envelope, actor: str | None, cancelling: bool, view: TurnView
+    ) -> str | None:
+        """One event of the turn shown or answered; the actor running the turn once it said."""
+        if event.kind == ChatStarted.kind:
+            if cancelling:
+                self.channel.send(ChatCancel(turn_id=event.payload["turn_id"]), to=event.sender)
+            return event.sender
+        if event.kind == ChatAsk.kind:
+            ask = from_dict(ChatAsk, event.payload)
+            allow, always = view.ask(ask)
+            answer = ChatAnswer(ask_id=ask.ask_id, allow=allow, always=always)
+            self.channel.send(answer, to=event.sender)
+        else:
+            self._show(event, view)
+        return actor
 
     def _drain(self, turn_id: str, view: TurnView) -> None:
         """Events of the turn still on their way (they travel beside the reply, not before it)."""
-        while (event := self.events.recv(timeout=0.05)) is not None:
+        while (event := self.channel.event(timeout=0.05)) is not None:
             if event.payload.get("turn_id") == turn_id and event.kind != ChatStarted.kind:
                 self._show(event, view)
 

@@ -38,9 +38,7 @@ def _help(repl: Repl, arg: str) -> None:
 
 
 def _status(repl: Repl, arg: str) -> None:
-    from shoal.orchestrator import daemon
-
-    status = daemon.status(repl.home)
+    status = repl.client.status()
     s = repl.client.session
     assert s is not None
     out = repl.console
@@ -190,10 +188,9 @@ def _resume(repl: Repl, arg: str) -> None:
 
 def _team(repl: Repl, arg: str) -> None:
     from shoal.actors.registry import base_role, team_of
-    from shoal.orchestrator import daemon
 
     teams: dict[str, list[str]] = {}
-    for a in daemon.status(repl.home).actors:
+    for a in repl.client.status().actors:
         team = team_of(a.role)
         if team:
             teams.setdefault(team, []).append(f"{a.name} ({base_role(a.role)}, {a.state})")

@@ -158,7 +158,7 @@ class Repl:
 
     def _keep_orchestrator(self) -> None:
         """An orchestrator that exited while the chat sat idle is started again, session kept."""
-        from shoal.orchestrator import daemon
+        from shoal import daemon
 
         if daemon.running_pid(self.home) is not None:
             return

@@ -43,7 +43,7 @@ def chat(
     """Chat with shoal in this repository: a REPL with tools, sessions and slash commands."""
     from shoal.chat.client import ChatClient
     from shoal.chat.repl import Repl, pick
-    from shoal.client import ensure_orchestrator
+    from shoal.client import Client
     from shoal.paths import Home
 
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
@@ -53,7 +53,7 @@ def chat(
         fail(f"--cwd {workdir} is not a directory", code=2)
     _check_session_choice(session_id, name, continue_last, resume, interactive)
     settings = _settings(home, workdir, model, permission_mode, interactive)
-    ensure_orchestrator(home)
+    Client(home).start()
     out = console()
     with ChatClient(home, settings) as client:
         repl = Repl(home, client, interactive=interactive, console=out)

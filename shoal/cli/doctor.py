@@ -66,7 +66,8 @@ def _home_checks() -> list[Check]:
 
 
 def _orchestrator_checks() -> list[Check]:
-    from shoal.orchestrator import daemon
+    from shoal import daemon
+    from shoal.client import Client
     from shoal.paths import Home
 
     home = Home.resolve()
@@ -82,7 +83,7 @@ def _orchestrator_checks() -> list[Check]:
         checks.append(Check("orchestrator", True, detail, required=False))
     else:
         try:
-            reply = daemon.status(home, timeout=5)
+            reply = Client(home).status(timeout=5)
             checks.append(
                 Check(
                     "orchestrator",

@@ -9,8 +9,8 @@ def known_errors() -> tuple[type[Exception], ...]:
     from shoal.actors.registry import UnknownRole
     from shoal.batch.units import BatchError
     from shoal.client import ClientError
+    from shoal.daemon import OrchestratorError
     from shoal.mailbox.errors import MailboxError
-    from shoal.orchestrator.daemon import OrchestratorError
     from shoal.paths import HomeError
     from shoal.settings import SettingsError
     from shoal.store.database import DatabaseError

@@ -74,25 +74,21 @@ def learn(
 
 
 def _mine() -> Any:
+    from shoal.client import Client
     from shoal.config import load
-    from shoal.mailbox.client import MailboxClient
     from shoal.messages.actors import ActorSpawn
     from shoal.messages.memory import MineRequest, MineResult
-    from shoal.orchestrator import daemon
     from shoal.paths import Home
 
     home = Home.resolve()
-    daemon.ensure(home)
-    if not any(
-        a.role == "pattern-miner" and a.state != "stopped" for a in daemon.status(home).actors
-    ):
-        daemon.request(home, ActorSpawn(role="pattern-miner"))
+    client = Client(home)
+    client.start(same_settings=False)
+    if not any(a.role == "pattern-miner" and a.state != "stopped" for a in client.status().actors):
+        client.request(ActorSpawn(role="pattern-miner"))
     models = load(home, Path.cwd()).models()
-    with MailboxClient(home.mailbox_endpoint) as client:
-        reply = client.request(
-            "role:pattern-miner", MineRequest(model=models.get("small")), timeout=300
-        )
-    result = reply.parse_payload()
+    result = client.request(
+        MineRequest(model=models.get("small")), timeout=300, to="role:pattern-miner"
+    )
     assert isinstance(result, MineResult)
     return result
 

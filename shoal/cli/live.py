@@ -137,12 +137,13 @@ class LiveStatus:
         self.state = LiveState()
 
     def seed(self) -> None:
-        from shoal.orchestrator import daemon
+        from shoal import daemon
+        from shoal.client import Client
 
         self.state = LiveState(pid=daemon.running_pid(self.home))
         if self.state.pid is None:
             return
-        status = daemon.status(self.home)
+        status = Client(self.home).status()
         self.state.actors = {a.name: a.role for a in status.actors if a.state != "stopped"}
         for row in self._rows("tasks.recent", {"limit": 50, "kind": "running"}):
             task = TaskLine(
@@ -160,15 +161,16 @@ class LiveStatus:
 
     def members(self) -> list[str]:
         """Ask for the teams' members (when a team is up); the lines of what changed."""
+        from shoal import daemon
+        from shoal.client import Client, ClientError
         from shoal.mailbox.errors import MailboxError
         from shoal.messages.teams import TeamStatus, TeamStatusResult
-        from shoal.orchestrator import daemon
 
         if not self.state.teams and not self.state.members:
             return []
         try:
-            reply = daemon.request(self.home, TeamStatus(), timeout=5.0)
-        except (MailboxError, OSError):
+            reply = Client(self.home).request(TeamStatus(), timeout=5.0)
+        except (MailboxError, ClientError, daemon.OrchestratorError, OSError):
             return []  # the orchestrator is going; the pid check notices
         if not isinstance(reply, TeamStatusResult):
             return []
@@ -194,16 +196,16 @@ class LiveStatus:
 
     def follow(self, on_change: Any, on_idle: Any) -> None:
         """Call ``on_change(line)`` per change and ``on_idle()`` about once a second."""
-        from shoal.mailbox.events import Subscriber
-        from shoal.orchestrator import daemon
+        from shoal import daemon
+        from shoal.client import Client
 
-        with Subscriber(self.home.events_endpoint, TOPICS) as bus:
+        with Client(self.home).channel(TOPICS) as bus:
             self.seed()  # after subscribing: nothing between the seed and the first event is lost
             on_change(None)
             next_check = time.monotonic() + _PID_CHECK
             next_members = time.monotonic() + _MEMBERS_CHECK
             while True:
-                env = bus.recv(timeout=1.0)
+                env = bus.event(timeout=1.0)
                 if env is not None:
                     line = self.state.apply(env)
                     if env.task_id in self.state.tasks:

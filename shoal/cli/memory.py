@@ -56,16 +56,14 @@ def search(
     json_out: bool = typer.Option(False, "--json", help="Print JSON lines."),
 ) -> None:
     """Learnings most similar to QUERY (scored by similarity times decayed confidence)."""
+    from shoal.client import Client
     from shoal.messages.memory import MemorySearch
-    from shoal.orchestrator import daemon
     from shoal.paths import Home
 
     home = Home.resolve()
     payload = MemorySearch(text=query, k=k)
-    if daemon.running_pid(home) is not None:
-        reply = daemon.request(home, payload)
-    else:
-        reply = _search_file(home, payload)
+    client = Client(home)
+    reply = client.request(payload) if client.running() else _search_file(home, payload)
     _print(reply.columns, reply.rows, json_out)
 
 
@@ -89,15 +87,15 @@ def forget(
     learning_id: str = typer.Argument(..., help="Id (or unique prefix) of a learning."),
 ) -> None:
     """Stop recalling a learning."""
+    from shoal.client import Client
     from shoal.mailbox.errors import RemoteError
     from shoal.messages.memory import MemoryForget
-    from shoal.orchestrator import daemon
     from shoal.paths import Home
 
-    home = Home.resolve()
-    daemon.ensure(home)
+    client = Client(Home.resolve())
+    client.start(same_settings=False)
     try:
-        daemon.request(home, MemoryForget(id=learning_id))
+        client.request(MemoryForget(id=learning_id))
     except RemoteError as exc:
         fail(exc.message)
     typer.echo(f"forgot {learning_id}")

@@ -30,9 +30,10 @@ def start(
     ),
 ) -> None:
     """Start the orchestrator (or report the one already running)."""
+    from shoal import daemon
     from shoal.actors.registry import parse_members
+    from shoal.client import Client
     from shoal.messages.actors import ActorSpawn
-    from shoal.orchestrator import daemon
 
     try:
         members = parse_members(actors)
@@ -44,14 +45,14 @@ def start(
     word = "started" if started else "already running"
     typer.echo(f"orchestrator {word} (pid {pid}, home {home.root})")
     for role, count in members:
-        reply = daemon.request(home, ActorSpawn(role=role, count=count))
+        reply = Client(home).request(ActorSpawn(role=role, count=count))
         typer.echo(f"spawned {', '.join(reply.names)}")
 
 
 @app.command()
 def stop() -> None:
     """Stop the orchestrator: actors stop, records are flushed."""
-    from shoal.orchestrator import daemon
+    from shoal import daemon
 
     home = _home()
     pid = daemon.stop(home)
@@ -63,7 +64,8 @@ def status(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Show the orchestrator, its actors and its message counters."""
-    from shoal.orchestrator import daemon
+    from shoal import daemon
+    from shoal.client import Client
 
     home = _home()
     if daemon.running_pid(home) is None:
@@ -80,7 +82,7 @@ def status(
         else:
             typer.echo(f"orchestrator not running (home {home.root})")
         raise typer.Exit(3)
-    reply = daemon.status(home)
+    reply = Client(home).status()
     if json_out:
         data = to_dict(reply)
         print_json(
@@ -134,27 +136,27 @@ def spawn(
 ) -> None:
     """Start actors of ROLE under supervision (auto-starts the orchestrator)."""
     from shoal.actors.registry import check
+    from shoal.client import Client
     from shoal.messages.actors import ActorSpawn
-    from shoal.orchestrator import daemon
 
     try:
         check(role)
     except LookupError as exc:
         fail(str(exc).strip("'\""), code=2)
-    home = _home()
-    daemon.ensure(home)
-    reply = daemon.request(home, ActorSpawn(role=role, count=count, name=name))
+    client = Client(_home())
+    client.start(same_settings=False)
+    reply = client.request(ActorSpawn(role=role, count=count, name=name))
     typer.echo(f"spawned {', '.join(reply.names)}")
 
 
 @app.command()
 def retire(name: str = typer.Argument(..., help="Actor name.")) -> None:
     """Stop one actor gracefully; it is not restarted."""
+    from shoal.client import Client
     from shoal.messages.actors import ActorRetire
-    from shoal.orchestrator import daemon
 
-    home = _home()
-    if daemon.running_pid(home) is None:
+    client = Client(_home())
+    if not client.running():
         fail("orchestrator not running; nothing to retire")
-    daemon.request(home, ActorRetire(name=name))
+    client.request(ActorRetire(name=name))
     typer.echo(f"retiring {name}")

@@ -117,9 +117,8 @@ def _rewind_session(
     json_out: bool,
 ) -> None:
     from shoal.chat import rewind
-    from shoal.client import query
+    from shoal.client import Client, query
     from shoal.messages.chat import SessionAppend
-    from shoal.orchestrator import daemon
 
     infos = rewind.turns(query(home, "session.live", {"session_id": session["id"]}))
     turn = turn if turn is not None else (infos[-1].turn if infos else 1)
@@ -131,8 +130,9 @@ def _rewind_session(
         append = SessionAppend(
             session_id=session["id"], messages=[rewind.marker(turn)], new_turn=False
         )
-        daemon.ensure(home)
-        daemon.request(home, append, timeout=30)
+        client = Client(home)
+        client.start(same_settings=False)
+        client.request(append, timeout=30)
     fields = {"session_id": session["id"], "turn": turn, "conversation": not files_only}
     _show(done, fields, f"session {session['id']} to before turn {turn}", json_out)
 

@@ -21,8 +21,9 @@ def runtime_demo(
     messages: int = typer.Option(1000, "--messages", "-n", min=1, max=1_000_000),
 ) -> None:
     """Run the actor runtime end to end (orchestrator, echo actors, restart, records)."""
-    from shoal.messages.actors import ActorRetire, ActorSpawn, EchoRequest
-    from shoal.orchestrator import daemon
+    from shoal import daemon
+    from shoal.client import Client
+    from shoal.messages.actors import ActorRetire, ActorSpawn, EchoReply, EchoRequest
     from shoal.paths import Home
 
     out = console()
@@ -32,37 +33,39 @@ def runtime_demo(
         f"[bold]orchestrator[/bold] {'started' if started else 'already running'} "
         f"(pid {pid}, home {home.root})"
     )
-    names = daemon.request(home, ActorSpawn(role="echo", count=2)).names
+    client = Client(home)
+    names = client.request(ActorSpawn(role="echo", count=2)).names  # type: ignore[attr-defined]
     out.print(f"[bold]actors[/bold] spawned {', '.join(names)} (echo role, supervised)")
     try:
-        with daemon.connect(home) as client:
-            client.request(names[0], EchoRequest(text="warm-up"), timeout=60)
-            client.request(names[1], EchoRequest(text="warm-up"), timeout=60)
+        with client.channel() as channel:
+            channel.request(EchoRequest(text="warm-up"), to=names[0], timeout=60)
+            channel.request(EchoRequest(text="warm-up"), to=names[1], timeout=60)
             t0 = time.perf_counter()
             for i in range(messages):
-                client.request(names[i % 2], EchoRequest(text="hello", seq=i), timeout=10)
+                channel.request(EchoRequest(text="hello", seq=i), to=names[i % 2], timeout=10)
             elapsed = time.perf_counter() - t0
             out.print(
                 f"[bold]mailbox[/bold] {messages} request/replies in {elapsed:.2f}s "
                 f"({elapsed / messages * 1e6:.0f} µs each), every one recorded"
             )
-            victim = next(a for a in daemon.status(home).actors if a.name == names[0])
+            victim = next(a for a in client.status().actors if a.name == names[0])
             os.kill(victim.pid, signal.SIGKILL)
             out.print(
                 f"[bold]supervisor[/bold] killed {victim.name} (pid {victim.pid}) with SIGKILL"
             )
-            reply = client.request(names[0], EchoRequest(text="are you back?"), timeout=30)
-            back = next(a for a in daemon.status(home).actors if a.name == names[0])
+            reply = channel.request(EchoRequest(text="are you back?"), to=names[0], timeout=30)
+            assert isinstance(reply, EchoReply)
+            back = next(a for a in client.status().actors if a.name == names[0])
             out.print(
                 f"[bold]supervisor[/bold] {back.name} restarted as pid {back.pid} "
-                f"(restarts {back.restarts}); it answered {reply.payload['text']!r}"
+                f"(restarts {back.restarts}); it answered {reply.text!r}"
             )
         from shoal.cli.orchestrator import _print_status
 
-        _print_status(daemon.status(home))
+        _print_status(client.status())
     finally:
         for name in names:
-            daemon.request(home, ActorRetire(name=name))
+            client.request(ActorRetire(name=name))
         if started:
             daemon.stop(home)
             out.print(f"[bold]orchestrator[/bold] stopped; records flushed to {home.database}")

@@ -107,14 +107,14 @@ def _webhooks(urls: list[str]) -> list[WebhookConfig]:
 
 def _start(home: Home) -> ApiServeResult:
     from shoal.api import settings as api_settings
-    from shoal.client import ensure_orchestrator
+    from shoal.client import Client
     from shoal.mailbox.errors import RemoteError
     from shoal.messages.actors import ApiServe, ApiServeResult
-    from shoal.orchestrator import daemon
 
-    ensure_orchestrator(home)
+    client = Client(home)
+    client.start()
     try:
-        serving = daemon.request(home, ApiServe(), timeout=15)
+        serving = client.request(ApiServe(), timeout=15)
     except RemoteError as exc:
         api_settings.forget(home)
         fail(exc.message)
@@ -124,7 +124,7 @@ def _start(home: Home) -> ApiServeResult:
 
 def _foreground(home: Home) -> None:
     """Keep the API up (restarting a lost orchestrator) until Ctrl-C or SIGTERM."""
-    from shoal.orchestrator import daemon
+    from shoal import daemon
 
     def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -154,12 +154,13 @@ def _tell_problems(home: Home, told: set[str]) -> set[str]:
     """Print what the orchestrator reports about the API (a taken port, refusals, out of
     file descriptors) once per condition: a line again only when it went away and came back.
     """
+    from shoal import daemon
+    from shoal.client import Client, ClientError
     from shoal.mailbox.errors import MailboxError
-    from shoal.orchestrator import daemon
 
     try:
-        problems = daemon.status(home, timeout=5).problems
-    except (daemon.OrchestratorError, MailboxError):  # restarting, or busy: ask again later
+        problems = Client(home).status(timeout=5).problems
+    except (daemon.OrchestratorError, ClientError, MailboxError):  # restarting, or busy
         return told
     kinds = {re.sub(r"[\d:]+", "#", line): line for line in problems}
     for kind, line in kinds.items():
@@ -170,12 +171,13 @@ def _tell_problems(home: Home, told: set[str]) -> set[str]:
 
 def _stop_serving(home: Home) -> None:
     from shoal.api import settings as api_settings
+    from shoal.client import Client
     from shoal.messages.actors import ApiStop
-    from shoal.orchestrator import daemon
 
     api_settings.forget(home)  # first: a restart meanwhile must not serve again
-    if daemon.running_pid(home) is not None:
-        daemon.request(home, ApiStop(), timeout=15)
+    client = Client(home)
+    if client.running():
+        client.request(ApiStop(), timeout=15)
 
 
 def webhooks(

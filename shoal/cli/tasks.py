@@ -184,11 +184,12 @@ def status(
 
 
 def _status_state(home: Any, costs: bool) -> dict[str, Any]:
-    from shoal.orchestrator import daemon
+    from shoal import daemon
+    from shoal.client import Client
 
     state: dict[str, Any] = {"home": str(home.root), "orchestrator": None}
     if daemon.running_pid(home) is not None:
-        reply = daemon.status(home)
+        reply = Client(home).status()
         state["orchestrator"] = {
             "pid": reply.pid,
             "actors": len(reply.actors),

@@ -45,21 +45,21 @@ def _check_name(name: str) -> str:
 
 
 def _ask(home: Home, payload: Any, timeout: float = 15.0) -> Any:
+    from shoal.client import Client
     from shoal.mailbox.errors import RemoteError
-    from shoal.orchestrator import daemon
 
     try:
-        return daemon.request(home, payload, timeout=timeout)
+        return Client(home).request(payload, timeout)
     except RemoteError as exc:
         fail(exc.message)
 
 
 def _status(home: Home, name: str | None) -> TeamStatusResult | None:
     """The teams (or None when no orchestrator runs)."""
+    from shoal.client import Client
     from shoal.messages.teams import TeamStatus
-    from shoal.orchestrator import daemon
 
-    if daemon.running_pid(home) is None:
+    if not Client(home).running():
         return None
     return _ask(home, TeamStatus(name=name))
 
@@ -89,13 +89,13 @@ def up(
 
     A team with planners, executors or evaluators gets a lead too: the first, largest
     pane, where team runs show their milestones and members' approval questions go."""
-    from shoal.client import ensure_orchestrator
+    from shoal.client import Client
     from shoal.messages.teams import TeamMemberSpec, TeamUp
     from shoal.tmux.server import socket_from_env
 
     parsed, agents = _check_up(name, members, mode, layout)
     home = _home()
-    ensure_orchestrator(home)
+    Client(home).start()
     reply = _ask(
         home,
         TeamUp(
@@ -295,12 +295,12 @@ def down(
 
 
 def _gone(home: Home, name: str) -> bool:
+    from shoal.client import Client
     from shoal.mailbox.errors import RemoteError
     from shoal.messages.teams import TeamStatus
-    from shoal.orchestrator import daemon
 
     try:
-        daemon.request(home, TeamStatus(name=name))
+        Client(home).request(TeamStatus(name=name))
     except RemoteError:
         return True  # no such team any more
     return False

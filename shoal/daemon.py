@@ -160,14 +160,15 @@ def connect(home: Home, name: str | None = None) -> MailboxClient:
     return MailboxClient(home.mailbox_endpoint, name)
 
 
-def request(home: Home, payload: Any, timeout: float = 10.0) -> Any:
-    """One request to the orchestrator; returns the reply's validated payload."""
+def request(home: Home, payload: Any, timeout: float = 10.0, *, to: str | None = None) -> Any:
+    """One request to the orchestrator (or, ``to``, an actor or a role through it); returns
+    the reply's validated payload."""
     from shoal.mailbox.envelope import ORCHESTRATOR
     from shoal.mailbox.errors import MailboxTimeout
 
     with connect(home) as client:
         try:
-            return client.request(ORCHESTRATOR, payload, timeout=timeout).parse_payload()
+            return client.request(to or ORCHESTRATOR, payload, timeout=timeout).parse_payload()
         except MailboxTimeout as exc:
             raise OrchestratorError(f"the orchestrator did not answer: {exc}") from exc
 
