@@ -85,7 +85,7 @@ def test_a_request_with_no_orchestrator_says_so_at_once(home: Home) -> None:
     client = Client(home)
     assert not client.running()
     t0 = time.monotonic()
-    with pytest.raises(ClientError, match="no orchestrator runs for .*shoal orchestrator start"):
+    with pytest.raises(ClientError, match=r"no orchestrator runs for .*shoal orchestrator start"):
         client.request(OrchestratorStatus())
     assert time.monotonic() - t0 < 1.0  # not a mailbox timeout
 
