@@ -202,7 +202,7 @@ class LocalCluster:
 
     def kill(self, node: Node) -> None:
         """SIGKILL the node's whole process tree at once, as a machine that is lost."""
-        tree = [node.proc.pid, *_descendants(node.proc.pid)]
+        tree = [node.proc.pid, *descendants(node.proc.pid)]
         for pid in tree:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -228,7 +228,7 @@ def _parent(pid: int) -> int:
     return int(fields[1]) if fields else 0
 
 
-def _descendants(root: int) -> list[int]:
+def descendants(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -242,7 +242,7 @@ def _descendants(root: int) -> list[int]:
 
 
 def _raylet_node_id(root: int) -> str:
-    for pid in _descendants(root):
+    for pid in descendants(root):
         try:
             args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:

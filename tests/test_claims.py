@@ -1,0 +1,272 @@
+"""README promises under fault, each end to end: the behaviour or the test fails.
+
+Each test says in a comment how it was checked to fail with the behaviour removed
+(the code changed by hand, the test run, the change undone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shoal.client import query as read
+from shoal.llm.script import Script
+from shoal.llm.scripted import ScriptedModelServer
+from shoal.mailbox.client import MailboxClient
+from shoal.mailbox.envelope import Envelope
+from shoal.messages.actors import ActorSpawn, EchoRequest
+from shoal.orchestrator import daemon
+from shoal.paths import Home
+from shoal.store.database import open_reader
+from shoal.store.journal import Journal
+from tests.conftest import processes_with_home, shoal, wait_for
+from tests.roles import CountRequest, KeepRequest
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def spawn(home: Home, role: str, name: str | None = None) -> str:
+    names = daemon.request(home, ActorSpawn(role=role, name=name), timeout=30).names
+    wait_for(
+        lambda: any(a.name == names[0] and a.state == "ready" for a in daemon.status(home).actors),
+        timeout=60,
+        what=f"{names[0]} ready",
+    )
+    return names[0]
+
+
+def pid_of(home: Home, name: str) -> int:
+    pid = next(a.pid for a in daemon.status(home).actors if a.name == name)
+    assert pid is not None
+    return pid
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+# --- ack_timeout and orphan_timeout ---------------------------------------------------
+
+
+def test_a_delivered_message_nobody_holds_goes_again_after_ack_timeout_a_held_one_never(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Checked: with Deliveries.overdue() returning [] the frozen counter's message is never
+    # sent again (the wait for `redelivered` times out); with Deliveries.held() not pushing
+    # deadlines, the keeper's held message is sent again (`redelivered` is 2, not 0).
+    monkeypatch.setenv("SHOAL_ACK_TIMEOUT", "1")
+    monkeypatch.setenv("SHOAL_HEARTBEAT_TIMEOUT", "30")  # a frozen actor is not restarted
+    daemon.start(home)
+    keeper = spawn(home, "tests.roles:KeeperActor", "keeper")
+    counter = spawn(home, "tests.roles:CounterActor", "counter")
+    with MailboxClient(home.mailbox_endpoint) as client:
+        assert client.request(counter, CountRequest(), timeout=30).payload["total"] == 1
+        # Unacked for 3.5 ack_timeouts, but held (listed in the keeper's heartbeats).
+        client.send(keeper, KeepRequest(text="held"))
+        time.sleep(3.5)
+        assert daemon.status(home).messages.redelivered == 0
+        # Delivered to an actor that neither acks nor holds it (frozen): sent again.
+        pid = pid_of(home, counter)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            sent = client.send(counter, CountRequest())
+            wait_for(
+                lambda: daemon.status(home).messages.redelivered >= 1,
+                timeout=10,
+                what="the redelivery after ack_timeout",
+            )
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        reply = client.recv(timeout=30)
+        assert reply is not None and reply.reply_to == sent.id
+        # Both copies arrived; the handler ran once for them (by message id).
+        assert reply.payload["total"] == 2
+        assert client.request(counter, CountRequest(), timeout=30).payload["total"] == 3
+        assert pid_of(home, counter) == pid  # the same instance all along
+
+
+def test_an_actor_that_lost_its_orchestrator_exits_after_orphan_timeout(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Checked: with the orphan check in ActorRuntime._loop removed, the echo actor
+    # outlives its orchestrator (the wait for it to exit times out).
+    monkeypatch.setenv("SHOAL_ORPHAN_TIMEOUT", "3")
+    daemon.start(home)
+    name = spawn(home, "echo")
+    pid = pid_of(home, name)
+    os.kill(daemon.status(home).pid, signal.SIGKILL)
+    killed = time.monotonic()
+    time.sleep(1.5)
+    assert alive(pid), "the actor did not wait for its orchestrator"
+    wait_for(lambda: not alive(pid), timeout=20, what="the orphaned actor to exit")
+    assert time.monotonic() - killed > 2.5  # it waited about orphan_timeout
+    log = (home.logs / "actors" / f"{name}.log").read_text()
+    assert "no orchestrator for" in log and "exiting" in log
+    wait_for(lambda: not processes_with_home(str(home.root)), timeout=20, what="all gone")
+
+
+# --- the journal: kill -9 before a flush -------------------------------------------------
+
+
+def log_lines(home: Home) -> list[str]:
+    return (home.logs / "orchestrator.log").read_text().splitlines()
+
+
+def journaled_ids(home: Home) -> set[str]:
+    return {Envelope.decode(body).id for _, _, body in Journal.replay(home.journal).messages}
+
+
+def recorded_ids(home: Home) -> set[str]:
+    con = open_reader(home.database)
+    try:
+        return {row[0] for row in con.execute("SELECT id FROM messages").fetchall()}
+    finally:
+        con.close()
+
+
+def kill_right_after_a_journal_write(home: Home, client: MailboxClient, n: int) -> None:
+    """Send ``n`` messages and kill -9 the orchestrator the moment its journal grows."""
+    pid = daemon.status(home).pid
+    size = home.journal.stat().st_size
+    for seq in range(n):
+        client.send("echo-1", EchoRequest(text="j", seq=seq))
+    while home.journal.stat().st_size == size:
+        pass
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: daemon.running_pid(home) is None, what="the orchestrator gone")
+
+
+def test_records_only_the_journal_held_at_a_kill_9_are_in_duckdb_after_the_restart(
+    home: Home,
+) -> None:
+    # Checked: with orchestrator.server._recover returning 0 without replaying, the
+    # records that were only in the journal are missing from DuckDB after the restart.
+    daemon.start(home)
+    spawn(home, "echo")
+    only_journaled: set[str] = set()
+    for _attempt in range(8):  # the kill must land before the recorder's next flush
+        with MailboxClient(home.mailbox_endpoint) as client:
+            client.request("echo-1", EchoRequest(text="warm"), timeout=30)
+            kill_right_after_a_journal_write(home, client, 200)
+        only_journaled = journaled_ids(home) - recorded_ids(home)
+        daemon.start(home)
+        if only_journaled:
+            break
+    assert only_journaled, "every kill came after a flush"
+    # The journal was the only copy at the kill; the restart put every record in DuckDB.
+    reply = read(home, "messages.recent", {"limit": 10_000})
+    assert only_journaled <= {row[0] for row in reply.rows}
+    started = [line for line in log_lines(home) if "journaled records" in line]
+    recovered = int(started[-1].split("recovered ")[1].split()[0])
+    assert recovered >= len(only_journaled)  # the replay put them there
+    wait_for(lambda: daemon.status(home).actors[0].state == "ready", what="echo adopted")
+
+
+# --- batch resume after kill -9 of the driver ----------------------------------------------
+
+
+def test_a_batch_whose_driver_was_killed_9_resumes_with_only_its_unfinished_units(
+    home: Home, tmp_path: Path
+) -> None:
+    # Checked: with load_outcomes() reading every unit back as pending, resume runs the
+    # finished units again (their model requests grow); without backends._exit_with_parent
+    # the killed driver's workers wait out their units' 30 s model calls (timeout below).
+    from tests.test_batch import (
+        INSTRUCTION,
+        branch_file,
+        edit,
+        env_for,
+        executor_requests,
+        make_repo,
+        units_of,
+    )
+
+    repo, names = make_repo(tmp_path, 6)
+    slow = {"m02.py", "m03.py"}  # in their model calls when the driver dies; fast on resume
+    routes = {f"unit: {n})": [edit(n, 30.0), edit(n)] if n in slow else [edit(n, 0.3)]
+              for n in names}  # fmt: skip
+    model = Script.model_validate({"models": {"scripted-executor": {"routes": routes}}})
+    command = [
+        *("batch", INSTRUCTION, "--files", "m*.py", "-C", str(repo), "--backend", "local"),
+        *("--workers", "2", "--verify", "python check.py", "--json"),
+    ]
+    with ScriptedModelServer(model) as server:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "shoal", *command],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **env_for(server)},
+        )
+        try:
+            batch_id = wait_for(lambda: finished_units(home, 2), timeout=120, what="two units")
+            wait_for(lambda: set(executor_requests(server)) >= slow, timeout=60, what="m02, m03")
+        finally:
+            driver.kill()  # SIGKILL: no interrupted mark, no cancel, nothing flushed
+            driver.wait()
+        # Its workers stop with it, long before their units' model calls would answer.
+        wait_for(lambda: not outside_orchestrator(home), timeout=10, what="its workers gone")
+        assert isinstance(batch_id, str)
+        before = units_of(home, batch_id)
+        done_before = {n for n, r in before.items() if r["status"] != "pending"}
+        assert done_before == {"m00.py", "m01.py"}
+        assert read(home, "batch.get", {"batch_id": batch_id}).rows[0][3] == "running"
+        asked_before = executor_requests(server)
+        result = shoal(
+            "batch", "resume", batch_id, "--backend", "local", "--json",
+            env=env_for(server), timeout=180,
+        )  # fmt: skip
+        asked_after = executor_requests(server)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout)
+    assert out["status"] == "done" and out["accepted"] == 6 and out["ran"] == 4
+    for name in names:
+        grew = asked_after[name] - asked_before[name]
+        assert grew == (0 if name in done_before else 1), (name, grew)
+    after = units_of(home, batch_id)
+    for name in done_before:
+        assert after[name]["finished_at"] == before[name]["finished_at"]
+    branch = out["branches"][str(repo)]
+    for name in names:  # units from before and after the crash, each once on the branch
+        assert "return 1" in branch_file(repo, branch, name)
+    log = subprocess.run(
+        ["git", "-C", str(repo), "log", "--format=%s", f"main..{branch}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert sorted(line.rsplit(": ", 1)[1] for line in log) == names
+
+
+def outside_orchestrator(home: Home) -> list[int]:
+    """Processes of this home that are not the orchestrator's (a batch driver's, ...)."""
+    from tests.cluster_nodes import descendants
+
+    pid = daemon.running_pid(home)
+    ours = {pid, *descendants(pid)} if pid else set()
+    return [p for p in processes_with_home(str(home.root)) if p not in ours]
+
+
+def finished_units(home: Home, n: int) -> str | None:
+    """The latest batch's id once ``n`` of its units have an outcome."""
+    from shoal.store.queries import QueryError
+    from tests.test_batch import units_of
+
+    try:
+        recent = read(home, "batches.recent", {"limit": 1})
+    except QueryError:
+        return None
+    if not recent.rows:
+        return None
+    batch_id = recent.rows[0][0]
+    done = [r for r in units_of(home, batch_id).values() if r["status"] != "pending"]
+    return batch_id if len(done) >= n else None
