@@ -11,7 +11,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -270,3 +272,108 @@ def finished_units(home: Home, n: int) -> str | None:
     batch_id = recent.rows[0][0]
     done = [r for r in units_of(home, batch_id).values() if r["status"] != "pending"]
     return batch_id if len(done) >= n else None
+
+
+# --- the HTTP API: ?status= and X-Shoal-Timestamp --------------------------------------------
+
+
+class BusyOnce:
+    """A webhook receiver: 503 with ``Retry-After: 2`` to a delivery's first attempt, then
+    200; each POST kept with the wall-clock second it arrived."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[float, dict[str, str]]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                outer.posts.append((time.time(), headers))
+                first = headers["x-shoal-attempt"] == "1"
+                self.send_response(503 if first else 200)
+                if first:
+                    self.send_header("Retry-After", "2")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_tasks_are_listed_by_status_and_each_webhook_attempt_is_stamped_when_sent(
+    home: Home, tmp_path: Path
+) -> None:
+    # Checked: with Endpoints.list_tasks passing no status to `tasks.recent`, ?status=running
+    # lists the accepted task too; with X-Shoal-Timestamp taken once per delivery instead
+    # of per attempt, the retry 2 s later carries the first attempt's second.
+    from tests.test_api import bare_repo, request, serve
+    from tests.test_loop import call, plan, verdict
+
+    quick, slow = bare_repo(tmp_path / "quick"), bare_repo(tmp_path / "slow")
+    receiver = BusyOnce()
+    home.ensure()
+    home.config_file.write_text(
+        f'[[webhooks]]\nurl = "{receiver.url}"\nevents = ["task.complete"]\nsecret = "k"\n'
+    )
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-any": [
+                    plan(),
+                    call("read_file", path="calc.py"),
+                    call("edit_file", path="calc.py", old_string="a - b", new_string="a + b"),
+                    call("finish", summary="fixed"),
+                    verdict(0.95),
+                ],
+                "scripted-slow": [plan(), {**call("read_file", path="calc.py"), "delay": 3}],
+            }
+        }
+    )
+    try:
+        with ScriptedModelServer(script) as server:
+            env = {"SHOAL_BASE_URL": server.base_url, "SHOAL_PRELOAD": "litellm"}
+            url = serve("--port", "0", env=env)
+
+            def post(repo: Path, model: str) -> str:
+                body = {"description": "fix the add function", "cwd": str(repo), "model": model}
+                status, created = request("POST", f"{url}/tasks", body=body)
+                assert status == 202, created
+                return created["id"]
+
+            def listed(status: str) -> list[str]:
+                code, body = request("GET", f"{url}/tasks?status={status}")
+                assert code == 200, body
+                return [t["id"] for t in body["tasks"]]
+
+            done = post(quick, "openai/scripted-any")
+            wait_for(lambda: listed("accepted") == [done], 90, what="the first task accepted")
+            running = post(slow, "openai/scripted-slow")
+            wait_for(lambda: len(server.requests_for("scripted-slow")) >= 2, 60, what="executor")
+            assert listed("running") == [running]
+            assert listed("accepted") == [done]
+            assert listed("unaccepted") == [] and listed("cancelled") == []
+            assert sorted(listed("running") + listed("accepted")) == sorted([done, running])
+            code, body = request("GET", f"{url}/tasks?status=finished")
+            assert code == 422 and "status" in body["error"]["message"], body
+            assert request("POST", f"{url}/tasks/{running}/cancel")[0] == 202
+            wait_for(lambda: listed("cancelled") == [running], 30, what="the cancel")
+            assert listed("running") == []
+        wait_for(lambda: len(receiver.posts) >= 2, 30, what="the webhook's retry")
+    finally:
+        receiver.close()
+    (first_at, first), (second_at, second) = receiver.posts[:2]
+    assert (first["x-shoal-attempt"], second["x-shoal-attempt"]) == ("1", "2")
+    stamps = [int(first["x-shoal-timestamp"]), int(second["x-shoal-timestamp"])]
+    # Unix seconds when each attempt was sent: the second's is its own, 2 s later.
+    for stamp, arrived in zip(stamps, (first_at, second_at), strict=True):
+        assert arrived - 1.5 <= stamp <= arrived, (stamp, arrived)
+    assert stamps[1] - stamps[0] >= 1
