@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +33,7 @@ from shoal.orchestrator import daemon
 from shoal.paths import Home
 from shoal.store.database import open_reader
 from shoal.store.journal import Journal
-from tests.conftest import processes_with_home, shoal, wait_for
+from tests.conftest import SESSION_PREFIX, processes_with_home, shoal, wait_for
 from tests.roles import CountRequest, KeepRequest
 
 pytestmark = pytest.mark.timeout(240)
@@ -377,3 +382,146 @@ def test_tasks_are_listed_by_status_and_each_webhook_attempt_is_stamped_when_sen
     for stamp, arrived in zip(stamps, (first_at, second_at), strict=True):
         assert arrived - 1.5 <= stamp <= arrived, (stamp, arrived)
     assert stamps[1] - stamps[0] >= 1
+
+
+# --- team run --team NAME on a team that is up ----------------------------------------------
+
+
+def test_a_team_run_with_team_runs_its_subtasks_on_that_teams_members(
+    home: Home, tmp_path: Path
+) -> None:
+    # Checked: with Scheduler._role_for ignoring the task's team, the subtasks go to
+    # shoal's own executor-N and evaluator-N (started for the run) and the test fails.
+    from tests.test_loop import call, model_env, verdict
+    from tests.test_team_run import FILES, fix, make_repo, subtask
+
+    repo = make_repo(tmp_path, buggy=("calc.py", "strs.py"))
+    ids = {"calc.py": "fix-add", "strs.py": "fix-shout"}
+    plan = call(
+        "submit_plan",
+        steps=[{"title": "fix each function"}],
+        subtasks=[subtask(ids[name], name) for name in ids],
+    )
+    routes = {f"subtask {ids[n]} ": fix(n, *FILES[n][1:]) for n in ids}
+    script = Script.model_validate(
+        {
+            "models": {
+                "scripted-planner": [plan],
+                "scripted-executor": {"routes": routes},
+                "scripted-evaluator": [verdict(0.95)],
+            }
+        }
+    )
+    with ScriptedModelServer(script) as server:
+        env = model_env(server)
+        up = shoal(
+            "team", "up", "red", "--members", "executor*2,evaluator", "--mode", "process",
+            "--json", env=env, timeout=120,
+        )  # fmt: skip
+        assert up.returncode == 0, up.stderr
+        members = {m["name"] for m in json.loads(up.stdout)["members"]}
+        assert members == {"executor@red-1", "executor@red-2", "evaluator@red-1"}
+        run = shoal(
+            "team", "run", "fix the two bugs", "-C", str(repo), "--size", "2", "--team", "red",
+            "--json", env=env, timeout=180,
+        )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout)
+    assert out["status"] == "accepted" and {s["status"] for s in out["subtasks"]} == {"accepted"}
+    done_by: dict[str, Counter[str]] = {"exec.result": Counter(), "eval.result": Counter()}
+    for kind, senders in done_by.items():
+        listed = shoal("messages", "--kind", kind, "-n", "100", "--json", check=True)
+        senders.update(json.loads(line)["sender"] for line in listed.stdout.splitlines())
+    # Both subtasks on the team's two executors; every evaluation on its evaluator.
+    assert set(done_by["exec.result"]) == {"executor@red-1", "executor@red-2"}, done_by
+    assert set(done_by["eval.result"]) == {"evaluator@red-1"}, done_by
+    names = {a.name for a in daemon.status(home).actors}
+    assert not {n for n in names if n.startswith(("executor-", "evaluator-"))}, names
+
+
+# --- tmux panes after an orchestrator crash; another home's session ----------------------------
+
+
+@pytest.fixture
+def tmux(home: Home, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """A private tmux server for the test (SHOAL_TMUX_SOCKET); only it is ever killed."""
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is not installed (scripts/test installs it)")
+    socket = f"shoal-claims-{os.urandom(5).hex()}"
+    monkeypatch.setenv("SHOAL_TMUX_SOCKET", socket)
+    yield ["tmux", "-L", socket]
+    daemon.stop(home, timeout=15)  # members first: a killed pane would be respawned
+    subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+
+
+def test_panes_are_adopted_after_a_kill_9_of_the_orchestrator_and_another_homes_are_refused(
+    home: Home, tmux: list[str]
+) -> None:
+    # Checked: with Supervisor.adopt() returning at once, the restarted orchestrator knows
+    # no team red (its status fails); with TmuxLauncher._find finding no pane, the dead
+    # member comes back in a new pane; with open_team's owner check removed, team up blue
+    # takes over the other home's session.
+    up = shoal("team", "up", "red", "--members", "executor*2", "--json", timeout=120)
+    assert up.returncode == 0, up.stderr
+    members = {m["name"]: m for m in json.loads(up.stdout)["members"]}
+    one, two = members["executor@red-1"], members["executor@red-2"]
+    os.kill(daemon.status(home).pid, signal.SIGKILL)
+    wait_for(lambda: daemon.running_pid(home) is None, what="the orchestrator gone")
+    # With nobody supervising, one member dies; its pane stays (remain-on-exit).
+    os.kill(two["pid"], signal.SIGKILL)
+    pane_dead = ("display-message", "-p", "-t", two["pane_id"], "#{pane_dead}")
+    wait_for(lambda: tmux_out(tmux, *pane_dead) == "1", what="the dead pane")
+    daemon.start(home)
+
+    def settled() -> dict[str, Any] | None:
+        by = {m["name"]: m for m in team_status("red")["members"]}
+        back = by["executor@red-2"]
+        if (
+            back["state"] != "ready"
+            or back["pid"] == two["pid"]
+            or by[one["name"]]["state"] != ("ready")
+        ):
+            return None
+        return by
+
+    by = wait_for(settled, timeout=60, what="the team adopted and the dead member back")
+    assert isinstance(by, dict)
+    adopted = by["executor@red-1"]
+    assert (adopted["pid"], adopted["pane_id"], adopted["restarts"]) == (
+        one["pid"], one["pane_id"], 0,
+    )  # fmt: skip
+    assert by["executor@red-2"]["pane_id"] == two["pane_id"]  # respawned in place
+    panes = tmux_out(tmux, "list-panes", "-s", "-t", "=shoal-red:", "-F", "#{pane_id}").split()
+    assert sorted(panes) == sorted([one["pane_id"], two["pane_id"]])  # no second set
+    events = read(home, "actor_events.recent", {"limit": 200}).rows
+    assert ("executor@red-1", "adopted") in {(row[1], row[4]) for row in events}
+
+    # A session shoal-blue of another home on the same tmux server is not taken over.
+    other = Home.resolve(tempfile.mkdtemp(prefix=SESSION_PREFIX))
+    theirs = {"SHOAL_HOME": str(other.root)}
+    try:
+        blue = shoal("team", "up", "blue", "--members", "executor", "--json", env=theirs)
+        assert blue.returncode == 0, blue.stderr
+        before = tmux_out(tmux, "list-panes", "-s", "-t", "=shoal-blue:", "-F", "#{pane_id}")
+        refused = shoal("team", "up", "blue", "--members", "executor")
+        assert refused.returncode != 0
+        assert "shoal-blue already exists and is not this SHOAL_HOME's" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        after = tmux_out(tmux, "list-panes", "-s", "-t", "=shoal-blue:", "-F", "#{pane_id}")
+        assert after == before and len(after.split()) == 1
+        assert team_status("blue", theirs)["members"][0]["alive"]
+        assert "blue" not in shoal("team", "status", "--json").stdout
+    finally:
+        daemon.stop(other, timeout=15)
+        wait_for(lambda: not processes_with_home(str(other.root)), timeout=20, what="blue gone")
+        shutil.rmtree(other.root, ignore_errors=True)
+
+
+def tmux_out(server: list[str], *args: str) -> str:
+    return subprocess.run([*server, *args], capture_output=True, text=True).stdout.strip()
+
+
+def team_status(name: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    result = shoal("team", "status", name, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
