@@ -68,8 +68,17 @@ class Node:
 class LocalCluster:
     """A head (0 CPUs) and worker nodes (``cpus`` each), all on 127.0.0.1."""
 
-    def __init__(self, root: Path, *, hide_tmp: bool = False, cpus: int = 1) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        hide_tmp: bool = False,
+        cpus: int = 1,
+        head_env: dict[str, str] | None = None,
+    ) -> None:
+        """``head_env``: more environment for the head (``RAY_<config>`` settings)."""
         self.root = root
+        self.head_env = head_env or {}
         self.hide_tmp = hide_tmp
         self.cpus = cpus
         self.temp = root / "ray"
@@ -103,6 +112,8 @@ class LocalCluster:
             "--node-ip-address=127.0.0.1",
             "--disable-usage-stats",
             f"--temp-dir={temp}",
+            # Units pass only small strings: Ray's least object store, not 30% of memory each.
+            f"--object-store-memory={100 * 1024 * 1024}",
             "--block",
         ]
 
@@ -111,7 +122,7 @@ class LocalCluster:
         marker.unlink(missing_ok=True)
         command = [*RAY, "start", "--head", "--port=0", "--num-cpus=0"]
         command += ["--include-dashboard=false", *self._common("head")]
-        self.head = self._spawn("head", command)
+        self.head = self._spawn("head", command, self.head_env)
         deadline = time.monotonic() + timeout
         while not (marker.exists() and marker.read_text().strip()):
             if not self.head.alive or time.monotonic() > deadline:
@@ -139,14 +150,14 @@ class LocalCluster:
     def log(self, name: str) -> Path:
         return self.root / f"{name}.log"
 
-    def _spawn(self, name: str, command: list[str]) -> Node:
+    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> Node:
         with open(self.log(name), "ab") as log:
             proc = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self.env,
+                env={**self.env, **(env or {})},
                 start_new_session=True,
             )
         return Node(name, proc)
