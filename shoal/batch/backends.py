@@ -132,9 +132,10 @@ class RayBackend:
 # --- local process pool --------------------------------------------------------------
 
 
-def _serve(conn: Any) -> None:
+def _serve(conn: Any, driver: int) -> None:
     """A pool process: units in, results out, until the driver closes the pipe."""
     os.setsid()  # its own group: cancelling kills the unit's commands with it
+    _exit_with(driver)
     from shoal.batch.work import run_unit
 
     while True:
@@ -144,6 +145,42 @@ def _serve(conn: Any) -> None:
             break
         conn.send_bytes(run_unit(spec_json).encode())
     os._exit(0)
+
+
+def _exit_with(driver: int) -> None:
+    """Stop at once when the driver dies (a ``kill -9``): nobody would take this unit's
+    result, and ``shoal batch resume`` runs the unit again, so working on (and paying
+    for its model calls) would be waste. Our parent is the forkserver, which outlives
+    the driver while we run, so the driver itself is watched (a pidfd on Linux)."""
+    import select
+    import threading
+
+    try:
+        fd: int | None = os.pidfd_open(driver)
+    except ProcessLookupError:
+        os.killpg(0, signal.SIGKILL)
+    except (AttributeError, OSError):  # no pidfds here: look every half second
+        fd = None
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])  # readable once the driver has exited
+        else:
+            while _running(driver):
+                time.sleep(0.5)
+        os.killpg(0, signal.SIGKILL)  # this process and what runs in its group
+
+    threading.Thread(target=watch, name="driver-watch", daemon=True).start()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # What a unit imports on its first run, imported once in the forkserver instead.
@@ -188,7 +225,7 @@ class LocalBackend:
         worker = next((w for w in self._workers if w.spec is None), None)
         if worker is None:
             ours, theirs = self.forkserver.pipe()
-            proc = self.forkserver.start(_serve, (theirs,), "shoal-batch-worker")
+            proc = self.forkserver.start(_serve, (theirs, os.getpid()), "shoal-batch-worker")
             theirs.close()
             worker = _Worker(proc, ours)
             self._workers.append(worker)

@@ -64,6 +64,8 @@ class BatchSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dry_run: bool = False
     bases: dict[str, str | None] = msgspec.field(default_factory=dict)
     """Source -> the commit every unit of it starts from (None: the source's HEAD)."""
+    urls: dict[str, str] = msgspec.field(default_factory=dict)
+    """Source path -> a URL of it for workers whose node does not have the path (``--repo-url``)."""
     checks: list[CheckSetting] = msgspec.field(default_factory=list)
     """The evaluator's checks (``--check``, ``[checks]``); empty: the detected ones."""
     run_checks: bool = True
@@ -412,6 +414,7 @@ def _unit_spec(batch_id: str, spec: BatchSpec, o: Outcome, context: str) -> Unit
         unit_id=o.row.unit_id,
         name=o.row.name,
         source=o.row.source,
+        url=spec.urls.get(o.row.source),
         base=spec.bases.get(o.row.source),
         files=o.row.files,
         instruction=spec.instruction,

@@ -26,6 +26,9 @@ class UnitSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     source: str
     """Repository to clone the isolated copy from (a path the worker can read, or a URL)."""
+    url: str | None = None
+    """A URL of the same repository, cloned instead where ``source`` is a path this
+    worker's node does not have (with the base commit): a cluster whose paths differ."""
     base: str | None = None
     """Commit to start from; None: the source's HEAD."""
     files: list[str] = msgspec.field(default_factory=list)

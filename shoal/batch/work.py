@@ -24,7 +24,7 @@ from shoal.messages.base import from_json, to_json
 from shoal.messages.memory import ContextResult
 from shoal.messages.tasks import ExecRequest, Usage
 from shoal.paths import Home
-from shoal.workspace.git import git, without_redirects
+from shoal.workspace.git import WorkspaceError, git, without_redirects
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def run_unit(spec_json: str) -> str:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result.duration_s = round(time.monotonic() - started, 3)
-    result.worker = f"{socket.gethostname()}:{os.getpid()}"
+    result.worker = worker_name()
     return to_json(result).decode()
 
 
@@ -165,12 +165,60 @@ def _execute(
 
 
 def _clone(spec: UnitSpec, dest: Path) -> Path:
-    local = "://" not in spec.source and not spec.source.startswith("git@")
+    source, local = _clone_source(spec)
     # --shared borrows the source's objects: a clone costs a checkout, not a copy.
     shared = ["--shared"] if local else []
-    git(dest.parent, "clone", "--quiet", "--no-checkout", *shared, spec.source, str(dest))
+    git(dest.parent, "clone", "--quiet", "--no-checkout", *shared, source, str(dest))
+    if spec.base and not local and not _has_commit(dest, spec.base):
+        # A server hands out what its refs reach; ask for the commit itself (most allow it).
+        try:
+            git(dest, "fetch", "--quiet", "origin", spec.base)
+        except WorkspaceError:
+            raise WorkspaceError(
+                f"{source} does not have the batch's base commit {spec.base[:12]}; "
+                "push it there and run the batch again"
+            ) from None
     git(dest, "checkout", "--quiet", "--detach", spec.base or "HEAD")
     return dest
+
+
+def _is_url(source: str) -> bool:
+    return "://" in source or source.startswith("git@")
+
+
+def _clone_source(spec: UnitSpec) -> tuple[str, bool]:
+    """What this worker clones: the path when its node has it (with the base commit),
+    else the batch's URL of it; and whether that is a local path."""
+    if _is_url(spec.source):
+        return spec.source, False
+    path = Path(spec.source)
+    if path.is_dir() and _has_commit(path, spec.base or "HEAD"):
+        return spec.source, True
+    if spec.url:
+        return spec.url, not _is_url(spec.url)
+    raise WorkspaceError(
+        f"{spec.source} is not on this worker's node ({worker_name()}), or not at the "
+        "batch's base commit; give the batch a URL the workers can clone (--repo-url)"
+    )
+
+
+def _has_commit(repo: Path, rev: str) -> bool:
+    try:
+        git(repo, "cat-file", "-e", f"{rev}^{{commit}}")
+    except WorkspaceError:
+        return False
+    return True
+
+
+def worker_name() -> str:
+    """Where a unit runs: host and pid, and the Ray node when it runs in a Ray worker."""
+    import sys
+
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        name += f" node {ray.get_runtime_context().get_node_id()}"
+    return name
 
 
 def _patch(clone: Path, base: str, snap: str) -> str:

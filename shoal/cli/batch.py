@@ -76,6 +76,13 @@ RayAddress = Annotated[
     str | None,
     typer.Option("--ray-address", help="Join this Ray cluster instead of starting a local Ray."),
 ]
+RepoUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--repo-url",
+        help="A URL of the --files repository for workers whose node lacks its path.",
+    ),
+]
 FilesCwd = Annotated[Path | None, typer.Option("--cwd", "-C", help="Repository for --files.")]
 DryRun = Annotated[
     bool, typer.Option("--dry-run", help="Only write patch files; create no branch.")
@@ -101,6 +108,7 @@ def batch_run(
     retries: Retries = 2,
     backend: BackendName = None,
     ray_address: RayAddress = None,
+    repo_url: RepoUrl = None,
     cwd: FilesCwd = None,
     dry_run: DryRun = False,
     quiet: BatchQuiet = False,
@@ -131,6 +139,7 @@ def batch_run(
         retries=retries,
         dry_run=dry_run,
         bases=bases,
+        urls=_urls(repo_url, bases),
         **_checks(home, workdir, check, no_checks),
     )
     chosen = _backend(home, backend, ray_address)
@@ -144,6 +153,17 @@ def _unit_kind(files: str | None, repos: Path | None, unit: str | None) -> UnitK
     if kind not in ("file", "dir", "repo") or (kind == "repo") != (repos is not None):
         fail("--unit is file or dir with --files, and repo with --repos", code=2)
     return kind  # type: ignore[return-value]
+
+
+def _urls(url: str | None, bases: dict[str, str | None]) -> dict[str, str]:
+    """``--repo-url`` for the one repository of a ``--files`` batch."""
+    if url is None:
+        return {}
+    if len(bases) != 1:
+        fail("--repo-url goes with --files; with --repos, list the URL in the file", code=2)
+    if not ("://" in url or url.startswith("git@") or Path(url).is_absolute()):
+        fail(f"--repo-url {url!r}: give a URL (file://, ssh://, https://, git@...)", code=2)
+    return {next(iter(bases)): url}
 
 
 def _find_units(

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _START_TIMEOUT = 120.0
+# A token share of a CPU, not none: a head started with `--num-cpus 0`, as Ray advises for
+# a cluster, then takes no actor hosts, while a CPU still holds a hundred of them.
+HOST_CPUS = 0.01
 
 
 def boot_id() -> str:
@@ -52,6 +55,7 @@ class ActorHost:
 
         restore_home()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._scratch: str | None = None
         self._started = threading.Event()
 
     def start(self, spec_json: str, origin_boot_id: str, tcp_json: str | None) -> dict[str, Any]:
@@ -67,11 +71,14 @@ class ActorHost:
                     "this actor runs on another host, but the orchestrator has no TCP "
                     "mailbox (set mailbox_tcp, or use backend ray with ray_address)"
                 )
-            scratch = tempfile.mkdtemp(prefix=f"shoal-{spec.name}-")
+            self._scratch = tempfile.mkdtemp(prefix=f"shoal-{spec.name}-")
             spec = spec.model_copy(
-                update={"home": scratch, "mailbox": MailboxAddress.model_validate_json(tcp_json)}
+                update={
+                    "home": self._scratch,
+                    "mailbox": MailboxAddress.model_validate_json(tcp_json),
+                }
             )
-            Home.resolve(scratch).ensure()
+            Home.resolve(self._scratch).ensure()
         env = {**os.environ, "SHOAL_HOME": spec.home}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "shoal.launchers.ray"],
@@ -91,7 +98,12 @@ class ActorHost:
     def wait(self) -> int:
         self._started.wait()
         assert self.proc is not None
-        return self.proc.wait()
+        code = self.proc.wait()
+        if self._scratch is not None:  # the scratch home of an actor on another host
+            import shutil
+
+            shutil.rmtree(self._scratch, ignore_errors=True)
+        return code
 
     def signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -178,7 +190,7 @@ class RayLauncher:
                 self._started = True
                 import ray
 
-                self._host_cls = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=4)(
+                self._host_cls = ray.remote(num_cpus=HOST_CPUS, max_restarts=0, max_concurrency=4)(
                     ActorHost
                 )
             return self._host_cls
