@@ -1,11 +1,13 @@
 """Sending and receiving multipart frames on the hot path, below pyzmq's conveniences.
 
-pyzmq's ``send_multipart``/``recv_multipart`` cost 3-4 µs a message on top of
-ZeroMQ itself: type checks of every part, and flags that are ``enum.IntFlag``
-members, whose ``|`` and ``&`` run in Python. Every message crosses four sockets
-on a routed round trip, so shoal's loops and clients call the socket's own
-methods (``zmq.backend.Socket``, which every ``zmq.Socket`` is) with plain int
-flags instead: the same ZeroMQ calls, about a tenth of the time.
+pyzmq's ``send_multipart``/``recv_multipart`` add work in Python to ZeroMQ's
+own: type checks of every part, and flags that are ``enum.IntFlag`` members,
+whose ``|`` and ``&`` run in Python. Every message crosses four sockets on a
+routed round trip, so shoal's loops and clients call the socket's own methods
+(``zmq.backend.Socket``, which every ``zmq.Socket`` is) with plain int flags
+instead: the same ZeroMQ calls, a 2-frame send in 0.8-1.8 µs against
+2.2-4.0 µs (measured side by side over inproc on the 2-core dev machine),
+a 3-frame receive in about 1.5 µs against 2.4 µs.
 
 Only for ``bytes`` frames on synchronous sockets (not ``zmq.asyncio`` ones).
 """
@@ -18,15 +20,13 @@ import zmq
 from zmq.backend import Socket as _Socket
 from zmq.backend import zmq_poll
 
-__all__ = ["NOBLOCK", "POLLIN", "readable", "recv", "send", "zmq_poll"]
+__all__ = ["NOBLOCK", "POLLIN", "recv", "send", "zmq_poll"]
 
 NOBLOCK = int(zmq.NOBLOCK)
 POLLIN = int(zmq.POLLIN)
 _SNDMORE = int(zmq.SNDMORE)
-_EVENTS = int(zmq.EVENTS)
 _send = _Socket.send
 _recv = _Socket.recv
-_get = _Socket.get
 
 
 def send(sock: zmq.Socket, frames: Sequence[bytes], flags: int = 0) -> None:
@@ -50,8 +50,3 @@ def recv(sock: zmq.Socket, flags: int = NOBLOCK) -> list[bytes]:
         frame = _recv(sock, flags, False)
         parts.append(frame.bytes)
     return parts
-
-
-def readable(sock: zmq.Socket) -> bool:
-    """A message waits on ``sock`` (cheaper than a poll, and than a failed receive)."""
-    return bool(_get(sock, _EVENTS) & POLLIN)

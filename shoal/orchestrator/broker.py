@@ -236,6 +236,8 @@ class Broker:
             raise ValueError(f"unknown tag {tag[:8]!r}")
 
     def _take_posted(self, turn: Turn) -> None:
+        if self._posted.empty():  # most turns: cheaper than raising queue.Empty
+            return
         while True:
             try:
                 env = self._posted.get_nowait()
