@@ -153,10 +153,8 @@ def insert_messages(
     )
     cur.register("batch", table)
     try:
-        cur.execute(
-            _INSERT_MESSAGES.format(where=where)
-        ).fetchall()  # DuckDB refuses more work on a
-        # connection whose last result was not consumed
+        # fetchall: DuckDB refuses more work on a connection whose last result was not consumed
+        cur.execute(_INSERT_MESSAGES.format(where=where)).fetchall()
     finally:
         # Never in place of the error above (DuckDB may have invalidated the database).
         with contextlib.suppress(Exception):
