@@ -106,7 +106,8 @@ class SocketLoop:
         if self._signalled or self._closed:
             return
         self._signalled = True
-        with contextlib.suppress(BlockingIOError):
+        # BlockingIOError: the pipe is full, so the loop wakes anyway. EBADF: closed meanwhile.
+        with contextlib.suppress(OSError):
             os.write(self._wake_w, b"!")
 
     def again(self) -> None:
@@ -187,8 +188,9 @@ class SocketLoop:
             )
 
     def _drain_wake(self) -> None:
-        # Read first, then clear: a wake-up between the two writes a byte the next
-        # wait sees; the other order could leave the flag set with the pipe empty.
+        # A wake-up between the read and the clear finds the flag set and writes
+        # nothing; that is safe because its work was queued before it, and on_turn,
+        # which runs after this in the same turn, takes it.
         with contextlib.suppress(BlockingIOError):
             while os.read(self._wake_r, 4096):
                 pass
