@@ -105,3 +105,18 @@ def test_ack_frames_are_checked() -> None:
     for bad in (b"{}", b"[1]", b'["' + b"x" * 65 + b'"]', b"nope"):
         with pytest.raises(ValueError):
             wire.decode_acks(bad)
+
+
+def test_shapes_are_checked_for_each_new_string_even_after_good_ones_were_seen() -> None:
+    good = Envelope.of(EchoRequest(text="x"), sender="client-1", recipient="echo-1").encode()
+    for _ in range(3):  # the good strings are now known
+        Envelope.decode(good)
+    for before, after in (
+        (b'"sender":"client-1"', b'"sender":"client 1"'),
+        (b'"recipient":"echo-1"', b'"recipient":"echo\\n1"'),
+        (b'"kind":"echo.request"', b'"kind":"Echo.request"'),
+    ):
+        bad = good.replace(before, after)
+        assert bad != good
+        with pytest.raises(InvalidMessage):
+            Envelope.decode(bad)

@@ -1,9 +1,10 @@
 """The actor process: one mailbox loop around one actor.
 
-The loop (main thread) owns the DEALER socket: it receives messages, drops
-duplicates by id, dispatches them to handlers, sends replies and acks, and
-heartbeats. Handlers run on worker threads and hand their results back through
-a queue plus a wake-up pipe, so the loop keeps heartbeating during long calls.
+The loop (main thread, a :class:`~shoal.mailbox.loop.SocketLoop`) owns the
+DEALER socket: it receives messages, drops duplicates by id, dispatches them to
+handlers, sends replies and acks, and heartbeats. ``@inline`` handlers run on the
+loop itself; the others run on worker threads and hand their results back
+through a queue and a wake-up, so the loop keeps heartbeating during long calls.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import zmq
 from shoal.actors import registry
 from shoal.actors.base import KEEP, Actor, ActorContext, is_inline
 from shoal.actors.spec import ActorSpec
-from shoal.mailbox import sockets, wire
+from shoal.mailbox import frames, sockets, wire
 from shoal.mailbox.envelope import Envelope, UnknownKind
+from shoal.mailbox.loop import SocketLoop
 from shoal.messages.actors import ErrorReply
 from shoal.messages.base import InvalidMessage, Payload
 from shoal.paths import Home
@@ -87,8 +89,7 @@ class ActorRuntime:
         self._handler = threading.local()
         self._outgoing: queue.SimpleQueue[Envelope] = queue.SimpleQueue()
         self._released: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
+        self._loop = SocketLoop(self._turn, name=f"actor {spec.name}")
         self._held: dict[str, Envelope] = {}
         self._waiting: deque[Envelope] = deque()  # work for the handler threads
         # Inline handlers and unhandled kinds: replies a running handler waits for,
@@ -120,7 +121,9 @@ class ActorRuntime:
             log.info(
                 "actor %s (%s) ready, instance %s", self.spec.name, self.spec.role, self.instance
             )
-            self._loop()
+            self._loop.add(self._sock, self._on_frames)
+            self._loop.every(self.spec.heartbeat_interval, self._on_beat)
+            self._loop.run()
             return 0
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -129,14 +132,15 @@ class ActorRuntime:
             finally:
                 self._sock.close()
                 zctx.term()
+                self._loop.close()
 
     def _request_stop(self, *_: Any) -> None:
         self._stopping = True
-        os.write(self._wake_w, b"!")
+        self._loop.wake()
 
     def _post(self, env: Envelope) -> None:
         self._outgoing.put(env)
-        os.write(self._wake_w, b".")
+        self._loop.wake()
 
     def _release(self, message_ids: list[str]) -> None:
         pending = getattr(self._handler, "released", None)
@@ -146,70 +150,43 @@ class ActorRuntime:
             pending.extend(message_ids)
             return
         self._released.put(message_ids)
-        os.write(self._wake_w, b".")
+        self._loop.wake()
 
     # --- the loop ------------------------------------------------------------
 
-    def _loop(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self._sock, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
-        interval = self.spec.heartbeat_interval
-        next_beat = 0.0
-        while True:
-            now = time.monotonic()
-            if now >= next_beat:
-                self._beat()
-                next_beat = now + interval
-                if now - self._last_pong > self.spec.orphan_timeout:
-                    log.warning("no orchestrator for %.0fs; exiting", now - self._last_pong)
-                    return
-            if self._stopping and self._running == 0:
-                self._flush_acks()
-                return
-            wait_ms = 0 if self._ready_to_dispatch() else max(0, int((next_beat - now) * 1000)) + 1
-            events = dict(poller.poll(wait_ms))
-            if self._sock in events:
-                self._receive_all()
-            if self._wake_r in events:
-                self._drain_wake()
-            self._collect_results()
-            self._send_outgoing()
-            self._ack_released()
-            self._dispatch()
-            self._flush_acks()
+    def _turn(self) -> None:
+        """After the loop took the waiting messages (or was woken by a handler thread)."""
+        self._collect_results()
+        self._send_outgoing()
+        self._ack_released()
+        self._dispatch()
+        self._flush_acks()
+        if self._stopping and self._running == 0:
+            self._loop.stop()
 
-    def _ready_to_dispatch(self) -> bool:
-        """True if a waiting message could be dispatched right now."""
-        if self._stopping:
-            return False
-        return bool(self._quick) or (
-            bool(self._waiting) and self._running < max(1, self.actor.concurrency)
-        )
+    def _on_beat(self, now: float) -> None:
+        self._beat()
+        if now - self._last_pong > self.spec.orphan_timeout:
+            log.warning("no orchestrator for %.0fs; exiting", now - self._last_pong)
+            self._loop.stop()
 
-    def _receive_all(self) -> None:
-        sock = self._sock
-        while sock.get(zmq.EVENTS) & zmq.POLLIN:
-            frames = sock.recv_multipart(zmq.NOBLOCK)
-            if len(frames) != 2:
-                continue
-            tag, body = frames
-            if tag == wire.MSG:
-                self._accept(body)
-            elif tag == wire.PONG:
-                self._last_pong = time.monotonic()
+    def _on_frames(self, message: list[bytes]) -> None:
+        """One message off the socket; raising ValueError drops it (the loop counts it)."""
+        if len(message) != 2:
+            raise ValueError(f"{len(message)} frames, expected 2")
+        tag, body = message
+        if tag == wire.MSG:
+            self._accept(body)
+        elif tag == wire.PONG:
+            self._last_pong = self._loop.now
 
     def _accept(self, body: bytes) -> None:
-        try:
-            env = Envelope.decode(body)
-        except InvalidMessage:
-            log.warning("dropped a malformed message")
-            return
+        env = Envelope.decode(body)  # InvalidMessage (a ValueError): dropped by the loop
         if env.id in self._done:
             # Handled before (our ack or reply was lost): answer again, never re-run.
             reply = self._done[env.id]
             if reply is not None:
-                self._sock.send_multipart([wire.MSG, reply])
+                frames.send(self._sock, (wire.MSG, reply))
             self._acks.append(env.id)
             return
         if env.id in self._held:
@@ -226,6 +203,8 @@ class ActorRuntime:
         budget_end = time.monotonic() + _TURN_BUDGET
         while self._quick and not self._stopping and time.monotonic() < budget_end:
             self._handle_quick(self._quick.popleft())
+        if self._quick and not self._stopping:
+            self._loop.again()  # the rest in the next turn, after a look at the socket
         while (
             self._waiting and not self._stopping and self._running < max(1, self.actor.concurrency)
         ):
@@ -274,7 +253,7 @@ class ActorRuntime:
         finally:
             self._handler.released = None
         self._results.put((env, result, released))
-        os.write(self._wake_w, b".")
+        self._loop.wake()
 
     def _collect_results(self) -> None:
         while not self._results.empty():
@@ -296,7 +275,7 @@ class ActorRuntime:
         if result is not None:
             reply = env.reply(result, sender=self.spec.name)
             reply_body = reply.encode()
-            self._sock.send_multipart([wire.MSG, reply_body])  # a reply acks the request
+            frames.send(self._sock, (wire.MSG, reply_body))  # a reply acks the request
             self._sent(reply)
         else:
             self._acks.append(env.id)
@@ -322,7 +301,7 @@ class ActorRuntime:
     def _send_outgoing(self) -> None:
         while not self._outgoing.empty():
             env = self._outgoing.get_nowait()  # only this thread takes from it
-            self._sock.send_multipart([wire.MSG, env.encode()])
+            frames.send(self._sock, (wire.MSG, env.encode()))
             self._sent(env)
 
     def _sent(self, env: Envelope) -> None:
@@ -332,15 +311,8 @@ class ActorRuntime:
 
     def _flush_acks(self) -> None:
         if self._acks:
-            self._sock.send_multipart([wire.ACK, wire.encode_acks(self._acks)])
+            frames.send(self._sock, (wire.ACK, wire.encode_acks(self._acks)))
             self._acks = []
-
-    def _drain_wake(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
 
     def _beat(self) -> None:
         held = list(self._held)
@@ -356,4 +328,4 @@ class ActorRuntime:
         )
         # Not connected yet (zmq.Again): the next beat tries again.
         with contextlib.suppress(zmq.Again):
-            self._sock.send_multipart([wire.BEAT, beat.encode()], zmq.NOBLOCK)
+            frames.send(self._sock, (wire.BEAT, beat.encode()), frames.NOBLOCK)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import threading
 from concurrent.futures import Future, InvalidStateError
@@ -21,9 +20,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import zmq
 
-from shoal.mailbox import sockets, wire
+from shoal.mailbox import frames, sockets, wire
 from shoal.mailbox.envelope import ORCHESTRATOR, Envelope
 from shoal.mailbox.errors import MailboxTimeout, RemoteError
+from shoal.mailbox.loop import SocketLoop
 from shoal.messages.actors import ErrorReply
 from shoal.messages.base import Payload, from_dict
 
@@ -35,9 +35,9 @@ class Bridge:
         self.endpoint = endpoint
         self.name = name
         self._outbox: queue.SimpleQueue[tuple[Envelope, Future[Envelope]]] = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        self._running = True
+        self._waiting: dict[str, Future[Envelope]] = {}  # by request id; the bridge thread's
+        self._loop = SocketLoop(self._send_outbox)
+        self._loop.every(1.0, self._forget_given_up)
         self._thread = threading.Thread(target=self._run, name="api-bridge", daemon=True)
         self._thread.start()
 
@@ -46,7 +46,7 @@ class Bridge:
         env = Envelope.of(payload, sender=self.name, recipient=ORCHESTRATOR)
         future: Future[Envelope] = Future()
         self._outbox.put((env, future))
-        os.write(self._wake_w, b".")
+        self._loop.wake()
         try:
             reply = future.result(timeout)
         except FutureTimeout:
@@ -58,41 +58,30 @@ class Bridge:
         return reply.parse_payload()
 
     def close(self) -> None:
-        self._running = False
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"!")
+        self._loop.stop()
         self._thread.join(5)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self._loop.close()
 
     def _run(self) -> None:
         ctx = zmq.Context()
-        sock = sockets.dealer(ctx, self.name, self.endpoint)
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
-        waiting: dict[str, Future[Envelope]] = {}
+        self._sock = sock = sockets.dealer(ctx, self.name, self.endpoint)
+        self._loop.add(sock, self._receive)
         try:
-            while self._running:
-                events = dict(poller.poll(1000))
-                if self._wake_r in events:
-                    with contextlib.suppress(BlockingIOError):
-                        while os.read(self._wake_r, 4096):
-                            pass
-                self._send_outbox(sock, waiting)
-                while sock.get(zmq.EVENTS) & zmq.POLLIN:
-                    self._receive(sock.recv_multipart(zmq.NOBLOCK), waiting)
-                for message_id in [i for i, f in waiting.items() if f.done()]:
-                    del waiting[message_id]  # timed out on the asking side
+            self._loop.run()
         except Exception:
             log.exception("the API's mailbox connection failed")
         finally:
-            for future in waiting.values():
+            for future in self._waiting.values():
                 future.cancel()
             sock.close()
             ctx.term()
 
-    def _send_outbox(self, sock: zmq.Socket, waiting: dict[str, Future[Envelope]]) -> None:
+    def _forget_given_up(self, _now: float) -> None:
+        waiting = self._waiting
+        for message_id in [i for i, f in waiting.items() if f.done()]:
+            del waiting[message_id]  # timed out on the asking side
+
+    def _send_outbox(self) -> None:
         while True:
             try:
                 env, future = self._outbox.get_nowait()
@@ -101,22 +90,22 @@ class Bridge:
             if future.done():
                 continue  # the asker gave up already
             try:
-                sock.send_multipart([wire.MSG, env.encode()])
+                frames.send(self._sock, (wire.MSG, env.encode()))
             except zmq.ZMQError as exc:
                 with contextlib.suppress(InvalidStateError):
                     future.set_exception(MailboxTimeout(f"could not send {env.kind}: {exc}"))
                 continue
-            waiting[env.id] = future
+            self._waiting[env.id] = future
 
-    def _receive(self, frames: list[bytes], waiting: dict[str, Future[Envelope]]) -> None:
-        if len(frames) != 2 or frames[0] != wire.MSG:
+    def _receive(self, message: list[bytes]) -> None:
+        if len(message) != 2 or message[0] != wire.MSG:
             return  # PONGs and the like: this client does not heartbeat
         try:
-            env = Envelope.decode(frames[1])
+            env = Envelope.decode(message[1])
         except ValueError:
             log.warning("the API's connection got a message it could not read")
             return
-        future = waiting.pop(env.reply_to or "", None)
+        future = self._waiting.pop(env.reply_to or "", None)
         if future is not None:
             with contextlib.suppress(InvalidStateError):  # the asker gave up meanwhile
                 future.set_result(env)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import zmq
 
-from shoal.mailbox import sockets, wire
+from shoal.mailbox import frames, sockets, wire
 from shoal.mailbox.envelope import PUBLISH, Envelope
 from shoal.mailbox.errors import MailboxTimeout, RemoteError
 from shoal.messages.actors import ErrorReply
@@ -37,6 +37,7 @@ class MailboxClient:
         self.name = name or client_name()
         self._ctx = zmq.Context()
         self._sock = sockets.dealer(self._ctx, self.name, endpoint, curve)
+        self._poll_items = [(self._sock, frames.POLLIN)]
         self._inbox: deque[Envelope] = deque()
 
     def __enter__(self) -> MailboxClient:
@@ -77,10 +78,10 @@ class MailboxClient:
         return self.send(PUBLISH, payload, task_id=task_id)
 
     def send_envelope(self, env: Envelope) -> None:
-        self._sock.send_multipart([wire.MSG, env.encode()])
+        frames.send(self._sock, (wire.MSG, env.encode()))
 
     def ack(self, ids: list[str]) -> None:
-        self._sock.send_multipart([wire.ACK, wire.encode_acks(ids)])
+        frames.send(self._sock, (wire.ACK, wire.encode_acks(ids)))
 
     def recv(self, timeout: float | None = None) -> Envelope | None:
         """The next message, or None after ``timeout`` seconds (None waits forever)."""
@@ -113,11 +114,9 @@ class MailboxClient:
 
     def _recv_raw(self, deadline: float | None) -> Envelope | None:
         while True:
-            wait_ms = (
-                None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            )
-            if not self._sock.poll(wait_ms):
+            wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not frames.zmq_poll(self._poll_items, wait_ms):
                 return None
-            frames = self._sock.recv_multipart()
-            if len(frames) == 2 and frames[0] == wire.MSG:
-                return Envelope.decode(frames[1])
+            message = frames.recv(self._sock)
+            if len(message) == 2 and message[0] == wire.MSG:
+                return Envelope.decode(message[1])

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING
 
 import zmq
 
-from shoal.mailbox import sockets, wire
+from shoal.mailbox import frames, sockets, wire
 from shoal.mailbox.envelope import ORCHESTRATOR, PUBLISH, ROLE_PREFIX, Envelope
+from shoal.mailbox.loop import SocketLoop
 from shoal.messages.actors import ActorSpawn, ErrorReply, MessageCounters
-from shoal.messages.base import InvalidMessage, Payload
+from shoal.messages.base import Payload
 from shoal.messages.batch import BatchStart
 from shoal.messages.chat import SessionOpen
 from shoal.messages.tasks import TaskSubmit
@@ -113,14 +114,15 @@ class Broker:
         self.waiting: dict[str, list[Waiting]] = {}
         self.started_at = time.time()
         self.routed = 0
-        self.dropped = 0
         self.undeliverable = 0
         self.redelivered = 0
         self._seq = 0
         self._posted: queue.SimpleQueue[Envelope] = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        self._running = True
+        self._loop = SocketLoop(self._end_turn, max_frames=_MAX_FRAMES_PER_TURN, name="broker")
+        self._loop.add(self.router, self._frame)
+        self._loop.every(_TICK, self._on_tick)
+        self._turn = Turn()
+        self._next_scan = 0.0
         self._draining_until: float | None = None
         self._journal_retry_at = 0.0
         self._last_activity = time.monotonic()
@@ -142,13 +144,18 @@ class Broker:
             payload, sender=ORCHESTRATOR, recipient=recipient, reply_to=reply_to, task_id=task_id
         )
         self._posted.put(env)
-        os.write(self._wake_w, b".")
+        self._loop.wake()
         return env
 
     def stop(self, drain: float = 10.0) -> None:
         """Stop after the supervisor has stopped the actors (at most ``drain`` seconds)."""
         self._draining_until = time.monotonic() + drain
-        os.write(self._wake_w, b"!")
+        self._loop.wake()
+
+    @property
+    def dropped(self) -> int:
+        """Frames dropped: malformed, oversized, of an unknown tag, or failing in ``_frame``."""
+        return self._loop.dropped
 
     @property
     def submitted_seq(self) -> int:
@@ -177,27 +184,24 @@ class Broker:
                 self.deliveries.track(env, body, env.recipient)
 
     def serve(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self.router, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
-        next_tick = next_scan = 0.0
-        while self._running:
-            events = dict(poller.poll(int(_TICK * 1000)))
-            now = time.monotonic()
-            turn = Turn()
-            if self.router in events:
-                self._receive(turn, now)
-            if self._wake_r in events:
-                self._drain_wake()
-            self._take_posted(turn)
-            if turn.messages or turn.acks:
-                self._commit(turn)
-                self._route(turn, now)
-            if now >= next_tick:
-                next_tick = now + _TICK
-                self._tick(now, scan=now >= next_scan)
-                if now >= next_scan:
-                    next_scan = now + _REDELIVERY_SCAN
+        self._loop.run()
+
+    def _end_turn(self) -> None:
+        """After the loop took the ROUTER's waiting frames: journal, record, then route."""
+        turn = self._turn
+        self._take_posted(turn)
+        if turn.messages or turn.acks:
+            self._turn = Turn()
+            self._commit(turn)
+            self._route(turn, self._loop.now)
+        if self._draining_until is not None and not self.supervisor.stopping:
+            self.supervisor.stop_all()
+
+    def _on_tick(self, now: float) -> None:
+        scan = now >= self._next_scan
+        if scan:
+            self._next_scan = now + _REDELIVERY_SCAN
+        self._tick(now, scan=scan)
 
     def close(self) -> None:
         for sock in (self.router, self.pub):
@@ -205,53 +209,35 @@ class Broker:
         if self._auth is not None:
             self._auth.stop()
         self.ctx.term()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self._loop.close()
 
     # --- receiving -------------------------------------------------------------
 
-    def _receive(self, turn: Turn, now: float) -> None:
-        router = self.router
-        for _ in range(_MAX_FRAMES_PER_TURN):
-            # Ask before reading: raising zmq.Again at the end of every turn costs more.
-            if not router.get(zmq.EVENTS) & zmq.POLLIN:
-                return
-            frames = router.recv_multipart(zmq.NOBLOCK)
-            try:
-                self._frame(frames, turn, now)
-            except (InvalidMessage, ValueError, UnicodeDecodeError) as exc:
-                self._drop(frames, str(exc).splitlines()[0])
-            except Exception:
-                log.exception("unexpected error on a frame; dropped")
-                self._drop(frames, "internal error")
-
-    def _frame(self, frames: list[bytes], turn: Turn, now: float) -> None:
-        if len(frames) != 3:
-            raise ValueError(f"{len(frames) - 1} frames after the identity, expected 2")
-        identity, tag, body = frames
+    def _frame(self, parts: list[bytes]) -> None:
+        """One message off the ROUTER; raising ValueError drops it (the loop counts it)."""
+        if len(parts) != 3:
+            raise ValueError(f"{len(parts) - 1} frames after the identity, expected 2")
+        identity, tag, body = parts
         if len(body) > self.settings.max_frame_bytes:
             raise ValueError(f"body of {len(body)} bytes over the limit")
         if tag == wire.MSG:
             env = Envelope.decode(body)
             if env.sender.encode() != identity:
                 raise ValueError(f"sender {env.sender!r} is not the connection's identity")
-            self._last_activity = now
-            self._classify(env, body, turn)
+            self._last_activity = self._loop.now
+            self._classify(env, body, self._turn)
         elif tag == wire.ACK:
             for message_id in wire.decode_acks(body):
                 if self.deliveries.ack(message_id, by=identity.decode()):
-                    turn.acks.append(message_id)
+                    self._turn.acks.append(message_id)
         elif tag == wire.BEAT:
-            self._beat(identity, wire.Beat.decode(body), now)
+            self._beat(identity, wire.Beat.decode(body), self._loop.now)
         else:
             raise ValueError(f"unknown tag {tag[:8]!r}")
 
-    def _drop(self, frames: list[bytes], reason: str) -> None:
-        self.dropped += 1
-        if self.dropped <= 10 or self.dropped % 1000 == 0:
-            log.warning("dropped frame #%d (%d parts): %s", self.dropped, len(frames), reason)
-
     def _take_posted(self, turn: Turn) -> None:
+        if self._posted.empty():  # most turns: cheaper than raising queue.Empty
+            return
         while True:
             try:
                 env = self._posted.get_nowait()
@@ -309,7 +295,7 @@ class Broker:
             if target == ORCHESTRATOR:
                 self._control(env)
             elif target == PUBLISH:
-                self.pub.send_multipart([env.kind.encode(), body])
+                frames.send(self.pub, (env.kind.encode(), body))
             elif tracked and target is not None:
                 self._deliver(self.deliveries.track(env, body, target), now)
             elif target is None or not self._send(target, body):
@@ -333,7 +319,7 @@ class Broker:
 
     def _send(self, target: str, body: bytes) -> bool:
         try:
-            self.router.send_multipart([target.encode(), wire.MSG, body], zmq.NOBLOCK)
+            frames.send(self.router, (target.encode(), wire.MSG, body), frames.NOBLOCK)
         except zmq.ZMQError:  # EHOSTUNREACH (not connected) or EAGAIN (peer full)
             return False
         return True
@@ -356,7 +342,7 @@ class Broker:
         self.peers[name] = Peer(beat.role, beat.pid, beat.instance, now)
         self.supervisor.on_beat(name, beat, new_instance)
         with contextlib.suppress(zmq.ZMQError):
-            self.router.send_multipart([identity, wire.PONG, self._pong_body], zmq.NOBLOCK)
+            frames.send(self.router, (identity, wire.PONG, self._pong_body), frames.NOBLOCK)
         if new_instance:
             self._redeliver_to(name, now)
             # Messages that waited for this actor (or its role) are now tracked for it.
@@ -442,7 +428,7 @@ class Broker:
     def _check_stop(self, now: float) -> None:
         if self._draining_until is not None:
             if self.supervisor.all_stopped() or now >= self._draining_until:
-                self._running = False
+                self._loop.stop()
             return
         idle = self.settings.idle_timeout
         if (
@@ -457,12 +443,3 @@ class Broker:
             log.info("idle for %.0fs; exiting", now - self._last_activity)
             self.supervisor.stop_all()
             self.stop()
-
-    def _drain_wake(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        if self._draining_until is not None and not self.supervisor.stopping:
-            self.supervisor.stop_all()

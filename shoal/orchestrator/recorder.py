@@ -19,11 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from msgspec.structs import astuple
+
 from shoal.mailbox.envelope import Envelope
 from shoal.store.space import Space, is_disk_full
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow
 
     from shoal.store.database import Writer
 
@@ -110,25 +113,39 @@ def _us(seconds: float) -> int:
     return int(seconds * 1_000_000)
 
 
+def _us_array(seconds: tuple[float, ...]) -> pyarrow.Array:
+    """Unix seconds as whole microseconds (truncated, as :func:`_us` does)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    scaled = pc.multiply(pa.array(seconds, pa.float64()), 1_000_000.0)
+    return pc.cast(scaled, pa.int64(), safe=False)
+
+
 def insert_messages(
     cur: duckdb.DuckDBPyConnection, rows: list[MessageRow], *, skip_known: bool = False
 ) -> None:
     import pyarrow as pa
 
-    envs = [r.env for r in rows]
+    # Columns by transposing the rows once (the fields in the Envelope's order), and the
+    # per-row conversions done by Arrow in C: a third of the time of a pass per column.
+    kind, sender, recipient, id_, task_id, reply_to, attempt, sent_at, _ = zip(
+        *[astuple(r.env) for r in rows], strict=True
+    )
+    _, bodies, recorded_at, tracked = zip(*rows, strict=True)
     table = pa.table(
         {
-            "id": pa.array([e.id for e in envs], pa.string()),
-            "kind": pa.array([e.kind for e in envs], pa.string()),
-            "sender": pa.array([e.sender for e in envs], pa.string()),
-            "recipient": pa.array([e.recipient for e in envs], pa.string()),
-            "task_id": pa.array([e.task_id for e in envs], pa.string()),
-            "reply_to": pa.array([e.reply_to for e in envs], pa.string()),
-            "attempt": pa.array([e.attempt for e in envs], pa.int32()),
-            "sent_us": pa.array([_us(e.sent_at) for e in envs], pa.int64()),
-            "recorded_us": pa.array([_us(r.recorded_at) for r in rows], pa.int64()),
-            "tracked": pa.array([r.tracked for r in rows], pa.bool_()),
-            "body": pa.array([r.body.decode() for r in rows], pa.string()),
+            "id": pa.array(id_, pa.string()),
+            "kind": pa.array(kind, pa.string()),
+            "sender": pa.array(sender, pa.string()),
+            "recipient": pa.array(recipient, pa.string()),
+            "task_id": pa.array(task_id, pa.string()),
+            "reply_to": pa.array(reply_to, pa.string()),
+            "attempt": pa.array(attempt, pa.int32()),
+            "sent_us": _us_array(sent_at),
+            "recorded_us": _us_array(recorded_at),
+            "tracked": pa.array(tracked, pa.bool_()),
+            "body": pa.array(bodies, pa.binary()).cast(pa.string()),  # checked to be UTF-8
         }
     )
     where = (
@@ -136,10 +153,8 @@ def insert_messages(
     )
     cur.register("batch", table)
     try:
-        cur.execute(
-            _INSERT_MESSAGES.format(where=where)
-        ).fetchall()  # DuckDB refuses more work on a
-        # connection whose last result was not consumed
+        # fetchall: DuckDB refuses more work on a connection whose last result was not consumed
+        cur.execute(_INSERT_MESSAGES.format(where=where)).fetchall()
     finally:
         # Never in place of the error above (DuckDB may have invalidated the database).
         with contextlib.suppress(Exception):

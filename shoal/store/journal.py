@@ -24,22 +24,26 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from shoal.store.space import Space, is_disk_full
 
 _HEADER = struct.Struct("<IB")
 _MSG_PREFIX = struct.Struct("<Bd")
 _ACK_PREFIX = struct.Struct("<d")
+# Header and prefix packed at once: a record costs one pack and one copy of the body.
+_MSG_HEAD = struct.Struct("<IBBd")
+_ACK_HEAD = struct.Struct("<IBd")
 MSG, ACK = 1, 2
 
 
 def message_record(tracked: bool, recorded_at: float, body: bytes) -> bytes:
-    payload = _MSG_PREFIX.pack(tracked, recorded_at) + body
-    return _HEADER.pack(len(payload), MSG) + payload
+    return _MSG_HEAD.pack(_MSG_PREFIX.size + len(body), MSG, tracked, recorded_at) + body
 
 
 def ack_record(acked_at: float, ids: list[str]) -> bytes:
-    payload = _ACK_PREFIX.pack(acked_at) + json.dumps(ids).encode()
-    return _HEADER.pack(len(payload), ACK) + payload
+    listed = msgspec.json.encode(ids)
+    return _ACK_HEAD.pack(_ACK_PREFIX.size + len(listed), ACK, acked_at) + listed
 
 
 @dataclass
@@ -78,12 +82,13 @@ class Journal:
         return self._write(held)
 
     def _write(self, records: list[bytes]) -> bool:
-        data = b"".join(records)
-        view = memoryview(data)
+        data = records[0] if len(records) == 1 else b"".join(records)
         try:
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
+            written = os.write(self._fd, data)
+            if written < len(data):  # rare (a signal, a nearly full disk): write the rest
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(self._fd, view) :]
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
