@@ -303,7 +303,7 @@ class Broker:
         for env, body, target, tracked in turn.messages:
             self.traffic.routed += 1
             if target == ORCHESTRATOR:
-                self._control(env)
+                self._to_services(env)
             elif target == PUBLISH:
                 self.pub.send_multipart([env.kind.encode(), body])
             elif tracked and target is not None:
@@ -311,7 +311,7 @@ class Broker:
             elif target is None or not self._send(target, body):
                 self._wait(env, body, target or env.recipient, now)
 
-    def _control(self, env: Envelope) -> None:
+    def _to_services(self, env: Envelope) -> None:
         if env.kind in _NEW_WORK and (full := self.journal.space.refusal()) is not None:
             self.post(ErrorReply(code="disk_full", message=full), env.sender, reply_to=env.id)
             return
