@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shoal.paths import Home
+from shoal.store import exports
 
 if TYPE_CHECKING:
     import duckdb
@@ -93,12 +94,12 @@ def export(home: Home, what: str, fmt: str, out: str | None) -> Exported:
         con = duckdb.connect()
         try:
             for table in tables:
-                _load(con, table, work / f"{table}.parquet")
+                exports.load(con, table, work / f"{table}.parquet")
             if what in ("all", "skills"):
-                _skill_table(con, home)
+                exports.skill_files(con, skill_files(home))
             names = [*tables, *(["skill_files"] if what in ("all", "skills") else [])]
             done = Exported(target, redacted=_redact(con, names, secrets()))
-            done.rows = {n: _count(con, n) for n in names}
+            done.rows = {n: exports.count(con, n) for n in names}
             _write(con, names, what, fmt, target)
         finally:
             con.close()
@@ -110,24 +111,6 @@ def export(home: Home, what: str, fmt: str, out: str | None) -> Exported:
 def default_name(what: str, fmt: str) -> str:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return f"shoal-export-{what}-{stamp}" + ("" if fmt == "parquet" else f".{fmt}")
-
-
-def _load(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
-    con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM read_parquet(?)', [str(path)])
-
-
-def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    return int(con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0][0])
-
-
-def _skill_table(con: duckdb.DuckDBPyConnection, home: Home) -> None:
-    con.execute(
-        "CREATE TABLE skill_files (skill VARCHAR, state VARCHAR, path VARCHAR, "
-        "content VARCHAR, encoding VARCHAR)"
-    )
-    rows = list(skill_files(home))
-    if rows:
-        con.executemany("INSERT INTO skill_files VALUES (?, ?, ?, ?, ?)", rows)
 
 
 def skill_files(home: Home) -> list[tuple[str, str, str, str, str]]:
@@ -154,21 +137,9 @@ def _redact(con: duckdb.DuckDBPyConnection, tables: list[str], found: list[str])
     """Replace every secret in every text column; how many values changed."""
     changed = 0
     for table in tables if found else []:
-        columns = con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
-            [table],
-        ).fetchall()
-        for column, kind in columns:
-            if kind not in ("VARCHAR", "JSON"):
-                continue
-            back = "::JSON" if kind == "JSON" else ""
+        for column, kind in exports.text_columns(con, table):
             for secret in found:
-                rows = con.execute(
-                    f'UPDATE "{table}" SET "{column}" = replace("{column}"::VARCHAR, ?, ?){back} '
-                    f'WHERE contains("{column}"::VARCHAR, ?)',
-                    [secret, REDACTED, secret],
-                ).fetchall()
-                changed += int(rows[0][0]) if rows else 0
+                changed += exports.replace_text(con, table, column, kind, secret, REDACTED)
     return changed
 
 
@@ -185,12 +156,11 @@ def _write(
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         for table in tables:
-            path = str(folder / f"{table}.parquet").replace("'", "''")
-            con.execute(f"COPY \"{table}\" TO '{path}' (FORMAT parquet)")
+            exports.write_parquet(con, table, folder / f"{table}.parquet")
             os.chmod(folder / f"{table}.parquet", 0o600)
         _private_write(folder / "export.json", json.dumps(header, indent=2) + "\n")
         return
-    rows = {t: _rows(con, t) for t in tables}
+    rows = {t: exports.rows(con, t) for t in tables}
     if fmt == "json":
         text = json.dumps({**header, "data": rows}, ensure_ascii=False, default=str) + "\n"
     else:
@@ -207,14 +177,6 @@ def _write(
         sys.stdout.write(text)
     else:
         _private_write(Path(out), text)
-
-
-def _rows(con: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, Any]]:
-    from shoal.store.usersql import jsonable
-
-    result = con.execute(f'SELECT * FROM "{table}"')
-    names = [d[0] for d in result.description or []]
-    return [dict(zip(names, (jsonable(v) for v in row), strict=True)) for row in result.fetchall()]
 
 
 def _private_write(path: Path, text: str) -> None:
@@ -294,11 +256,8 @@ def _read_parquet(folder: Path) -> dict[str, list[dict[str, Any]]]:
     try:
         tables = {}
         for table in header.get("tables", []):
-            con.execute(
-                f'CREATE TABLE "{table}" AS SELECT * FROM read_parquet(?)',
-                [str(folder / f"{table}.parquet")],
-            )
-            tables[table] = _rows(con, table)
+            exports.load(con, table, folder / f"{table}.parquet")
+            tables[table] = exports.rows(con, table)
         return tables
     except duckdb.Error as exc:
         raise BackupError(f"{folder}: {str(exc).splitlines()[0]}") from None

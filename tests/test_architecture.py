@@ -36,6 +36,21 @@ LAYERS: list[tuple[str, ...]] = [
 ]
 RANK = {name: n for n, layer in enumerate(LAYERS) for name in layer}
 LONGEST_FUNCTION = 60
+SQL_HOME = ROOT / "store"
+"""The one package that holds SQL statements (DESIGN.md §6)."""
+# A statement's shape, in the upper case shoal writes SQL in: prose that names a keyword
+# ("one SELECT over the views") has no FROM, INTO, SET or TABLE after it.
+_SQL = re.compile(
+    r"\bSELECT\s[\s\S]{0,400}?\bFROM\b"
+    r"|\bINSERT\s+(?:OR\s+(?:REPLACE|IGNORE)\s+)?INTO\s"
+    r"|\bUPDATE\s+\"?\w+\"?\s+SET\s"
+    r"|\bDELETE\s+FROM\s"
+    r"|\bCREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP\s+|TEMPORARY\s+)?"
+    r"(?:TABLE|VIEW|INDEX|SEQUENCE|SCHEMA|MACRO)\s"
+    r"|\b(?:ALTER|DROP)\s+(?:TABLE|VIEW|INDEX|SCHEMA)\s"
+    r"|\bCOPY\s[\s\S]{1,200}?\bTO\s"
+)
+_RUNS_SQL = ("execute", "executemany")
 
 
 def _unit(path: Path) -> str:
@@ -193,3 +208,75 @@ def test_clients_talk_to_the_orchestrator_through_the_client_library() -> None:
             if _CONNECTING.search(line):
                 found.append(f"shoal/{where}:{number}: {line.strip()}")
     assert found == [], "use shoal.client (Client, Channel) instead"
+
+
+def _prose(tree: ast.Module) -> set[int]:
+    """Ids of the string constants that are documentation: docstrings, and the strings
+    standing alone after an attribute (``x = 1`` then ``\"\"\"what x is\"\"\"``)."""
+    found = set()
+    for node in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody"):
+            block = getattr(node, field, None)
+            for statement in block if isinstance(block, list) else []:
+                if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+                    found.add(id(statement.value))
+    return found
+
+
+def _sql_outside_store() -> list[str]:
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if path.is_relative_to(SQL_HOME):
+            continue
+        tree = ast.parse(path.read_text())
+        prose = _prose(tree)
+        where = path.relative_to(ROOT.parent)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                match = _SQL.search(node.value)
+                if match and id(node) not in prose:
+                    found.append(f"{where}:{node.lineno} {match.group(0)[:40]!r}")
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in _RUNS_SQL
+            ):
+                found.append(f"{where}:{node.lineno} .{node.func.attr}(...)")
+    return found
+
+
+def test_every_sql_statement_is_in_the_store() -> None:
+    """SQL lives in shoal/store/, one module per group of tables; the rest of the code calls
+    its named functions (a statement found elsewhere fails here, with where it is).
+
+    No module is excused. The one place that must run SQL it did not write, ``shoal sql``
+    (the user's own SELECT), hands the text as a value to store/usersql.py, which runs it
+    read-only inside the store: the CLI, the client and the orchestrator's Records service
+    only pass it through, and a variable holding it is no statement to this check."""
+    assert _sql_outside_store() == [], "move the statement into a function of shoal/store/"
+
+
+def test_the_sql_check_sees_a_statement() -> None:
+    tree = ast.parse('q = "SELECT id FROM tasks"\ncur.execute(q)\n"""One SELECT, in prose."""')
+    prose = _prose(tree)
+    strings = [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and id(n) not in prose]
+    assert [bool(_SQL.search(n.value)) for n in strings] == [True]
+    assert not _SQL.search("One SELECT over the views (tasks, iterations, ...; see --schema).")
+    assert _SQL.search("INSERT OR REPLACE INTO tasks VALUES (?)")
+    assert _SQL.search("UPDATE team_tasks SET status = ?")
+
+
+def test_only_the_daemon_s_assembly_knows_the_broker() -> None:
+    """The broker takes its services (through their router); none of them takes the broker,
+    not even for a type: what they send goes through the outbox."""
+    knows = []
+    for path in sorted((ROOT / "orchestrator").rglob("*.py")):
+        if path.name in ("broker.py", "server.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+            if node.module == "shoal.orchestrator.broker" or "shoal.orchestrator.broker" in names:
+                knows.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}")
+    assert knows == []

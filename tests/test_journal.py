@@ -39,10 +39,11 @@ def test_truncate_empties_the_file_and_it_is_owner_only(tmp_path: Path) -> None:
 def test_recovery_puts_journaled_messages_into_duckdb_once(tmp_path: Path) -> None:
     from shoal.mailbox.envelope import Envelope
     from shoal.messages.actors import EchoRequest
-    from shoal.orchestrator.recorder import MessageRow, insert_messages
     from shoal.orchestrator.server import _recover
     from shoal.paths import Home
     from shoal.store.database import open_writer
+    from shoal.store.messages import MessageRow
+    from shoal.store.messages import insert as insert_messages
 
     home = Home(tmp_path).ensure()
     envs = [Envelope.of(EchoRequest(seq=i), sender="c", recipient="echo-1") for i in range(5)]

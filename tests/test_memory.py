@@ -76,6 +76,23 @@ def stored_confidence(con: duckdb.DuckDBPyConnection, learning_id: str) -> float
     return row[0]
 
 
+def test_the_learnings_table_alone_is_the_migrated_one(tmp_path: Path) -> None:
+    """The tests here make the table from SCHEMA_SQL; the records make it by migrations
+    (both in shoal/store). They must agree, or these tests test another table."""
+    from shoal.store.migrations import migrate
+
+    def columns(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
+        rows = con.execute("DESCRIBE learnings").fetchall()
+        return [(name, kind, null) for name, kind, null, *_ in rows]
+
+    alone = duckdb.connect()
+    alone.execute(SCHEMA_SQL)
+    migrated = duckdb.connect(str(tmp_path / "shoal.duckdb"))
+    migrate(migrated)
+    assert columns(alone) == columns(migrated)
+    assert ("embedding", f"FLOAT[{DIM}]", "NO") in columns(migrated)
+
+
 # --- embedders --------------------------------------------------------------------
 
 

@@ -49,6 +49,7 @@ from shoal.llm.retry import backoff, retry_after
 from shoal.mailbox.envelope import Envelope
 from shoal.messages.base import from_dict, to_dict
 from shoal.messages.tasks import BudgetWarning, TaskDone
+from shoal.store import webhooks as deliveries
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,6 @@ TOPICS = [TaskDone.kind, BudgetWarning.kind]
 _RETRY_STATUS = frozenset({408, 425, 429})
 _ASKS_TO_WAIT = frozenset({429, 503})
 """Answers whose ``Retry-After`` is honoured."""
-_INSERT = "INSERT INTO webhook_deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def sign(key: bytes, body: bytes) -> str:
@@ -306,8 +306,7 @@ class Dispatcher:
         retry_at: float | None,
     ) -> None:
         self._record(
-            _INSERT,
-            [
+            *deliveries.attempt(
                 event["id"],
                 attempt,
                 event["event"],
@@ -320,7 +319,7 @@ class Dispatcher:
                 took_ms,
                 _utc(time.time()),
                 _utc(retry_at) if retry_at is not None else None,
-            ],
+            )
         )
 
 

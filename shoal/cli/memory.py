@@ -69,8 +69,8 @@ def search(
 
 def _search_file(home: Any, payload: Any) -> Any:
     from shoal.memory.embedder import embedder_from_env
+    from shoal.memory.store import search_rows
     from shoal.messages.store import StoreQueryResult
-    from shoal.orchestrator.control import search_rows
     from shoal.store.database import open_reader
 
     if not home.database.exists():

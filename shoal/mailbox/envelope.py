@@ -36,7 +36,7 @@ __all__ = [
     "UnknownKind",
 ]
 
-# Recipient that is not an actor but the orchestrator itself (control requests).
+# Recipient that is not an actor but the orchestrator itself (its services answer).
 ORCHESTRATOR = "orchestrator"
 # Recipient meaning "publish on the event bus" (topic = kind).
 PUBLISH = "*"

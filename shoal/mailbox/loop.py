@@ -94,6 +94,10 @@ class SocketLoop:
         self._callbacks[sock] = on_frames
         self._own_items[sock] = [(sock, frames.POLLIN)]
 
+    def each_turn(self, on_turn: Callable[[], None]) -> None:
+        """Call ``on_turn()`` after each turn's messages (instead of the one given at init)."""
+        self._on_turn = on_turn
+
     def every(self, seconds: float, callback: Callable[[float], None]) -> None:
         """Call ``callback(now)`` every ``seconds``, the first time in the first turn."""
         self._timers.append(_Timer(seconds, 0.0, callback))

@@ -3,7 +3,6 @@
 from shoal.memory.embedder import DIM, Embedder, LocalEmbedder, ModelEmbedder, embedder_from_env
 from shoal.memory.store import (
     KINDS,
-    SCHEMA_SQL,
     AmbiguousPrefix,
     Learning,
     decayed,
@@ -15,6 +14,7 @@ from shoal.memory.store import (
     search,
     touch,
 )
+from shoal.store.learnings import SCHEMA_SQL
 
 __all__ = [
     "DIM",

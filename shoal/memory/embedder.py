@@ -18,11 +18,10 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
 
+from shoal.store.learnings import DIM
+
 if TYPE_CHECKING:
     from shoal.llm.client import Embeddings, ModelConfig
-
-DIM = 256
-"""Length of every stored embedding (the ``FLOAT[256]`` column)."""
 
 # Words of a learning that say nothing about its subject. Without them two
 # unrelated sentences share "the", "to", "is", … and look slightly alike.

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shoal.store import learnings
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -46,10 +48,7 @@ class VectorIndex:
         """Load the vectors of rows appended since the last call."""
         with self._lock:
             start = len(self._matrix)
-            table = con.sql(
-                "SELECT rowid, embedding FROM learnings WHERE rowid >= $start ORDER BY rowid",
-                params={"start": start},
-            ).to_arrow_table()
+            table = learnings.vectors_from(con, start)
             if not table.num_rows:
                 return
             rowids = table.column("rowid").to_numpy()

@@ -2,7 +2,8 @@
 
 Every function takes the connection it works on: the orchestrator owns the only
 writable connection to the file, and this module never opens it. None of them
-opens a transaction either, so a caller can group several in its own.
+opens a transaction either, so a caller can group several in its own. The SQL is
+in :mod:`shoal.store.learnings`.
 
 Similarity is ``array_cosine_similarity`` over the ``FLOAT[256]`` column, a full
 scan: DuckDB's vector index (``vss``) needs an extension download. On a 2-core
@@ -22,17 +23,21 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shoal.ids import new_id
 from shoal.memory.embedder import DIM
+from shoal.store import learnings as rows_of
 
 if TYPE_CHECKING:
     import duckdb
 
     from shoal.memory.index import VectorIndex
+    from shoal.messages.memory import MemorySearch
+    from shoal.messages.store import StoreQueryResult
 
 log = logging.getLogger(__name__)
 
@@ -45,54 +50,6 @@ HALF_LIFE_DAYS = 30.0
 """Days after which an unused learning counts for half as much."""
 REINFORCE_BONUS = 0.05
 """Added to the confidence of a learning each time a near-duplicate reinforces it."""
-
-SCHEMA_SQL = f"""
-CREATE TABLE learnings (
-    id           VARCHAR PRIMARY KEY,  -- sortable id (shoal.ids.new_id)
-    kind         VARCHAR NOT NULL,     -- regression, plateau, blocker, budget, insight, …
-    content      VARCHAR NOT NULL,
-    confidence   DOUBLE NOT NULL,      -- 0..1, the base: decay is applied when read
-    uses         INTEGER NOT NULL,     -- times recalled into a prompt or reinforced
-    source_task  VARCHAR,
-    created_at   TIMESTAMP NOT NULL,   -- UTC
-    last_used_at TIMESTAMP NOT NULL,   -- UTC, the decay clock starts here
-    embedding    FLOAT[{DIM}] NOT NULL,  -- unit vector
-    embedder     VARCHAR NOT NULL,     -- the vector space (Embedder.name)
-    forgotten    BOOLEAN NOT NULL DEFAULT false,
-    team         VARCHAR               -- a team's own note; NULL: everyone's
-);
-"""
-
-_COLUMNS = (
-    "id, kind, content, confidence, uses, source_task, created_at, last_used_at, "
-    "embedder, forgotten"
-)
-# Decayed confidence in SQL, for choosing candidates; the values returned are
-# recomputed with decayed() so that there is one definition of the figure.
-_DECAYED_SQL = (
-    "confidence * pow(0.5, greatest(0, epoch_us($now) - epoch_us(last_used_at))"
-    " / (86400e6 * $half_life))"
-)
-# The CTE is MATERIALIZED so that the similarity is computed once per row: inlined,
-# DuckDB evaluates array_cosine_similarity again for every filter and projection
-# that names it (three times here, 96 ms instead of 60 ms over 100,000 rows).
-_RANKED = f"""
-WITH scored AS MATERIALIZED (
-    SELECT id, confidence, last_used_at,
-           array_cosine_similarity(embedding, $query::FLOAT[{DIM}]) AS sim
-    FROM learnings
-    WHERE NOT forgotten {{embedder}}
-)
-SELECT {_COLUMNS}, sim FROM (
-    SELECT id, sim, sim * {_DECAYED_SQL} AS score
-    FROM scored
-    WHERE sim >= $min_similarity AND NOT isnan(sim)
-    ORDER BY score DESC, id
-    LIMIT $limit
-) AS best
-JOIN learnings USING (id)
-ORDER BY score DESC, id
-"""
 
 
 class Learning(BaseModel):
@@ -173,11 +130,8 @@ def _vector(embedding: Sequence[float]) -> list[float]:
     return [x / norm for x in values]
 
 
-_NAMES = [c.strip() for c in _COLUMNS.split(",")]
-
-
 def _learning(row: tuple[Any, ...]) -> Learning:
-    return Learning(**dict(zip(_NAMES, row, strict=True)))
+    return Learning(**dict(zip(rows_of.COLUMNS, row, strict=True)))
 
 
 def remember(
@@ -204,38 +158,23 @@ def remember(
     _check(kind, content, confidence)
     vector = _vector(embedding)
     now = utc_naive(now)
-    match = _near_duplicate(con, vector, embedder, dedupe_threshold, team)
+    match = rows_of.near_duplicate(con, vector, embedder, dedupe_threshold, team)
     if match is not None:
         found, old = match
-        con.execute(
-            "UPDATE learnings SET uses = uses + 1, confidence = $confidence, "
-            "last_used_at = greatest(last_used_at, $now) WHERE id = $id",
-            {
-                "id": found,
-                "now": now,
-                "confidence": min(1.0, max(old, confidence) + REINFORCE_BONUS),
-            },
-        )
+        rows_of.reinforce(con, found, min(1.0, max(old, confidence) + REINFORCE_BONUS), now)
         return found, False
     learning_id = new_id()
-    con.execute(
-        f"""
-        INSERT INTO learnings (id, kind, content, confidence, uses, source_task, created_at,
-                               last_used_at, embedding, embedder, forgotten, team)
-        VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?::FLOAT[{DIM}], ?, false, ?)
-        """,
-        [
-            learning_id,
-            kind.strip(),
-            content.strip(),
-            confidence,
-            source_task,
-            now,
-            now,
-            vector,
-            embedder,
-            team,
-        ],
+    rows_of.insert(
+        con,
+        learning_id,
+        kind.strip(),
+        content.strip(),
+        confidence,
+        source_task,
+        now,
+        vector,
+        embedder,
+        team,
     )
     return learning_id, True
 
@@ -275,23 +214,7 @@ def restore(
         )
     if not rows:
         return 0
-    con.register("restored_learnings", pa.Table.from_pylist(rows))
-    try:
-        before = con.execute("SELECT count(*) FROM learnings").fetchall()[0][0]
-        con.execute(
-            f"""
-            INSERT INTO learnings (id, kind, content, confidence, uses, source_task, created_at,
-                                   last_used_at, embedding, embedder, forgotten, team)
-            SELECT id, kind, content, confidence, uses, source_task, created_at, last_used_at,
-                   embedding::FLOAT[{DIM}], embedder, forgotten, team
-            FROM restored_learnings
-            WHERE id NOT IN (SELECT id FROM learnings)
-            """
-        )
-        after = con.execute("SELECT count(*) FROM learnings").fetchall()[0][0]
-    finally:
-        con.unregister("restored_learnings")
-    return int(after - before)
+    return rows_of.insert_new(con, pa.Table.from_pylist(rows))
 
 
 def _check(kind: str, content: str, confidence: float) -> None:
@@ -301,30 +224,6 @@ def _check(kind: str, content: str, confidence: float) -> None:
         raise ValueError("a learning needs content")
     if not 0.0 <= confidence <= 1.0:
         raise ValueError(f"confidence {confidence} is outside 0..1")
-
-
-def _near_duplicate(
-    con: duckdb.DuckDBPyConnection,
-    vector: list[float],
-    embedder: str,
-    threshold: float,
-    team: str | None,
-) -> tuple[str, float] | None:
-    """(id, confidence) of the most similar live learning at ``threshold`` or above."""
-    found = con.execute(
-        f"""
-        WITH scored AS MATERIALIZED (
-            SELECT id, confidence, array_cosine_similarity(embedding, $query::FLOAT[{DIM}]) AS sim
-            FROM learnings WHERE NOT forgotten AND embedder = $embedder
-                                 AND team IS NOT DISTINCT FROM $team
-        )
-        SELECT id, confidence FROM scored
-        WHERE sim >= $threshold AND NOT isnan(sim)
-        ORDER BY sim DESC, id LIMIT 1
-        """,
-        {"query": vector, "embedder": embedder, "threshold": threshold, "team": team},
-    ).fetchall()
-    return (found[0][0], found[0][1]) if found else None
 
 
 def _ranked(
@@ -348,28 +247,26 @@ def _ranked(
         return []  # a query with no words (zero vector) matches nothing
     vector = _vector(query_embedding)
     now = utc_naive(now)
-    params: dict[str, Any] = {
-        "query": vector,
-        "now": now,
-        "half_life": half_life_days,
-        "min_similarity": min_similarity,
-        "limit": limit,
-    }
-    # Everyone's learnings, plus the team's own notes when a team asks.
-    where = "AND (team IS NULL OR team = $team)"
-    params["team"] = team
-    if embedder is not None:
-        where, params["embedder"] = where + " AND embedder = $embedder", embedder
+    asked = _Asked(vector, now, half_life_days, min_similarity, limit, team, embedder)
     rows = None
     if index is not None:
         index.extend(con)  # rows appended since the last recall
     if index is not None and len(index) > INDEX_FROM:
-        rows = _ranked_rows_indexed(con, index, vector, where, params)
+        rows = _ranked_rows_indexed(con, index, asked)
         if rows is None:  # the copy no longer matches the file: it must be rebuilt
             log.warning("the in-memory vectors disagree with the learnings table; rescanning")
             index.reset()
     if rows is None:
-        rows = con.execute(_RANKED.format(embedder=where), params).fetchall()
+        rows = rows_of.ranked(
+            con,
+            vector,
+            now,
+            half_life_days=half_life_days,
+            min_similarity=min_similarity,
+            limit=limit,
+            team=team,
+            embedder=embedder,
+        )
     found = []
     for row in rows:
         learning = _learning(row[:-1])
@@ -388,43 +285,44 @@ def _ranked(
     return found
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """What a ranked read asks for."""
+
+    vector: list[float]
+    now: dt.datetime
+    half_life_days: float
+    min_similarity: float
+    limit: int
+    team: str | None
+    embedder: str | None
+
+
 def _ranked_rows_indexed(
-    con: duckdb.DuckDBPyConnection,
-    index: VectorIndex,
-    vector: list[float],
-    where: str,
-    params: dict[str, Any],
+    con: duckdb.DuckDBPyConnection, index: VectorIndex, asked: _Asked
 ) -> list[tuple[Any, ...]] | None:
-    """``_RANKED``'s rows, scored in memory; None if the copy disagrees with the file."""
+    """``store.learnings.ranked``'s rows, scored in memory; None if the copy disagrees with
+    the file."""
     import numpy as np
 
-    meta = con.execute(
-        f"""SELECT rowid, confidence, epoch_us(last_used_at) AS used FROM learnings
-            WHERE NOT forgotten {where}""",
-        {k: v for k, v in params.items() if k in ("team", "embedder")},
-    ).fetchnumpy()
+    meta = rows_of.scoring_columns(con, asked.team, asked.embedder)
     rowids = np.asarray(meta["rowid"], np.int64)
     if not len(rowids):
         return []
     if rowids.max() >= len(index):
         index.extend(con)
-    sims = index.similarities(vector)[rowids]
-    age_us = np.maximum(0, _epoch_us(params["now"]) - np.asarray(meta["used"], np.float64))
-    decay = np.power(0.5, age_us / (86400e6 * params["half_life"]))
+    sims = index.similarities(asked.vector)[rowids]
+    age_us = np.maximum(0, _epoch_us(asked.now) - np.asarray(meta["used"], np.float64))
+    decay = np.power(0.5, age_us / (86400e6 * asked.half_life_days))
     confidence = np.asarray(meta["confidence"], np.float64)
-    scores = np.where(sims >= params["min_similarity"], sims * confidence * decay, -1.0)
-    limit = min(params["limit"], len(rowids))
+    scores = np.where(sims >= asked.min_similarity, sims * confidence * decay, -1.0)
+    limit = min(asked.limit, len(rowids))
     top = np.argpartition(-scores, limit - 1)[:limit]
     top = top[scores[top] >= 0]
     if not len(top):
         return []
     # The similarities reported are DuckDB's own, computed for these few rows only.
-    rows = con.execute(
-        f"""SELECT {_COLUMNS}, array_cosine_similarity(embedding, $query::FLOAT[{DIM}]),
-                   rowid
-            FROM learnings WHERE rowid IN (SELECT unnest($rowids::BIGINT[]))""",
-        {"query": vector, "rowids": rowids[top].tolist()},
-    ).fetchall()
+    rows = rows_of.by_rowid(con, asked.vector, rowids[top].tolist())
     expected = dict(zip(rowids[top].tolist(), sims[top].tolist(), strict=True))
     if any(abs(expected.get(row[-1], 9.0) - row[-2]) > 1e-4 for row in rows):
         return None
@@ -514,11 +412,7 @@ def touch(con: duckdb.DuckDBPyConnection, ids: Sequence[str], now: dt.datetime) 
     """Mark learnings used at ``now``: one more use, and their decay clock restarts."""
     if not ids:
         return
-    con.execute(
-        "UPDATE learnings SET uses = uses + 1, last_used_at = greatest(last_used_at, $now) "
-        "WHERE list_contains($ids, id)",
-        {"ids": list(ids), "now": utc_naive(now)},
-    )
+    rows_of.touch(con, list(ids), utc_naive(now))
 
 
 def list_learnings(
@@ -530,11 +424,7 @@ def list_learnings(
     half_life_days: float = HALF_LIFE_DAYS,
 ) -> list[Learning]:
     """The newest learnings first; with ``now``, each with its decayed confidence."""
-    where = "" if include_forgotten else "WHERE NOT forgotten"
-    rows = con.execute(
-        f"SELECT {_COLUMNS} FROM learnings {where} ORDER BY created_at DESC, id DESC LIMIT ?",
-        [limit],
-    ).fetchall()
+    rows = rows_of.newest(con, limit, include_forgotten=include_forgotten)
     found = [_learning(row) for row in rows]
     if now is None:
         return found
@@ -559,19 +449,15 @@ def forget(con: duckdb.DuckDBPyConnection, id_or_prefix: str) -> bool:
     prefix = id_or_prefix.strip()
     if not prefix:
         raise ValueError("give an id or an id prefix")
-    rows = con.execute(
-        "SELECT id FROM learnings WHERE NOT forgotten AND starts_with(id, ?) ORDER BY id LIMIT 6",
-        [prefix],
-    ).fetchall()
-    if not rows:
+    ids = rows_of.live_ids_from(con, prefix, 6)
+    if not ids:
         return False
-    exact = [r[0] for r in rows if r[0] == prefix]
-    if len(rows) > 1 and not exact:
-        shown = ", ".join(r[0] for r in rows[:5])
-        more = ", …" if len(rows) > 5 else ""
+    exact = [i for i in ids if i == prefix]
+    if len(ids) > 1 and not exact:
+        shown = ", ".join(ids[:5])
+        more = ", …" if len(ids) > 5 else ""
         raise AmbiguousPrefix(f"{prefix!r} matches several learnings: {shown}{more}")
-    target = exact[0] if exact else rows[0][0]
-    con.execute("UPDATE learnings SET forgotten = true WHERE id = ?", [target])
+    rows_of.hide(con, exact[0] if exact else ids[0])
     return True
 
 
@@ -591,3 +477,37 @@ def format_for_prompt(learnings: Sequence[Learning]) -> str:
         text = " ".join(item.content.split())
         lines.append(f"- [{item.kind}, confidence {confidence:.2f}] {text}")
     return "\n".join(lines)
+
+
+def search_rows(
+    con: duckdb.DuckDBPyConnection,
+    embedder: Any,
+    payload: MemorySearch,
+    index: VectorIndex | None = None,
+) -> StoreQueryResult:
+    """Learnings like ``payload.text``, as rows (``memory.search``, and ``shoal memory
+    search`` on the file when no orchestrator runs)."""
+    from shoal.messages.store import StoreQueryResult
+
+    found = search(
+        con,
+        embedder.embed([payload.text])[0],
+        dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        k=payload.k,
+        embedder=embedder.name,
+        index=index,
+    )
+    columns = ["id", "kind", "content", "confidence", "score", "uses", "last_used_at"]
+    rows = [
+        [
+            item.id,
+            item.kind,
+            item.content,
+            item.effective_confidence,
+            item.score,
+            item.uses,
+            item.last_used_at.isoformat(),
+        ]
+        for item in found
+    ]
+    return StoreQueryResult(columns=columns, rows=rows)

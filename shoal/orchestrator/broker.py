@@ -18,25 +18,25 @@ import os
 import queue
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import zmq
 
 from shoal.mailbox import frames, sockets, wire
 from shoal.mailbox.envelope import ORCHESTRATOR, PUBLISH, ROLE_PREFIX, Envelope
 from shoal.mailbox.loop import SocketLoop
-from shoal.messages.actors import ActorSpawn, ErrorReply, MessageCounters
+from shoal.messages.actors import ActorSpawn, ErrorReply
 from shoal.messages.base import Payload
 from shoal.messages.batch import BatchStart
 from shoal.messages.chat import SessionOpen
 from shoal.messages.tasks import TaskSubmit
 from shoal.messages.teams import TeamUp
-from shoal.orchestrator.delivery import Deliveries, Unacked
+from shoal.orchestrator.delivery import Deliveries, Traffic, Unacked, Waiting
 from shoal.orchestrator.recorder import MessageRow
 from shoal.store import journal as jr
 
 if TYPE_CHECKING:
-    from shoal.orchestrator.control import Control
+    from shoal.orchestrator.outbox import Outbox
     from shoal.orchestrator.recorder import Recorder
     from shoal.orchestrator.supervisor import Supervisor
     from shoal.paths import Home
@@ -52,6 +52,23 @@ _JOURNAL_MAX = 8 * 1024 * 1024
 _JOURNAL_RETRY = 1.0  # seconds between tries to write held journal records
 # Requests that start work, refused while the disk is full (what runs, runs on).
 _NEW_WORK = frozenset(p.kind for p in (TaskSubmit, BatchStart, TeamUp, ActorSpawn, SessionOpen))
+
+
+def socket_loop() -> SocketLoop:
+    """The loop the broker runs on, made before it: the outbox wakes it."""
+    return SocketLoop(max_frames=_MAX_FRAMES_PER_TURN, name="broker")
+
+
+class Handler(Protocol):
+    """What messages addressed to ``orchestrator`` go to (the services' router)."""
+
+    def handle(self, env: Envelope) -> None: ...
+
+    def tick(self, now: float) -> None: ...
+
+    def keeps_alive(self) -> bool:
+        """Whether the orchestrator must not exit when idle."""
+        ...
 
 
 @dataclass
@@ -70,28 +87,30 @@ class Turn:
     acks: list[str] = field(default_factory=list)
 
 
-@dataclass
-class Waiting:
-    env: Envelope
-    body: bytes
-    expires: float
-
-
 class Broker:
     def __init__(
         self,
         home: Home,
         settings: OrchestratorSettings,
+        *,
         recorder: Recorder,
         journal: Journal,
         supervisor: Supervisor,
+        handler: Handler,
+        outbox: Outbox,
+        deliveries: Deliveries,
+        traffic: Traffic,
+        loop: SocketLoop,
     ) -> None:
         self.home = home
         self.settings = settings
         self.recorder = recorder
         self.journal = journal
         self.supervisor = supervisor
-        self.control: Control | None = None
+        self.handler = handler
+        """Where messages to ``orchestrator`` go (the services, by kind)."""
+        self.outbox = outbox
+        self.traffic = traffic
         self.ctx = zmq.Context()
         self.router = sockets.router(self.ctx, home.mailbox_endpoint, settings.max_frame_bytes)
         self.pub = sockets.publisher(self.ctx, home.events_endpoint)
@@ -109,24 +128,20 @@ class Broker:
 
             self.tcp_endpoint, self._auth = bind_tcp(self.ctx, self.router, home, tcp)
             tcp_file(home).write_text(self.tcp_endpoint + "\n")
-        self.deliveries = Deliveries(settings.ack_timeout)
+        self.deliveries = deliveries
         self.peers: dict[str, Peer] = {}
-        self.waiting: dict[str, list[Waiting]] = {}
-        self.started_at = time.time()
-        self.routed = 0
-        self.undeliverable = 0
-        self.redelivered = 0
+        self.waiting = deliveries.waiting
         self._seq = 0
-        self._posted: queue.SimpleQueue[Envelope] = queue.SimpleQueue()
-        self._loop = SocketLoop(self._end_turn, max_frames=_MAX_FRAMES_PER_TURN, name="broker")
-        self._loop.add(self.router, self._frame)
-        self._loop.every(_TICK, self._on_tick)
+        self._posted = outbox.queue  # what the orchestrator's threads post (they wake the loop)
+        self._loop = loop
+        loop.add(self.router, self._frame)
+        loop.every(_TICK, self._on_tick)
+        loop.each_turn(self._end_turn)
         self._turn = Turn()
         self._next_scan = 0.0
-        self._draining_until: float | None = None
         self._journal_retry_at = 0.0
         self._last_activity = time.monotonic()
-        self._pong = wire.Pong(broker_pid=os.getpid(), broker_started_at=self.started_at)
+        self._pong = wire.Pong(broker_pid=os.getpid(), broker_started_at=traffic.started_at)
         self._pong_body = self._pong.encode()
 
     # --- called from other threads -----------------------------------------
@@ -140,17 +155,15 @@ class Broker:
         task_id: str | None = None,
     ) -> Envelope:
         """Send a message from the orchestrator itself (thread-safe)."""
-        env = Envelope.of(
-            payload, sender=ORCHESTRATOR, recipient=recipient, reply_to=reply_to, task_id=task_id
-        )
-        self._posted.put(env)
-        self._loop.wake()
-        return env
+        return self.outbox.post(payload, recipient, reply_to=reply_to, task_id=task_id)
 
     def stop(self, drain: float = 10.0) -> None:
         """Stop after the supervisor has stopped the actors (at most ``drain`` seconds)."""
-        self._draining_until = time.monotonic() + drain
-        self._loop.wake()
+        self.outbox.stop(drain)
+
+    @property
+    def _draining_until(self) -> float | None:
+        return self.outbox.draining_until
 
     @property
     def dropped(self) -> int:
@@ -161,16 +174,6 @@ class Broker:
     def submitted_seq(self) -> int:
         """The last turn handed to the recorder (compare with its ``flushed_seq``)."""
         return self._seq
-
-    def counters(self) -> MessageCounters:
-        return MessageCounters(
-            routed=self.routed,
-            recorded=self.recorder.recorded,
-            dropped=self.dropped,
-            undeliverable=self.undeliverable,
-            redelivered=self.redelivered,
-            pending=len(self.deliveries) + sum(len(w) for w in self.waiting.values()),
-        )
 
     # --- the loop ------------------------------------------------------------
 
@@ -291,9 +294,9 @@ class Broker:
 
     def _route(self, turn: Turn, now: float) -> None:
         for env, body, target, tracked in turn.messages:
-            self.routed += 1
+            self.traffic.routed += 1
             if target == ORCHESTRATOR:
-                self._control(env)
+                self._to_services(env)
             elif target == PUBLISH:
                 frames.send(self.pub, (env.kind.encode(), body))
             elif tracked and target is not None:
@@ -301,16 +304,14 @@ class Broker:
             elif target is None or not self._send(target, body):
                 self._wait(env, body, target or env.recipient, now)
 
-    def _control(self, env: Envelope) -> None:
-        if self.control is None:
-            return
+    def _to_services(self, env: Envelope) -> None:
         if env.kind in _NEW_WORK and (full := self.journal.space.refusal()) is not None:
             self.post(ErrorReply(code="disk_full", message=full), env.sender, reply_to=env.id)
             return
         try:
-            self.control.handle(env)
+            self.handler.handle(env)
         except Exception as exc:  # a bug in one request must not stop routing
-            log.exception("control request %s failed", env.kind)
+            log.exception("request %s to the orchestrator failed", env.kind)
             self.post(
                 ErrorReply(code="handler_failed", message=f"{type(exc).__name__}: {exc}"),
                 env.sender,
@@ -356,7 +357,7 @@ class Broker:
         for item in self.deliveries.for_target(name):
             if item.delivered:
                 item.next_attempt()
-                self.redelivered += 1
+                self.traffic.redelivered += 1
             self._deliver(item, now)
 
     # --- periodic work ----------------------------------------------------------
@@ -368,13 +369,12 @@ class Broker:
             for item in self.deliveries.overdue(now):
                 if item.target in self.peers:
                     item.next_attempt()
-                    self.redelivered += 1
+                    self.traffic.redelivered += 1
                     self._deliver(item, now)
             for item in self.deliveries.undelivered():
                 if item.target in self.peers:
                     self._deliver(item, now)
-        if self.control is not None:
-            self.control.tick(now)
+        self.handler.tick(now)
         if self.journal.size > _JOURNAL_MAX and self.recorder.flushed_seq >= self._seq:
             self.journal.truncate()
         elif self.journal.held and now >= self._journal_retry_at:
@@ -394,7 +394,7 @@ class Broker:
             if item.target in self.peers and not self.supervisor.knows(item.target):
                 continue  # an actor started by hand, not supervised, still beating
             self.deliveries.ack(item.env.id)
-            self.undeliverable += 1
+            self.traffic.undeliverable += 1
             self.post(
                 ErrorReply(code="undeliverable", message=f"actor {item.target!r} is gone"),
                 item.env.sender,
@@ -411,7 +411,7 @@ class Broker:
                 if item.expires > now:
                     keep.append(item)
                     continue
-                self.undeliverable += 1
+                self.traffic.undeliverable += 1
                 if item.env.kind != ErrorReply.kind:
                     ttl = self.settings.pending_ttl
                     reason = f"no actor or client {key!r} took the message in {ttl:g}s"
@@ -436,7 +436,7 @@ class Broker:
             and now - self._last_activity > idle
             and not self.waiting
             and not len(self.deliveries)
-            and not (self.control is not None and self.control.keeps_alive())
+            and not self.handler.keeps_alive()
             and not self.supervisor.pinned()  # a team that is up waits for work
             and not (self.journal.held or self.recorder.holding)  # written before exiting
         ):

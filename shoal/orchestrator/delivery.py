@@ -4,14 +4,47 @@ A *tracked* message (one addressed to a supervised actor) stays here until
 its recipient acks it (an ACK frame, or a reply whose ``reply_to`` is its id).
 It is sent again when the recipient comes back as a new instance, when it
 could not be delivered, or when it was delivered ``ack_timeout`` ago and the
-recipient's heartbeats do not say it holds it.
+recipient's heartbeats do not say it holds it. A message for a name nobody
+has connected under yet *waits* here until it appears or ``pending_ttl`` ends.
+:class:`Traffic` holds what the broker counted, for ``orchestrator.status``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from shoal.mailbox.envelope import Envelope
+from shoal.messages.actors import MessageCounters
+
+
+@dataclass
+class Traffic:
+    """What the broker counted since it started (``dropped``: its socket loop counts those)."""
+
+    dropped: Callable[[], int]
+    started_at: float = field(default_factory=time.time)
+    routed: int = 0
+    undeliverable: int = 0
+    redelivered: int = 0
+
+    def counters(self, recorded: int, pending: int) -> MessageCounters:
+        return MessageCounters(
+            routed=self.routed,
+            recorded=recorded,
+            dropped=self.dropped(),
+            undeliverable=self.undeliverable,
+            redelivered=self.redelivered,
+            pending=pending,
+        )
+
+
+@dataclass
+class Waiting:
+    env: Envelope
+    body: bytes
+    expires: float
 
 
 @dataclass
@@ -34,9 +67,15 @@ class Deliveries:
         self.ack_timeout = ack_timeout
         self._unacked: dict[str, Unacked] = {}
         self._by_target: dict[str, dict[str, None]] = {}
+        self.waiting: dict[str, list[Waiting]] = {}
+        """Messages for a recipient (a name or ``role:ROLE``) not connected yet, by recipient."""
 
     def __len__(self) -> int:
         return len(self._unacked)
+
+    def pending(self) -> int:
+        """Messages not acked or not delivered yet."""
+        return len(self._unacked) + sum(len(w) for w in self.waiting.values())
 
     def track(self, env: Envelope, body: bytes, target: str) -> Unacked:
         item = Unacked(env, body, target)

@@ -9,6 +9,10 @@ takes approval questions its members forward. ``team.down`` retires them:
 each finishes the message it is handling or is killed after the grace, and
 the tmux launcher stores each pane's scrollback and closes it. The team lives
 in the orchestrator, so it outlasts the CLI command that brought it up.
+
+This is the teams service: ``team.up`` and ``team.down`` run on the broker's thread;
+``team.status`` takes what the broker and the supervisor know there, then asks tmux
+and DuckDB on a worker thread.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from shoal.messages.teams import (
     TeamInfo,
     TeamMemberSpec,
     TeamMemberStatus,
+    TeamStatus,
     TeamStatusResult,
     TeamUp,
     TeamUpResult,
@@ -32,9 +37,11 @@ from shoal.messages.teams import (
 
 if TYPE_CHECKING:
     from shoal.launchers.tmux import TmuxLauncher
-    from shoal.orchestrator.broker import Broker
+    from shoal.orchestrator.delivery import Deliveries
     from shoal.orchestrator.scheduler import Scheduler
+    from shoal.orchestrator.services.workers import Workers
     from shoal.orchestrator.supervisor import Member, Supervisor
+    from shoal.paths import Home
 
 # Kinds whose unacked presence at a member is the member's current work.
 _WORK = ("exec.request", "plan.request", "eval.request", "workspace.restore", "team.run")
@@ -57,10 +64,21 @@ class Seen:
 
 
 class TeamMembers:
-    def __init__(self, broker: Broker, supervisor: Supervisor, scheduler: Scheduler) -> None:
-        self.broker = broker
+    handles = (TeamUp, TeamDown, TeamStatus)
+
+    def __init__(
+        self,
+        home: Home,
+        supervisor: Supervisor,
+        scheduler: Scheduler,
+        deliveries: Deliveries,
+        workers: Workers,
+    ) -> None:
+        self.home = home
         self.supervisor = supervisor
         self.scheduler = scheduler
+        self.deliveries = deliveries
+        self.workers = workers
 
     @property
     def tmux(self) -> TmuxLauncher:
@@ -70,6 +88,16 @@ class TeamMembers:
         return launcher  # type: ignore[return-value]
 
     # --- on the broker thread ------------------------------------------------------
+
+    def on_team_up(self, env: Envelope, payload: TeamUp) -> TeamUpResult:
+        return self.up(payload)
+
+    def on_team_down(self, env: Envelope, payload: TeamDown) -> OrchestratorOk:
+        return self.down(payload)
+
+    def on_team_status(self, env: Envelope, payload: TeamStatus) -> None:
+        seen = self.seen(payload.name)  # here: the broker's and supervisor's state
+        self.workers.run(env, lambda cur: self.status(cur, seen))
 
     def up(self, payload: TeamUp) -> TeamUpResult:
         from shoal.tmux.server import TmuxError
@@ -99,7 +127,7 @@ class TeamMembers:
             if spec.agent is not None:  # executor.NAME@TEAM reads its definition on start
                 from shoal.skills.agents import save_member
 
-                save_member(self.broker.home.run, name, spec.agent)
+                save_member(self.home.run, name, spec.agent)
                 role = f"{spec.role}.{spec.agent.name}"
             names += self.supervisor.spawn(
                 f"{role}@{name}", spec.count, launcher=_LAUNCHER[payload.mode]
@@ -132,7 +160,7 @@ class TeamMembers:
             if name is not None and team != name:
                 continue
             task_id = subtask = phase = None
-            held = self.broker.deliveries.for_target(member.name)
+            held = self.deliveries.for_target(member.name)
             for item in held:
                 if item.env.kind in _WORK:
                     task_id = item.env.task_id

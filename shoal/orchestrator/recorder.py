@@ -17,46 +17,24 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-from msgspec.structs import astuple
-
-from shoal.mailbox.envelope import Envelope
+from shoal.store import actor_events, statements
+from shoal.store import messages as message_rows
+from shoal.store.actor_events import EventRow
+from shoal.store.messages import MessageRow
 from shoal.store.space import Space, is_disk_full
+from shoal.store.statements import Statement
 
 if TYPE_CHECKING:
     import duckdb
-    import pyarrow
 
     from shoal.store.database import Writer
 
 log = logging.getLogger(__name__)
 
-_INSERT_MESSAGES = """
-    INSERT INTO messages
-    SELECT id, kind, sender, recipient, task_id, reply_to, attempt,
-           make_timestamp(sent_us), make_timestamp(recorded_us), tracked, body
-    FROM batch {where}
-"""
-_INSERT_ACKS = "INSERT INTO acks SELECT message_id, make_timestamp(acked_us) FROM batch {where}"
 # Seconds between attempts while writes are held (a full disk, a database to reopen).
 _RETRY = 1.0
-
-
-class MessageRow(NamedTuple):
-    env: Envelope
-    body: bytes
-    recorded_at: float
-    tracked: bool
-
-
-class EventRow(NamedTuple):
-    at: float
-    name: str
-    role: str
-    pid: int | None
-    event: str
-    detail: str
 
 
 @dataclass
@@ -65,7 +43,7 @@ class _Batch:
     messages: list[MessageRow] = field(default_factory=list)
     acks: list[tuple[float, str]] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
-    statements: list[tuple[str, list[Any]]] = field(default_factory=list)
+    statements: list[Statement] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.messages) + len(self.acks) + len(self.events) + len(self.statements)
@@ -77,7 +55,7 @@ class _Batch:
         self.events += item.events
         self.statements += item.statements
 
-    def written(self, statements: list[tuple[str, list[Any]]]) -> None:
+    def written(self, statements: list[Statement]) -> None:
         """Forget the rows one transaction wrote (and ``statements``, if they went with it)."""
         self.messages, self.acks, self.events = [], [], []
         del statements[:]
@@ -107,92 +85,6 @@ def _fault(exc: BaseException) -> str | None:
     if isinstance(exc, duckdb.FatalException) or "invalidated" in text:
         return "reopen"
     return "full" if is_disk_full(exc) else None
-
-
-def _us(seconds: float) -> int:
-    return int(seconds * 1_000_000)
-
-
-def _us_array(seconds: tuple[float, ...]) -> pyarrow.Array:
-    """Unix seconds as whole microseconds (truncated, as :func:`_us` does)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    scaled = pc.multiply(pa.array(seconds, pa.float64()), 1_000_000.0)
-    return pc.cast(scaled, pa.int64(), safe=False)
-
-
-def insert_messages(
-    cur: duckdb.DuckDBPyConnection, rows: list[MessageRow], *, skip_known: bool = False
-) -> None:
-    import pyarrow as pa
-
-    # Columns by transposing the rows once (the fields in the Envelope's order), and the
-    # per-row conversions done by Arrow in C: a third of the time of a pass per column.
-    kind, sender, recipient, id_, task_id, reply_to, attempt, sent_at, _ = zip(
-        *[astuple(r.env) for r in rows], strict=True
-    )
-    _, bodies, recorded_at, tracked = zip(*rows, strict=True)
-    table = pa.table(
-        {
-            "id": pa.array(id_, pa.string()),
-            "kind": pa.array(kind, pa.string()),
-            "sender": pa.array(sender, pa.string()),
-            "recipient": pa.array(recipient, pa.string()),
-            "task_id": pa.array(task_id, pa.string()),
-            "reply_to": pa.array(reply_to, pa.string()),
-            "attempt": pa.array(attempt, pa.int32()),
-            "sent_us": _us_array(sent_at),
-            "recorded_us": _us_array(recorded_at),
-            "tracked": pa.array(tracked, pa.bool_()),
-            "body": pa.array(bodies, pa.binary()).cast(pa.string()),  # checked to be UTF-8
-        }
-    )
-    where = (
-        "WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = batch.id)" if skip_known else ""
-    )
-    cur.register("batch", table)
-    try:
-        # fetchall: DuckDB refuses more work on a connection whose last result was not consumed
-        cur.execute(_INSERT_MESSAGES.format(where=where)).fetchall()
-    finally:
-        # Never in place of the error above (DuckDB may have invalidated the database).
-        with contextlib.suppress(Exception):
-            cur.unregister("batch")
-
-
-def insert_acks(
-    cur: duckdb.DuckDBPyConnection, acks: list[tuple[float, str]], *, skip_known: bool = False
-) -> None:
-    import pyarrow as pa
-
-    table = pa.table(
-        {
-            "message_id": pa.array([a[1] for a in acks], pa.string()),
-            "acked_us": pa.array([_us(a[0]) for a in acks], pa.int64()),
-        }
-    )
-    where = (
-        "WHERE NOT EXISTS (SELECT 1 FROM acks a WHERE a.message_id = batch.message_id)"
-        if skip_known
-        else ""
-    )
-    cur.register("batch", table)
-    try:
-        cur.execute(_INSERT_ACKS.format(where=where)).fetchall()
-    finally:
-        # Never in place of the error above (DuckDB may have invalidated the database).
-        with contextlib.suppress(Exception):
-            cur.unregister("batch")
-
-
-def insert_events(cur: duckdb.DuckDBPyConnection, events: list[EventRow]) -> None:
-    import datetime as dt
-
-    cur.executemany(
-        "INSERT INTO actor_events VALUES (?, ?, ?, ?, ?, ?)",
-        [(dt.datetime.fromtimestamp(e.at, dt.UTC).replace(tzinfo=None), *e[1:]) for e in events],
-    )
 
 
 class Recorder:
@@ -229,7 +121,9 @@ class Recorder:
         self._queue.put(_Batch(0, events=[row]))
 
     def write(self, sql: str, params: list[Any]) -> None:
-        """Queue one low-volume statement (task rows); run in order with the next flush."""
+        """Queue one low-volume statement (task rows; built by its table's module in
+        ``shoal.store``: ``recorder.write(*tasks.update(...))``); run in order with the next
+        flush."""
         self._queue.put(_Batch(0, statements=[(sql, params)]))
 
     def barrier(self, timeout: float = 2.0) -> bool:
@@ -336,27 +230,27 @@ class Recorder:
         if not self._in_one(cur, batch, []):
             self.failures += 1
             self._flush_rows(cur, batch)
-        self._one_by_one(batch.statements, lambda st: cur.execute(*st), _skipped)
+        self._one_by_one(batch.statements, lambda st: statements.run(cur, st), _skipped)
 
     def _in_one(
-        self, cur: duckdb.DuckDBPyConnection, batch: _Batch, statements: list[tuple[str, list[Any]]]
+        self, cur: duckdb.DuckDBPyConnection, batch: _Batch, queued: list[Statement]
     ) -> bool:
         try:
-            cur.execute("BEGIN")
+            statements.begin(cur)
             if batch.messages:
-                insert_messages(cur, batch.messages)
+                message_rows.insert(cur, batch.messages)
             if batch.acks:
-                insert_acks(cur, batch.acks)
+                message_rows.insert_acks(cur, batch.acks)
             if batch.events:
-                insert_events(cur, batch.events)
-            for sql, params in statements:
-                cur.execute(sql, params)
-            cur.execute("COMMIT")
+                actor_events.insert(cur, batch.events)
+            for statement in queued:
+                statements.run(cur, statement)
+            statements.commit(cur)
         except Exception as exc:
             fault = _fault(exc)
             if fault != "durable":
                 with contextlib.suppress(Exception):  # DuckDB may have ended it already
-                    cur.execute("ROLLBACK")
+                    statements.rollback(cur)
                 if fault is not None:
                     raise _Held(exc, reopen=fault == "reopen") from None
                 log.exception("recorder flush failed; writing its parts on their own")
@@ -364,7 +258,7 @@ class Recorder:
             self._checkpoint_failed(exc)
         self.recorded += len(batch.messages)
         self.flushed_seq = batch.seq
-        batch.written(statements)
+        batch.written(queued)
         return True
 
     def _checkpoint_failed(self, exc: BaseException) -> None:
@@ -382,18 +276,18 @@ class Recorder:
 
         before = len(batch.messages)
         try:
-            self._one_by_one(batch.messages, lambda row: insert_messages(cur, [row]), refused)
+            self._one_by_one(batch.messages, lambda row: message_rows.insert(cur, [row]), refused)
         finally:
             self.recorded += before - len(batch.messages) - (self.rejected - rejected)
         self._one_by_one(
             batch.acks,
-            lambda ack: insert_acks(cur, [ack]),
+            lambda ack: message_rows.insert_acks(cur, [ack]),
             lambda ack, exc: log.error("ack of %s could not be recorded: %s", ack[1], exc),
         )
         events = [batch.events] if batch.events else []
         self._one_by_one(
             events,
-            lambda rows: insert_events(cur, rows),
+            lambda rows: actor_events.insert(cur, rows),
             lambda _, exc: log.error("actor events could not be recorded: %s", exc),
         )
         batch.events = []
@@ -423,7 +317,7 @@ class Recorder:
             items.pop(0)
 
 
-def _skipped(statement: tuple[str, list[Any]], exc: BaseException) -> None:
+def _skipped(statement: Statement, exc: BaseException) -> None:
     log.error("recorder statement failed and was skipped: %s: %s", statement[0].split()[:4], exc)
 
 

@@ -20,6 +20,8 @@ from shoal.mailbox.envelope import Envelope
 from shoal.messages.base import from_dict, from_json
 from shoal.messages.tasks import ExecResult, Finding, Plan, TaskOptions, TaskSubmit, Usage
 from shoal.orchestrator.scheduler import Iteration, TaskRun
+from shoal.store import messages
+from shoal.store import tasks as task_rows
 
 if TYPE_CHECKING:
     import duckdb
@@ -33,11 +35,7 @@ _STEP_KINDS = ("plan.request", "team.run", "exec.request", "eval.request", "work
 
 def resume(scheduler: Scheduler, con: duckdb.DuckDBPyConnection) -> int:
     """Put every task recorded as running back into ``scheduler``; returns how many."""
-    rows = con.execute(
-        """SELECT id, description, cwd, options, requester, plan, base, iterations, created_at,
-                  decision, parent, phase
-           FROM tasks WHERE status = 'running' ORDER BY created_at"""
-    ).fetchall()
+    rows = task_rows.running(con)
     late_replies = []
     for row in rows:
         try:
@@ -51,9 +49,7 @@ def resume(scheduler: Scheduler, con: duckdb.DuckDBPyConnection) -> int:
         scheduler.on_reply(env)
     # "Mine after every fifth task" counts the history, not this orchestrator's lifetime
     # (it exits when idle): the count goes on from the tasks already recorded as ended.
-    scheduler.finished = con.execute(
-        "SELECT count(*) FROM tasks WHERE status <> 'running'"
-    ).fetchall()[0][0]
+    scheduler.finished = task_rows.ended(con)
     return len(rows)
 
 
@@ -65,12 +61,7 @@ def _resume_one(
     if row[11] == "queued":  # it waited for another task's work tree: it waits again
         scheduler.requeue(task)
         return None
-    pending = con.execute(
-        f"""SELECT id, kind, body FROM messages WHERE task_id = ? AND sender = 'orchestrator'
-            AND kind IN {_STEP_KINDS} ORDER BY id DESC LIMIT 1""",
-        [task.id],
-    ).fetchall()
-    pending = pending[0] if pending else None
+    pending = messages.last_request(con, task.id, _STEP_KINDS)
     if pending is None:
         log.warning("task %s has no recorded step to wait for; failing it", task.id)
         scheduler.adopt(task, None)
@@ -86,12 +77,9 @@ def _resume_one(
         "team.run": "teamwork",
     }.get(kind, "restoring")
     scheduler.adopt(task, request_id)
-    reply = con.execute(
-        "SELECT body FROM messages WHERE reply_to = ? AND recipient = 'orchestrator' LIMIT 1",
-        [request_id],
-    ).fetchall()
+    reply = messages.reply_to_orchestrator(con, request_id)
     log.info("resumed task %s at iteration %d, waiting for %s", task.id, task.iteration, request_id)
-    return Envelope.decode(reply[0][0].encode()) if reply else None
+    return Envelope.decode(reply.encode()) if reply else None
 
 
 def _task(con: duckdb.DuckDBPyConnection, row: tuple) -> TaskRun:
@@ -127,37 +115,19 @@ def _task(con: duckdb.DuckDBPyConnection, row: tuple) -> TaskRun:
             else "unaccepted"
         )
     task.usage = _usage(con, task_id)
-    task.history = [
-        Iteration(n, score, snapshot)
-        for n, score, snapshot in con.execute(
-            "SELECT n, score, snapshot FROM iterations WHERE task_id = ? ORDER BY n", [task_id]
-        ).fetchall()
-    ]
+    task.history = [Iteration(*row) for row in task_rows.iterations(con, task_id)]
     if task.history:
         task.findings = [
             Finding(severity=s, title=t, detail=d or "", fix=f or "")
-            for s, t, d, f in con.execute(
-                "SELECT severity, title, detail, fix FROM findings "
-                "WHERE task_id = ? AND iteration = ?",
-                [task_id, task.history[-1].n],
-            ).fetchall()
+            for s, t, d, f in task_rows.findings(con, task_id, task.history[-1].n)
         ]
-    last_exec = con.execute(
-        "SELECT body FROM messages WHERE task_id = ? AND kind = 'exec.result' "
-        "ORDER BY id DESC LIMIT 1",
-        [task_id],
-    ).fetchall()
+    last_exec = messages.last_of_kind(con, task_id, ExecResult.kind)
     if last_exec:
-        task.exec_result = from_dict(ExecResult, json.loads(last_exec[0][0])["payload"])
+        task.exec_result = from_dict(ExecResult, json.loads(last_exec)["payload"])
         task.last_summary = task.exec_result.summary
     return task
 
 
 def _usage(con: duckdb.DuckDBPyConnection, task_id: str) -> Usage:
-    ((calls, prompt, completion, cost),) = con.execute(
-        """SELECT coalesce(sum(calls), 0), coalesce(sum(prompt_tokens), 0),
-                  coalesce(sum(completion_tokens), 0), coalesce(sum(cost_usd), 0)
-           FROM usage_events WHERE task_id = ?""",
-        [task_id],
-    ).fetchall()
+    calls, prompt, completion, cost = task_rows.spent(con, task_id)
     return Usage(prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost, calls=calls)

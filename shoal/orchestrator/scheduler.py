@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from shoal.ids import new_id
 from shoal.mailbox.envelope import PUBLISH, ROLE_PREFIX, Envelope
-from shoal.messages.actors import ErrorReply
+from shoal.messages.actors import ErrorReply, OrchestratorOk
 from shoal.messages.base import Payload, from_dict, to_dict, to_json
 from shoal.messages.memory import LearnRequest, MineRequest, TaskRecord
 from shoal.messages.tasks import (
@@ -44,11 +44,14 @@ from shoal.messages.tasks import (
     WorkspaceRestoreResult,
 )
 from shoal.messages.teams import TeamPrepare, TeamRun, TeamRunResult
+from shoal.store import skills
+from shoal.store import tasks as task_rows
 
 if TYPE_CHECKING:
-    from shoal.orchestrator.broker import Broker
+    from shoal.orchestrator.outbox import Outbox
     from shoal.orchestrator.recorder import Recorder
     from shoal.orchestrator.supervisor import Supervisor
+    from shoal.settings import OrchestratorSettings
 
 log = logging.getLogger(__name__)
 
@@ -102,20 +105,6 @@ class TaskRun:
     @property
     def best(self) -> Iteration | None:
         return max(self.history, key=lambda i: i.score, default=None)
-
-
-# The tasks row: what a task keeps from its submission, and what each step changes.
-_FIXED = ("id", "description", "cwd", "options", "requester", "created_at", "parent")
-_CHANGING = (
-    "status", "phase", "decision", "score", "best_iteration", "iterations", "tokens",
-    "cost_usd", "plan", "base", "files_changed", "summary", "updated_at", "finished_at",
-    "subtasks",
-)  # fmt: skip
-_INSERT_TASK = (
-    f"INSERT OR REPLACE INTO tasks ({', '.join(_FIXED + _CHANGING)}) "
-    f"VALUES ({', '.join('?' * len(_FIXED + _CHANGING))})"
-)
-_UPDATE_TASK = f"UPDATE tasks SET {', '.join(f'{c} = ?' for c in _CHANGING)} WHERE id = ?"
 
 
 def _ts(seconds: float) -> str:
@@ -192,8 +181,20 @@ class WorkTrees:
 
 
 class Scheduler:
-    def __init__(self, broker: Broker, supervisor: Supervisor, recorder: Recorder) -> None:
-        self.broker = broker
+    """The tasks service: ``task.submit`` and ``task.cancel``, and every reply to a task's
+    steps (see :meth:`owns`)."""
+
+    handles = (TaskSubmit, TaskCancel)
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        settings: OrchestratorSettings,
+        supervisor: Supervisor,
+        recorder: Recorder,
+    ) -> None:
+        self.outbox = outbox
+        self.settings = settings
         self.supervisor = supervisor
         self.recorder = recorder
         self.tasks: dict[str, TaskRun] = {}
@@ -205,6 +206,14 @@ class Scheduler:
         self._idle_since: float | None = time.monotonic()  # no task since then (None: tasks)
 
     # --- entry points (called on the broker thread) --------------------------
+
+    def on_task_submit(self, env: Envelope, payload: TaskSubmit) -> TaskSubmitResult:
+        return self.submit(env, payload)
+
+    def on_task_cancel(self, env: Envelope, payload: TaskCancel) -> OrchestratorOk:
+        if not self.cancel(payload.task_id):
+            raise LookupError(f"no running task {payload.task_id}")
+        return OrchestratorOk(detail=f"cancelling {payload.task_id}")
 
     def submit(self, env: Envelope, payload: TaskSubmit) -> TaskSubmitResult:
         self._ensure_actors(payload.options.team)
@@ -257,7 +266,7 @@ class Scheduler:
         snapshots the base and runs the project's checks on it (the run's first steps)."""
         self._team_actors(task)
         lead = self._role_for(task, "lead")
-        self.broker.post(
+        self.outbox.post(
             TeamPrepare(task_id=task.id, cwd=task.submit.cwd), ROLE_PREFIX + lead, task_id=task.id
         )
 
@@ -312,7 +321,7 @@ class Scheduler:
         if self._mine_due and not self.tasks:
             # Mining is background work: it waits until no task would compete with it.
             self._mine_due = False
-            self.broker.post(MineRequest(model=self._mine_model), ROLE_PREFIX + "pattern-miner")
+            self.outbox.post(MineRequest(model=self._mine_model), ROLE_PREFIX + "pattern-miner")
         for task in list(self.tasks.values()):
             if task.phase == "queued":
                 continue  # not running yet: its budgets start when it does
@@ -331,7 +340,7 @@ class Scheduler:
             return
         if self._idle_since is None:
             self._idle_since = now
-        wait = self.broker.settings.actor_idle_retire
+        wait = self.settings.actor_idle_retire
         if wait and now - self._idle_since >= wait:
             retired = self.supervisor.retire_idle((*LOOP_ROLES, "lead"))
             if retired:
@@ -575,7 +584,7 @@ class Scheduler:
                     limit=limit,
                     fraction=used / limit,
                 )
-                self.broker.post(warning, PUBLISH, task_id=task.id)
+                self.outbox.post(warning, PUBLISH, task_id=task.id)
 
     def _over_budget(self, task: TaskRun) -> bool:
         hit = self._budget_hit(task)
@@ -591,7 +600,7 @@ class Scheduler:
         # Tell the executors to stop; conclude when the step answers, or after a grace.
         executor = "lead" if task.phase == "teamwork" else self._role_for(task, "executor")
         for name in self.supervisor.names_of(executor):
-            self.broker.post(TaskCancel(task_id=task.id), name, task_id=task.id)
+            self.outbox.post(TaskCancel(task_id=task.id), name, task_id=task.id)
         task.stop_deadline = time.monotonic() + _STOP_GRACE
 
     # --- ending ------------------------------------------------------------------
@@ -631,8 +640,8 @@ class Scheduler:
         self.tasks.pop(task.id, None)
         for waiting in self.work_trees.release(task):
             self._start_or_queue(waiting)
-        self.broker.post(done, PUBLISH, task_id=task.id)
-        self.broker.post(done, task.requester, task_id=task.id)
+        self.outbox.post(done, PUBLISH, task_id=task.id)
+        self.outbox.post(done, task.requester, task_id=task.id)
         self._progress(task, "done", score=done.score)
 
     def _learn(self, task: TaskRun, done: TaskDone) -> None:
@@ -652,23 +661,13 @@ class Scheduler:
             findings=task.findings,
             model=models.get("small") or models.get("default"),
         )
-        self.broker.post(LearnRequest(record=record), ROLE_PREFIX + "learner", task_id=task.id)
+        self.outbox.post(LearnRequest(record=record), ROLE_PREFIX + "learner", task_id=task.id)
         self.finished += 1
-        every = self.broker.settings.mine_every
+        every = self.settings.mine_every
         if every and self.finished % every == 0:
             self._mine_model = record.model  # mined at the next idle tick (see tick)
             self._mine_due = True
-        now = _ts(time.time())
-        self.recorder.write(
-            """INSERT INTO skill_effectiveness
-               SELECT skill, 1, ?, ? FROM task_skills WHERE task_id = ?
-               ON CONFLICT (skill) DO UPDATE SET
-                   mean_score = (skill_effectiveness.mean_score * skill_effectiveness.samples
-                                 + excluded.mean_score) / (skill_effectiveness.samples + 1),
-                   samples = skill_effectiveness.samples + 1,
-                   updated_at = excluded.updated_at""",
-            [done.score or 0.0, now, task.id],
-        )
+        self.recorder.write(*skills.credit(task.id, done.score or 0.0, _ts(time.time())))
 
     # --- plumbing ------------------------------------------------------------------
 
@@ -685,7 +684,7 @@ class Scheduler:
             if target == role:  # ours: none was started for a team task whose team had its own
                 self._at_least(role, 1)
             recipient = ROLE_PREFIX + target
-        env = self.broker.post(payload, recipient, task_id=task.id)
+        env = self.outbox.post(payload, recipient, task_id=task.id)
         task.pending = env.id
         self._waiting[env.id] = task.id
 
@@ -733,8 +732,7 @@ class Scheduler:
         self._warn_budgets(task)
         model = self._model(task, role).model
         self.recorder.write(
-            "INSERT INTO usage_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
+            *task_rows.usage(
                 _ts(time.time()),
                 task.id,
                 role,
@@ -743,14 +741,14 @@ class Scheduler:
                 usage.prompt_tokens,
                 usage.completion_tokens,
                 usage.cost_usd,
-            ],
+            )
         )
 
     def _progress(
         self, task: TaskRun, phase: str, score: float | None = None, detail: str = ""
     ) -> None:
         task.phase = phase
-        self.broker.post(
+        self.outbox.post(
             TaskProgress(
                 task_id=task.id,
                 phase=phase,  # type: ignore[arg-type]
@@ -787,48 +785,45 @@ class Scheduler:
         if task.saved:
             # An UPDATE costs DuckDB a third of an INSERT OR REPLACE, and a task is saved
             # at every step: the recorder's largest cost in a busy orchestrator.
-            self.recorder.write(_UPDATE_TASK, [*changing, task.id])
+            self.recorder.write(*task_rows.update(task.id, changing))
             return
         task.saved = True
-        self.recorder.write(
-            _INSERT_TASK,
-            [
-                task.id,
-                task.submit.description,
-                task.submit.cwd,
-                to_json(task.submit.options).decode(),
-                task.requester,
-                _ts(task.created_at),
-                task.submit.parent,
-                *changing,
-            ],
-        )
+        fixed = [
+            task.id,
+            task.submit.description,
+            task.submit.cwd,
+            to_json(task.submit.options).decode(),
+            task.requester,
+            _ts(task.created_at),
+            task.submit.parent,
+        ]
+        self.recorder.write(*task_rows.insert(fixed, changing))
 
     def _save_iteration(self, task: TaskRun, result: EvalResult, decision: str) -> None:
         assert task.exec_result is not None
         ex = task.exec_result
         self.recorder.write(
-            "INSERT OR REPLACE INTO iterations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                task.id,
-                task.iteration,
-                result.score,
-                result.judge.score,
-                json.dumps(result.judge.dimensions),
-                json.dumps([to_dict(c) for c in result.checks]),
-                ex.snapshot,
-                ex.summary,
-                ex.tool_calls,
-                ex.usage.tokens + result.usage.tokens,
-                ex.usage.cost_usd + result.usage.cost_usd,
-                time.monotonic() - task.exec_started,
-                decision,
-                _ts(time.time()),
-            ],
+            *task_rows.iteration(
+                [
+                    task.id,
+                    task.iteration,
+                    result.score,
+                    result.judge.score,
+                    json.dumps(result.judge.dimensions),
+                    json.dumps([to_dict(c) for c in result.checks]),
+                    ex.snapshot,
+                    ex.summary,
+                    ex.tool_calls,
+                    ex.usage.tokens + result.usage.tokens,
+                    ex.usage.cost_usd + result.usage.cost_usd,
+                    time.monotonic() - task.exec_started,
+                    decision,
+                    _ts(time.time()),
+                ]
+            )
         )
         for f in result.judge.findings:
             self.recorder.write(
-                "INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?)",
-                [task.id, task.iteration, f.severity, f.title, f.detail, f.fix],
+                *task_rows.finding(task.id, task.iteration, f.severity, f.title, f.detail, f.fix)
             )
         self._save_task(task, status="running")

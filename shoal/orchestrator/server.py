@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shoal.paths import Home
@@ -23,7 +24,17 @@ from shoal.paths import Home
 if TYPE_CHECKING:
     import duckdb
 
+    from shoal.api.service import ApiService
     from shoal.mailbox.envelope import Envelope
+    from shoal.messages.actors import MessageCounters
+    from shoal.orchestrator.broker import Broker
+    from shoal.orchestrator.delivery import Deliveries, Traffic
+    from shoal.orchestrator.outbox import Outbox
+    from shoal.orchestrator.recorder import Recorder
+    from shoal.orchestrator.router import Router
+    from shoal.orchestrator.scheduler import Scheduler
+    from shoal.orchestrator.supervisor import Supervisor
+    from shoal.store.database import Writer
 
 log = logging.getLogger("shoal.orchestrator")
 
@@ -90,21 +101,21 @@ def _serve(home: Home, ready: object) -> int:
     space = Space(home.root)  # a full disk: held writes, refused new work (one shared view)
     recorder = Recorder(db, settings.flush_interval, space)
     journal = Journal(home.journal, space)
-    broker, supervisor, launchers = _assemble(home, settings, db, recorder, journal)
-    resumed = resume(broker.control.scheduler, db.con)
-    broker.load_unacked(unacked)
-    supervisor.adopt()
+    parts = _assemble(home, settings, db, recorder, journal)
+    resumed = resume(parts.scheduler, db.con)
+    parts.broker.load_unacked(unacked)
+    parts.supervisor.adopt()
     recorder.start()
-    broker.control.api.boot(webhooks)
+    parts.api.boot(webhooks)
     if resumed:
         log.info("resumed %d running task(s)", resumed)
-    supervisor.start()
-    _drain_on_signals(broker)
+    parts.supervisor.start()
+    _drain_on_signals(parts.broker)
     _tell(ready, f"ready {os.getpid()}")
     try:
-        broker.serve()
+        parts.broker.serve()
     finally:
-        _shutdown(home, broker, supervisor, launchers, recorder, journal, db)
+        _shutdown(home, parts, recorder, journal, db)
     return 0
 
 
@@ -124,33 +135,100 @@ def _open_records(home: Home) -> tuple[Any, list[Any]]:
     return db, unacked
 
 
-def _assemble(
-    home: Home, settings: Any, db: Any, recorder: Any, journal: Any
-) -> tuple[Any, Any, dict[str, Any]]:
-    """The broker with its control handlers, the supervisor and the launchers."""
+@dataclass
+class Parts:
+    """The orchestrator's pieces, as ``_assemble`` put them together."""
+
+    broker: Broker
+    supervisor: Supervisor
+    launchers: dict[str, Any]
+    scheduler: Scheduler
+    api: ApiService
+    traffic: Traffic
+
+
+def _assemble(home: Home, settings: Any, db: Any, recorder: Any, journal: Any) -> Parts:
+    """The supervisor and its launchers, the services behind their router, and the broker
+    that routes to them. Nothing here needs the broker: what the services send goes
+    through the outbox, which the broker empties."""
+    from shoal.api.service import ApiService
     from shoal.launchers.local import LocalLauncher
     from shoal.launchers.ray import RayLauncher
     from shoal.launchers.tmux import TmuxLauncher
-    from shoal.orchestrator.broker import Broker
-    from shoal.orchestrator.control import Control
+    from shoal.orchestrator.broker import Broker, socket_loop
+    from shoal.orchestrator.delivery import Deliveries, Traffic
+    from shoal.orchestrator.outbox import Outbox
+    from shoal.orchestrator.scheduler import Scheduler
     from shoal.orchestrator.supervisor import Supervisor
 
     launchers: dict[str, Any] = {
         "local": LocalLauncher(settings.preload),
         "tmux": TmuxLauncher(home, settings.preload, lambda row: _store_transcript(recorder, row)),
     }
-    broker: Broker | None = None
-
-    def publish(payload: object) -> None:
-        if broker is not None:
-            broker.post(payload, "*")  # type: ignore[arg-type]
-
-    supervisor = Supervisor(home, settings, launchers, recorder, publish)
-    broker = Broker(home, settings, recorder, journal, supervisor)
+    loop = socket_loop()
+    outbox, traffic = Outbox(loop.wake), Traffic(dropped=lambda: loop.dropped)
+    deliveries = Deliveries(settings.ack_timeout)
+    supervisor = Supervisor(home, settings, launchers, recorder, outbox.publish)
+    scheduler = Scheduler(outbox, settings, supervisor, recorder)
+    api = ApiService(home, recorder.write)
+    router = _router(home, db, recorder, outbox, supervisor, scheduler, api, deliveries, traffic)
+    broker = Broker(
+        home,
+        settings,
+        recorder=recorder,
+        journal=journal,
+        supervisor=supervisor,
+        handler=router,
+        outbox=outbox,
+        deliveries=deliveries,
+        traffic=traffic,
+        loop=loop,
+    )
     # Ray starts on its first launch (or at once when it is the backend), never here.
     launchers["ray"] = RayLauncher(home, settings, broker.tcp_endpoint)
-    broker.control = Control(broker, supervisor, db)  # type: ignore[arg-type]  # cursor() only
-    return broker, supervisor, launchers
+    return Parts(broker, supervisor, launchers, scheduler, api, traffic)
+
+
+def _router(
+    home: Home,
+    db: Writer,
+    recorder: Recorder,
+    outbox: Outbox,
+    supervisor: Supervisor,
+    scheduler: Scheduler,
+    api: ApiService,
+    deliveries: Deliveries,
+    traffic: Traffic,
+) -> Router:
+    """Every service, each for the kinds it lists (a kind listed twice stops the start)."""
+    from shoal.orchestrator.members import TeamMembers
+    from shoal.orchestrator.router import Router
+    from shoal.orchestrator.services.admin import Admin
+    from shoal.orchestrator.services.batches import Batches
+    from shoal.orchestrator.services.memory import Memory
+    from shoal.orchestrator.services.patterns import Patterns
+    from shoal.orchestrator.services.records import Records
+    from shoal.orchestrator.services.sessions import Sessions
+    from shoal.orchestrator.services.team_tasks import TeamTasks
+    from shoal.orchestrator.services.workers import Workers
+
+    workers = Workers(db, outbox.post)  # db: its cursor() only, one per job
+
+    def counters() -> MessageCounters:
+        return traffic.counters(recorder.recorded, deliveries.pending())
+
+    services = [
+        Admin(home, outbox, supervisor, scheduler, api, counters, traffic.started_at),
+        scheduler,
+        TeamMembers(home, supervisor, scheduler, deliveries, workers),
+        TeamTasks(workers),
+        Memory(home, workers),
+        Patterns(workers),
+        Records(home, recorder, workers),
+        Sessions(supervisor, workers),
+        Batches(workers),
+    ]
+    return Router(services, outbox.post)
 
 
 def _drain_on_signals(broker: Any) -> None:
@@ -163,18 +241,10 @@ def _drain_on_signals(broker: Any) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
-def _shutdown(
-    home: Home,
-    broker: Any,
-    supervisor: Any,
-    launchers: dict[str, Any],
-    recorder: Any,
-    journal: Any,
-    db: Any,
-) -> None:
+def _shutdown(home: Home, parts: Parts, recorder: Any, journal: Any, db: Any) -> None:
     """In order: the API stops, actors stop, the forkserver goes, sockets close, records flush."""
-    if broker.control is not None:
-        broker.control.api.close()
+    broker, supervisor, launchers = parts.broker, parts.supervisor, parts.launchers
+    parts.api.close()
     supervisor.stop_all()
     supervisor.wait_stopped(6.0)
     for launcher in launchers.values():
@@ -194,9 +264,9 @@ def _shutdown(
             path.unlink()
     log.info(
         "stopped; routed %d, recorded %d, dropped %d",
-        broker.routed,
+        parts.traffic.routed,
         recorder.recorded,
-        broker.dropped,
+        parts.broker.dropped,
     )
 
 
@@ -217,19 +287,9 @@ def _failure(exc: Exception, home: Home) -> str:
 
 
 def _store_transcript(recorder: Any, row: Any) -> None:
-    recorder.write(
-        "INSERT INTO pane_transcripts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            row.captured_at,
-            row.team,
-            row.member,
-            row.role,
-            row.pane_id,
-            row.reason,
-            row.text.count("\n"),
-            row.text,
-        ],
-    )
+    from shoal.store import teams
+
+    recorder.write(*teams.transcript(row))
 
 
 def _recover(con: duckdb.DuckDBPyConnection, home: Home) -> int:
@@ -238,8 +298,8 @@ def _recover(con: duckdb.DuckDBPyConnection, home: Home) -> int:
     A full disk stops the start (DiskFull) with the journal kept for the next one.
     """
     from shoal.mailbox.envelope import Envelope, InvalidMessage
-    from shoal.orchestrator.recorder import MessageRow, insert_acks
     from shoal.store.journal import Journal
+    from shoal.store.messages import MessageRow, insert_acks
     from shoal.store.space import DiskFull, is_disk_full, reason_of
 
     replayed = Journal.replay(home.journal)
@@ -261,18 +321,18 @@ def _recover(con: duckdb.DuckDBPyConnection, home: Home) -> int:
 
 
 def _recover_rows(con: duckdb.DuckDBPyConnection, rows: list[Any]) -> None:
-    from shoal.orchestrator.recorder import insert_messages
+    from shoal.store import messages
     from shoal.store.space import is_disk_full
 
     try:
         if rows:
-            insert_messages(con, rows, skip_known=True)
+            messages.insert(con, rows, skip_known=True)
     except Exception as exc:
         if is_disk_full(exc):
             raise
         for row in rows:  # one by one: a row DuckDB refuses must not block the start
             try:
-                insert_messages(con, [row], skip_known=True)
+                messages.insert(con, [row], skip_known=True)
             except Exception as refused:
                 if is_disk_full(refused):
                     raise
@@ -281,16 +341,11 @@ def _recover_rows(con: duckdb.DuckDBPyConnection, rows: list[Any]) -> None:
 
 def _unacked(con: duckdb.DuckDBPyConnection) -> list[tuple[Envelope, bytes]]:
     from shoal.mailbox.envelope import Envelope
+    from shoal.store import messages
 
     since = dt.datetime.now(dt.UTC).replace(tzinfo=None) - _REDELIVER_WINDOW
-    rows = con.execute(
-        """SELECT m.body FROM messages m
-           WHERE m.tracked AND m.recorded_at > ?
-             AND NOT EXISTS (SELECT 1 FROM acks a WHERE a.message_id = m.id)
-           ORDER BY m.id""",
-        [since],
-    ).fetchall()
-    return [(Envelope.decode(r[0].encode()), r[0].encode()) for r in rows]
+    bodies = [body.encode() for body in messages.unacked(con, since)]
+    return [(Envelope.decode(body), body) for body in bodies]
 
 
 def _setup_logging(home: Home) -> None:

@@ -26,7 +26,7 @@ from shoal.actors import registry
 from shoal.launchers import ActorHandle, ActorSpec, Launcher, PidHandle, pid_alive
 from shoal.messages.actors import ActorExited, ActorStarted, ActorStatus
 from shoal.messages.base import Payload
-from shoal.orchestrator.recorder import EventRow
+from shoal.store.actor_events import EventRow
 
 if TYPE_CHECKING:
     from shoal.mailbox.wire import Beat

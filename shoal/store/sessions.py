@@ -1,4 +1,4 @@
-"""Session rows, written by the orchestrator (the one DuckDB writer) on its control threads.
+"""Session rows, written by the orchestrator (the one DuckDB writer) on its worker threads.
 
 A transcript is append-only: every message of every turn gets the next
 ``seq`` of its session, and markers (``summary`` after a compaction, ``clear``

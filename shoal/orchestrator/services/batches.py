@@ -1,0 +1,47 @@
+"""A batch refactor's records: the driver sends them, only the orchestrator writes them
+(on worker threads)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from shoal.messages.actors import OrchestratorOk
+from shoal.messages.batch import BatchEnd, BatchStart, BatchUnit
+from shoal.store import batches
+
+if TYPE_CHECKING:
+    from shoal.mailbox.envelope import Envelope
+    from shoal.orchestrator.services.workers import Workers
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Batches:
+    handles = (BatchStart, BatchUnit, BatchEnd)
+
+    def __init__(self, workers: Workers) -> None:
+        self.workers = workers
+
+    def on_batch_start(self, env: Envelope, payload: BatchStart) -> None:
+        def start(cur: Any) -> OrchestratorOk:
+            batches.start(cur, payload, _utcnow())
+            return OrchestratorOk(detail=f"batch {payload.batch_id}: {len(payload.units)} units")
+
+        self.workers.run(env, start)
+
+    def on_batch_unit(self, env: Envelope, payload: BatchUnit) -> None:
+        def unit(cur: Any) -> OrchestratorOk:
+            batches.unit(cur, payload, _utcnow())
+            return OrchestratorOk(detail=f"{payload.unit_id}: {payload.status}")
+
+        self.workers.run(env, unit)
+
+    def on_batch_end(self, env: Envelope, payload: BatchEnd) -> None:
+        def end(cur: Any) -> OrchestratorOk:
+            batches.end(cur, payload, _utcnow())
+            return OrchestratorOk(detail=f"batch {payload.batch_id}: {payload.status}")
+
+        self.workers.run(env, end)
