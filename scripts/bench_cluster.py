@@ -6,6 +6,9 @@ Run it from the repository root (shoal installed, e.g. ``pip install -e .``)::
     python3 scripts/bench_cluster.py --units 60       # a quicker run
     python3 scripts/bench_cluster.py --json           # one JSON object
     python3 scripts/bench_cluster.py --only mailbox   # just step 5 (seconds)
+    python3 scripts/bench_cluster.py --only recovery  # just steps 4 and 5
+
+Each stage's figures are also written to stderr as one JSON line when it ends.
 
 What it does, under a fresh temporary ``SHOAL_HOME``:
 
@@ -33,7 +36,7 @@ What it does, under a fresh temporary ``SHOAL_HOME``:
    with Ray's default node health checks (every 3 s, dead after 5 misses), as many
    with the head checking every second and giving up after 3 misses.
 
-5. The mailbox over TCP with CurveZMQ, as an actor on another node reaches it: an
+5. (Run first.) The mailbox over TCP with CurveZMQ, as an actor on another node reaches it: an
    orchestrator with ``mailbox_tcp`` on 127.0.0.1 and an echo actor; the median round
    trip of a 100-byte ``echo.request`` from a client on ipc and from one on TCP with the
    team's Curve keys (in alternating blocks, so other load weighs on both alike), and
