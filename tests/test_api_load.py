@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from http import HTTPStatus
 from typing import Any
 
 from shoal import __version__, daemon
@@ -299,6 +300,95 @@ def test_bodies_need_a_length_head_answers_like_get_and_options_opens_nothing(
         f"OPTIONS /api/v1/tasks HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n"
     )
     assert status == 204 and "POST" in headers["allow"]
+
+
+def refused(port: int, head: bytes, body: bytes = b"") -> tuple[str, dict[str, str], Any]:
+    """Send ``head`` and ``body`` (all the client will ever send) and read the answer to the
+    end: its status line, headers and JSON body. The connection must close after it. The
+    socket's 5 s timeout is well under the server's body timeout (60 s here): a server that
+    waits for bytes which never come fails on the timeout instead of answering 408."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head + b"\r\n" + body)
+        got = b""
+        while chunk := sock.recv(65536):  # to the end: the server closes
+            got += chunk
+    top, _, rest = got.partition(b"\r\n\r\n")
+    lines = top.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert len(rest) == int(headers["content-length"]), got
+    return lines[0], headers, json.loads(rest)
+
+
+def test_411_and_413_end_to_end_refuse_in_json_close_and_the_orchestrator_answers_after(
+    home: Home,
+) -> None:
+    # Each assertion below was checked to fail with its behaviour removed from
+    # shoal/api/asgi.py: without the 411 in _framing, the POST without a length is a 422
+    # (an empty body validated); without the declared-length check, the 2 MiB POST waits
+    # for its body (the socket times out); without the size check in _read, the chunked
+    # body that grows past 1 MiB waits for its last chunk (the socket times out).
+    port = serve_limited(None, env={"SHOAL_API_TOKEN": TOKEN, "SHOAL_API_BODY_TIMEOUT": "60"})
+    pid = daemon.running_pid(home)
+    token = (home.root / "api.token").read_text().strip()
+    assert pid is not None and token == TOKEN
+    head = (
+        f"POST /api/v1/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/json\r\n"
+    ).encode()
+    task = json.dumps({"description": "x", "cwd": str(home.root)}).encode()
+    too_large = {
+        "error": {"code": "too_large", "message": f"the body may be at most {1024 * 1024} bytes"}
+    }
+
+    def orchestrator_answers() -> None:
+        status, view = request("GET", f"http://127.0.0.1:{port}/api/v1/status", token=token)
+        assert status == 200 and view["orchestrator"]["pid"] == pid, view
+        assert request("GET", f"http://127.0.0.1:{port}/api/v1/tasks", token=token) == (
+            200,
+            {"tasks": []},  # none of the refused bodies became a task
+        )
+
+    # 411: a POST that says neither how long its body is nor that it is chunked. What
+    # follows its head cannot be told from a next request, so none of it is read.
+    line, headers, body = refused(port, head, task)
+    assert line == f"HTTP/1.1 411 {HTTPStatus(411).phrase}"
+    assert headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert body == {
+        "error": {
+            "code": "length_required",
+            "message": "a POST needs a Content-Length (0 for no body) or a chunked body",
+        }
+    }
+    orchestrator_answers()
+
+    # 413 on the declared length alone: answered before a byte of the body is sent.
+    line, headers, body = refused(port, head + b"Content-Length: %d\r\n" % (2 * 1024 * 1024))
+    assert line == f"HTTP/1.1 413 {HTTPStatus(413).phrase}"
+    assert headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert body == too_large
+    orchestrator_answers()
+
+    # 413 on a chunked body once it has grown past 1 MiB: 1 MiB and one more byte are
+    # sent, the last chunk never is; the server stops reading there.
+    mib = b"x" * (1024 * 1024)
+    chunked = head + b"Transfer-Encoding: chunked\r\n"
+    line, headers, body = refused(port, chunked, b"%x\r\n%s\r\n1\r\nx\r\n" % (len(mib), mib))
+    assert line == f"HTTP/1.1 413 {HTTPStatus(413).phrase}"
+    assert headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert body == too_large
+    orchestrator_answers()
+
+    # The limit is 1 MiB, not less: a body of exactly 1 MiB, declared or chunked, is read
+    # and validated (422: the JSON is not a task).
+    exact = b" " * (1024 * 1024 - 2) + b"{}"
+    for framed in (
+        head + b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(exact), exact),
+        chunked + b"Connection: close\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(exact), exact),
+    ):
+        status, _, answer = raw(port, framed)
+        assert status == 422 and json.loads(answer)["error"]["code"] != "too_large", answer
+    orchestrator_answers()
+    assert daemon.running_pid(home) == pid
 
 
 def test_a_port_picked_with_port_0_is_kept_across_a_kill_9_and_a_taken_one_is_reported(
