@@ -167,9 +167,18 @@ def test_a_worker_node_killed_mid_batch_has_its_unit_run_again_on_the_other_node
     ):
         # Both nodes at work; then the node of one unit in the middle of its model call dies.
         wait_for(lambda: len(executor_requests(server)) >= 2, timeout=150, what="two units")
-        victim = next(iter(executor_requests(server)))
-        pids = unit_workers(victim)
-        assert pids, f"no Ray worker runs {victim}"
+
+        def running() -> tuple[str, list[int]] | None:
+            # The unit asked last, if its worker still runs it (an earlier one may be done:
+            # a unit found and its worker looked up in two looks would race its end).
+            for unit in reversed(list(executor_requests(server))):
+                if pids := unit_workers(unit):
+                    return unit, pids
+            return None
+
+        found = wait_for(running, timeout=60, interval=0.05, what="a unit at work")
+        assert isinstance(found, tuple)
+        victim, pids = found
         node = cluster.node_of(pids[0])
         assert node in cluster.live_workers(), node
         cluster.kill(node)
