@@ -340,6 +340,10 @@ def test_an_interrupted_batch_resumes_with_only_its_unfinished_units(
         _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 130, stderr[-3000:]
         assert "shoal batch resume" in stderr
+        # The units in flight stopped with the driver (Ray ends a gone driver's workers).
+        wait_for(
+            lambda: not any(unit_workers(n) for n in names), timeout=30, what="no unit running"
+        )
         batch_id = read(home, "batches.recent", {"limit": 1}).rows[0][0]
         before = units_of(home, batch_id)
         done_before = {n for n, r in before.items() if r["status"] != "pending"}

@@ -116,11 +116,10 @@ class RayBackend:
             return Finished(spec, died=f"{type(exc).__name__}: {first[0] if first else ''}")
 
     def cancel_all(self) -> None:
-        import ray
-
-        for ref in self._refs:
-            with contextlib.suppress(Exception):
-                ray.cancel(ref, force=True)
+        # Not ray.cancel(force=True): a unit finishing while it is force-cancelled
+        # aborts the driver inside Ray's core worker ("Tried to complete task that was
+        # not pending", exit 1 on a Ctrl-C). close() disconnects the driver, and Ray
+        # kills the workers of a job whose driver is gone: the same end, no race.
         self._refs.clear()
 
     def close(self) -> None:
