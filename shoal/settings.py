@@ -128,12 +128,8 @@ class OrchestratorSettings(BaseModel):
 
     preload: list[str] = Field(
         default_factory=lambda: [
-            "litellm",
-            # What litellm imports lazily on the first call with tools (~1.2 s per
-            # actor otherwise): the OpenAI SDK's resources and its MCP tool handler.
-            "litellm.llms.openai.openai",
-            "openai.resources",
-            "litellm.responses.mcp.chat_completions_handler",
+            # litellm, what it imports lazily on a first call, and its TLS context.
+            "shoal.llm.warm",
         ]
     )
     """Modules the actor forkserver imports once, so new actors start warm."""

@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent / "shoal"
 # evaluation -> messages / mailbox / store.
 LAYERS: list[tuple[str, ...]] = [
     ("ids", "paths", "process", "trust", "messages"),
-    ("mailbox", "settings", "approvals", "cluster"),
+    ("mailbox", "settings", "approvals"),
     ("store", "workspace"),
-    ("llm", "tools", "learning", "evaluation", "providers", "plugins"),
+    ("llm", "tools", "learning", "evaluation", "providers", "plugins", "cluster"),
     ("memory", "skills", "mcp", "config", "submission"),
     ("daemon", "client"),
     ("agent",),

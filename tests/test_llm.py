@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import subprocess
 import sys
@@ -511,3 +512,44 @@ def test_importing_shoal_llm_does_not_import_litellm() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_a_call_with_tools_does_not_import_litellms_mcp_gateway(serve) -> None:
+    # Checked: without _skip_mcp_handler in llm/client.py this prints True (litellm imports
+    # its MCP handler, ~0.5 s, on every process's first call with tools).
+    server = serve({"scripted-executor": [{"content": "ok"}]})
+    code = (
+        "import json, sys\n"
+        "from shoal.llm import ModelConfig, complete\n"
+        "config = ModelConfig.model_validate_json(sys.argv[1])\n"
+        "tool = json.loads(sys.argv[2])\n"
+        "assert complete(config, [{'role': 'user', 'content': 'hi'}], tools=[tool]).content\n"
+        "print('litellm.responses.mcp.chat_completions_handler' in sys.modules)\n"
+    )
+    settings = config(server, "scripted-executor").model_dump_json()
+    args = [sys.executable, "-c", code, settings, json.dumps(READ_TOOL)]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"
+
+
+def test_litellm_loads_no_dotenv_from_the_project(tmp_path) -> None:
+    # The actors' forkserver is a `python -c` process in the directory the orchestrator
+    # was started from (the user's project): litellm's default mode would load the .env
+    # found walking up from there, the project's secrets or an OPENAI_BASE_URL with them
+    # (checked: with LITELLM_MODE left out of shoal/llm/env.py this prints the probe).
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / ".env").write_text("SHOAL_DOTENV_PROBE=from-the-project\n")
+    code = "import os, shoal.llm.warm; print(os.environ.get('SHOAL_DOTENV_PROBE'))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LITELLM_")}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=project / "src",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "None"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shoal.batch.units import UnitResult, UnitSpec
+from shoal.llm.env import set_litellm_env
 from shoal.messages.base import from_json, to_json
 
 if TYPE_CHECKING:
@@ -217,7 +218,7 @@ class LocalBackend:
         self._workers: list[_Worker] = []
 
     def start(self) -> float:
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        set_litellm_env()  # before the forkserver imports litellm
         return self.forkserver.warm()
 
     def submit(self, spec: UnitSpec) -> None:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from shoal.batch.units import UnitResult, UnitSpec
+from shoal.llm.env import set_litellm_env
 from shoal.messages.base import from_json, to_json
 from shoal.messages.memory import ContextResult
 from shoal.messages.tasks import ExecRequest, Usage
@@ -36,7 +37,7 @@ def run_unit(spec_json: str) -> str:
     from shoal.cluster.ray_runtime import restore_home
 
     restore_home()
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    set_litellm_env()
     # Everything the unit runs (the tool loop's shell and git, verify, the evaluator's
     # checks) works in its clone: a GIT_DIR or GIT_WORK_TREE inherited from the shell
     # that started the batch would point it at the user's repository instead. This

@@ -44,6 +44,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from shoal.llm.env import LITELLM_ENV
 from shoal.paths import Home
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,7 @@ def safe_environment() -> dict[str, str]:
     return {
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_USAGE_STATS_PROMPT_ENABLED": "0",
-        # Workers import litellm; without this it fetches a cost map from the internet.
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        **LITELLM_ENV,  # workers import litellm
     }
 
 

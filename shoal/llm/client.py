@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from shoal.llm import overflow, retry
+from shoal.llm.env import set_litellm_env
 from shoal.llm.errors import ContextOverflow, ModelError
 
 log = logging.getLogger(__name__)
@@ -170,9 +171,7 @@ _configured = False
 def _litellm() -> ModuleType:
     """litellm, imported and configured on first use."""
     global _configured
-    # Without this litellm fetches its price list from GitHub at import, and on
-    # a machine without network waits for that to fail.
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    set_litellm_env()
     with _setup_lock:
         if not _configured and "LITELLM_LOG" not in os.environ:
             # Before the import, which already logs at DEBUG; the OpenAI SDK logs
@@ -383,6 +382,10 @@ def _send_chat(
         kwargs["max_tokens"] = config.max_tokens
     if tools:
         kwargs["tools"] = list(tools)
+        # Our tools are never litellm's MCP gateway's (shoal runs MCP itself): without
+        # this flag every call with tools imports that handler first (~0.5 s, the MCP
+        # SDK with it). A private argument of litellm, which is pinned (pyproject.toml).
+        kwargs["_skip_mcp_handler"] = True
     if not stream:
         return litellm.completion(**kwargs)
     chunks = []

@@ -83,16 +83,31 @@ def _raise_fd_limit() -> None:
 
 def _serve(home: Home, ready: object) -> int:
     from shoal.api.settings import config_webhooks
-    from shoal.orchestrator.recorder import Recorder
-    from shoal.orchestrator.resume import resume
+    from shoal.launchers.local import LocalLauncher
+    from shoal.llm.env import set_litellm_env
     from shoal.settings import OrchestratorSettings
-    from shoal.store.journal import Journal
-    from shoal.store.space import Space
 
     _setup_logging(home)
     settings = OrchestratorSettings.load(home)
     webhooks = config_webhooks(home)  # a bad [[webhooks]] table stops the start, in one line
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    set_litellm_env()  # before the forkserver imports litellm
+    # First: the forkserver's imports (litellm, ~2 s) are what the first task's actors
+    # wait for; they run in their own process while the records are opened.
+    local = LocalLauncher(settings.preload)
+    local.warm()
+    try:
+        return _serve_warm(home, ready, settings, webhooks, local)
+    except BaseException:
+        local.close()
+        raise
+
+
+def _serve_warm(home: Home, ready: object, settings: Any, webhooks: Any, local: Any) -> int:
+    from shoal.orchestrator.recorder import Recorder
+    from shoal.orchestrator.resume import resume
+    from shoal.store.journal import Journal
+    from shoal.store.space import Space
+
     home.pid_file.write_text(f"{os.getpid()}\n")
     for stale in (home.mailbox_socket, home.events_socket):
         with contextlib.suppress(FileNotFoundError):
@@ -101,7 +116,7 @@ def _serve(home: Home, ready: object) -> int:
     space = Space(home.root)  # a full disk: held writes, refused new work (one shared view)
     recorder = Recorder(db, settings.flush_interval, space)
     journal = Journal(home.journal, space)
-    parts = _assemble(home, settings, db, recorder, journal)
+    parts = _assemble(home, settings, db, recorder, journal, local)
     resumed = resume(parts.scheduler, db.con)
     parts.broker.load_unacked(unacked)
     parts.supervisor.adopt()
@@ -147,12 +162,11 @@ class Parts:
     traffic: Traffic
 
 
-def _assemble(home: Home, settings: Any, db: Any, recorder: Any, journal: Any) -> Parts:
+def _assemble(home: Home, settings: Any, db: Any, recorder: Any, journal: Any, local: Any) -> Parts:
     """The supervisor and its launchers, the services behind their router, and the broker
     that routes to them. Nothing here needs the broker: what the services send goes
     through the outbox, which the broker empties."""
     from shoal.api.service import ApiService
-    from shoal.launchers.local import LocalLauncher
     from shoal.launchers.ray import RayLauncher
     from shoal.launchers.tmux import TmuxLauncher
     from shoal.orchestrator.broker import Broker, socket_loop
@@ -162,7 +176,7 @@ def _assemble(home: Home, settings: Any, db: Any, recorder: Any, journal: Any) -
     from shoal.orchestrator.supervisor import Supervisor
 
     launchers: dict[str, Any] = {
-        "local": LocalLauncher(settings.preload),
+        "local": local,
         "tmux": TmuxLauncher(home, settings.preload, lambda row: _store_transcript(recorder, row)),
     }
     loop = socket_loop()
