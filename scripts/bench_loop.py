@@ -24,8 +24,9 @@ What it measures, in one run, under a fresh temporary ``SHOAL_HOME``:
 
    For reference it also times, in this process, what one turn does besides the
    model (litellm's client work around one request, one ``read_file`` call), and
-   what a new actor pays once: ``import litellm`` (the forkserver's preload), then
-   the first completion's lazy imports, counted per package.
+   what a new actor pays once: ``import shoal.llm.warm`` (the forkserver's preload:
+   litellm and what its first call would import), then the first completion's own
+   imports, counted per package.
 
 2. **Time from ``shoal run`` to the first model request**: from launching the
    installed ``shoal`` entry point as a subprocess (as a user would; the one next to
@@ -374,9 +375,10 @@ class TurnParts:
     read_file_s: float
     """One Toolbox.call("read_file") (median)."""
     litellm_import_s: float
-    """``import litellm`` (what the actor forkserver preloads)."""
+    """``import shoal.llm.warm`` (what the actor forkserver preloads)."""
     first_call_before_request_s: float
-    """The first complete() after that import, to its request's arrival (what a new actor pays)."""
+    """The first complete() after the forkserver's preload, to its request's arrival (what
+    a new actor pays)."""
     first_call_imports: dict[str, int]
     """Modules that first call imported, per top-level package (the five biggest)."""
 
@@ -398,10 +400,9 @@ def turn_parts(repo: Path, base_url: str, hits: HitLog, turns: int) -> TurnParts
         before: list[float] = []
         after: list[float] = []
         reads: list[float] = []
-        # As the orchestrator does for its forkserver: no price-list download at import.
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        # What the orchestrator's forkserver imports before it forks any actor.
         t0 = time.monotonic()
-        importlib.import_module("litellm")
+        importlib.import_module("shoal.llm.warm")
         litellm_import = time.monotonic() - t0
         loaded = set(sys.modules)
         t0 = time.monotonic()
@@ -777,9 +778,10 @@ def _print_table(f: dict[str, Any], args: argparse.Namespace) -> None:
         f"last 5 {_ms(f['late_turns_overhead_s'])}",
         f"   in-process parts of a turn: litellm before request {_ms(p['litellm_before_s'])}, "
         f"after answer {_ms(p['litellm_after_s'])}, read_file {_ms(p['read_file_s'])}",
-        f"   litellm in this process: import {_s(p['litellm_import_s'])}; the first complete()",
+        "   the forkserver's preload (shoal.llm.warm) in this process: "
+        f"{_s(p['litellm_import_s'])}; the first complete()",
         f"     after it reaches the server in {_s(p['first_call_before_request_s'])} "
-        "(lazy imports: every new actor pays this once);",
+        "(every new actor pays this once);",
         "     it imported "
         + ", ".join(f"{n} {pkg}" for pkg, n in p["first_call_imports"].items())
         + " modules",
