@@ -80,3 +80,29 @@ def test_the_base_of_a_run_and_the_checks_failing_on_it_leave_no_checkout(tmp_pa
     assert "test_f.py" in git(repo, "ls-tree", "--name-only", base)
     assert list(root.iterdir()) == []  # the checkout and its run's directory are gone
     assert git(repo, "worktree", "list").count("\n") == 1
+
+
+def test_worktrees_added_and_pruned_at_once_in_one_repository_all_succeed(
+    tmp_path: Path,
+) -> None:
+    # A team run's lead adds the next subtask's worktree while its merger prunes one
+    # done, and other processes (a reviewer, a delegate) may do the same in the repo.
+    # Checked: without the lock in worktrees.py git fails here ("failed to read
+    # .git/worktrees/<name>/commondir", or the worktree's files missing).
+    from concurrent.futures import ThreadPoolExecutor
+
+    repo = repo_with(tmp_path, "one\n")
+    start = git(repo, "rev-parse", "HEAD").strip()
+
+    def churn(worker: int) -> int:
+        for round_ in range(12):
+            path = tmp_path / "wt" / f"w{worker}-{round_}"
+            worktrees.add(repo, path, f"shoal/team/r/w{worker}-{round_}", start)
+            assert (path / "f.txt").read_text() == "one\n"
+            worktrees.remove(repo, path)
+        return worker
+
+    with ThreadPoolExecutor(6) as pool:
+        assert sorted(pool.map(churn, range(6))) == list(range(6))
+    listed = git(repo, "worktree", "list", "--porcelain")
+    assert listed.count("worktree ") == 1  # only the repository's own

@@ -11,7 +11,10 @@ branch or index: the merged result reaches the work tree through
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +42,8 @@ def add(repo: Path, path: Path, branch: str | None, start: str) -> Path:
     if path.exists():  # left by an earlier attempt of the same run
         remove(repo, path)
     on = ["-B", branch] if branch is not None else ["--detach"]
-    git(repo, "worktree", "add", "--quiet", *on, str(path), start)
+    with _admin_lock(repo):
+        git(repo, "worktree", "add", "--quiet", *on, str(path), start)
     return path
 
 
@@ -51,7 +55,25 @@ def remove(repo: Path, *paths: Path) -> None:
     """
     for path in paths:
         shutil.rmtree(path, ignore_errors=True)
-    git(repo, "worktree", "prune")
+    with _admin_lock(repo):
+        git(repo, "worktree", "prune")
+
+
+@contextlib.contextmanager
+def _admin_lock(repo: Path) -> Iterator[None]:
+    """One worktree add or prune at a time per repository, across threads and processes.
+
+    git does not lock ``.git/worktrees/`` itself: a prune that reads a worktree another
+    process is still adding fails ("failed to read .git/worktrees/s3/commondir"), and a
+    team run's lead adds the next subtask's worktree while its merger prunes.
+    """
+    common = Path(git(repo, "rev-parse", "--git-common-dir").decode().strip())
+    fd = os.open(repo / common / "shoal-worktrees.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def delete_branches(repo: Path, branches: list[str]) -> None:
