@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from shoal import __version__
-from shoal.api.http import MAX_BODY, Answer, App, refusal
+from shoal.api.events import Filter, Hub, serve_stream
+from shoal.api.http import MAX_BODY, Answer, App, Call, refusal
 from shoal.api.limits import ApiLimits
 from shoal.api.routes import ApiError
 
@@ -52,9 +53,11 @@ class Headers:
 
 
 class AsgiApp:
-    def __init__(self, app: App, limits: ApiLimits) -> None:
+    def __init__(self, app: App, limits: ApiLimits, hub: Hub) -> None:
         self.app = app
+        self.hub = hub
         self.body_timeout = limits.body_timeout
+        self.heartbeat = limits.heartbeat
         self.pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="api")
         self._log = RequestLog()
 
@@ -72,19 +75,37 @@ class AsgiApp:
         except Gone:
             return
         client = (scope.get("client") or ("-",))[0]
+        if isinstance(answer, Call):
+            answer = await self._stream(answer, receive, send)
+            if answer is None:
+                return
         self._log.request(client, f"{method} {target}", answer.status)  # logged when answered
         await send_answer(send, answer, close=unread)
 
+    async def _stream(self, call: Call, receive: Any, send: Any) -> Answer | None:
+        """Serve an event stream; the answer when it is refused instead (None: served)."""
+        query = call.kwargs["query"]
+        try:
+            stream = self.hub.open(Filter(query.task or "", query.team or ""))
+        except ApiError as exc:
+            return refusal(exc)
+        if call.method == "HEAD":
+            self.hub.close_stream(stream)
+            return Answer(200, None, {"Content-Type": "text/event-stream; charset=utf-8"})
+        await serve_stream(self.hub, stream, self.heartbeat, receive, send)
+        return None
+
     async def _answer(
         self, method: str, target: str, headers: Headers, receive: Any
-    ) -> tuple[Answer, bool]:
-        """The answer, and whether a body was left unread (then the connection closes)."""
+    ) -> tuple[Answer | Call, bool]:
+        """The answer (a Call: an event stream to serve), and whether a body was left
+        unread (then the connection closes)."""
         try:
             has_body = _framing(method, headers)
         except ApiError as exc:
             return refusal(exc), True
         begun = self.app.begin(method, target, headers)
-        if isinstance(begun, Answer):
+        if isinstance(begun, Answer) or begun.route.stream:
             return begun, has_body
         raw = b""
         if begun.route.body is not None and has_body:
