@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from shoal import __version__
+from shoal.api import pages
 from shoal.api.events import Filter, Hub, serve_stream
 from shoal.api.http import MAX_BODY, Answer, App, Call, refusal
 from shoal.api.limits import ApiLimits
@@ -69,12 +70,18 @@ class AsgiApp:
             return  # no lifespan (the server runs it with lifespan off), no websockets
         method = scope["method"]
         query = scope["query_string"].decode("latin-1")
-        target = scope["raw_path"].decode("latin-1") + (f"?{query}" if query else "")
+        path = scope["raw_path"].decode("latin-1")
+        target = path + (f"?{query}" if query else "")
+        client = (scope.get("client") or ("-",))[0]
+        if pages.is_page(path):  # the dashboard: no body is read
+            answer = pages.page(method, path, query, self.app.sessions)
+            self._log.request(client, f"{method} {pages.shown(path, query)}", answer.status)
+            await send_answer(send, answer, close=method in _WITH_BODY)
+            return
         try:
             answer, unread = await self._answer(method, target, Headers(scope["headers"]), receive)
         except Gone:
             return
-        client = (scope.get("client") or ("-",))[0]
         if isinstance(answer, Call):
             answer = await self._stream(answer, receive, send)
             if answer is None:
@@ -191,7 +198,10 @@ def encode(answer: Answer, close: bool = False) -> tuple[list[tuple[bytes, bytes
     """The answer's headers and body as sent: JSON, never cached."""
     headers: list[tuple[bytes, bytes]] = [(b"cache-control", b"no-store")]
     body = b""
-    if answer.payload is not None:
+    if isinstance(answer.payload, bytes):  # a page's file; its type is in answer.headers
+        body = answer.payload
+        headers.append((b"content-length", b"%d" % len(body)))
+    elif answer.payload is not None:
         body = json.dumps(answer.payload, default=str).encode()
         headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     for name, value in answer.headers.items():
