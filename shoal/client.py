@@ -31,6 +31,7 @@ from shoal.messages.base import from_dict
 
 if TYPE_CHECKING:
     from shoal.mailbox.envelope import Envelope
+    from shoal.mailbox.events import AsyncSubscriber
     from shoal.messages.actors import OrchestratorStatusResult
     from shoal.messages.base import Payload
     from shoal.messages.store import StoreQueryResult
@@ -146,6 +147,13 @@ class Client:
         """A conversation with the orchestrator and its actors that hears the events of
         ``topics`` (prefixes of kinds; None: none)."""
         return Channel(self.home, topics, name)
+
+    def events_async(self, topics: list[str] | None = None) -> AsyncSubscriber:
+        """The events of ``topics`` (prefixes of kinds; None or []: all) for code on an
+        asyncio loop (the HTTP API's event streams): ``await sub.recv()``, then ``close()``."""
+        from shoal.mailbox.events import AsyncSubscriber
+
+        return AsyncSubscriber(self.home.events_endpoint, topics or [])
 
 
 class Channel:

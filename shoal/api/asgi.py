@@ -25,7 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from shoal import __version__
-from shoal.api.http import MAX_BODY, Answer, App, refusal
+from shoal.api import pages
+from shoal.api.events import Filter, Hub, serve_stream
+from shoal.api.http import MAX_BODY, Answer, App, Call, refusal
 from shoal.api.limits import ApiLimits
 from shoal.api.routes import ApiError
 
@@ -52,9 +54,11 @@ class Headers:
 
 
 class AsgiApp:
-    def __init__(self, app: App, limits: ApiLimits) -> None:
+    def __init__(self, app: App, limits: ApiLimits, hub: Hub) -> None:
         self.app = app
+        self.hub = hub
         self.body_timeout = limits.body_timeout
+        self.heartbeat = limits.heartbeat
         self.pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="api")
         self._log = RequestLog()
 
@@ -66,25 +70,49 @@ class AsgiApp:
             return  # no lifespan (the server runs it with lifespan off), no websockets
         method = scope["method"]
         query = scope["query_string"].decode("latin-1")
-        target = scope["raw_path"].decode("latin-1") + (f"?{query}" if query else "")
+        path = scope["raw_path"].decode("latin-1")
+        target = path + (f"?{query}" if query else "")
+        client = (scope.get("client") or ("-",))[0]
+        if pages.is_page(path):  # the dashboard: no body is read
+            answer = pages.page(method, path, query, self.app.sessions)
+            self._log.request(client, f"{method} {pages.shown(path, query)}", answer.status)
+            await send_answer(send, answer, close=method in _WITH_BODY)
+            return
         try:
             answer, unread = await self._answer(method, target, Headers(scope["headers"]), receive)
         except Gone:
             return
-        client = (scope.get("client") or ("-",))[0]
+        if isinstance(answer, Call):
+            answer = await self._stream(answer, receive, send)
+            if answer is None:
+                return
         self._log.request(client, f"{method} {target}", answer.status)  # logged when answered
         await send_answer(send, answer, close=unread)
 
+    async def _stream(self, call: Call, receive: Any, send: Any) -> Answer | None:
+        """Serve an event stream; the answer when it is refused instead (None: served)."""
+        query = call.kwargs["query"]
+        try:
+            stream = self.hub.open(Filter(query.task or "", query.team or ""))
+        except ApiError as exc:
+            return refusal(exc)
+        if call.method == "HEAD":
+            self.hub.close_stream(stream)
+            return Answer(200, None, {"Content-Type": "text/event-stream; charset=utf-8"})
+        await serve_stream(self.hub, stream, self.heartbeat, receive, send)
+        return None
+
     async def _answer(
         self, method: str, target: str, headers: Headers, receive: Any
-    ) -> tuple[Answer, bool]:
-        """The answer, and whether a body was left unread (then the connection closes)."""
+    ) -> tuple[Answer | Call, bool]:
+        """The answer (a Call: an event stream to serve), and whether a body was left
+        unread (then the connection closes)."""
         try:
             has_body = _framing(method, headers)
         except ApiError as exc:
             return refusal(exc), True
         begun = self.app.begin(method, target, headers)
-        if isinstance(begun, Answer):
+        if isinstance(begun, Answer) or begun.route.stream:
             return begun, has_body
         raw = b""
         if begun.route.body is not None and has_body:
@@ -170,7 +198,10 @@ def encode(answer: Answer, close: bool = False) -> tuple[list[tuple[bytes, bytes
     """The answer's headers and body as sent: JSON, never cached."""
     headers: list[tuple[bytes, bytes]] = [(b"cache-control", b"no-store")]
     body = b""
-    if answer.payload is not None:
+    if isinstance(answer.payload, bytes):  # a page's file; its type is in answer.headers
+        body = answer.payload
+        headers.append((b"content-length", b"%d" % len(body)))
+    elif answer.payload is not None:
         body = json.dumps(answer.payload, default=str).encode()
         headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     for name, value in answer.headers.items():

@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import BaseModel, ValidationError
 
 from shoal.api.routes import PREFIX, ROUTES, ApiError, Endpoints, Route
+from shoal.api.session import Sessions
 from shoal.mailbox.errors import MailboxError
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,12 @@ class App:
     (the body's model and the endpoint, which blocks on the mailbox: on a worker thread).
     """
 
-    def __init__(self, endpoints: Endpoints, token: str | None) -> None:
+    def __init__(
+        self, endpoints: Endpoints, token: str | None, sessions: Sessions | None = None
+    ) -> None:
         self.endpoints = endpoints
+        self.sessions = sessions
+        """The dashboard's sessions: a good session cookie stands for the token."""
         self._token = _digest(token) if token else None
 
     @property
@@ -101,7 +106,9 @@ class App:
         if not path.startswith(PREFIX + "/"):
             raise ApiError(404, "not_found", f"no endpoint {url.path}; the API is under {PREFIX}")
         path = path[len(PREFIX) :]
-        if self._token is not None and path != "/health":
+        if self.sessions is not None and self.sessions.of_request(headers.get("Cookie") or ""):
+            same_origin(headers)  # the page's own requests only
+        elif self._token is not None and path != "/health":
             self._check_token(headers.get("Authorization", ""))
         elif self._token is None:
             _refuse_browsers(headers)
@@ -209,6 +216,14 @@ def _refuse_browsers(headers: Any) -> None:
     host = _hostname(headers.get("Host") or "")
     if host and host not in _LOOPBACK_HOSTS:
         raise ApiError(403, "forbidden", f"Host {host} is not this machine; serve with --token")
+
+
+def same_origin(headers: Any) -> None:
+    """A request with the session cookie comes from the dashboard's own page: a browser
+    says where a request comes from (``Origin``) on every POST and cross-origin fetch."""
+    origin = headers.get("Origin")
+    if origin and urlsplit(origin).netloc != (headers.get("Host") or ""):
+        raise ApiError(403, "forbidden", "cross-origin requests are refused")
 
 
 def _hostname(value: str) -> str:

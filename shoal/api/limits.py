@@ -51,6 +51,8 @@ class ApiLimits(BaseModel):
     """Seconds a kept-alive connection may stay silent after an answer."""
     body_timeout: float = Field(10.0, gt=0, le=300)
     """Seconds a request body has to arrive in full once its head has (else 408)."""
+    heartbeat: float = Field(15.0, gt=0, le=300)
+    """Seconds between the comment lines that keep a quiet event stream open."""
     workers: int = Field(16, ge=1, le=256)
     """Threads the endpoints run on (they wait on the orchestrator's mailbox); more
     requests than this wait for a free one."""

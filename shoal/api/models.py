@@ -292,5 +292,12 @@ class TaskListQuery(_Request):
     status: TaskStatus | None = None
 
 
+class EventsQuery(_Request):
+    task: str | None = Field(None, pattern=r"^[0-9A-Za-z]{1,64}$")
+    """Only this task's events (its id, or a prefix of it)."""
+    team: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    """Only the events of this team's members, or about them."""
+
+
 def row_dicts(columns: list[str], rows: list[list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in rows]

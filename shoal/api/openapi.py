@@ -68,9 +68,12 @@ def _operation(route: Route, refs: dict[str, Any]) -> dict[str, Any]:
     if route.body is not None:
         op["requestBody"] = {"required": True, "content": _json(refs[route.body.__name__])}
     ok: dict[str, Any] = {"description": "OK" if route.status == 200 else "Accepted"}
-    ok["content"] = _json(
-        refs[route.response.__name__] if route.response is not None else {"type": "object"}
-    )
+    if route.stream:
+        ok["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+    else:
+        ok["content"] = _json(
+            refs[route.response.__name__] if route.response is not None else {"type": "object"}
+        )
     responses: dict[str, Any] = {str(route.status): ok}
     framing = (408, 411, 413) if route.body else (411,) if route.method == "POST" else ()
     for status in sorted({*route.errors, *framing, 503, *((401,) if route.auth else ())}):

@@ -24,6 +24,7 @@ from shoal.api.models import (
     CancelAccepted,
     CostRow,
     CostView,
+    EventsQuery,
     FindingView,
     Health,
     IterationView,
@@ -82,6 +83,8 @@ class Route:
     query: type[BaseModel] | None = None
     auth: bool = True
     errors: tuple[int, ...] = ()
+    stream: bool = False
+    """Server-Sent Events, served on the event loop (``shoal.api.events``), not by a handler."""
     pattern: re.Pattern[str] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -124,6 +127,17 @@ ROUTES: list[Route] = [
     ),
     Route(
         "GET", "/status", "status", "The orchestrator, its actors, teams, running tasks", StatusView
+    ),
+    Route(
+        "GET",
+        "/events",
+        "events",
+        "The orchestrator's events as they happen (Server-Sent Events), optionally one "
+        "task's or one team's",
+        None,
+        query=EventsQuery,
+        errors=(422,),
+        stream=True,
     ),
     Route(
         "GET", "/cost", "cost", "Tokens and cost of every model call, per role and model", CostView

@@ -32,6 +32,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from shoal.api.asgi import SERVER, AsgiApp, encode
+from shoal.api.events import Hub
 from shoal.api.http import Answer, App, error_body
 from shoal.api.limits import OUT_OF_FDS, ApiLimits, Pressure
 from shoal.api.routes import PREFIX
@@ -251,16 +252,19 @@ class _Uvicorn(uvicorn.Server):
     """uvicorn's server with the listening side replaced by the acceptor and its gate."""
 
     def __init__(self, config: uvicorn.Config, sock: socket.socket, limits: ApiLimits,
-                 pressure: Pressure) -> None:  # fmt: skip
+                 pressure: Pressure, hub: Hub) -> None:  # fmt: skip
         super().__init__(config)
+        self.hub = hub
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.sock = sock
         self.limits = limits
         self.pressure = pressure
         self.ready = threading.Event()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         config = self.config
+        self.hub.start()  # subscribed now, long before the first client of a stream
         gate = Gate(loop, self.pressure.cap, self.limits.head_timeout, self.pressure)
 
         def protocol() -> Protocol:
@@ -281,7 +285,9 @@ class HttpServer:
         sock = _bind(host, port)
         self.port: int = sock.getsockname()[1]
         self.pressure = Pressure(limits.cap())
-        self._asgi = AsgiApp(app, limits)
+        # Event streams may hold half the connections; the rest stay for requests.
+        hub = Hub(app.endpoints.client, max(1, self.pressure.cap // 2))
+        self._asgi = AsgiApp(app, limits, hub)
         config = uvicorn.Config(
             self._asgi,
             http="h11",
@@ -298,7 +304,7 @@ class HttpServer:
             timeout_keep_alive=limits.keepalive_timeout,  # type: ignore[arg-type]
             timeout_graceful_shutdown=3,
         )
-        self._server = _Uvicorn(config, sock, limits, self.pressure)
+        self._server = _Uvicorn(config, sock, limits, self.pressure, hub)
         self._thread = threading.Thread(target=self._run, name="api-http", daemon=True)
         self._thread.start()
         self._server.ready.wait(10)
@@ -326,6 +332,11 @@ class HttpServer:
             self._server.ready.set()  # whoever waits for the start learns it did not
 
     def close(self) -> None:
+        loop = self._server.loop
+        if loop is not None and not loop.is_closed():
+            # Streams never end on their own: end them, or the shutdown waits for them.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._server.hub.close)
         self._server.should_exit = True
         self._thread.join(6)
         self._asgi.close()

@@ -23,11 +23,12 @@ from shoal.api.bridge import Bridge
 from shoal.api.http import App
 from shoal.api.limits import ApiLimits
 from shoal.api.models import ApiView
-from shoal.api.routes import Endpoints
+from shoal.api.routes import PREFIX, Endpoints
+from shoal.api.session import Sessions
 from shoal.api.settings import ServeSettings, WebhookConfig, is_loopback
 from shoal.api.webhooks import Dispatcher
 from shoal.client import Client
-from shoal.messages.actors import ApiServeResult
+from shoal.messages.actors import ApiLoginResult, ApiServeResult
 from shoal.paths import Home
 from shoal.settings import SettingsError
 
@@ -45,6 +46,7 @@ class ApiService:
         self._http: HttpServer | None = None
         self._bridge: Bridge | None = None
         self._document: dict[str, Any] | None = None
+        self._sessions: Sessions | None = None
         self._not_serving = ""
         """Why api.json asks for the API and it is not served (a taken port), or ""."""
 
@@ -95,9 +97,11 @@ class ApiService:
             self._close_http()
             if self._bridge is None:
                 self._bridge = Bridge(self.home.mailbox_endpoint, f"api-{os.getpid()}")
+            if self._sessions is None:
+                self._sessions = Sessions(self.home)
             client = Client(self.home, via=self._bridge)  # the orchestrator is this process
             endpoints = Endpoints(self.home, client, self.view, self.document)
-            self._http = _listen(settings, App(endpoints, token), limits)
+            self._http = _listen(settings, App(endpoints, token, self._sessions), limits)
             self._not_serving = ""
             if settings.port == 0:
                 api_settings.remember_port(self.home, settings, self._http.port)
@@ -113,6 +117,14 @@ class ApiService:
             cap,
         )
         return ApiServeResult(url=url, auth=view.auth, webhooks=view.webhooks)
+
+    def login(self, digest: str) -> ApiLoginResult:
+        """Take a one-time login code for the dashboard (``shoal dashboard``)."""
+        with self._lock:
+            if self._http is None or self._sessions is None:
+                raise LookupError("the HTTP API is not served; `shoal dashboard` serves it")
+            self._sessions.add_code(digest)
+            return ApiLoginResult(url=self._http.url.removesuffix(PREFIX))
 
     def view(self) -> ApiView:
         http = self._http

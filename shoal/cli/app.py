@@ -98,6 +98,7 @@ def _register() -> None:
     app.add_typer(batch.app, name="batch")
     app.command("demo")(demo.demo)
     app.command("serve")(serve.serve)
+    app.command("dashboard")(serve.dashboard)
     app.command("webhooks")(serve.webhooks)
     app.command("chat")(chat.chat)
     app.add_typer(chat.sessions_app, name="sessions")

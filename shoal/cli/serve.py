@@ -220,3 +220,37 @@ def webhooks(
             r["task_id"] or "-",
         )
     console().print(table if rows else "no webhook deliveries recorded")
+
+
+def dashboard(
+    port: int = typer.Option(
+        9742, "--port", min=0, max=65535, help="Port, when the API is not served yet."
+    ),
+    no_open: bool = typer.Option(False, "--no-open", help="Print the login URL only."),
+) -> None:
+    """Open the web dashboard: serve the API if it is not, print a one-time login URL."""
+    from shoal.api import settings as api_settings
+    from shoal.api.session import code_digest, new_code
+    from shoal.client import Client
+    from shoal.mailbox.errors import RemoteError
+    from shoal.messages.actors import ApiLogin, ApiLoginResult
+    from shoal.paths import Home
+
+    home = Home.resolve()
+    if api_settings.load(home) is None:  # as `shoal serve --detach --port P` on loopback
+        token = os.environ.get("SHOAL_API_TOKEN") or None
+        api_settings.save(home, api_settings.ServeSettings(port=port), token)
+    _start(home)
+    code = new_code()
+    try:
+        reply = Client(home).request(ApiLogin(code_sha256=code_digest(code)), timeout=15)
+    except RemoteError as exc:
+        fail(exc.message)
+    assert isinstance(reply, ApiLoginResult)
+    url = f"{reply.url}/login?code={code}"
+    sys.stdout.write(f"dashboard: {url}\n(the link works once, for 2 minutes)\n")
+    sys.stdout.flush()
+    if not no_open:
+        import webbrowser
+
+        webbrowser.open(url)

@@ -17,6 +17,8 @@ __all__ = [
     "ActorSpawnResult",
     "ActorStarted",
     "ActorStatus",
+    "ApiLogin",
+    "ApiLoginResult",
     "ApiServe",
     "ApiServeResult",
     "ApiStop",
@@ -157,6 +159,20 @@ class ApiServeResult(Payload, kw_only=True):
     """Whether every endpoint but /health needs the bearer token."""
     webhooks: int = 0
     """Webhooks that receive events (config.toml's and ``shoal serve --webhook``'s)."""
+
+
+@message("api.login")
+class ApiLogin(Payload, kw_only=True):
+    """Accept a one-time login code for the dashboard (``shoal dashboard``). Only the code's
+    SHA-256 travels: every message is recorded, and the code opens a session."""
+
+    code_sha256: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+
+
+@message("api.login.result")
+class ApiLoginResult(Payload, kw_only=True):
+    url: str
+    """Where the API is served, without ``/api/v1``: the login URL is ``<url>/login?code=``."""
 
 
 @message("api.stop")

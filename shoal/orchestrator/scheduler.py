@@ -640,9 +640,10 @@ class Scheduler:
         self.tasks.pop(task.id, None)
         for waiting in self.work_trees.release(task):
             self._start_or_queue(waiting)
+        # The last "done" progress first: task.done is a task's last event on the bus.
+        self._progress(task, "done", score=done.score)
         self.outbox.post(done, PUBLISH, task_id=task.id)
         self.outbox.post(done, task.requester, task_id=task.id)
-        self._progress(task, "done", score=done.score)
 
     def _learn(self, task: TaskRun, done: TaskDone) -> None:
         """Hand the record to the learner, and credit the skills the task was shown."""

@@ -12,6 +12,8 @@ from shoal.messages.actors import (
     ActorRetire,
     ActorSpawn,
     ActorSpawnResult,
+    ApiLogin,
+    ApiLoginResult,
     ApiServe,
     ApiServeResult,
     ApiStop,
@@ -32,7 +34,15 @@ if TYPE_CHECKING:
 
 
 class Admin:
-    handles = (OrchestratorStatus, OrchestratorStop, ActorSpawn, ActorRetire, ApiServe, ApiStop)
+    handles = (
+        OrchestratorStatus,
+        OrchestratorStop,
+        ActorSpawn,
+        ActorRetire,
+        ApiServe,
+        ApiStop,
+        ApiLogin,
+    )
 
     def __init__(
         self,
@@ -86,6 +96,9 @@ class Admin:
 
     def on_api_serve(self, env: Envelope, payload: ApiServe) -> ApiServeResult:
         return self.api.serve()
+
+    def on_api_login(self, env: Envelope, payload: ApiLogin) -> ApiLoginResult:
+        return self.api.login(payload.code_sha256)
 
     def on_api_stop(self, env: Envelope, payload: ApiStop) -> OrchestratorOk:
         self.api.stop()

@@ -1,0 +1,125 @@
+"""The web dashboard: its one-time login, and the page in a real headless browser
+(Debian's chromium driven by Playwright) against a real orchestrator and the scripted model."""
+
+from __future__ import annotations
+
+import http.client
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from shoal.llm.scripted import ScriptedModelServer
+from shoal.paths import Home
+from tests.conftest import shoal
+from tests.test_api import TOKEN, bare_repo, request
+from tests.test_api_events import one_iteration_script
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def login_url(env: dict[str, str] | None = None) -> str:
+    result = shoal("dashboard", "--no-open", "--port", "0", env=env, timeout=90)
+    assert result.returncode == 0, result.stderr
+    found = re.search(r"^dashboard: (http://\S+/login\?code=\S+)$", result.stdout, re.M)
+    assert found, result.stdout
+    return found.group(1)
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
+                 headers=headers or {})  # fmt: skip
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return response
+
+
+def test_the_login_link_works_once_and_its_cookie_stands_for_the_token(home: Home) -> None:
+    link = login_url({"SHOAL_API_TOKEN": TOKEN})
+    base = link.split("/login", 1)[0]
+    api = f"{base}/api/v1"
+    page = get(f"{base}/")
+    assert page.status == 200 and page.getheader("Content-Type").startswith("text/html")
+    assert "frame-ancestors 'none'" in page.getheader("Content-Security-Policy")
+    assert get(f"{base}/static/app.js").status == 200
+    assert get(f"{base}/static/../session.py").status == 404
+    assert get(f"{base}/login?code=guessed").status == 401
+
+    first = get(link)
+    assert first.status == 303 and first.getheader("Location") == "/"
+    cookie = first.getheader("Set-Cookie")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    assert get(link).status == 401  # used up
+    session = cookie.split(";", 1)[0]
+    assert request("GET", f"{api}/tasks", headers={"Cookie": session}) == (200, {"tasks": []})
+    assert request("GET", f"{api}/tasks", headers={"Cookie": session + "x"})[0] == 401
+    # The page's own POSTs say where they come from; another origin's are refused.
+    origin = {"Cookie": session, "Origin": "https://evil.example"}
+    status, body = request("POST", f"{api}/tasks", body={}, headers=origin)
+    assert status == 403 and "cross-origin" in body["error"]["message"]
+    mine = {"Cookie": session, "Origin": base}
+    assert request("POST", f"{api}/tasks", body={}, headers=mine)[0] == 422  # in, then invalid
+    # The session outlives the orchestrator (the key is in the home); the code is never logged.
+    shoal("orchestrator", "stop", check=True, timeout=60)
+    assert login_url({"SHOAL_API_TOKEN": TOKEN}).startswith(base)  # serves again, same port
+    assert request("GET", f"{api}/tasks", headers={"Cookie": session})[0] == 200
+    code = link.rsplit("=", 1)[1]
+    assert code not in (home.logs / "orchestrator.log").read_text()
+    assert (home.root / "api.session-key").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.fixture
+def browser():  # type: ignore[no-untyped-def]
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no /usr/bin/chromium: scripts/test installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def test_a_task_submitted_from_the_page_finishes_there_with_its_score(
+    home: Home, tmp_path: Path, browser
+) -> None:  # type: ignore[no-untyped-def]
+    repo = bare_repo(tmp_path)
+    with ScriptedModelServer(one_iteration_script()) as server:
+        env = {"SHOAL_BASE_URL": server.base_url, "SHOAL_SMALL_MODEL": "openai/scripted-small"}
+        link = login_url(env)
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(link)  # the login redirects to the dashboard with the cookie set
+        page.wait_for_selector("#live.on", timeout=15_000)
+        page.fill("textarea[name=description]", "fix the add function")
+        page.fill("input[name=cwd]", str(repo))
+        page.fill("input[name=model]", "openai/scripted-any")
+        page.fill("input[name=iterations]", "1")
+        page.click("button[type=submit]")
+        row = page.wait_for_selector("#tasks tbody tr", timeout=15_000)
+        finished = "#tasks tbody tr[data-status=accepted]"
+        row = page.wait_for_selector(finished, timeout=90_000)  # updated by the event stream
+        assert row.query_selector(".score").inner_text() == "0.90"
+        page.wait_for_selector("#iterations tbody tr.iteration", timeout=10_000)
+        scores = [c.inner_text() for c in page.query_selector_all("#iterations .score")]
+        assert scores == ["0.90"]
+        assert page.query_selector_all("#actors tbody tr"), "the orchestrator's actors"
+        page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+        assert (tmp_path / "dashboard.png").stat().st_size > 0
+        assert errors == []
