@@ -10,11 +10,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.paths import Home
-from tests.conftest import shoal
+from tests.conftest import shoal, wait_for
 from tests.test_api import TOKEN, bare_repo, request
-from tests.test_api_events import one_iteration_script
+from tests.test_api_events import one_iteration_script, used
+from tests.test_loop import call, plan
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -122,4 +124,41 @@ def test_a_task_submitted_from_the_page_finishes_there_with_its_score(
         assert page.query_selector_all("#actors tbody tr"), "the orchestrator's actors"
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         assert (tmp_path / "dashboard.png").stat().st_size > 0
+        assert errors == []
+
+
+def open_dashboard(browser, env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """A signed-in page on the dashboard, live; and the list its script errors go to."""
+    link = login_url(env)
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(link)  # the login redirects to the dashboard with the cookie set
+    page.wait_for_selector("#live.on", timeout=15_000)
+    return link.split("/login", 1)[0], page, errors
+
+
+def slow_script() -> Script:
+    """A task that reads a file every second until it is stopped."""
+    slow = {**call("read_file", path="calc.py"), **used(), "delay": 1.0}
+    return Script.model_validate({"models": {"scripted-any": [{**plan(), **used()}, *[slow] * 60]}})
+
+
+def test_cancel_on_the_page_cancels_the_running_task(home: Home, tmp_path: Path, browser) -> None:  # type: ignore[no-untyped-def]
+    repo = bare_repo(tmp_path)
+    with ScriptedModelServer(slow_script()) as server:
+        env = {"SHOAL_BASE_URL": server.base_url, "SHOAL_API_TOKEN": TOKEN}
+        base, page, errors = open_dashboard(browser, env)
+        body = {"description": "fix it slowly", "cwd": str(repo), "model": "openai/scripted-any"}
+        status, task = request("POST", f"{base}/api/v1/tasks", token=TOKEN, body=body)
+        assert status == 202, task
+        wait_for(lambda: len(server.requests_for("scripted-any")) >= 2, timeout=60,
+                 what="the executor's first slow turn")  # fmt: skip
+        button = f"#task-{task['id']} button.cancel"
+        page.click(button, timeout=15_000)
+        page.wait_for_selector(f"#task-{task['id']}[data-status=cancelled]", timeout=60_000)
+        assert page.query_selector(button) is None  # an ended task has no cancel button
+        shown = request("GET", f"{base}/api/v1/tasks/{task['id']}", token=TOKEN)[1]
+        assert (shown["status"], shown["decision"]) == ("cancelled", "cancelled")
+        assert len(server.requests_for("scripted-any")) < 20  # it stopped, not ran out
         assert errors == []
