@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import http.client
+import os
 import re
+import signal
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from shoal import daemon
 from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.paths import Home
@@ -161,4 +164,31 @@ def test_cancel_on_the_page_cancels_the_running_task(home: Home, tmp_path: Path,
         shown = request("GET", f"{base}/api/v1/tasks/{task['id']}", token=TOKEN)[1]
         assert (shown["status"], shown["decision"]) == ("cancelled", "cancelled")
         assert len(server.requests_for("scripted-any")) < 20  # it stopped, not ran out
+        assert errors == []
+
+
+def test_the_page_reconnects_after_a_kill_9_of_the_orchestrator(
+    home: Home, tmp_path: Path, browser
+) -> None:  # type: ignore[no-untyped-def]
+    repo = bare_repo(tmp_path)
+    with ScriptedModelServer(one_iteration_script()) as server:
+        env = {"SHOAL_BASE_URL": server.base_url, "SHOAL_SMALL_MODEL": "openai/scripted-small",
+               "SHOAL_API_TOKEN": TOKEN}  # fmt: skip
+        base, page, errors = open_dashboard(browser, env)
+        page.evaluate("window.mark = 1")
+        before = daemon.running_pid(home)
+        assert before is not None
+        os.kill(before, signal.SIGKILL)
+        page.wait_for_selector("#live.off", timeout=30_000)
+        shoal("orchestrator", "start", env=env, check=True, timeout=90)
+        assert daemon.running_pid(home) not in (None, before)
+        page.wait_for_selector("#live.on", timeout=60_000)  # the same cookie, a new server
+        body = {"description": "after the restart", "cwd": str(repo),
+                "model": "openai/scripted-any", "iterations": 1}  # fmt: skip
+        created = wait_for(
+            lambda: (r := request("POST", f"{base}/api/v1/tasks", token=TOKEN, body=body))[0]
+            == 202 and r, timeout=30, what="the API to take tasks again")  # fmt: skip
+        task = created[1]  # type: ignore[index]
+        page.wait_for_selector(f"#task-{task['id']}[data-status=accepted]", timeout=90_000)
+        assert page.evaluate("window.mark") == 1  # the same document: never reloaded
         assert errors == []

@@ -106,7 +106,9 @@ function refreshSoon() {
 
 function follow() {
   const live = document.getElementById("live");
-  const events = new EventSource(API + "/events"); // reconnects by itself (retry: 2 s)
+  // Reconnects by itself after a dropped connection (retry: 2 s), but gives up for good on
+  // an answer other than 200 (an orchestrator still starting, a 503): then start anew.
+  const events = new EventSource(API + "/events");
   events.onopen = () => {
     live.textContent = "live";
     live.className = "on";
@@ -117,6 +119,7 @@ function follow() {
   events.onerror = () => {
     live.textContent = "reconnecting";
     live.className = "off";
+    if (events.readyState === EventSource.CLOSED) setTimeout(follow, 2000);
   };
   events.onmessage = (message) => {
     const event = JSON.parse(message.data);
