@@ -5,6 +5,7 @@
 const API = "/api/v1";
 let selected = null;
 let refreshing = null;
+let diffShown = ""; // the task, status and iterations the diff on the page is of
 
 async function call(method, path, body) {
   const init = { method, headers: {}, credentials: "same-origin" };
@@ -52,7 +53,7 @@ async function loadTasks() {
       button.onclick = (e) => { e.stopPropagation(); call("POST", `/tasks/${t.id}/cancel`).catch(alert); };
       act.append(button);
     }
-    row.onclick = () => { selected = t.id; loadDetail(); loadTasks(); };
+    row.onclick = () => { selected = t.id; loadDetail().catch(() => {}); loadTasks().catch(() => {}); };
   }
 }
 
@@ -81,6 +82,21 @@ async function loadDetail() {
     li.textContent = `#${f.iteration} ${f.severity}: ${f.title}`;
     findings.append(li);
   }
+  await loadDiff(t);
+}
+
+async function loadDiff(t) {
+  // The diff changes only with a new iteration or the end of the task.
+  const key = `${t.id} ${t.status} ${t.iterations}`;
+  if (key === diffShown) return;
+  const d = await call("GET", `/tasks/${t.id}/diff`);
+  const title = document.getElementById("diff-title");
+  const which = d.best ? "the best" : "the latest so far";
+  title.textContent = d.iteration === null ? "Diff" : `Diff of iteration ${d.iteration} (${which})`;
+  // Model and repository text: textContent only, never parsed as HTML.
+  document.getElementById("diff").textContent =
+    d.iteration === null ? "no iteration yet" : (d.diff || "no changes") + (d.truncated ? "\n[cut at 1 MiB]" : "");
+  diffShown = key;
 }
 
 async function loadActors() {
