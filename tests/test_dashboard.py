@@ -165,6 +165,10 @@ def test_cancel_on_the_page_cancels_the_running_task(home: Home, tmp_path: Path,
         shown = request("GET", f"{base}/api/v1/tasks/{task['id']}", token=TOKEN)[1]
         assert (shown["status"], shown["decision"]) == ("cancelled", "cancelled")
         assert len(server.requests_for("scripted-any")) < 20  # it stopped, not ran out
+        shot = tmp_path / "screenshots" / "cancelled.png"
+        print(f"screenshots: {shot.parent}")
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
         assert errors == []
 
 
@@ -181,6 +185,10 @@ def test_the_page_reconnects_after_a_kill_9_of_the_orchestrator(
         assert before is not None
         os.kill(before, signal.SIGKILL)
         page.wait_for_selector("#live.off", timeout=30_000)
+        shot = tmp_path / "screenshots" / "reconnecting.png"
+        print(f"screenshots: {shot.parent}")
+        page.screenshot(path=str(shot))
+        assert shot.stat().st_size > 10_000
         shoal("orchestrator", "start", env=env, check=True, timeout=90)
         assert daemon.running_pid(home) not in (None, before)
         page.wait_for_selector("#live.on", timeout=60_000)  # the same cookie, a new server
