@@ -4,17 +4,23 @@
 from __future__ import annotations
 
 import http.client
+import json
+import os
 import re
+import signal
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from shoal import daemon
+from shoal.llm.script import Script
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.paths import Home
-from tests.conftest import shoal
+from tests.conftest import shoal, wait_for
 from tests.test_api import TOKEN, bare_repo, request
-from tests.test_api_events import one_iteration_script
+from tests.test_api_events import one_iteration_script, used
+from tests.test_loop import call, plan, verdict
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -122,4 +128,153 @@ def test_a_task_submitted_from_the_page_finishes_there_with_its_score(
         assert page.query_selector_all("#actors tbody tr"), "the orchestrator's actors"
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         assert (tmp_path / "dashboard.png").stat().st_size > 0
+        assert errors == []
+
+
+def open_dashboard(browser, env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """A signed-in page on the dashboard, live; and the list its script errors go to."""
+    link = login_url(env)
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(link)  # the login redirects to the dashboard with the cookie set
+    page.wait_for_selector("#live.on", timeout=15_000)
+    return link.split("/login", 1)[0], page, errors
+
+
+def slow_script() -> Script:
+    """A task that reads a file every second until it is stopped."""
+    slow = {**call("read_file", path="calc.py"), **used(), "delay": 1.0}
+    return Script.model_validate({"models": {"scripted-any": [{**plan(), **used()}, *[slow] * 60]}})
+
+
+def test_cancel_on_the_page_cancels_the_running_task(home: Home, tmp_path: Path, browser) -> None:  # type: ignore[no-untyped-def]
+    repo = bare_repo(tmp_path)
+    with ScriptedModelServer(slow_script()) as server:
+        env = {"SHOAL_BASE_URL": server.base_url, "SHOAL_API_TOKEN": TOKEN}
+        base, page, errors = open_dashboard(browser, env)
+        body = {"description": "fix it slowly", "cwd": str(repo), "model": "openai/scripted-any"}
+        status, task = request("POST", f"{base}/api/v1/tasks", token=TOKEN, body=body)
+        assert status == 202, task
+        wait_for(lambda: len(server.requests_for("scripted-any")) >= 2, timeout=60,
+                 what="the executor's first slow turn")  # fmt: skip
+        button = f"#task-{task['id']} button.cancel"
+        page.click(button, timeout=15_000)
+        page.wait_for_selector(f"#task-{task['id']}[data-status=cancelled]", timeout=60_000)
+        assert page.query_selector(button) is None  # an ended task has no cancel button
+        shown = request("GET", f"{base}/api/v1/tasks/{task['id']}", token=TOKEN)[1]
+        assert (shown["status"], shown["decision"]) == ("cancelled", "cancelled")
+        assert len(server.requests_for("scripted-any")) < 20  # it stopped, not ran out
+        shot = tmp_path / "screenshots" / "cancelled.png"
+        print(f"screenshots: {shot.parent}")
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+        assert errors == []
+
+
+def test_the_page_reconnects_after_a_kill_9_of_the_orchestrator(
+    home: Home, tmp_path: Path, browser
+) -> None:  # type: ignore[no-untyped-def]
+    repo = bare_repo(tmp_path)
+    with ScriptedModelServer(one_iteration_script()) as server:
+        env = {"SHOAL_BASE_URL": server.base_url, "SHOAL_SMALL_MODEL": "openai/scripted-small",
+               "SHOAL_API_TOKEN": TOKEN}  # fmt: skip
+        base, page, errors = open_dashboard(browser, env)
+        page.evaluate("window.mark = 1")
+        before = daemon.running_pid(home)
+        assert before is not None
+        os.kill(before, signal.SIGKILL)
+        page.wait_for_selector("#live.off", timeout=30_000)
+        shot = tmp_path / "screenshots" / "reconnecting.png"
+        print(f"screenshots: {shot.parent}")
+        page.screenshot(path=str(shot))
+        assert shot.stat().st_size > 10_000
+        shoal("orchestrator", "start", env=env, check=True, timeout=90)
+        assert daemon.running_pid(home) not in (None, before)
+        page.wait_for_selector("#live.on", timeout=60_000)  # the same cookie, a new server
+        body = {"description": "after the restart", "cwd": str(repo),
+                "model": "openai/scripted-any", "iterations": 1}  # fmt: skip
+        created = wait_for(
+            lambda: (r := request("POST", f"{base}/api/v1/tasks", token=TOKEN, body=body))[0]
+            == 202 and r, timeout=30, what="the API to take tasks again")  # fmt: skip
+        task = created[1]  # type: ignore[index]
+        page.wait_for_selector(f"#task-{task['id']}[data-status=accepted]", timeout=90_000)
+        assert page.evaluate("window.mark") == 1  # the same document: never reloaded
+        assert errors == []
+
+
+def two_iteration_script() -> Script:
+    blocker = {"severity": "blocker", "title": "add(2, 3) is still wrong", "detail": "-1"}
+    return Script.model_validate(
+        {
+            "models": {
+                "scripted-any": [
+                    {**plan(), **used()},
+                    # iteration 1: a wrong fix, scored below the threshold
+                    {**call("read_file", path="calc.py"), **used()},
+                    {
+                        **call("edit_file", path="calc.py", old_string="a - b", new_string="a * b"),
+                        **used(),
+                    },
+                    {**call("finish", summary="tried multiplication"), **used()},
+                    {**verdict(0.4, blocker), **used()},
+                    # iteration 2: the right fix
+                    {**call("read_file", path="calc.py"), **used()},
+                    {
+                        **call("edit_file", path="calc.py", old_string="a * b", new_string=FIXED),
+                        **used(),
+                    },
+                    {**call("finish", summary="add now adds"), **used()},
+                    {**verdict(0.95), **used()},
+                ],
+                "scripted-small": ["nothing to learn"],
+            }
+        }
+    )
+
+
+FIXED = "a + b  # <b>sum</b>"
+"""The right fix, with markup in it: the page must show it as text."""
+
+
+def test_a_two_iteration_task_from_the_page_shows_both_scores_and_the_best_diff(
+    home: Home, tmp_path: Path, browser
+) -> None:  # type: ignore[no-untyped-def]
+    repo = bare_repo(tmp_path)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    print(f"screenshots: {shots}")
+    with ScriptedModelServer(two_iteration_script()) as server:
+        env = {"SHOAL_BASE_URL": server.base_url, "SHOAL_SMALL_MODEL": "openai/scripted-small",
+               "SHOAL_API_TOKEN": TOKEN}  # fmt: skip
+        base, page, errors = open_dashboard(browser, env)
+        page.fill("textarea[name=description]", "fix the add function")
+        page.fill("input[name=cwd]", str(repo))
+        page.fill("input[name=model]", "openai/scripted-any")
+        page.fill("input[name=iterations]", "2")
+        page.click("button[type=submit]")
+        row = page.wait_for_selector("#tasks tbody tr[data-status=accepted]", timeout=120_000)
+        task_id = row.get_attribute("id").removeprefix("task-")
+        page.wait_for_selector("#iterations tbody tr.iteration:nth-child(2)", timeout=10_000)
+        scores = [c.inner_text() for c in page.query_selector_all("#iterations .score")]
+        assert scores == ["0.40", "0.95"]
+        assert "add(2, 3) is still wrong" in page.inner_text("#findings")
+        page.wait_for_selector("#diff:has-text('+++')", timeout=10_000)  # (CSP: no eval)
+        assert page.inner_text("#diff-title") == "Diff of iteration 2 (the best)"
+        shown = page.eval_on_selector("#diff", "e => e.textContent")
+        assert "-    return a - b" in shown and f"+    return {FIXED}" in shown
+        assert page.eval_on_selector("#diff", "e => e.childElementCount") == 0  # text only
+        assert FIXED in (repo / "calc.py").read_text()
+        diff_url = f"{base}/api/v1/tasks/{task_id}/diff"
+        assert request("GET", diff_url)[0] == 401  # the token or the session, like the rest
+        served = request("GET", diff_url, token=TOKEN)[1]
+        assert (served["iteration"], served["best"], served["diff"]) == (2, True, shown)
+        assert request("GET", f"{base}/api/v1/tasks/0000000000/diff", token=TOKEN)[0] == 404
+        paths = request("GET", f"{base}/api/v1/openapi.json", token=TOKEN)[1]["paths"]
+        assert "TaskDiff" in json.dumps(paths["/api/v1/tasks/{task_id}/diff"])
+        page.screenshot(path=str(shots / "task.png"), full_page=True)
+        page.screenshot(path=str(shots / "overview.png"))
+        page.locator("#detail").screenshot(path=str(shots / "task-detail.png"))  # docs/
+        page.locator("#actors").screenshot(path=str(shots / "actors.png"))
+        assert all((shots / n).stat().st_size > 10_000 for n in ("task.png", "overview.png"))
         assert errors == []

@@ -220,6 +220,18 @@ class TaskDetail(TaskSummary):
         return self
 
 
+class TaskDiff(_Response):
+    id: str
+    iteration: int | None
+    """The best iteration (while the task runs: the latest so far); None: none yet."""
+    best: bool
+    """Whether ``iteration`` is the task's best (the one whose files it left)."""
+    diff: str
+    """Unified diff from the work tree before the task to that iteration's snapshot."""
+    truncated: bool = False
+    """The diff was longer than 1 MiB and was cut there."""
+
+
 class CancelAccepted(_Response):
     id: str
     status: Literal["cancelling"] = "cancelling"

@@ -33,6 +33,7 @@ from shoal.api.models import (
     TaskCreate,
     TaskCreated,
     TaskDetail,
+    TaskDiff,
     TaskList,
     TaskListQuery,
     TaskSummary,
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
 
 PREFIX = "/api/v1"
 _TASK_ID = re.compile(r"^[0-9A-Za-z]{4,64}$")
+MAX_DIFF = 1 << 20
+"""Characters of a diff sent at most (a task that rewrote a vendored tree is not a page)."""
 
 
 class ApiError(Exception):
@@ -114,6 +117,15 @@ ROUTES: list[Route] = [
         "get_task",
         "One task: plan, iterations, scores, checks, findings (id or a unique prefix)",
         TaskDetail,
+        errors=(400, 404),
+    ),
+    Route(
+        "GET",
+        "/tasks/{task_id}/diff",
+        "task_diff",
+        "The diff of a task's best iteration (while it runs: its latest) against the work "
+        "tree before it",
+        TaskDiff,
         errors=(400, 404),
     ),
     Route(
@@ -241,6 +253,32 @@ class Endpoints:
                     for f in self._rows("task.findings", {"task_id": full_id})
                 ],
             }
+        )
+
+    def task_diff(self, task_id: str) -> TaskDiff:
+        from shoal.workspace import snapshots
+        from shoal.workspace.git import WorkspaceError
+
+        task = self._find(task_id)
+        if task is None:
+            raise ApiError(404, "not_found", f"no task {task_id!r}")
+        full_id = task["id"]
+        made = [i for i in self._rows("task.iterations", {"task_id": full_id}) if i["snapshot"]]
+        best = [i for i in made if i["n"] == task["best_iteration"]]
+        chosen = (best or made[-1:] or [None])[0]
+        if chosen is None:
+            return TaskDiff(id=full_id, iteration=None, best=False, diff="")
+        base = self._rows("task.base", {"task_id": full_id})[0]["base"]
+        try:
+            text = snapshots.diff(task["cwd"], base, chosen["snapshot"])
+        except WorkspaceError as exc:  # the repository moved, or its snapshots were removed
+            raise ApiError(404, "not_found", f"the diff is gone: {exc}") from None
+        return TaskDiff(
+            id=full_id,
+            iteration=chosen["n"],
+            best=bool(best),
+            diff=text[:MAX_DIFF],
+            truncated=len(text) > MAX_DIFF,
         )
 
     def cancel_task(self, task_id: str) -> CancelAccepted:

@@ -150,6 +150,10 @@ QUERIES: dict[str, tuple[type[BaseModel], str]] = {
         """SELECT iteration, severity, title, detail, fix FROM findings
            WHERE task_id = $task_id ORDER BY iteration, severity""",
     ),
+    "task.base": (
+        TaskParams,
+        """SELECT base FROM tasks WHERE id = $task_id""",
+    ),
     "task.tool_calls": (
         TaskParams,
         """SELECT (body->'payload'->>'iteration') AS iteration,

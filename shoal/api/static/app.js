@@ -5,6 +5,7 @@
 const API = "/api/v1";
 let selected = null;
 let refreshing = null;
+let diffShown = ""; // the task, status and iterations the diff on the page is of
 
 async function call(method, path, body) {
   const init = { method, headers: {}, credentials: "same-origin" };
@@ -52,7 +53,7 @@ async function loadTasks() {
       button.onclick = (e) => { e.stopPropagation(); call("POST", `/tasks/${t.id}/cancel`).catch(alert); };
       act.append(button);
     }
-    row.onclick = () => { selected = t.id; loadDetail(); loadTasks(); };
+    row.onclick = () => { selected = t.id; loadDetail().catch(() => {}); loadTasks().catch(() => {}); };
   }
 }
 
@@ -81,6 +82,21 @@ async function loadDetail() {
     li.textContent = `#${f.iteration} ${f.severity}: ${f.title}`;
     findings.append(li);
   }
+  await loadDiff(t);
+}
+
+async function loadDiff(t) {
+  // The diff changes only with a new iteration or the end of the task.
+  const key = `${t.id} ${t.status} ${t.iterations}`;
+  if (key === diffShown) return;
+  const d = await call("GET", `/tasks/${t.id}/diff`);
+  const title = document.getElementById("diff-title");
+  const which = d.best ? "the best" : "the latest so far";
+  title.textContent = d.iteration === null ? "Diff" : `Diff of iteration ${d.iteration} (${which})`;
+  // Model and repository text: textContent only, never parsed as HTML.
+  document.getElementById("diff").textContent =
+    d.iteration === null ? "no iteration yet" : (d.diff || "no changes") + (d.truncated ? "\n[cut at 1 MiB]" : "");
+  diffShown = key;
 }
 
 async function loadActors() {
@@ -106,7 +122,9 @@ function refreshSoon() {
 
 function follow() {
   const live = document.getElementById("live");
-  const events = new EventSource(API + "/events"); // reconnects by itself (retry: 2 s)
+  // Reconnects by itself after a dropped connection (retry: 2 s), but gives up for good on
+  // an answer other than 200 (an orchestrator still starting, a 503): then start anew.
+  const events = new EventSource(API + "/events");
   events.onopen = () => {
     live.textContent = "live";
     live.className = "on";
@@ -117,6 +135,7 @@ function follow() {
   events.onerror = () => {
     live.textContent = "reconnecting";
     live.className = "off";
+    if (events.readyState === EventSource.CLOSED) setTimeout(follow, 2000);
   };
   events.onmessage = (message) => {
     const event = JSON.parse(message.data);
