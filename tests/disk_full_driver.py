@@ -53,6 +53,19 @@ def message_ids(home: Home, task_id: str) -> list[str]:
     return sorted(row[0] for row in reply.rows)
 
 
+def settled_message_ids(home: Home, task_id: str) -> list[str]:
+    """The task's message ids once two reads 0.5 s apart agree (at most 15 s)."""
+    deadline = time.monotonic() + 15
+    ids = message_ids(home, task_id)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        again = message_ids(home, task_id)
+        if again == ids:
+            return ids
+        ids = again
+    return ids
+
+
 def run(server: ScriptedModelServer, repo: Path, what: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "shoal", "run", what, "-C", str(repo), "--json"],
@@ -98,7 +111,9 @@ def main(workdir: Path) -> dict[str, Any]:
         assert first.returncode == 0, err
         seen["first"] = json.loads(out)
         first_id = seen["first"]["task_id"]
-        seen["first_messages_before"] = message_ids(home, first_id)
+        # The first task's last messages (its learner's) may still be on their way after
+        # its `shoal run` returned: take them once they stop changing.
+        seen["first_messages_before"] = settled_message_ids(home, first_id)
         seen["pid_before"] = daemon.running_pid(home)
 
         second = run(server, repo, "swap the operands")
