@@ -78,13 +78,14 @@ def test_teams_members_transcripts_and_a_steering_line_reaching_the_next_turn(
         assert red["name"] == "red" and red["mode"] == "process"
         members = {m["name"]: m for m in red["members"]}
         assert set(members) == {"lead@red-1", "executor@red-1"}, members
-        assert members["executor@red-1"]["steerable"] and members["lead@red-1"]["steerable"]
+        assert members["executor@red-1"]["steerable"] and not members["lead@red-1"]["steerable"]
         assert members["executor@red-1"]["busy"] is False
         # Unknown teams and members: 404 naming what is missing.
         for method, path in (
             ("GET", "/teams/blue/members/executor-1/transcript"),
             ("GET", "/teams/red/members/executor-9/transcript"),
             ("POST", "/teams/red/members/planner-1/steer"),
+            ("POST", "/teams/red/members/executor@blue-1/steer"),
             ("POST", "/teams/no%2Fsuch/members/executor-1/steer"),
         ):
             status, body = request(method, url + path, token=TOKEN, body={"text": "x"})
@@ -152,10 +153,11 @@ def test_a_member_that_reads_no_steering_lines_is_refused_with_409(
         up = shoal("team", "up", "blue", "--members", "evaluator", "--mode", "process",
                    env=env, timeout=90)  # fmt: skip
         assert up.returncode == 0, up.stderr
-        status, body = request(
-            "POST", f"{url}/teams/blue/members/evaluator-1/steer", token=TOKEN, body={"text": "x"}
-        )
-        assert status == 409 and "reads no steering lines" in body["error"]["message"], body
+        for member in ("evaluator-1", "lead-1"):  # the lead only shows messages to it
+            status, body = request(
+                "POST", f"{url}/teams/blue/members/{member}/steer", token=TOKEN, body={"text": "x"}
+            )
+            assert status == 409 and "reads no steering lines" in body["error"]["message"], body
         status, body = request(
             "GET", f"{url}/teams/blue/members/evaluator-1/transcript", token=TOKEN
         )

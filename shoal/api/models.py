@@ -270,7 +270,7 @@ class TeamMemberView(_Response):
     tokens: int
     cost_usd: float
     steerable: bool
-    """Whether it reads steering lines (executors and the lead)."""
+    """Whether it reads steering lines (executors, agent members included)."""
 
 
 class TeamDetailView(_Response):

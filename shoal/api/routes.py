@@ -394,7 +394,7 @@ class Endpoints:
             raise ApiError(
                 409,
                 "conflict",
-                f"{found.name} reads no steering lines; steer one of the "
+                f"{found.name} reads no steering lines; steer one of the team's "
                 f"{' or '.join(STEERABLE)} members",
             )
         self.client.send(

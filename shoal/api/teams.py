@@ -20,8 +20,9 @@ MAX_TRANSCRIPT = 64 * 1024
 """Characters of a transcript sent at most (the newest)."""
 MESSAGES = 500
 """Recorded messages a transcript is made of at most (the newest)."""
-STEERABLE = ("executor", "lead")
-"""Base roles that read a steering line (``team.message``) on their next turn."""
+STEERABLE = ("executor",)
+"""Roles that read a steering line (``team.message``) on their next model turn (the lead
+only shows messages to it; the others have no conversation to add it to)."""
 
 
 def steerable(role: str) -> bool:
