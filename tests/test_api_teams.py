@@ -94,6 +94,13 @@ def test_teams_members_transcripts_and_a_steering_line_reaching_the_next_turn(
             "POST", f"{url}/teams/red/members/executor-1/steer", token=TOKEN, body={"text": ""}
         )
         assert status == 422, body
+        paths = request("GET", f"{url}/openapi.json", token=TOKEN)[1]["paths"]
+        steer = paths["/api/v1/teams/{team}/members/{member}/steer"]["post"]
+        assert "SteerCreate" in json.dumps(steer) and "SteerSent" in json.dumps(steer)
+        assert "TeamList" in json.dumps(paths["/api/v1/teams"])
+        assert "MemberTranscript" in json.dumps(
+            paths["/api/v1/teams/{team}/members/{member}/transcript"]
+        )
 
         status, created = request(
             "POST",
