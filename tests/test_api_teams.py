@@ -146,6 +146,7 @@ def test_teams_members_transcripts_and_a_steering_line_reaching_the_next_turn(
         assert 'read_file {"path": "calc.py"} ✓' in text and "│ +a + b" in text, text
         assert text.index("▶ task ") < text.index(STEER) < text.index("iteration 1 done"), text
         assert f"✉ the dashboard (person): {STEER}" in text, text
+        assert "executing (iteration 1)" in text, text  # its task's phases, as in its pane
         assert "[bold" not in text  # plain text, no markup
         assert json.dumps(text)  # JSON-safe
     assert TOKEN not in (home.logs / "orchestrator.log").read_text()

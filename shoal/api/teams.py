@@ -71,17 +71,12 @@ def transcript(member: str, bodies: list[str]) -> tuple[str, bool]:
 
     from rich.text import Text
 
-    from shoal.tmux import lines
-
     out: list[str] = []
     for body in reversed(bodies):
         try:
             env = Envelope.decode(body.encode())
             label = f"task {env.task_id[:10]}" if env.task_id else ""
-            if env.sender == member:
-                shown = lines.outgoing(env, label)
-            else:
-                shown = lines.incoming(env, label)
+            shown = _lines(env, member, label)
         except Exception:  # a message we cannot show must not hide the others
             continue
         stamp = time.strftime("%H:%M:%S", time.localtime(env.sent_at))
@@ -89,3 +84,18 @@ def transcript(member: str, bodies: list[str]) -> tuple[str, bool]:
     text = "\n".join(out)
     cut = len(text) > MAX_TRANSCRIPT or len(bodies) >= MESSAGES
     return text[-MAX_TRANSCRIPT:], cut
+
+
+def _lines(env: Envelope, member: str, label: str) -> list[str]:
+    """The pane's lines (rich markup) for one recorded message to, from or about ``member``."""
+    from shoal.tmux import lines
+
+    if env.sender == member:
+        return lines.outgoing(env, label)
+    if env.recipient != "*":
+        return lines.incoming(env, label)
+    if env.kind == "task.progress":  # the bus events its pane follows for its tasks
+        return lines.progress(env, label)
+    if env.kind == "team.progress":
+        return lines.team_progress(env.payload)
+    return lines.done(env.payload, label)

@@ -270,11 +270,14 @@ QUERIES: dict[str, tuple[type[BaseModel], str]] = {
         # A member's recent messages both ways (its events too: they go to "*"), newest
         # first: what its pane shows, for a member with no pane (the dashboard). Work is
         # sent to the role: taken as the member's when the member sent something about
-        # the same task (its first event follows at once).
+        # the same task (its first event follows at once); so are those tasks' progress
+        # events, which its pane shows too.
         """SELECT body FROM messages
            WHERE (sender = $member OR recipient = $member
-                  OR (recipient = $role AND task_id IN
-                      (SELECT task_id FROM messages WHERE sender = $member)))
+                  OR ((recipient = $role
+                       OR (recipient = '*'
+                           AND kind IN ('task.progress', 'team.progress', 'task.done')))
+                      AND task_id IN (SELECT task_id FROM messages WHERE sender = $member)))
              AND ($since IS NULL OR recorded_at >= CAST($since AS TIMESTAMP))
            ORDER BY recorded_at DESC, id DESC LIMIT $limit""",
     ),
