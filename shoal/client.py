@@ -53,6 +53,8 @@ class Requester(Protocol):
 
     def request(self, payload: Payload, timeout: float = 10.0) -> Payload: ...
 
+    def send(self, payload: Payload, to: str) -> None: ...
+
 
 class Client:
     """The orchestrator of ``home``, from a client's side.
@@ -115,6 +117,17 @@ class Client:
                 "start it with `shoal orchestrator start`"
             )
         return daemon.request(self.home, payload, timeout, to=to)
+
+    def send(self, payload: Payload, *, to: str) -> None:
+        """A message to an actor that answers nothing (a steering line to a member)."""
+        from shoal.mailbox.client import MailboxClient
+
+        if self._via is not None:
+            self._via.send(payload, to)
+            return
+        self.start()
+        with MailboxClient(self.home.mailbox_endpoint) as client:
+            client.send(to, payload)
 
     def status(self, timeout: float = 10.0) -> OrchestratorStatusResult:
         from shoal.messages.actors import OrchestratorStatus

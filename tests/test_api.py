@@ -257,7 +257,7 @@ def test_answers_leave_out_fields_they_do_not_know_and_requests_refuse_them() ->
     schemas = document(None)["components"]["schemas"]
     sent = {m.__name__ for r in ROUTES for m in (r.body, r.query) if m is not None}
     closed = {n for n, s in schemas.items() if s.get("additionalProperties") is False}
-    assert closed == sent & set(schemas) == {"TaskCreate"}
+    assert closed == sent & set(schemas) == {"TaskCreate", "SteerCreate"}
 
 
 def test_serve_in_the_foreground_stops_serving_on_ctrl_c(home: Home) -> None:

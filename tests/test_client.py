@@ -111,3 +111,36 @@ def test_a_channel_talks_to_actors_and_hears_its_topics(home: Home) -> None:
                 break
     assert mail is not None and mail.reply_to == sent.id and mail.payload["text"] == "again"
     assert event is not None and event.kind.startswith("actor.")
+
+
+def test_send_delivers_a_one_way_message_to_an_actor(orchestrator: Home) -> None:
+    # What the HTTP API's steering does from inside the orchestrator (through its bridge),
+    # a script does from outside: a team.message to a member, recorded and acked.
+    from shoal.client import query, sql
+    from shoal.messages.actors import ActorSpawn
+    from shoal.messages.teams import TeamMessage
+    from tests.conftest import wait_for
+
+    client = Client(orchestrator)
+    name = client.request(ActorSpawn(role="executor")).names[0]  # type: ignore[attr-defined]
+    wait_for(lambda: any(a.name == name and a.state == "ready" for a in client.status().actors),
+             timeout=60, what="the executor up")  # fmt: skip
+    before = client.status().messages
+    client.send(TeamMessage(text="read NOTES.md first", sender="a script"), to=name)
+
+    def recorded() -> list[list[object]]:
+        rows = query(orchestrator, "messages.recent", {"kind": "team.message"}).rows
+        return [r for r in rows if r[3] == name]
+
+    wait_for(recorded, timeout=20, what="the message recorded")
+    wait_for(lambda: client.status().messages.pending == 0, timeout=20, what="it acked")
+    after = client.status().messages
+    assert after.routed > before.routed and after.undeliverable == before.undeliverable
+    # The executor took it: its ack is recorded against the message's id.
+    message_id = recorded()[0][0]
+
+    def acked() -> bool:
+        result = sql(orchestrator, f"SELECT count(*) FROM acks WHERE message_id = '{message_id}'")
+        return result.rows[0][0] == 1
+
+    wait_for(acked, timeout=20, what="the executor's ack recorded")

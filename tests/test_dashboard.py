@@ -278,3 +278,55 @@ def test_a_two_iteration_task_from_the_page_shows_both_scores_and_the_best_diff(
         page.locator("#actors").screenshot(path=str(shots / "actors.png"))
         assert all((shots / n).stat().st_size > 10_000 for n in ("task.png", "overview.png"))
         assert errors == []
+
+
+def test_a_team_members_transcript_grows_on_the_page_and_a_line_steered_there_reaches_it(
+    home: Home, tmp_path: Path, browser
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_api_teams import STEER, team_env, team_up, text_of
+    from tests.test_api_teams import slow_script as slow_team_script
+
+    repo = bare_repo(tmp_path)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    print(f"screenshots: {shots}")
+    with ScriptedModelServer(slow_team_script(slow=6.0)) as server:
+        env = team_env(server)
+        base, page, errors = open_dashboard(browser, env)
+        team_up(env)
+        member = "#member-executor_red-1"
+        # The team shows up from the event stream (its members starting), idle.
+        page.wait_for_selector(f"{member} .doing:has-text('idle')", timeout=30_000)
+        body = {"description": "fix the add function", "cwd": str(repo), "iterations": 1,
+                "team": "red"}  # fmt: skip
+        status, task = request("POST", f"{base}/api/v1/tasks", token=TOKEN, body=body)
+        assert status == 202, task
+
+        def shown() -> str:
+            return page.eval_on_selector(f"{member} .transcript", "e => e.textContent")
+
+        page.wait_for_selector(f"{member} .transcript:has-text('▶ task')", timeout=60_000)
+        first = shown()
+        assert "fix the add function" in first, first
+        # While its second model call waits, type a line into its steering input.
+        wait_for(lambda: len(server.requests_for("scripted-executor")) >= 2, 60,
+                 what="the executor's second model turn")  # fmt: skip
+        page.wait_for_selector(f"{member} .doing:has-text('busy')", timeout=15_000)
+        page.fill(f"{member} .steer input", STEER)
+        page.click(f"{member} .steer button")
+        page.wait_for_selector(f"{member} .steer output:has-text('sent')", timeout=15_000)
+        wait_for(lambda: len(server.requests_for("scripted-executor")) >= 3, 60,
+                 what="the executor's third model turn")  # fmt: skip
+        turns = [text_of(r) for r in server.requests_for("scripted-executor")]
+        assert STEER not in turns[1] and STEER in turns[2]
+        page.wait_for_selector(f"{member} .transcript:has-text('iteration 1 done')",
+                               timeout=60_000)  # fmt: skip
+        grown = shown()
+        assert grown.startswith(first.rstrip()[:40]) and len(grown) > len(first), grown
+        assert f"✉ the dashboard (person): {STEER}" in grown and "│ +a + b" in grown
+        assert page.eval_on_selector(f"{member} .transcript", "e => e.childElementCount") == 0
+        assert page.query_selector("#member-lead_red-1 .transcript") is not None
+        page.locator("#teams-view").screenshot(path=str(shots / "team.png"))
+        page.screenshot(path=str(shots / "team-page.png"), full_page=True)
+        assert (shots / "team.png").stat().st_size > 10_000
+        assert errors == []

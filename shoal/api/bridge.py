@@ -57,6 +57,18 @@ class Bridge:
             raise RemoteError(error.code, error.message)
         return reply.parse_payload()
 
+    def send(self, payload: Payload, to: str) -> None:
+        """Send without a reply (a steering line to a member); raises if it could not go."""
+        env = Envelope.of(payload, sender=self.name, recipient=to)
+        future: Future[Envelope] = Future()
+        self._outbox.put((env, future))
+        self._loop.wake()
+        try:
+            future.result(10.0)  # set once the frame is out (or failed)
+        except FutureTimeout:
+            future.cancel()
+            raise MailboxTimeout(f"could not send {env.kind} in 10s") from None
+
     def close(self) -> None:
         self._loop.stop()
         self._thread.join(5)
@@ -94,6 +106,10 @@ class Bridge:
             except zmq.ZMQError as exc:
                 with contextlib.suppress(InvalidStateError):
                     future.set_exception(MailboxTimeout(f"could not send {env.kind}: {exc}"))
+                continue
+            if env.recipient != ORCHESTRATOR:  # a one-way message: no reply to wait for
+                with contextlib.suppress(InvalidStateError):
+                    future.set_result(env)
                 continue
             self._waiting[env.id] = future
 

@@ -251,6 +251,61 @@ class TeamView(_Response):
     """Actors whose role is ``ROLE@TEAM``."""
 
 
+class TeamMemberView(_Response):
+    name: str
+    """``ROLE@TEAM-N``."""
+    role: str
+    state: str
+    """starting, ready, restarting, stopping or stopped."""
+    busy: bool
+    alive: bool
+    restarts: int
+    stalled: bool
+    task_id: str | None
+    """The task of the work it holds now, if any."""
+    subtask: str | None
+    """That work's team-run subtask, if it is one."""
+    phase: str | None
+    last_heartbeat: str | None
+    tokens: int
+    cost_usd: float
+    steerable: bool
+    """Whether it reads steering lines (executors, agent members included)."""
+
+
+class TeamDetailView(_Response):
+    name: str
+    mode: str
+    """tmux or process."""
+    session: str | None
+    members: list[TeamMemberView]
+
+
+class TeamList(_Response):
+    teams: list[TeamDetailView]
+
+
+class MemberTranscript(_Response):
+    team: str
+    member: str
+    text: str
+    """The member's recent lines, oldest first, as its pane shows them (plain text): the
+    work it was given, its tool calls, what the model said, steering lines, its replies."""
+    truncated: bool = False
+    """Older lines were left out (at most 64 KiB of text, 500 messages)."""
+
+
+class SteerCreate(_Request):
+    text: str = Field(min_length=1, max_length=20_000)
+    """The line, as typed into the member's pane: it reaches the member's next model turn."""
+
+
+class SteerSent(_Response):
+    team: str
+    member: str
+    status: Literal["sent"] = "sent"
+
+
 class ApiView(_Response):
     url: str
     auth: bool

@@ -28,8 +28,11 @@ from shoal.api.models import (
     FindingView,
     Health,
     IterationView,
+    MemberTranscript,
     OrchestratorView,
     StatusView,
+    SteerCreate,
+    SteerSent,
     TaskCreate,
     TaskCreated,
     TaskDetail,
@@ -37,13 +40,16 @@ from shoal.api.models import (
     TaskList,
     TaskListQuery,
     TaskSummary,
+    TeamList,
     TeamView,
     row_dicts,
 )
+from shoal.mailbox.envelope import ROLE_PREFIX
 from shoal.mailbox.errors import RemoteError
 from shoal.messages.actors import OrchestratorStatus, OrchestratorStatusResult
 from shoal.messages.base import to_dict
 from shoal.messages.tasks import TaskSubmitResult
+from shoal.messages.teams import TeamInfo, TeamMemberStatus, TeamStatus, TeamStatusResult
 
 if TYPE_CHECKING:
     from shoal.client import Client
@@ -51,6 +57,7 @@ if TYPE_CHECKING:
 
 PREFIX = "/api/v1"
 _TASK_ID = re.compile(r"^[0-9A-Za-z]{4,64}$")
+_TEAM = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 MAX_DIFF = 1 << 20
 """Characters of a diff sent at most (a task that rewrote a vendored tree is not a page)."""
 
@@ -150,6 +157,25 @@ ROUTES: list[Route] = [
         query=EventsQuery,
         errors=(422,),
         stream=True,
+    ),
+    Route("GET", "/teams", "list_teams", "The teams that are up and their members", TeamList),
+    Route(
+        "GET",
+        "/teams/{team}/members/{member}/transcript",
+        "member_transcript",
+        "A member's recent transcript as text, as its pane shows it (headless members too)",
+        MemberTranscript,
+        errors=(404,),
+    ),
+    Route(
+        "POST",
+        "/teams/{team}/members/{member}/steer",
+        "steer_member",
+        "Send a member a steering line, as typed into its pane: it reads it on its next turn",
+        SteerSent,
+        status=202,
+        body=SteerCreate,
+        errors=(404, 409),
     ),
     Route(
         "GET", "/cost", "cost", "Tokens and cost of every model call, per role and model", CostView
@@ -317,6 +343,64 @@ class Endpoints:
             ],
             api=self._api_view(),
         )
+
+    def list_teams(self) -> TeamList:
+        from shoal.api.teams import team_view
+
+        reply = self._ask(TeamStatus())
+        assert isinstance(reply, TeamStatusResult)
+        return TeamList(teams=[team_view(t) for t in reply.teams])
+
+    def _member(self, team: str, member: str) -> tuple[TeamInfo, TeamMemberStatus]:
+        from urllib.parse import unquote
+
+        from shoal.api.teams import find_member
+
+        member = unquote(member)
+        reply = None
+        if _TEAM.match(team):
+            try:
+                reply = self._ask(TeamStatus(name=team))
+            except RemoteError:
+                reply = None  # no such team is up
+        if not isinstance(reply, TeamStatusResult) or not reply.teams:
+            raise ApiError(404, "not_found", f"no team named {team!r} is up")
+        found = find_member(reply.teams[0], member)
+        if found is None:
+            known = ", ".join(m.name for m in reply.teams[0].members)
+            raise ApiError(404, "not_found", f"team {team} has no member {member!r} ({known})")
+        return reply.teams[0], found
+
+    def member_transcript(self, team: str, member: str) -> MemberTranscript:
+        from shoal.api.teams import MESSAGES, transcript
+
+        info, found = self._member(team, member)
+        params = {
+            "team": info.name,
+            "member": found.name,
+            "role": ROLE_PREFIX + found.role,  # work is sent to the role
+            "limit": MESSAGES,
+        }
+        bodies = [r["body"] for r in self._rows("member.messages", params)]
+        text, cut = transcript(found.name, bodies)
+        return MemberTranscript(team=info.name, member=found.name, text=text, truncated=cut)
+
+    def steer_member(self, team: str, member: str, body: SteerCreate) -> SteerSent:
+        from shoal.api.teams import STEERABLE, steerable
+        from shoal.messages.teams import TeamMessage
+
+        info, found = self._member(team, member)
+        if not steerable(found.role):
+            raise ApiError(
+                409,
+                "conflict",
+                f"{found.name} reads no steering lines; steer one of the team's "
+                f"{' or '.join(STEERABLE)} members",
+            )
+        self.client.send(
+            TeamMessage(text=body.text, sender="the dashboard", source="person"), to=found.name
+        )
+        return SteerSent(team=info.name, member=found.name)
 
     def cost(self) -> CostView:
         rows = [CostRow.model_validate(r) for r in self._rows("costs.summary", {})]

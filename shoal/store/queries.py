@@ -71,6 +71,9 @@ class TeamParams(_Params):
     since: str | None = None
     """ISO time; only what was recorded from then on."""
     member: str | None = Field(None, max_length=128)
+    role: str | None = Field(None, max_length=128)
+    """The member's role as an address (``role:executor@red``): work sent to the role, for
+    the member's tasks."""
     limit: int = Field(50, ge=1, le=10_000)
 
 
@@ -261,6 +264,22 @@ QUERIES: dict[str, tuple[type[BaseModel], str]] = {
              AND regexp_full_match(sender, '.*@' || $team || '-[0-9]+')
              AND ($since IS NULL OR recorded_at >= CAST($since AS TIMESTAMP))
            GROUP BY sender""",
+    ),
+    "member.messages": (
+        TeamParams,
+        # A member's recent messages both ways (its events too: they go to "*"), newest
+        # first: what its pane shows, for a member with no pane (the dashboard). Work is
+        # sent to the role: taken as the member's when the member sent something about
+        # the same task (its first event follows at once); so are those tasks' progress
+        # events, which its pane shows too.
+        """SELECT body FROM messages
+           WHERE (sender = $member OR recipient = $member
+                  OR ((recipient = $role
+                       OR (recipient = '*'
+                           AND kind IN ('task.progress', 'team.progress', 'task.done')))
+                      AND task_id IN (SELECT task_id FROM messages WHERE sender = $member)))
+             AND ($since IS NULL OR recorded_at >= CAST($since AS TIMESTAMP))
+           ORDER BY recorded_at DESC, id DESC LIMIT $limit""",
     ),
     "team.transcripts": (
         TeamParams,

@@ -109,6 +109,103 @@ async function loadActors() {
   }
 }
 
+// Teams: a box per member (kept across reloads, so a half-typed steering line survives),
+// its transcript in a <pre> (textContent only) and a steering input.
+let teamsLoading = null;
+let teamsAgain = false;
+
+function memberBox(team, m) {
+  const id = "member-" + m.name.replace(/[^A-Za-z0-9_-]/g, "_");
+  let box = document.getElementById(id);
+  if (box) return box;
+  box = document.createElement("div");
+  box.id = id;
+  box.className = "member";
+  box.dataset.member = m.name;
+  const head = document.createElement("h4");
+  const name = document.createElement("span");
+  name.textContent = m.name;
+  const doing = document.createElement("span");
+  doing.className = "doing";
+  head.append(name, doing);
+  const pre = document.createElement("pre");
+  pre.className = "transcript";
+  box.append(head, pre);
+  if (m.steerable) box.append(steerForm(team, m));
+  return box;
+}
+
+function steerForm(team, m) {
+  const form = document.createElement("form");
+  form.className = "steer";
+  const input = document.createElement("input");
+  input.name = "text";
+  input.placeholder = `a steering line for ${m.name}: it reads it on its next turn`;
+  const button = document.createElement("button");
+  button.type = "submit";
+  button.textContent = "Steer";
+  const said = document.createElement("output");
+  form.append(input, button, said);
+  form.onsubmit = async (e) => {
+    e.preventDefault();
+    const text = input.value.trim();
+    if (!text) return;
+    const path = `/teams/${encodeURIComponent(team)}/members/${encodeURIComponent(m.name)}/steer`;
+    try {
+      await call("POST", path, { text });
+      input.value = "";
+      said.textContent = "sent";
+      refreshTeams();
+    } catch (err) {
+      said.textContent = err.message;
+    }
+  };
+  return form;
+}
+
+async function loadTeams() {
+  const { teams } = await call("GET", "/teams");
+  const holder = document.getElementById("teams");
+  document.getElementById("no-teams").hidden = teams.length > 0;
+  const keep = [];
+  for (const team of teams) {
+    let box = document.getElementById("team-" + team.name);
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "team-" + team.name;
+      const title = document.createElement("h3");
+      box.append(title);
+    }
+    box.firstChild.textContent = `${team.name} (${team.mode})`;
+    const members = [];
+    for (const m of team.members) {
+      const mbox = memberBox(team.name, m);
+      const what = m.task_id ? ` ${m.task_id.slice(0, 10)}${m.subtask ? "/" + m.subtask : ""}` : "";
+      mbox.querySelector(".doing").textContent =
+        `${m.state}${m.busy ? " busy" + what : m.state === "ready" ? " idle" : ""}`;
+      members.push(mbox);
+      const path = `/teams/${encodeURIComponent(team.name)}/members/${encodeURIComponent(m.name)}/transcript`;
+      const t = await call("GET", path);
+      const pre = mbox.querySelector(".transcript");
+      const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      pre.textContent = t.text || "nothing yet";
+      if (atEnd) pre.scrollTop = pre.scrollHeight;
+    }
+    box.replaceChildren(box.firstChild, ...members);
+    keep.push(box);
+  }
+  holder.replaceChildren(...keep);
+}
+
+function refreshTeams() {
+  // One load at a time; events during one ask for one more after it.
+  if (teamsLoading) { teamsAgain = true; return; }
+  teamsLoading = loadTeams().catch(() => {}).finally(() => {
+    teamsLoading = null;
+    if (teamsAgain) { teamsAgain = false; setTimeout(refreshTeams, 200); }
+  });
+}
+
 function refreshSoon() {
   // Events come in bursts; one reload per burst.
   if (refreshing) return;
@@ -117,6 +214,7 @@ function refreshSoon() {
     loadTasks().catch(() => {});
     loadDetail().catch(() => {});
     loadActors().catch(() => {}); // states and heartbeats are not events of their own
+    refreshTeams();
   }, 150);
 }
 
@@ -131,6 +229,7 @@ function follow() {
     document.getElementById("signin").hidden = true;
     refreshSoon();
     loadActors().catch(() => {});
+    refreshTeams();
   };
   events.onerror = () => {
     live.textContent = "reconnecting";
@@ -140,6 +239,7 @@ function follow() {
   events.onmessage = (message) => {
     const event = JSON.parse(message.data);
     if (event.kind.startsWith("actor.")) loadActors().catch(() => {});
+    if (/^(actor|team|exec)\./.test(event.kind)) refreshTeams();
     if (event.kind.startsWith("task.") || event.kind.startsWith("eval.")) refreshSoon();
   };
 }
@@ -163,4 +263,5 @@ document.getElementById("task-form").onsubmit = async (e) => {
 
 loadTasks().catch(() => {});
 loadActors().catch(() => {});
+refreshTeams();
 follow();
