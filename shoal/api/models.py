@@ -336,6 +336,45 @@ class CostView(_Response):
     """Per role and model, the most expensive first."""
 
 
+class LearningView(_Response):
+    id: str
+    kind: str
+    content: str
+    confidence: float
+    """As stored (reinforcement raises it)."""
+    score: float
+    """The confidence decayed to now (by half every 30 days unused): what recall weighs."""
+    uses: int
+    source_task: str | None
+    created_at: str
+    last_used_at: str
+
+
+class LearningList(_Response):
+    learnings: list[LearningView]
+    """Most recently used first."""
+
+
+class ProposalView(_Response):
+    name: str
+    description: str
+
+
+class ProposalList(_Response):
+    proposals: list[ProposalView]
+
+
+class ProposalDecided(_Response):
+    name: str
+    decision: Literal["approved", "dismissed"]
+    path: str
+    """Where its SKILL.md folder is now (approved: ``$SHOAL_HOME/skills/NAME``)."""
+
+
+class LearningsQuery(_Request):
+    limit: int = Field(50, ge=1, le=1000)
+
+
 class Health(_Response):
     status: Literal["ok"] = "ok"
     version: str
