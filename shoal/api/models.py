@@ -194,6 +194,15 @@ class FindingView(_Response):
     fix: str | None
 
 
+class CostRow(_Response):
+    role: str
+    model: str | None
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
 class TaskDetail(TaskSummary):
     cwd: str
     phase: str
@@ -208,6 +217,9 @@ class TaskDetail(TaskSummary):
     """The task that started this one (a team run, or a delegating task)."""
     subtasks: list[SubtaskView] = Field(default_factory=list)
     """A team run's subtasks and how each ended."""
+    cost_by_role: list[CostRow] = Field(default_factory=list)
+    """Its model calls per role and model (planner, executor, evaluator, ...), the most
+    expensive first."""
     checks: list[CheckView] = Field(default_factory=list)
     """The project's checks on the files the task left: its best iteration's (each with
     its runner, status passed, failed or could_not_run, counts and duration)."""
@@ -317,15 +329,6 @@ class StatusView(_Response):
     running: list[TaskSummary]
     teams: list[TeamView]
     api: ApiView
-
-
-class CostRow(_Response):
-    role: str
-    model: str | None
-    calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
 
 
 class CostView(_Response):

@@ -310,6 +310,7 @@ class Endpoints:
                 "plan": json.loads(task["plan"]) if task["plan"] else None,
                 "files_changed": json.loads(task["files_changed"] or "[]"),
                 "subtasks": json.loads(task["subtasks"] or "[]"),
+                "cost_by_role": self._rows("task.costs", {"task_id": full_id}),
                 "iterations_detail": [IterationView.model_validate(it) for it in iterations],
                 "findings": [
                     FindingView.model_validate(f)
