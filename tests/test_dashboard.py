@@ -272,6 +272,12 @@ def test_a_two_iteration_task_from_the_page_shows_both_scores_and_the_best_diff(
         assert request("GET", f"{base}/api/v1/tasks/0000000000/diff", token=TOKEN)[0] == 404
         paths = request("GET", f"{base}/api/v1/openapi.json", token=TOKEN)[1]["paths"]
         assert "TaskDiff" in json.dumps(paths["/api/v1/tasks/{task_id}/diff"])
+        # What the task cost, per role, as the task route gives it.
+        page.wait_for_selector("#task-costs tr[data-role=executor]", timeout=10_000)
+        roles = [c.inner_text() for c in page.query_selector_all("#task-costs .role")]
+        detail = request("GET", f"{base}/api/v1/tasks/{task_id}", token=TOKEN)[1]
+        assert roles == [c["role"] for c in detail["cost_by_role"]]
+        assert {"planner", "executor", "evaluator"} <= set(roles), roles
         page.screenshot(path=str(shots / "task.png"), full_page=True)
         page.screenshot(path=str(shots / "overview.png"))
         page.locator("#detail").screenshot(path=str(shots / "task-detail.png"))  # docs/
@@ -330,3 +336,42 @@ def test_a_team_members_transcript_grows_on_the_page_and_a_line_steered_there_re
         page.screenshot(path=str(shots / "team-page.png"), full_page=True)
         assert (shots / "team.png").stat().st_size > 10_000
         assert errors == []
+
+
+def test_approving_a_proposed_skill_on_the_page_installs_it_and_takes_it_off_the_list(
+    home: Home, tmp_path: Path, browser
+) -> None:  # type: ignore[no-untyped-def]
+    from shoal.messages.memory import MemoryRemember, NewLearning
+    from tests.test_api_learning import propose
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    print(f"screenshots: {shots}")
+    propose(home, "fix-add-functions", "Recurring task: <b>fix</b> add")
+    propose(home, "rename-things")
+    _base, page, errors = open_dashboard(browser, {"SHOAL_API_TOKEN": TOKEN})
+    learnt = "Run pytest with -x in <i>this</i> repository."
+    remembered = NewLearning(kind="convention", content=learnt, confidence=0.8)
+    daemon.request(home, MemoryRemember(learnings=[remembered]))
+    page.reload()  # the learning was remembered after the page loaded
+    page.wait_for_selector("#live.on", timeout=15_000)
+    page.wait_for_selector("#learnings td.content", timeout=15_000)
+    assert page.inner_text("#learnings td.content") == learnt  # text, not markup
+    item = "#proposal-fix-add-functions"
+    page.wait_for_selector(f"{item} button.approve", timeout=15_000)
+    assert "Recurring task: <b>fix</b> add" in page.inner_text(item)
+    assert page.query_selector("#proposal-rename-things button.dismiss") is not None
+    page.locator("#learning-view").screenshot(path=str(shots / "learning.png"))
+    page.click(f"{item} button.approve")
+    page.wait_for_selector(item, state="detached", timeout=15_000)
+    installed = home.root / "skills" / "fix-add-functions" / "SKILL.md"
+    assert installed.is_file()
+    assert not (home.root / "skills" / "proposed" / "fix-add-functions").exists()
+    assert "approved" in page.inner_text("#proposal-said")
+    assert page.query_selector("#proposal-rename-things") is not None  # the other one stays
+    page.click("#proposal-rename-things button.dismiss")
+    page.wait_for_selector("#no-proposals:not([hidden])", timeout=15_000)
+    assert (home.root / "skills" / "dismissed" / "rename-things" / "SKILL.md").is_file()
+    page.screenshot(path=str(shots / "learning-page.png"), full_page=True)
+    assert (shots / "learning.png").stat().st_size > 5_000
+    assert errors == []

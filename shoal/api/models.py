@@ -194,6 +194,15 @@ class FindingView(_Response):
     fix: str | None
 
 
+class CostRow(_Response):
+    role: str
+    model: str | None
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
 class TaskDetail(TaskSummary):
     cwd: str
     phase: str
@@ -208,6 +217,9 @@ class TaskDetail(TaskSummary):
     """The task that started this one (a team run, or a delegating task)."""
     subtasks: list[SubtaskView] = Field(default_factory=list)
     """A team run's subtasks and how each ended."""
+    cost_by_role: list[CostRow] = Field(default_factory=list)
+    """Its model calls per role and model (planner, executor, evaluator, ...), the most
+    expensive first."""
     checks: list[CheckView] = Field(default_factory=list)
     """The project's checks on the files the task left: its best iteration's (each with
     its runner, status passed, failed or could_not_run, counts and duration)."""
@@ -319,21 +331,51 @@ class StatusView(_Response):
     api: ApiView
 
 
-class CostRow(_Response):
-    role: str
-    model: str | None
-    calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-
-
 class CostView(_Response):
     total_usd: float
     total_tokens: int
     calls: int
     by_role: list[CostRow]
     """Per role and model, the most expensive first."""
+
+
+class LearningView(_Response):
+    id: str
+    kind: str
+    content: str
+    confidence: float
+    """As stored (reinforcement raises it)."""
+    score: float
+    """The confidence decayed to now (by half every 30 days unused): what recall weighs."""
+    uses: int
+    source_task: str | None
+    created_at: str
+    last_used_at: str
+
+
+class LearningList(_Response):
+    learnings: list[LearningView]
+    """Most recently used first."""
+
+
+class ProposalView(_Response):
+    name: str
+    description: str
+
+
+class ProposalList(_Response):
+    proposals: list[ProposalView]
+
+
+class ProposalDecided(_Response):
+    name: str
+    decision: Literal["approved", "dismissed"]
+    path: str
+    """Where its SKILL.md folder is now (approved: ``$SHOAL_HOME/skills/NAME``)."""
+
+
+class LearningsQuery(_Request):
+    limit: int = Field(50, ge=1, le=1000)
 
 
 class Health(_Response):

@@ -18,7 +18,8 @@ _REASONS = {
     404: "No such resource",
     405: "Method not allowed here",
     408: "The body did not arrive in time",
-    409: "The task is not running",
+    409: "Conflicts with the current state (a task not running, a member that reads no "
+    "steering, a skill already installed)",
     411: "Neither a Content-Length nor a chunked body",
     413: "Body too large",
     422: "The request does not validate (the message names the field)",

@@ -28,8 +28,14 @@ from shoal.api.models import (
     FindingView,
     Health,
     IterationView,
+    LearningList,
+    LearningsQuery,
+    LearningView,
     MemberTranscript,
     OrchestratorView,
+    ProposalDecided,
+    ProposalList,
+    ProposalView,
     StatusView,
     SteerCreate,
     SteerSent,
@@ -178,6 +184,37 @@ ROUTES: list[Route] = [
         errors=(404, 409),
     ),
     Route(
+        "GET",
+        "/learnings",
+        "list_learnings",
+        "What shoal learned from past tasks, most recently used first (`shoal memory list`)",
+        LearningList,
+        query=LearningsQuery,
+    ),
+    Route(
+        "GET",
+        "/skills/proposed",
+        "list_proposals",
+        "Skills the pattern-miner proposed, waiting for a decision (`shoal learn list`)",
+        ProposalList,
+    ),
+    Route(
+        "POST",
+        "/skills/proposed/{name}/approve",
+        "approve_proposal",
+        "Install a proposed skill for every later task, as `shoal learn approve` does",
+        ProposalDecided,
+        errors=(404, 409),
+    ),
+    Route(
+        "POST",
+        "/skills/proposed/{name}/dismiss",
+        "dismiss_proposal",
+        "Drop a proposed skill; it is never proposed again (`shoal learn dismiss`)",
+        ProposalDecided,
+        errors=(404, 409),
+    ),
+    Route(
         "GET", "/cost", "cost", "Tokens and cost of every model call, per role and model", CostView
     ),
 ]
@@ -273,6 +310,7 @@ class Endpoints:
                 "plan": json.loads(task["plan"]) if task["plan"] else None,
                 "files_changed": json.loads(task["files_changed"] or "[]"),
                 "subtasks": json.loads(task["subtasks"] or "[]"),
+                "cost_by_role": self._rows("task.costs", {"task_id": full_id}),
                 "iterations_detail": [IterationView.model_validate(it) for it in iterations],
                 "findings": [
                     FindingView.model_validate(f)
@@ -410,3 +448,53 @@ class Endpoints:
             calls=sum(r.calls for r in rows),
             by_role=rows,
         )
+
+    def list_learnings(self, query: LearningsQuery) -> LearningList:
+        import datetime as dt
+
+        from shoal.memory.store import decayed
+
+        now = dt.datetime.now(dt.UTC)
+        learnings = []
+        for row in self._rows("memory.list", {"limit": query.limit}):
+            score = decayed(row["confidence"], _moment(row["last_used_at"]), now)
+            learnings.append(LearningView.model_validate({**row, "score": score}))
+        return LearningList(learnings=learnings)
+
+    def list_proposals(self) -> ProposalList:
+        from shoal.skills.proposals import listed
+
+        found = listed(self.home.root / "skills")
+        return ProposalList(proposals=[ProposalView(name=n, description=d) for n, d in found])
+
+    def approve_proposal(self, name: str) -> ProposalDecided:
+        from shoal.skills.proposals import approve
+
+        return self._decide(approve, name, "approved")
+
+    def dismiss_proposal(self, name: str) -> ProposalDecided:
+        from shoal.skills.proposals import dismiss
+
+        return self._decide(dismiss, name, "dismissed")
+
+    def _decide(
+        self, decision: Callable[[Path, str], Path], name: str, done: str
+    ) -> ProposalDecided:
+        from urllib.parse import unquote
+
+        from shoal.skills.proposals import ProposalError
+
+        try:
+            target = decision(self.home.root / "skills", unquote(name))
+        except ProposalError as exc:
+            raise ApiError(404 if exc.missing else 409, "not_found" if exc.missing else
+                           "conflict", str(exc)) from None  # fmt: skip
+        return ProposalDecided.model_validate({"name": target.name, "decision": done,
+                                               "path": str(target)})  # fmt: skip
+
+
+def _moment(value: Any) -> Any:
+    """A TIMESTAMP column as it comes over the mailbox (text) as a datetime."""
+    import datetime as dt
+
+    return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))

@@ -1,15 +1,14 @@
 """``shoal learn``: review the skills the pattern-miner proposed; ``--mine`` mines now.
 
-Proposals are SKILL.md folders under ``$SHOAL_HOME/skills/proposed/``. Approving
-moves one to ``$SHOAL_HOME/skills/`` (the user layer, so every later task may
-select it); dismissing moves it to ``skills/dismissed/`` so it is never
-proposed again. In a terminal, bare ``shoal learn`` walks through them.
+Proposals are SKILL.md folders under ``$SHOAL_HOME/skills/proposed/``; approving
+and dismissing go through ``shoal.skills.proposals`` (as the HTTP API's do). In a
+terminal, bare ``shoal learn`` walks through them.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +31,9 @@ def _skills() -> Path:
 
 
 def _proposals() -> list[tuple[str, str]]:
-    folder = _skills() / "proposed"
-    found = []
-    for skill in sorted(folder.glob("*/SKILL.md")) if folder.is_dir() else []:
-        text = skill.read_text()
-        description = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in text.splitlines()
-                if line.startswith("description:")
-            ),
-            "",
-        )
-        found.append((skill.parent.name, description))
-    return found
+    from shoal.skills.proposals import listed
+
+    return listed(_skills())
 
 
 @app.callback()
@@ -119,25 +107,28 @@ def show(name: str = typer.Argument(..., help="Proposal name.")) -> None:
 @app.command()
 def approve(name: str = typer.Argument(..., help="Proposal name.")) -> None:
     """Install a proposed skill for every later task."""
-    _move(name, _skills() / name)
-    typer.echo(f"approved {name}: installed in {_skills() / name}")
+    from shoal.skills import proposals
+
+    target = _decide(proposals.approve, name)
+    typer.echo(f"approved {name}: installed in {target}")
 
 
 @app.command()
 def dismiss(name: str = typer.Argument(..., help="Proposal name.")) -> None:
     """Drop a proposed skill; it is not proposed again."""
-    _move(name, _skills() / "dismissed" / name)
+    from shoal.skills import proposals
+
+    _decide(proposals.dismiss, name)
     typer.echo(f"dismissed {name}")
 
 
-def _move(name: str, target: Path) -> None:
-    source = _skills() / "proposed" / name
-    if not (source / "SKILL.md").is_file():
-        fail(f"no proposed skill {name!r}; `shoal learn list` shows them")
-    if target.exists():
-        fail(f"{target} already exists; remove it first")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(source), str(target))
+def _decide(decision: Callable[[Path, str], Path], name: str) -> Path:
+    from shoal.skills.proposals import ProposalError
+
+    try:
+        return decision(_skills(), name)
+    except ProposalError as exc:
+        fail(str(exc))
 
 
 def _pick() -> None:

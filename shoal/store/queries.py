@@ -251,6 +251,13 @@ QUERIES: dict[str, tuple[type[BaseModel], str]] = {
                   sum(completion_tokens) AS completion_tokens, sum(cost_usd) AS cost_usd
            FROM usage_events GROUP BY role, model ORDER BY cost_usd DESC, role""",
     ),
+    "task.costs": (
+        TaskParams,
+        """SELECT role, model, sum(calls) AS calls, sum(prompt_tokens) AS prompt_tokens,
+                  sum(completion_tokens) AS completion_tokens, sum(cost_usd) AS cost_usd
+           FROM usage_events WHERE task_id = $task_id
+           GROUP BY role, model ORDER BY cost_usd DESC, role""",
+    ),
     "team.usage": (
         TeamParams,
         # Members are named ROLE@TEAM-N; what their replies cost is in the replies.

@@ -75,6 +75,17 @@ async function loadDetail() {
     cell(row, it.tool_calls);
     cell(row, it.tokens);
   }
+  const costs = document.querySelector("#task-costs tbody");
+  costs.replaceChildren();
+  for (const c of t.cost_by_role) {
+    const row = costs.insertRow();
+    row.dataset.role = c.role;
+    cell(row, c.role, "role");
+    cell(row, c.model);
+    cell(row, c.calls);
+    cell(row, c.prompt_tokens + c.completion_tokens);
+    cell(row, "$" + Number(c.cost_usd).toFixed(4), "cost");
+  }
   const findings = document.getElementById("findings");
   findings.replaceChildren();
   for (const f of t.findings) {
@@ -206,6 +217,56 @@ function refreshTeams() {
   });
 }
 
+// Learning: proposed skills with Approve and Dismiss, and the learnings recall draws on.
+async function loadLearning() {
+  const [{ proposals }, { learnings }] = await Promise.all([
+    call("GET", "/skills/proposed"),
+    call("GET", "/learnings?limit=50"),
+  ]);
+  document.getElementById("no-proposals").hidden = proposals.length > 0;
+  const items = proposals.map((p) => {
+    const li = document.createElement("li");
+    li.id = "proposal-" + p.name.replace(/[^A-Za-z0-9_-]/g, "_");
+    li.className = "proposal";
+    li.dataset.name = p.name;
+    const name = document.createElement("strong");
+    name.textContent = p.name;
+    const what = document.createElement("span");
+    what.textContent = " " + p.description + " ";
+    li.append(name, what, decide(p.name, "approve", "Approve"), decide(p.name, "dismiss", "Dismiss"));
+    return li;
+  });
+  document.getElementById("proposals").replaceChildren(...items);
+  const body = document.querySelector("#learnings tbody");
+  body.replaceChildren();
+  for (const l of learnings) {
+    const row = body.insertRow();
+    cell(row, l.kind);
+    cell(row, score(l.score), "score");
+    cell(row, score(l.confidence));
+    cell(row, l.uses, "uses");
+    cell(row, l.last_used_at);
+    cell(row, l.content, "content");
+  }
+}
+
+function decide(name, action, label) {
+  const button = document.createElement("button");
+  button.className = action;
+  button.textContent = label;
+  button.onclick = async () => {
+    const said = document.getElementById("proposal-said");
+    try {
+      const done = await call("POST", `/skills/proposed/${encodeURIComponent(name)}/${action}`);
+      said.textContent = `${done.name} ${done.decision}: ${done.path}`;
+    } catch (err) {
+      said.textContent = err.message;
+    }
+    loadLearning().catch(() => {});
+  };
+  return button;
+}
+
 function refreshSoon() {
   // Events come in bursts; one reload per burst.
   if (refreshing) return;
@@ -215,6 +276,7 @@ function refreshSoon() {
     loadDetail().catch(() => {});
     loadActors().catch(() => {}); // states and heartbeats are not events of their own
     refreshTeams();
+    loadLearning().catch(() => {}); // a task's end brings learnings, and mining proposals
   }, 150);
 }
 
@@ -264,4 +326,5 @@ document.getElementById("task-form").onsubmit = async (e) => {
 loadTasks().catch(() => {});
 loadActors().catch(() => {});
 refreshTeams();
+loadLearning().catch(() => {});
 follow();
