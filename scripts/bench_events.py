@@ -15,7 +15,7 @@ What it does, in one run, under a temporary ``SHOAL_HOME``:
    read continuously (a stream that ends is counted as a disconnect and reopened, as a
    browser would);
 3. for ``--duration`` (10) seconds, a load generator in a process of its own sends
-   ``--rate`` (1,000) ``GET /api/v1/status`` a second over ``--connections`` (32)
+   ``--rate`` (1,000) ``GET /api/v1/status`` (``--path``) a second over ``--connections`` (32)
    kept-alive connections: request *i* is due at start + *i* / rate; a connection
    sends the next due request as soon as its last one is answered, so when the server
    is slower than the target the rate achieved is what it could serve. Meanwhile
@@ -220,21 +220,20 @@ def stream_figures(streams: list[Stream]) -> dict[str, Any]:
 # --- the load generator (a process of its own) ------------------------------------------
 
 
-def load_process(host: str, port: int, token: str, rate: float, duration: float,
+def load_process(host: str, port: int, token: str, path: str, rate: float, duration: float,
                  connections: int, out: Any) -> None:  # fmt: skip
     """Entry point of the load generator's process: its figures go to ``out`` (a queue)."""
-    out.put(asyncio.run(generate(host, port, token, rate, duration, connections)))
+    out.put(asyncio.run(generate(host, port, token, path, rate, duration, connections)))
 
 
-async def generate(host: str, port: int, token: str, rate: float, duration: float,
+async def generate(host: str, port: int, token: str, path: str, rate: float, duration: float,
                    connections: int) -> dict[str, Any]:  # fmt: skip
     total = int(rate * duration)
     statuses: dict[str, int] = {}
     latencies: list[float] = []
     state = {"next": 0, "sent": 0, "late": 0.0, "reconnects": 0}
     request = (
-        f"GET /api/v1/status HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        f"Authorization: Bearer {token}\r\n\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n\r\n"
     ).encode()
     start = time.perf_counter() + 0.05
     cpu = time.process_time()
@@ -385,7 +384,7 @@ async def measure(host: str, port: int, token: str, pid: int, repos: list[Path],
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     loader = ctx.Process(target=load_process, name="bench-load", args=(
-        host, port, token, args.rate, args.duration, args.connections, out))  # fmt: skip
+        host, port, token, args.path, args.rate, args.duration, args.connections, out))  # fmt: skip
     loader.start()
     ids: list[str] = []
     sampled = 1
@@ -448,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--streams", type=int, default=100, help="event-stream clients")
     parser.add_argument("--rate", type=float, default=1000.0, help="GET /status a second")
+    parser.add_argument("--path", default="/api/v1/status", help="what the load asks for")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load")
     parser.add_argument("--connections", type=int, default=32, help="kept-alive connections")
     parser.add_argument("--tasks", type=int, default=3, help="scripted tasks during the load")
@@ -488,7 +488,7 @@ def report(f: dict[str, Any]) -> None:
     s, load, ev = f["settings"], f["load"], f["events"]
     print(
         f"shoal event stream + HTTP API under load ({os.cpu_count()} CPUs, python "
-        f"{sys.version.split()[0]}): {s['streams']} SSE clients, {s['rate']:g} GET /status/s "
+        f"{sys.version.split()[0]}): {s['streams']} SSE clients, {s['rate']:g} GET {s['path']}/s "
         f"for {s['duration']:g} s on {s['connections']} kept-alive connections, "
         f"{s['tasks']} scripted tasks"
     )
