@@ -108,6 +108,9 @@ def test_a_task_submitted_from_the_page_finishes_there_with_its_score(
     with ScriptedModelServer(one_iteration_script()) as server:
         env = {"SHOAL_BASE_URL": server.base_url, "SHOAL_SMALL_MODEL": "openai/scripted-small"}
         link = login_url(env)
+        # Served by `shoal dashboard` with no token given: it made one, so only the page
+        # (by its link) and holders of api.token get in.
+        assert request("GET", link.split("/login", 1)[0] + "/api/v1/tasks")[0] == 401
         page = browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))

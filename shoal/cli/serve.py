@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import secrets
 import signal
 import sys
 import time
@@ -238,7 +239,9 @@ def dashboard(
 
     home = Home.resolve()
     if api_settings.load(home) is None:  # as `shoal serve --detach --port P` on loopback
-        token = os.environ.get("SHOAL_API_TOKEN") or None
+        # Always with a token: the page signs in by its link, and nobody else on this
+        # machine reaches the API without the token (in api.token, 0600).
+        token = os.environ.get("SHOAL_API_TOKEN") or secrets.token_urlsafe(32)
         api_settings.save(home, api_settings.ServeSettings(port=port), token)
     _start(home)
     code = new_code()
