@@ -410,3 +410,119 @@ class EventsQuery(_Request):
 
 def row_dicts(columns: list[str], rows: list[list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+# --- the message flow, batches and costs over time (the dashboard's views) -------------
+
+
+class FlowQuery(_Request):
+    minutes: int = Field(10, ge=1, le=10)
+    """How far back (the orchestrator keeps the last ten minutes)."""
+
+
+class FlowEdgeView(_Response):
+    sender: str
+    """An actor, ``orchestrator``, or a kind of client (``client``, ``aclient``, ``chat``: the
+    names of one process each are counted together), or the API's own (``api-PID``)."""
+    recipient: str
+    """The actor that got it (work sent to a role: the one the broker picked),
+    ``orchestrator``, or ``*`` for an event published on the bus."""
+    kind: str
+    count: int
+    last_at: float | None = None
+    """Unix time of the last second it was counted in."""
+
+
+class FlowView(_Response):
+    since: float
+    """Unix time the counts start at (later than asked after an orchestrator restart)."""
+    edges: list[FlowEdgeView]
+    """Most messages first. Live: the ``flow.summary`` events of ``/events`` (at most one a
+    second while messages flow) carry the same counts for about the last second."""
+
+
+class BatchListQuery(_Request):
+    limit: int = Field(20, ge=1, le=1000)
+    status: Literal["running", "interrupted", "done"] | None = None
+
+
+class BatchSummary(_Response):
+    id: str
+    status: Literal["running", "interrupted", "done"]
+    units: int
+    backend: str
+    """ray or local."""
+    instruction: str
+    created_at: str
+    finished_at: str | None
+    finished: int
+    """Units with an outcome (accepted or not)."""
+    accepted: int
+    not_accepted: int
+    """Rejected, failed, lost or in conflict."""
+    tokens: int
+    cost_usd: float
+
+
+class BatchList(_Response):
+    batches: list[BatchSummary]
+    """Newest first."""
+
+
+class BatchUnitView(_Response):
+    unit_id: str
+    name: str
+    """The file, directory or repository it is about."""
+    source: str
+    status: Literal["pending", "running", "accepted", "rejected", "failed", "lost", "conflict"]
+    """``running``: handed to a worker and not ended yet (in a batch that runs)."""
+    attempts: int
+    score: float | None
+    verify_passed: bool | None
+    files_changed: list[str]
+    tokens: int
+    cost_usd: float
+    duration_s: float | None
+    summary: str | None
+    error: str | None
+    worker: str | None
+    finished_at: str | None
+
+
+class BatchDetail(BatchSummary):
+    updated_at: str
+    applied: dict[str, str]
+    """Repository -> the branch its accepted patches were committed to."""
+    units_detail: list[BatchUnitView]
+    """By name."""
+
+
+class CostSeriesQuery(_Request):
+    bucket: Literal["minute", "hour", "day"] = "hour"
+    by: Literal["role", "model"] = "role"
+    last: int = Field(24, ge=1, le=1000)
+    """How many buckets, the current one included."""
+
+
+class CostPoint(_Response):
+    t: str
+    """The bucket's start, UTC (ISO 8601)."""
+    key: str
+    """The role or the model."""
+    calls: int
+    tokens: int
+    cost_usd: float
+
+
+class CostSeries(_Response):
+    bucket: Literal["minute", "hour", "day"]
+    by: Literal["role", "model"]
+    since: str
+    """The first bucket's start, UTC (ISO 8601)."""
+    keys: list[str]
+    """Every role or model in the points, the most expensive first."""
+    points: list[CostPoint]
+    """Buckets with model calls only, oldest first. Live: each ``usage.recorded`` event of
+    ``/events`` is one more record to add."""
+    total_usd: float
+    total_tokens: int

@@ -21,11 +21,21 @@ from pydantic import BaseModel
 from shoal import __version__
 from shoal.api.models import (
     ApiView,
+    BatchDetail,
+    BatchList,
+    BatchListQuery,
+    BatchSummary,
+    BatchUnitView,
     CancelAccepted,
+    CostPoint,
     CostRow,
+    CostSeries,
+    CostSeriesQuery,
     CostView,
     EventsQuery,
     FindingView,
+    FlowQuery,
+    FlowView,
     Health,
     IterationView,
     LearningList,
@@ -216,6 +226,38 @@ ROUTES: list[Route] = [
     ),
     Route(
         "GET", "/cost", "cost", "Tokens and cost of every model call, per role and model", CostView
+    ),
+    Route(
+        "GET",
+        "/flow",
+        "message_flow",
+        "Messages routed between actors in the last minutes, per sender, recipient and kind",
+        FlowView,
+        query=FlowQuery,
+    ),
+    Route(
+        "GET",
+        "/batches",
+        "list_batches",
+        "Batch refactors (`shoal batch`), newest first, with how many units ended how",
+        BatchList,
+        query=BatchListQuery,
+    ),
+    Route(
+        "GET",
+        "/batches/{batch_id}",
+        "get_batch",
+        "One batch and its units with their status (id or a unique prefix)",
+        BatchDetail,
+        errors=(400, 404),
+    ),
+    Route(
+        "GET",
+        "/cost/series",
+        "cost_series",
+        "Cost and tokens of model calls per time bucket (minute, hour, day) and role or model",
+        CostSeries,
+        query=CostSeriesQuery,
     ),
 ]
 
@@ -491,6 +533,80 @@ class Endpoints:
                            "conflict", str(exc)) from None  # fmt: skip
         return ProposalDecided.model_validate({"name": target.name, "decision": done,
                                                "path": str(target)})  # fmt: skip
+
+    def message_flow(self, query: FlowQuery) -> FlowView:
+        from shoal.messages.actors import FlowRecent, FlowRecentResult
+
+        reply = self._ask(FlowRecent(minutes=query.minutes))
+        assert isinstance(reply, FlowRecentResult)
+        return FlowView.model_validate(to_dict(reply))
+
+    def list_batches(self, query: BatchListQuery) -> BatchList:
+        rows = self._rows("batches.overview", {"limit": query.limit, "kind": query.status})
+        return BatchList(batches=[BatchSummary.model_validate(r) for r in rows])
+
+    def get_batch(self, batch_id: str) -> BatchDetail:
+        found = self._rows("batch.get", {"batch_id": batch_id}) if _TASK_ID.match(batch_id) else []
+        if len(found) > 1:
+            raise ApiError(400, "bad_request", f"{batch_id!r} matches more than one batch")
+        if not found:
+            raise ApiError(404, "not_found", f"no batch {batch_id!r}")
+        batch = found[0]
+        started = {
+            r["unit_id"]: r["attempt"]
+            for r in self._rows("batch.started", {"batch_id": batch["id"]})
+            if batch["status"] == "running"  # an interrupted batch's units wait for `resume`
+        }
+        units = []
+        for u in self._rows("batch.units", {"batch_id": batch["id"]}):
+            if u["status"] == "pending" and u["unit_id"] in started:
+                u["status"], u["attempts"] = "running", started[u["unit_id"]]
+            u["files_changed"] = json.loads(u["files_changed"] or "[]")
+            units.append(BatchUnitView.model_validate(u))
+        ended = [u for u in units if u.status not in ("pending", "running")]
+        return BatchDetail.model_validate(
+            {
+                **batch,
+                "applied": json.loads(batch["applied"] or "{}"),
+                "finished": len(ended),
+                "accepted": sum(u.status == "accepted" for u in ended),
+                "not_accepted": sum(u.status != "accepted" for u in ended),
+                "tokens": sum(u.tokens for u in units),
+                "cost_usd": sum(u.cost_usd for u in units),
+                "units_detail": units,
+            }
+        )
+
+    def cost_series(self, query: CostSeriesQuery) -> CostSeries:
+        import datetime as dt
+
+        step = {"minute": dt.timedelta(minutes=1), "hour": dt.timedelta(hours=1),
+                "day": dt.timedelta(days=1)}[query.bucket]  # fmt: skip
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        start = dt.datetime.min + ((now - dt.datetime.min) // step) * step
+        since = (start - (query.last - 1) * step).isoformat()
+        params = {"bucket": query.bucket, "by": query.by, "since": since}
+        points = [
+            CostPoint.model_validate({**r, "t": _utc(r["t"])})
+            for r in self._rows("costs.series", params)
+        ]
+        spent: dict[str, float] = {}
+        for p in points:
+            spent[p.key] = spent.get(p.key, 0.0) + p.cost_usd
+        return CostSeries(
+            bucket=query.bucket,
+            by=query.by,
+            since=_utc(since),
+            keys=sorted(spent, key=lambda k: (-spent[k], k)),
+            points=points,
+            total_usd=sum(p.cost_usd for p in points),
+            total_tokens=sum(p.tokens for p in points),
+        )
+
+
+def _utc(value: Any) -> str:
+    """A UTC time as DuckDB gives it (naive) in ISO 8601 with its zone: ``...Z``."""
+    return str(value).replace(" ", "T").removesuffix("Z") + "Z"
 
 
 def _moment(value: Any) -> Any:

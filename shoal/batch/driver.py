@@ -29,7 +29,7 @@ from msgspec import Meta
 
 from shoal.batch.units import BatchError, UnitKind, UnitResult, UnitSpec
 from shoal.messages.base import to_dict
-from shoal.messages.batch import BatchUnit, BatchUnitRow
+from shoal.messages.batch import BatchUnit, BatchUnitRow, BatchUnitStarted
 from shoal.messages.tasks import CheckSetting, ModelChoice
 
 if TYPE_CHECKING:
@@ -153,6 +153,12 @@ class Recorder:
 
     def request(self, payload: Any) -> None:
         self.channel.request(payload, timeout=_RECORD_TIMEOUT)
+
+    def publish(self, payload: Any) -> None:
+        """An event for live views (the dashboard): on the bus, no reply."""
+        from shoal.mailbox.envelope import PUBLISH
+
+        self.channel.send(payload, to=PUBLISH)
 
     def collect(self, timeout: float = 0.0) -> None:
         deadline = time.monotonic() + timeout
@@ -346,6 +352,9 @@ def _drive(
             ran += 1
             in_flight[outcome.row.unit_id] = outcome
             backend.submit(_unit_spec(batch_id, spec, outcome, context))
+            row = outcome.row
+            records.publish(BatchUnitStarted(batch_id=batch_id, unit_id=row.unit_id,
+                                             name=row.name, attempt=outcome.attempts))  # fmt: skip
         for finished in backend.wait(0.2):
             outcome = in_flight.pop(finished.spec.unit_id)
             if finished.died is not None:

@@ -25,6 +25,10 @@ __all__ = [
     "EchoReply",
     "EchoRequest",
     "ErrorReply",
+    "FlowEdge",
+    "FlowRecent",
+    "FlowRecentResult",
+    "FlowSummary",
     "MessageCounters",
     "OrchestratorOk",
     "OrchestratorStatus",
@@ -178,3 +182,49 @@ class ApiLoginResult(Payload, kw_only=True):
 @message("api.stop")
 class ApiStop(Payload, kw_only=True):
     """Stop serving the HTTP API (the orchestrator keeps running)."""
+
+
+class FlowEdge(Model, kw_only=True):
+    """Messages of one kind from one sender to one recipient, counted by the broker.
+
+    A client's name (``client-PID-XXXXXX``) is shown as its prefix (``client``), an
+    actor's request connection (``planner-1.ask-XXXXXX``) as the actor: those names are
+    new every time, and the flow is between parties.
+    """
+
+    sender: str
+    recipient: str
+    """The actor the broker gave it to (for work sent to a role: the actor it picked),
+    ``orchestrator``, or ``*`` for an event published on the bus."""
+    kind: str
+    count: Annotated[int, Meta(ge=1)]
+    last_at: float | None = None
+    """In a recent flow: the Unix time of the last second it was counted in."""
+
+
+@message("flow.summary")
+class FlowSummary(Payload, kw_only=True):
+    """Published by the broker at most once a second while messages flow: what it routed
+    since the last summary (about the last second). Derived counts, so not recorded (the
+    messages themselves are)."""
+
+    at: float
+    """Unix time of the summary."""
+    edges: list[FlowEdge]
+    other: int = 0
+    """Messages on edges left out (more distinct edges than a summary carries)."""
+
+
+@message("flow.recent")
+class FlowRecent(Payload, kw_only=True):
+    """The flow of the last minutes, from the broker's counts (``GET /api/v1/flow``)."""
+
+    minutes: Annotated[int, Meta(ge=1, le=10)] = 10
+
+
+@message("flow.recent.result")
+class FlowRecentResult(Payload, kw_only=True):
+    since: float
+    """Unix time the counts start at (at most ``minutes`` ago; later after a restart)."""
+    edges: list[FlowEdge]
+    """Most messages first."""

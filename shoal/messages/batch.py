@@ -9,7 +9,14 @@ from msgspec import Meta
 
 from shoal.messages.base import Model, Payload, message
 
-__all__ = ["BatchEnd", "BatchStart", "BatchUnit", "BatchUnitRow"]
+__all__ = [
+    "BatchEnd",
+    "BatchProgress",
+    "BatchStart",
+    "BatchUnit",
+    "BatchUnitRow",
+    "BatchUnitStarted",
+]
 
 
 class BatchUnitRow(Model, kw_only=True):
@@ -62,3 +69,28 @@ class BatchEnd(Payload, kw_only=True):
     status: Literal["done", "interrupted"]
     applied: dict[str, str] = msgspec.field(default_factory=dict)
     """Repository -> the branch its accepted patches were committed to."""
+
+
+@message("batch.unit.started")
+class BatchUnitStarted(Payload, kw_only=True):
+    """Published by the driver when it hands a unit to a worker (live views)."""
+
+    batch_id: str
+    unit_id: str
+    name: str
+    attempt: Annotated[int, Meta(ge=1)]
+
+
+@message("batch.progress")
+class BatchProgress(Payload, kw_only=True):
+    """Published by the orchestrator once a batch record is written: the batch started or
+    ended, or a unit got its outcome; with the batch's counts after it (live views)."""
+
+    batch_id: str
+    status: Literal["running", "interrupted", "done"]
+    """The batch's."""
+    unit_id: str | None = None
+    unit_status: str | None = None
+    units: int = 0
+    finished: int = 0
+    """Units with an outcome."""

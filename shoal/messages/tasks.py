@@ -44,6 +44,7 @@ __all__ = [
     "TestCounts",
     "TestsState",
     "Usage",
+    "UsageRecorded",
     "WorkspaceRestore",
     "WorkspaceRestoreResult",
 ]
@@ -514,3 +515,20 @@ class ReviewResult(Payload, kw_only=True):
     usage: Usage = msgspec.field(default_factory=Usage)
     message: str = ""
     """The proposed commit message (when one was asked for)."""
+
+
+@message("usage.recorded")
+class UsageRecorded(Payload, kw_only=True):
+    """Published when what model calls cost is recorded (a ``usage_events`` row): a task's
+    step, or a chat turn (live cost views)."""
+
+    at: float
+    """Unix time it was recorded at."""
+    task_id: str | None = None
+    """None for a chat turn."""
+    role: str
+    model: str | None = None
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0

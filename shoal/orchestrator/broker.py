@@ -293,8 +293,11 @@ class Broker:
         )
 
     def _route(self, turn: Turn, now: float) -> None:
+        flow = self.traffic.flow.counts  # one dict update a message; see orchestrator/flow.py
         for env, body, target, tracked in turn.messages:
             self.traffic.routed += 1
+            edge = (env.sender, target or env.recipient, env.kind)
+            flow[edge] = flow.get(edge, 0) + 1
             if target == ORCHESTRATOR:
                 self._to_services(env)
             elif target == PUBLISH:
@@ -375,12 +378,20 @@ class Broker:
                 if item.target in self.peers:
                     self._deliver(item, now)
         self.handler.tick(now)
+        self._publish_flow(now)
         if self.journal.size > _JOURNAL_MAX and self.recorder.flushed_seq >= self._seq:
             self.journal.truncate()
         elif self.journal.held and now >= self._journal_retry_at:
             self._journal_retry_at = now + _JOURNAL_RETRY
             self.journal.retry()
         self._check_stop(now)
+
+    def _publish_flow(self, now: float) -> None:
+        """The message flow's summary, at most once a second while messages flow: straight
+        onto the bus, since counts of messages that are recorded need no record of their own."""
+        if self.traffic.flow.due(now):
+            env = Envelope.of(self.traffic.flow.take(now), sender=ORCHESTRATOR, recipient=PUBLISH)
+            frames.send(self.pub, (env.kind.encode(), env.encode()))
 
     def _forget_gone(self, now: float) -> None:
         """Drop peers that went silent and are not supervised; refuse their unacked messages."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from shoal.mailbox.envelope import Envelope
 from shoal.messages.actors import MessageCounters
+from shoal.orchestrator.flow import Flow
 
 
 @dataclass
@@ -28,6 +29,8 @@ class Traffic:
     routed: int = 0
     undeliverable: int = 0
     redelivered: int = 0
+    flow: Flow = field(default_factory=Flow)
+    """Routed messages by sender, recipient and kind (the dashboard's message flow)."""
 
     def counters(self, recorded: int, pending: int) -> MessageCounters:
         return MessageCounters(

@@ -40,6 +40,7 @@ from shoal.messages.tasks import (
     TaskSubmit,
     TaskSubmitResult,
     Usage,
+    UsageRecorded,
     WorkspaceRestore,
     WorkspaceRestoreResult,
 )
@@ -732,9 +733,10 @@ class Scheduler:
         task.usage = task.usage + usage
         self._warn_budgets(task)
         model = self._model(task, role).model
+        now = time.time()
         self.recorder.write(
             *task_rows.usage(
-                _ts(time.time()),
+                _ts(now),
                 task.id,
                 role,
                 model,
@@ -744,6 +746,17 @@ class Scheduler:
                 usage.cost_usd,
             )
         )
+        recorded = UsageRecorded(
+            at=now,
+            task_id=task.id,
+            role=role,
+            model=model,
+            calls=usage.calls,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=usage.cost_usd,
+        )
+        self.outbox.post(recorded, PUBLISH, task_id=task.id)  # live cost views
 
     def _progress(
         self, task: TaskRun, phase: str, score: float | None = None, detail: str = ""

@@ -219,6 +219,7 @@ def _router(
     from shoal.orchestrator.router import Router
     from shoal.orchestrator.services.admin import Admin
     from shoal.orchestrator.services.batches import Batches
+    from shoal.orchestrator.services.flow import Flows
     from shoal.orchestrator.services.memory import Memory
     from shoal.orchestrator.services.patterns import Patterns
     from shoal.orchestrator.services.records import Records
@@ -239,8 +240,9 @@ def _router(
         Memory(home, workers),
         Patterns(workers),
         Records(home, recorder, workers),
-        Sessions(supervisor, workers),
-        Batches(workers),
+        Sessions(supervisor, workers, outbox.publish),
+        Batches(workers, outbox.publish),
+        Flows(traffic.flow),
     ]
     return Router(services, outbox.post)
 

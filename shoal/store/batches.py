@@ -91,3 +91,15 @@ def end(cur: duckdb.DuckDBPyConnection, payload: BatchEnd, now: dt.datetime) -> 
            WHERE id = ?""",
         [payload.status, json.dumps(payload.applied), now, payload.status, now, payload.batch_id],
     ).fetchall()
+
+
+def progress(cur: duckdb.DuckDBPyConnection, batch_id: str) -> tuple[str, int, int] | None:
+    """A batch's status, units and units with an outcome (None: no such batch)."""
+    found = cur.execute(
+        """SELECT b.status, b.units,
+                  (SELECT count(*) FROM batch_units u
+                   WHERE u.batch_id = b.id AND u.status <> 'pending')
+           FROM batches b WHERE b.id = ?""",
+        [batch_id],
+    ).fetchall()
+    return (found[0][0], found[0][1], found[0][2]) if found else None

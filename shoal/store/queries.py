@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -84,6 +84,13 @@ class SinceParams(_Params):
 
 class BatchParams(_Params):
     batch_id: str = Field(min_length=4, max_length=64, pattern=r"^[0-9A-Za-z]+$")
+
+
+class CostSeriesParams(_Params):
+    bucket: Literal["minute", "hour", "day"] = "hour"
+    by: Literal["role", "model"] = "role"
+    since: str = Field(max_length=40)
+    """ISO time (UTC): the first bucket's start."""
 
 
 QUERIES: dict[str, tuple[type[BaseModel], str]] = {
@@ -346,6 +353,39 @@ QUERIES: dict[str, tuple[type[BaseModel], str]] = {
              AND status IN ('accepted', 'unaccepted', 'failed')
              AND ($since IS NULL OR created_at >= CAST($since AS TIMESTAMP))
            ORDER BY created_at DESC LIMIT 10000""",
+    ),
+    "batches.overview": (
+        RecentMessages,
+        # The dashboard's list: each batch with how many of its units ended how.
+        """SELECT b.id, b.status, b.units, b.backend, b.created_at, b.finished_at,
+                  b.instruction,
+                  count(u.unit_id) FILTER (u.status <> 'pending') AS finished,
+                  count(u.unit_id) FILTER (u.status = 'accepted') AS accepted,
+                  count(u.unit_id) FILTER (u.status IN ('rejected', 'failed', 'lost',
+                                                        'conflict')) AS not_accepted,
+                  coalesce(sum(u.tokens), 0) AS tokens, coalesce(sum(u.cost_usd), 0) AS cost_usd
+           FROM batches b LEFT JOIN batch_units u ON u.batch_id = b.id
+           WHERE $kind IS NULL OR b.status = $kind
+           GROUP BY ALL ORDER BY b.created_at DESC LIMIT $limit""",
+    ),
+    "batch.started": (
+        BatchParams,
+        # Units handed to a worker (the driver's batch.unit.started events), with their
+        # latest attempt: a pending one of a running batch is running.
+        """SELECT body->'payload'->>'unit_id' AS unit_id,
+                  max(CAST(body->'payload'->>'attempt' AS INTEGER)) AS attempt
+           FROM messages
+           WHERE kind = 'batch.unit.started' AND body->'payload'->>'batch_id' = $batch_id
+           GROUP BY ALL""",
+    ),
+    "costs.series": (
+        CostSeriesParams,
+        """SELECT date_trunc($bucket, happened_at) AS t,
+                  CASE WHEN $by = 'model' THEN coalesce(model, '?') ELSE role END AS key,
+                  sum(calls) AS calls, sum(prompt_tokens + completion_tokens) AS tokens,
+                  sum(cost_usd) AS cost_usd
+           FROM usage_events WHERE happened_at >= CAST($since AS TIMESTAMP)
+           GROUP BY ALL ORDER BY t, key""",
     ),
 }
 QUERIES.update(STATS_QUERIES)
