@@ -292,6 +292,7 @@ function follow() {
     refreshSoon();
     loadActors().catch(() => {});
     refreshTeams();
+    if (window.views) views.reload(); // the flow, batches and costs (views.js)
   };
   events.onerror = () => {
     live.textContent = "reconnecting";
@@ -300,6 +301,7 @@ function follow() {
   };
   events.onmessage = (message) => {
     const event = JSON.parse(message.data);
+    if (window.views) views.onEvent(event);
     if (event.kind.startsWith("actor.")) loadActors().catch(() => {});
     if (/^(actor|team|exec)\./.test(event.kind)) refreshTeams();
     if (event.kind.startsWith("task.") || event.kind.startsWith("eval.")) refreshSoon();
