@@ -114,6 +114,8 @@ def test_a_tasks_messages_and_costs_show_in_the_flow_and_the_cost_series_and_on_
             wait_for(lambda: "connected" in stream.comments, 10, what="the stream to open")
             task_id = run_priced_task(url, repo)
             wait_for(lambda: "task.done" in stream.kinds(task_id), 90, what="task.done")
+            # The broker's counts of the second in which the task ended come a moment later.
+            wait_for(lambda: _streamed(stream, "task.done"), 5, what="the last flow summary")
             flow = request("GET", f"{url}/flow", token=TOKEN)[1]
             # The broker's counts, by the actor it gave each message to: the planner's,
             # executor's and evaluator's requests and their replies.

@@ -1,5 +1,7 @@
-"""A batch refactor's records: the driver sends them, only the orchestrator writes them
-(on worker threads)."""
+"""A batch refactor's records: the driver sends them, only the orchestrator writes them,
+on the one serial worker thread: in the order they came, so the batch's progress events
+count up, and never two at once (each record also updates its ``batches`` row, and two
+concurrent updates of one row make DuckDB refuse one: "Conflict on update")."""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ class Batches:
             self._progress(cur, payload.batch_id)
             return OrchestratorOk(detail=f"batch {payload.batch_id}: {len(payload.units)} units")
 
-        self.workers.run(env, start)
+        self.workers.run(env, start, serial=True)
 
     def on_batch_unit(self, env: Envelope, payload: BatchUnit) -> None:
         def unit(cur: Any) -> OrchestratorOk:
@@ -43,7 +45,7 @@ class Batches:
             self._progress(cur, payload.batch_id, payload.unit_id, payload.status)
             return OrchestratorOk(detail=f"{payload.unit_id}: {payload.status}")
 
-        self.workers.run(env, unit)
+        self.workers.run(env, unit, serial=True)
 
     def on_batch_end(self, env: Envelope, payload: BatchEnd) -> None:
         def end(cur: Any) -> OrchestratorOk:
@@ -51,7 +53,7 @@ class Batches:
             self._progress(cur, payload.batch_id)
             return OrchestratorOk(detail=f"batch {payload.batch_id}: {payload.status}")
 
-        self.workers.run(env, end)
+        self.workers.run(env, end, serial=True)
 
     def _progress(
         self, cur: Any, batch_id: str, unit_id: str | None = None, unit_status: str | None = None
