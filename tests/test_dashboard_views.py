@@ -12,6 +12,7 @@ from pathlib import Path
 from shoal.batch.units import unit_id
 from shoal.llm.scripted import ScriptedModelServer
 from shoal.paths import Home
+from tests.conftest import wait_for
 from tests.test_api import TOKEN, bare_repo, request
 from tests.test_api_views import priced_env, priced_script, run_priced_task
 from tests.test_dashboard import browser, open_dashboard  # noqa: F401  (the fixture)
@@ -63,9 +64,13 @@ def test_a_tasks_message_flow_and_its_costs_show_on_the_page_as_it_runs(
             )
             return sum(counts)
 
-        flow = request("GET", f"{api}/flow", token=TOKEN)[1]
-        served = sum(e["count"] for e in flow["edges"] if e["kind"] == "exec.event")
-        assert served > 0 and shown("exec.event") == served
+        def served(kind: str) -> int:
+            flow = request("GET", f"{api}/flow", token=TOKEN)[1]
+            return sum(e["count"] for e in flow["edges"] if e["kind"] == kind)
+
+        assert served("exec.event") > 0
+        wait_for(lambda: shown("exec.event") == served("exec.event"), 5,
+                 what="the page's counts to be the broker's")  # fmt: skip
         page.locator("#flow-view").screenshot(path=str(shots / "flow.png"))
 
         # The cost chart grew from the usage.recorded events: one bar per role this hour.
@@ -76,7 +81,8 @@ def test_a_tasks_message_flow_and_its_costs_show_on_the_page_as_it_runs(
         assert set(keys) == {"planner", "executor", "evaluator"}, keys
         series = request("GET", f"{api}/cost/series", token=TOKEN)[1]
         assert series["total_usd"] > 0
-        assert page.inner_text("#cost-total").startswith(f"${series['total_usd']:.4f} and 4400")
+        said = f"${series['total_usd']:.4f} and 4400 tokens"
+        page.wait_for_selector(f"#cost-total:has-text('{said}')", timeout=5_000)
         page.locator("#cost-view").screenshot(path=str(shots / "costs.png"))
         # Per model and per minute, read again from the series.
         page.select_option("#cost-form select[name=by]", "model")

@@ -63,7 +63,7 @@ function drawFlow() {
   document.getElementById("no-flow").hidden = edges.length > 0;
   const body = document.querySelector("#flow-table tbody");
   body.replaceChildren();
-  for (const e of edges.slice(0, 40)) {
+  for (const e of edges.slice(0, 200)) {
     const row = body.insertRow();
     row.className = flow.fresh.has(flowKey(e)) ? "edge fresh" : "edge";
     row.dataset.sender = e.sender;
