@@ -9,9 +9,11 @@ import subprocess
 import sys
 
 from shoal import daemon
+from shoal.client import Client
 from shoal.client import query as read
 from shoal.mailbox.client import MailboxClient
 from shoal.messages.actors import ActorSpawn, EchoRequest
+from shoal.messages.teams import TeamStatus
 from shoal.paths import Home
 from shoal.store.database import open_reader
 from tests.conftest import shoal, wait_for
@@ -24,6 +26,26 @@ def mode(path: os.PathLike[str]) -> int:
 def echo_ids_in_db(home: Home) -> set[str]:
     reply = read(home, "messages.recent", {"limit": 10_000, "kind": "echo.request"})
     return {row[0] for row in reply.rows}
+
+
+def test_polled_reads_are_routed_but_neither_journaled_nor_recorded(orchestrator: Home) -> None:
+    """A dashboard left open polls status, queries and teams without end (issue 16): each
+    answer recorded grew the messages table and DuckDB's memory without bound."""
+    client = Client(orchestrator)
+    before = client.status().messages
+    journal = orchestrator.journal.stat().st_size
+    for _ in range(25):
+        client.status()
+        client.query("tasks.recent", {"limit": 5, "kind": None})
+        client.request(TeamStatus())
+    kinds = {row[0]: row[1] for row in client.query("messages.summary").rows}
+    after = client.status().messages
+    assert after.routed >= before.routed + 25 * 6  # each read and its answer
+    assert after.unrecorded >= before.unrecorded + 25 * 6
+    assert after.recorded == before.recorded
+    assert orchestrator.journal.stat().st_size == journal
+    polled = ("orchestrator.status", "store.query", "team.status")
+    assert {k: n for k, n in kinds.items() if k.startswith(polled)} == {}
 
 
 def test_state_is_owner_only(orchestrator: Home) -> None:

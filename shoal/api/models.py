@@ -103,6 +103,8 @@ class CountersView(_Response):
     undeliverable: int = 0
     redelivered: int = 0
     pending: int = 0
+    unrecorded: int = 0
+    """Polled reads (status, named queries, team status) and their answers: routed only."""
 
 
 class TaskCreate(_Request):

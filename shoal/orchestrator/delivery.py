@@ -28,6 +28,8 @@ class Traffic:
     routed: int = 0
     undeliverable: int = 0
     redelivered: int = 0
+    unrecorded: int = 0
+    """Polled reads and their answers, routed but neither journaled nor recorded."""
 
     def counters(self, recorded: int, pending: int) -> MessageCounters:
         return MessageCounters(
@@ -37,6 +39,7 @@ class Traffic:
             undeliverable=self.undeliverable,
             redelivered=self.redelivered,
             pending=pending,
+            unrecorded=self.unrecorded,
         )
 
 
