@@ -104,7 +104,8 @@ class CountersView(_Response):
     redelivered: int = 0
     pending: int = 0
     unrecorded: int = 0
-    """Polled reads (status, named queries, team status) and their answers: routed only."""
+    """A client's polled reads (status, named queries, team status) and their answers:
+    routed, not recorded."""
 
 
 class TaskCreate(_Request):

@@ -59,10 +59,11 @@ _JOURNAL_RETRY = 1.0  # seconds between tries to write held journal records
 # Requests that start work, refused while the disk is full (what runs, runs on).
 _NEW_WORK = frozenset(p.kind for p in (TaskSubmit, BatchStart, TeamUp, ActorSpawn, SessionOpen))
 # What a dashboard, `status --live` or a script polls, and the answers: routed, never
-# journaled nor recorded when untracked (a client's, not an actor's). They start no work,
-# a restarted orchestrator has nothing to resume or redeliver for them (the asker asks
-# again), and recording each one grew the messages table, and DuckDB's memory holding it,
-# by ~1 KB per `GET /status` without bound.
+# journaled nor recorded between a client and the orchestrator (an actor's are, both ways:
+# they are part of its work and its transcript). They start no work, a restarted
+# orchestrator has nothing to resume or redeliver for them (the asker asks again), and
+# recording each one grew the messages table, and DuckDB's memory holding it, by ~1 KB
+# per `GET /status` without bound.
 _READS = frozenset(
     p.kind
     for p in (
@@ -303,7 +304,7 @@ class Broker:
 
     def _commit(self, turn: Turn) -> None:
         now = time.time()
-        kept = [m for m in turn.messages if m[3] or m[0].kind not in _READS]
+        kept = [m for m in turn.messages if m[3] or m[0].kind not in _READS or self._actor(m[0])]
         self.traffic.unrecorded += len(turn.messages) - len(kept)
         if not (kept or turn.acks):
             return  # only polled reads: nothing to journal or record
@@ -317,6 +318,10 @@ class Broker:
             [MessageRow(env, body, now, tracked) for env, body, _, tracked in kept],
             [(now, message_id) for message_id in turn.acks],
         )
+
+    def _actor(self, env: Envelope) -> bool:
+        """Whether an actor sent ``env`` (one that beats, or one the supervisor runs)."""
+        return env.sender in self.peers or self.supervisor.is_actor(env.sender)
 
     def _route(self, turn: Turn, now: float) -> None:
         for env, body, target, tracked in turn.messages:
