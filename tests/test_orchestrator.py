@@ -8,10 +8,17 @@ import stat
 import subprocess
 import sys
 
+import zmq
+
 from shoal import daemon
+from shoal.client import Client
 from shoal.client import query as read
+from shoal.mailbox import wire
 from shoal.mailbox.client import MailboxClient
+from shoal.mailbox.envelope import ORCHESTRATOR, Envelope
 from shoal.messages.actors import ActorSpawn, EchoRequest
+from shoal.messages.store import StoreQuery
+from shoal.messages.teams import TeamStatus
 from shoal.paths import Home
 from shoal.store.database import open_reader
 from tests.conftest import shoal, wait_for
@@ -24,6 +31,58 @@ def mode(path: os.PathLike[str]) -> int:
 def echo_ids_in_db(home: Home) -> set[str]:
     reply = read(home, "messages.recent", {"limit": 10_000, "kind": "echo.request"})
     return {row[0] for row in reply.rows}
+
+
+def test_polled_reads_are_routed_but_neither_journaled_nor_recorded(orchestrator: Home) -> None:
+    """A dashboard left open polls status, queries and teams without end (issue 16): each
+    answer recorded grew the messages table and DuckDB's memory without bound."""
+    client = Client(orchestrator)
+    before = client.status().messages
+    journal = orchestrator.journal.stat().st_size
+    for _ in range(25):
+        client.status()
+        client.query("tasks.recent", {"limit": 5, "kind": None})
+        client.request(TeamStatus())
+    kinds = {row[0]: row[1] for row in client.query("messages.summary").rows}
+    after = client.status().messages
+    assert after.routed >= before.routed + 25 * 6  # each read and its answer
+    assert after.unrecorded >= before.unrecorded + 25 * 6
+    assert after.recorded == before.recorded
+    assert orchestrator.journal.stat().st_size == journal
+    polled = ("orchestrator.status", "store.query", "team.status")
+    assert {k: n for k, n in kinds.items() if k.startswith(polled)} == {}
+
+
+def test_an_actors_reads_are_recorded_both_ways(orchestrator: Home) -> None:
+    """An actor's queries are part of its work (and its transcript): recorded as ever."""
+    ctx = zmq.Context()
+    actor = ctx.socket(zmq.DEALER)
+    actor.setsockopt(zmq.IDENTITY, b"reader-1")
+    actor.setsockopt(zmq.LINGER, 1000)  # the ack goes out before the close
+    actor.connect(orchestrator.mailbox_endpoint)
+    try:
+        beat = wire.Beat(name="reader-1", role="reader", pid=os.getpid(), instance="i1")
+        actor.send_multipart([wire.BEAT, beat.encode()])  # it is a peer from now on
+        assert actor.poll(10_000) and actor.recv_multipart()[0] == wire.PONG
+        query = StoreQuery(name="messages.summary")
+        ask = Envelope.of(query, sender="reader-1", recipient=ORCHESTRATOR)
+        actor.send_multipart([wire.MSG, ask.encode()])
+        while actor.poll(10_000):
+            tag, body = actor.recv_multipart()
+            answer = Envelope.decode(body) if tag == wire.MSG else None
+            if answer is not None and answer.reply_to == ask.id:
+                actor.send_multipart([wire.ACK, wire.encode_acks([answer.id])])
+                break
+        else:
+            raise AssertionError("no answer to the actor's query")
+    finally:
+        actor.close()
+        ctx.term()
+    rows = read(orchestrator, "messages.recent", {"limit": 100, "kind": None}).rows
+    assert {(r[1], r[2]) for r in rows} >= {
+        ("store.query", "reader-1"),
+        ("store.query.result", "orchestrator"),
+    }
 
 
 def test_state_is_owner_only(orchestrator: Home) -> None:

@@ -103,6 +103,9 @@ class CountersView(_Response):
     undeliverable: int = 0
     redelivered: int = 0
     pending: int = 0
+    unrecorded: int = 0
+    """A client's polled reads (status, named queries, team status) and their answers:
+    routed, not recorded."""
 
 
 class TaskCreate(_Request):

@@ -123,7 +123,8 @@ def _print_status(reply) -> None:
         out.print("no actors")
     m = reply.messages
     out.print(
-        f"messages: {m.routed} routed, {m.recorded} recorded, {m.dropped} dropped, "
+        f"messages: {m.routed} routed, {m.recorded} recorded ({m.unrecorded} polled reads not), "
+        f"{m.dropped} dropped, "
         f"{m.undeliverable} undeliverable, {m.redelivered} redelivered, {m.pending} pending"
     )
 

@@ -84,6 +84,8 @@ class MessageCounters(Model, kw_only=True):
     undeliverable: int = 0
     redelivered: int = 0
     pending: int = 0
+    unrecorded: int = 0
+    """Polled reads (a client's status, query, team status) and their answers: routed only."""
 
 
 @message("orchestrator.status.result")

@@ -25,12 +25,20 @@ import zmq
 from shoal.mailbox import frames, sockets, wire
 from shoal.mailbox.envelope import ORCHESTRATOR, PUBLISH, ROLE_PREFIX, Envelope
 from shoal.mailbox.loop import SocketLoop
-from shoal.messages.actors import ActorSpawn, ErrorReply
+from shoal.messages.actors import (
+    ActorSpawn,
+    ErrorReply,
+    FlowRecent,
+    FlowRecentResult,
+    OrchestratorStatus,
+    OrchestratorStatusResult,
+)
 from shoal.messages.base import Payload
 from shoal.messages.batch import BatchStart
 from shoal.messages.chat import SessionOpen
+from shoal.messages.store import StoreQuery, StoreQueryResult
 from shoal.messages.tasks import TaskSubmit
-from shoal.messages.teams import TeamUp
+from shoal.messages.teams import TeamStatus, TeamStatusResult, TeamUp
 from shoal.orchestrator.delivery import Deliveries, Traffic, Unacked, Waiting
 from shoal.orchestrator.recorder import MessageRow
 from shoal.store import journal as jr
@@ -52,6 +60,25 @@ _JOURNAL_MAX = 8 * 1024 * 1024
 _JOURNAL_RETRY = 1.0  # seconds between tries to write held journal records
 # Requests that start work, refused while the disk is full (what runs, runs on).
 _NEW_WORK = frozenset(p.kind for p in (TaskSubmit, BatchStart, TeamUp, ActorSpawn, SessionOpen))
+# What a dashboard, `status --live` or a script polls, and the answers: routed, never
+# journaled nor recorded between a client and the orchestrator (an actor's are, both ways:
+# they are part of its work and its transcript). They start no work, a restarted
+# orchestrator has nothing to resume or redeliver for them (the asker asks again), and
+# recording each one grew the messages table, and DuckDB's memory holding it, by ~1 KB
+# per `GET /status` without bound.
+_READS = frozenset(
+    p.kind
+    for p in (
+        OrchestratorStatus,
+        OrchestratorStatusResult,
+        StoreQuery,
+        StoreQueryResult,
+        TeamStatus,
+        TeamStatusResult,
+        FlowRecent,
+        FlowRecentResult,
+    )
+)
 
 
 def socket_loop() -> SocketLoop:
@@ -281,16 +308,24 @@ class Broker:
 
     def _commit(self, turn: Turn) -> None:
         now = time.time()
-        records = [jr.message_record(tracked, now, body) for _, body, _, tracked in turn.messages]
+        kept = [m for m in turn.messages if m[3] or m[0].kind not in _READS or self._actor(m[0])]
+        self.traffic.unrecorded += len(turn.messages) - len(kept)
+        if not (kept or turn.acks):
+            return  # only polled reads: nothing to journal or record
+        records = [jr.message_record(tracked, now, body) for _, body, _, tracked in kept]
         if turn.acks:
             records.append(jr.ack_record(now, turn.acks))
         self.journal.append(records)
         self._seq += 1
         self.recorder.submit(
             self._seq,
-            [MessageRow(env, body, now, tracked) for env, body, _, tracked in turn.messages],
+            [MessageRow(env, body, now, tracked) for env, body, _, tracked in kept],
             [(now, message_id) for message_id in turn.acks],
         )
+
+    def _actor(self, env: Envelope) -> bool:
+        """Whether an actor sent ``env`` (one that beats, or one the supervisor runs)."""
+        return env.sender in self.peers or self.supervisor.is_actor(env.sender)
 
     def _route(self, turn: Turn, now: float) -> None:
         flow = self.traffic.flow.counts  # one dict update a message; see orchestrator/flow.py

@@ -29,6 +29,8 @@ class Traffic:
     routed: int = 0
     undeliverable: int = 0
     redelivered: int = 0
+    unrecorded: int = 0
+    """Polled reads and their answers, routed but neither journaled nor recorded."""
     flow: Flow = field(default_factory=Flow)
     """Routed messages by sender, recipient and kind (the dashboard's message flow)."""
 
@@ -40,6 +42,7 @@ class Traffic:
             undeliverable=self.undeliverable,
             redelivered=self.redelivered,
             pending=pending,
+            unrecorded=self.unrecorded,
         )
 
 

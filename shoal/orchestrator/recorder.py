@@ -105,6 +105,8 @@ class Recorder:
         """Whether writes are held (a full disk): the pending rows go in at the next try."""
         self._reopen = False
         self._faulted = False
+        self._flushing = False
+        """Set by the thread before it takes the queue, cleared after writing what it took."""
 
     def start(self) -> None:
         self._thread.start()
@@ -132,6 +134,11 @@ class Recorder:
         It wakes the recorder for an early flush; False if that took longer than ``timeout``.
         While writes are held (a full disk) it returns after the attempt, written or not.
         """
+        # Nothing queued and no flush under way: all submitted so far is written, so no
+        # wake-up (a named query asks for one; polled, they cost the GIL two thread switches
+        # each). The queue first: a flush sets ``_flushing`` before it takes the queue.
+        if self._queue.empty() and not self._flushing and not self.holding:
+            return True
         done = threading.Event()
         self._barriers.put(done)
         self._wake.set()
@@ -153,12 +160,14 @@ class Recorder:
             self._wake.wait(_RETRY if self.holding else self._interval)
             self._wake.clear()
             stopping = self._stop.is_set()
+            self._flushing = True
             # Barriers taken before draining the queue: what they wait for is in this flush.
             barriers = _drain(self._barriers)
             for item in _drain(self._queue):
                 pending.merge(item)
             if pending:  # what it writes is taken out of it; what is held stays
                 cur = self._attempt(cur, pending)
+            self._flushing = False
             for done in barriers:
                 done.set()
         if pending:

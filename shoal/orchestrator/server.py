@@ -278,11 +278,13 @@ def _shutdown(home: Home, parts: Parts, recorder: Any, journal: Any, db: Any) ->
     for path in (home.mailbox_socket, home.events_socket, home.roster_file, tcp_file(home)):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+    traffic = parts.traffic
     log.info(
-        "stopped; routed %d, recorded %d, dropped %d",
-        parts.traffic.routed,
+        "stopped; routed %d, recorded %d, dropped %d (and %d polled reads, routed only)",
+        traffic.routed - traffic.unrecorded,
         recorder.recorded,
         parts.broker.dropped,
+        traffic.unrecorded,
     )
 
 

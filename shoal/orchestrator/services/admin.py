@@ -62,6 +62,9 @@ class Admin:
         self.counters = counters
         """The broker's message counters as they are now."""
         self.started_at = started_at
+        self.env_fingerprint = model_env_fingerprint()
+        """Of the environment it started with (what a client compares with its own); hashed
+        once: copying and hashing os.environ took an eighth of the GIL under status polls."""
 
     def keeps_alive(self) -> bool:
         """Whether the orchestrator must not exit when idle (it serves the HTTP API, or
@@ -78,7 +81,7 @@ class Admin:
             actors=self.supervisor.snapshot(),
             messages=self.counters(),
             running_tasks=len(self.scheduler.tasks),
-            env_fingerprint=model_env_fingerprint(),
+            env_fingerprint=self.env_fingerprint,
             problems=self.api.problems(),
         )
 
