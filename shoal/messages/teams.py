@@ -207,6 +207,9 @@ class TeamInfo(Model, kw_only=True):
     session: str | None
     tmux_socket: str | None
     members: list[TeamMemberStatus]
+    started_at: str | None = None
+    """ISO time (UTC) a second before its first present member started: what is recorded
+    about this team since then is this run's (an earlier team of the same name is not)."""
 
 
 @message("team.status.result")

@@ -183,12 +183,10 @@ class TeamMembers:
         infos = []
         for team, seen in sorted(teams.items()):
             mode = _MODE.get(seen[0].member.launcher, seen[0].member.launcher)
-            since = min(s.member.spawned_at for s in seen)
+            since = _iso(min(s.member.spawned_at for s in seen) - 1.0)
             usage = {
                 row[0]: (int(row[1] or 0), float(row[2] or 0.0))
-                for row in run_query(
-                    cur, "team.usage", {"team": team, "since": _iso(since - 1.0)}
-                ).rows
+                for row in run_query(cur, "team.usage", {"team": team, "since": since}).rows
             }
             socket = self.tmux.socket_of(team) if mode == "tmux" else None
             members = [self._status(s, usage.get(s.member.name, (0, 0.0))) for s in seen]
@@ -199,6 +197,7 @@ class TeamMembers:
                     session=f"shoal-{team}" if mode == "tmux" else None,
                     tmux_socket=socket,
                     members=sorted(members, key=lambda m: m.name),
+                    started_at=since,
                 )
             )
         return TeamStatusResult(teams=infos)
