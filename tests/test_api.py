@@ -233,8 +233,8 @@ def test_the_api_needs_its_token_and_answers_bad_input_in_json(home: Home, tmp_p
 def test_answers_leave_out_fields_they_do_not_know_and_requests_refuse_them() -> None:
     from pydantic import ValidationError
 
+    from shoal.api.app import document
     from shoal.api.models import TaskCreate, TaskSummary
-    from shoal.api.openapi import document
     from shoal.api.routes import ROUTES
 
     # A column a shared query gains later is left out of the answer, not a 500.

@@ -1,18 +1,20 @@
-"""The API as an ASGI application: a request's bytes in, :class:`App`'s answer out.
+"""The bytes side of the API: what uvicorn hands over, before and around the FastAPI app.
 
 In order, so that nothing is read or run for a request that cannot be taken:
 
 - framing, before any body is read: a POST, PUT or PATCH says how long its body
   is (``Content-Length``, or a chunked body) or gets 411; a declared body over
-  1 MiB gets 413;
-- ``App.begin`` (token, route, query) on the event loop;
-- the body, only for a route that takes one, read to at most 1 MiB (413)
-  within ``body_timeout`` (408);
-- ``App.finish`` (the body's model, the endpoint) on a bounded pool of threads:
-  endpoints block on the mailbox, and the loop must not.
-
-HEAD answers as GET does, headers included, without the body (uvicorn drops it).
-A request whose body was left unread is answered with ``Connection: close``.
+  1 MiB gets 413 (both with ``Connection: close``: what follows is not read);
+- the application (``app``) gets the request with its path as sent (still
+  percent-encoded, so ``..%2F`` stays inside one path parameter; a trailing ``/``
+  dropped under /api/v1), a query without its blank parameters (``?status=`` is
+  no filter, not an invalid one), a HEAD as a GET (uvicorn sends no body for a
+  HEAD, so the answer is GET's status and headers), and a body as JSON whatever
+  its ``Content-Type`` says (``curl -d`` says form-urlencoded and means JSON);
+- a body, read only by a route that takes one, comes through :class:`Body`: at
+  most 1 MiB (413) and in full within ``body_timeout`` of the head (408);
+- every answer is marked not to be cached; one to a request whose body was left
+  unread says ``Connection: close``; refusals are logged (:class:`RequestLog`).
 """
 
 from __future__ import annotations
@@ -21,24 +23,21 @@ import asyncio
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
 from shoal import __version__
 from shoal.api import pages
-from shoal.api.events import Filter, Hub, serve_stream
-from shoal.api.http import MAX_BODY, Answer, App, Call, refusal
+from shoal.api.app import METHOD, Refused
+from shoal.api.http import MAX_BODY, Answer, refusal
 from shoal.api.limits import ApiLimits
-from shoal.api.routes import ApiError
+from shoal.api.routes import PREFIX, ApiError
 
 log = logging.getLogger(__name__)
 
 SERVER = f"shoal/{__version__}"
 _WITH_BODY = ("POST", "PUT", "PATCH")
-
-
-class Gone(Exception):
-    """The client hung up before its request was complete: nobody to answer."""
+_JSON = (b"content-type", b"application/json")
 
 
 class Headers:
@@ -54,96 +53,96 @@ class Headers:
 
 
 class AsgiApp:
-    def __init__(self, app: App, limits: ApiLimits, hub: Hub) -> None:
+    def __init__(self, app: Any, limits: ApiLimits) -> None:
         self.app = app
-        self.hub = hub
         self.body_timeout = limits.body_timeout
-        self.heartbeat = limits.heartbeat
-        self.pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="api")
         self._log = RequestLog()
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return  # no lifespan (the server runs it with lifespan off), no websockets
         method = scope["method"]
-        query = scope["query_string"].decode("latin-1")
         path = scope["raw_path"].decode("latin-1")
-        target = path + (f"?{query}" if query else "")
+        if path.startswith(PREFIX + "/"):
+            path = path.rstrip("/") or "/"
+        line = f"{method} {pages.shown(path, scope['query_string'].decode('latin-1'))}"
         client = (scope.get("client") or ("-",))[0]
-        if pages.is_page(path):  # the dashboard: no body is read
-            answer = pages.page(method, path, query, self.app.sessions)
-            self._log.request(client, f"{method} {pages.shown(path, query)}", answer.status)
-            await send_answer(send, answer, close=method in _WITH_BODY)
-            return
         try:
-            answer, unread = await self._answer(method, target, Headers(scope["headers"]), receive)
-        except Gone:
-            return
-        if isinstance(answer, Call):
-            answer = await self._stream(answer, receive, send)
-            if answer is None:
-                return
-        self._log.request(client, f"{method} {target}", answer.status)  # logged when answered
-        await send_answer(send, answer, close=unread)
-
-    async def _stream(self, call: Call, receive: Any, send: Any) -> Answer | None:
-        """Serve an event stream; the answer when it is refused instead (None: served)."""
-        query = call.kwargs["query"]
-        try:
-            stream = self.hub.open(Filter(query.task or "", query.team or ""))
+            has_body = _framing(method, Headers(scope["headers"]))
         except ApiError as exc:
-            return refusal(exc)
-        if call.method == "HEAD":
-            self.hub.close_stream(stream)
-            return Answer(200, None, {"Content-Type": "text/event-stream; charset=utf-8"})
-        await serve_stream(self.hub, stream, self.heartbeat, receive, send)
-        return None
-
-    async def _answer(
-        self, method: str, target: str, headers: Headers, receive: Any
-    ) -> tuple[Answer | Call, bool]:
-        """The answer (a Call: an event stream to serve), and whether a body was left
-        unread (then the connection closes)."""
+            self._log.request(client, line, exc.status)
+            await send_answer(send, refusal(exc), close=True)
+            return
+        inner = {
+            **scope,
+            "path": path,
+            "method": "GET" if method == "HEAD" else method,
+            "query_string": _without_blanks(scope["query_string"]),
+            METHOD: method,
+        }
+        if has_body:
+            inner["headers"] = [h for h in scope["headers"] if h[0] != _JSON[0]] + [_JSON]
+        body = Body(receive, self.body_timeout, has_body)
+        reply = Reply(send, body, lambda status: self._log.request(client, line, status))
         try:
-            has_body = _framing(method, headers)
-        except ApiError as exc:
-            return refusal(exc), True
-        begun = self.app.begin(method, target, headers)
-        if isinstance(begun, Answer) or begun.route.stream:
-            return begun, has_body
-        raw = b""
-        if begun.route.body is not None and has_body:
-            try:
-                raw = await self._read(receive)
-            except ApiError as exc:
-                return refusal(exc), True
-        loop = asyncio.get_running_loop()
-        answer = await loop.run_in_executor(self.pool, self.app.finish, begun, raw)
-        return answer, has_body and begun.route.body is None
+            await self.app(inner, body.receive, reply.send)
+        except Exception:  # answered 500 already (the app's handler); the traceback is here
+            log.exception("%s failed", line)
 
-    async def _read(self, receive: Any) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
+
+class Body:
+    """A request's body as the application reads it, held to 1 MiB and ``timeout``."""
+
+    def __init__(self, receive: Any, timeout: float, expected: bool) -> None:
+        self._receive = receive
+        self.timeout = timeout
+        self.deadline = asyncio.get_running_loop().time() + timeout
+        self.complete = not expected
+        """The body was read to its end (or there is none)."""
+        self.gone = False
+        """The client hung up before its request was complete: nobody to answer."""
+        self._size = 0
+
+    async def receive(self) -> dict[str, Any]:
+        if self.complete:  # past the body: an event stream waiting for the disconnect
+            return await self._receive()
         try:
-            async with asyncio.timeout(self.body_timeout):
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise Gone
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > MAX_BODY:
-                        raise _too_large()
-                    chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        return b"".join(chunks)
+            async with asyncio.timeout_at(self.deadline):
+                message = await self._receive()
         except TimeoutError:
-            raise ApiError(
-                408, "timeout", f"the body did not arrive within {self.body_timeout:g} s"
-            ) from None
+            message = f"the body did not arrive within {self.timeout:g} s"
+            raise Refused(ApiError(408, "timeout", message)) from None
+        if message["type"] == "http.disconnect":
+            self.gone = True
+            return message
+        self._size += len(message.get("body", b""))
+        if self._size > MAX_BODY:
+            raise Refused(_too_large())
+        self.complete = not message.get("more_body", False)
+        return message
+
+
+class Reply:
+    """The application's answer on its way out: logged as it starts (unless nobody is
+    there to get it), never cached, and closing the connection when the request's body
+    was left unread (it cannot be told from a next request)."""
+
+    def __init__(self, send: Any, body: Body, logged: Callable[[int], None]) -> None:
+        self._send = send
+        self._body = body
+        self._logged = logged
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            if not self._body.gone:
+                self._logged(message["status"])
+            headers = list(message.get("headers", ()))
+            if not any(name == b"cache-control" for name, _ in headers):
+                headers.append((b"cache-control", b"no-store"))
+            if not self._body.complete:
+                headers.append((b"connection", b"close"))
+            message = {**message, "headers": headers}
+        await self._send(message)
 
 
 class RequestLog:
@@ -190,18 +189,20 @@ def _framing(method: str, headers: Headers) -> bool:
     return False
 
 
+def _without_blanks(query: bytes) -> bytes:
+    return b"&".join(p for p in query.split(b"&") if p.partition(b"=")[2]) if query else query
+
+
 def _too_large() -> ApiError:
     return ApiError(413, "too_large", f"the body may be at most {MAX_BODY} bytes")
 
 
 def encode(answer: Answer, close: bool = False) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """The answer's headers and body as sent: JSON, never cached."""
+    """An answer sent without the application (framing, the server's own): its headers
+    and body, JSON, never cached."""
     headers: list[tuple[bytes, bytes]] = [(b"cache-control", b"no-store")]
     body = b""
-    if isinstance(answer.payload, bytes):  # a page's file; its type is in answer.headers
-        body = answer.payload
-        headers.append((b"content-length", b"%d" % len(body)))
-    elif answer.payload is not None:
+    if answer.payload is not None:
         body = json.dumps(answer.payload, default=str).encode()
         headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     for name, value in answer.headers.items():

@@ -37,15 +37,12 @@ def _files() -> dict[str, Any]:
     return {f.name: f for f in folder.iterdir() if f.is_file() and f.name[0] != "."}
 
 
-def is_page(path: str) -> bool:
-    return path in ("/", "/index.html", "/login") or path.startswith("/static/")
+PATHS = ("/", "/index.html", "/login", "/static/{name}")
+"""The dashboard's paths, each answered by :func:`page` on GET (and HEAD)."""
 
 
-def page(method: str, path: str, query: str, sessions: Sessions | None) -> Answer:
-    """The answer to a request for one of the dashboard's paths (:func:`is_page`)."""
-    if method not in ("GET", "HEAD"):
-        message = f"{method} is not allowed on {path}; use GET"
-        return Answer(405, error_body("method_not_allowed", message), {"Allow": "GET, HEAD"})
+def page(path: str, query: str, sessions: Sessions | None) -> Answer:
+    """The answer to a GET of one of the dashboard's paths (:data:`PATHS`)."""
     if path == "/login":
         return _login(query, sessions)
     name = "index.html" if path in ("/", "/index.html") else path.removeprefix("/static/")

@@ -1,4 +1,8 @@
-"""The endpoints of /api/v1: one table that dispatches requests and documents them.
+"""The endpoints of /api/v1: one table (``ROUTES``) and what each does (``Endpoints``).
+
+``shoal.api.app`` makes a FastAPI route of each entry (its path parameters, ``body``
+and ``query`` models, answer model, status and error codes), so the table both
+dispatches requests and, through FastAPI, generates the OpenAPI document.
 
 Every endpoint goes through the orchestrator's existing paths on the API's
 mailbox connection: tasks are submitted and cancelled as ``shoal run`` does
@@ -12,7 +16,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +104,9 @@ class Route:
     path: str
     """Below /api/v1, with ``{name}`` parameters."""
     handler: str
-    """Name of the Endpoints method; it gets the path parameters, ``body`` and ``query``."""
+    """Name of the Endpoints method; it gets the path parameters (as sent: percent-encoded,
+    so a name with a ``/`` in it still reaches the handler, which unquotes), ``body`` and
+    ``query``."""
     summary: str
     response: type[BaseModel] | None
     """None: a JSON object that is not a model (the OpenAPI document itself)."""
@@ -111,11 +117,6 @@ class Route:
     errors: tuple[int, ...] = ()
     stream: bool = False
     """Server-Sent Events, served on the event loop (``shoal.api.events``), not by a handler."""
-    pattern: re.Pattern[str] = field(init=False, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path)
-        object.__setattr__(self, "pattern", re.compile(f"^{regex}$"))
 
 
 ROUTES: list[Route] = [

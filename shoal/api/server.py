@@ -15,6 +15,10 @@ because the orchestrator's file-descriptor budget is decided there:
   connections cannot lock out requests.
 - ``Protocol`` is uvicorn's h11 protocol telling the gate when a request head
   has arrived and when an answer is complete; malformed requests get JSON.
+
+The application is FastAPI's (``app``) behind the framing step (``asgi``). Its
+endpoints block on the mailbox, so FastAPI runs them on its thread pool (anyio's),
+which is bounded here to ``[api] workers`` threads for the server's event loop.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import anyio.to_thread
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from shoal.api.app import Served, build
 from shoal.api.asgi import SERVER, AsgiApp, encode
 from shoal.api.events import Hub
 from shoal.api.http import Answer, App, error_body
@@ -270,6 +276,8 @@ class _Uvicorn(uvicorn.Server):
         loop = self.loop = asyncio.get_running_loop()
         config = self.config
         self.hub.start()  # subscribed now, long before the first client of a stream
+        # The endpoints' threads: the pool is per event loop, its limit set on this one.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = self.limits.workers
         gate = Gate(loop, self.pressure.cap, self.limits.head_timeout, self.pressure)
 
         def protocol() -> Protocol:
@@ -292,9 +300,10 @@ class HttpServer:
         self.pressure = Pressure(limits.cap())
         # Event streams may hold half the connections; the rest stay for requests.
         hub = Hub(app.endpoints.client, max(1, self.pressure.cap // 2))
-        self._asgi = AsgiApp(app, limits, hub)
+        self.api = build(self.url)
+        self.api.state.shoal = Served(app, hub, limits.heartbeat)
         config = uvicorn.Config(
-            self._asgi,
+            AsgiApp(self.api, limits),
             http="h11",
             ws="none",
             lifespan="off",
@@ -344,7 +353,10 @@ class HttpServer:
                 loop.call_soon_threadsafe(self._server.hub.close)
         self._server.should_exit = True
         self._thread.join(6)
-        self._asgi.close()
+
+    def openapi(self) -> dict[str, Any]:
+        """The API's OpenAPI document (FastAPI's, made once)."""
+        return self.api.openapi()
 
 
 def _bind(host: str, port: int) -> socket.socket:

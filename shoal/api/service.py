@@ -45,7 +45,6 @@ class ApiService:
         self._lock = threading.Lock()
         self._http: HttpServer | None = None
         self._bridge: Bridge | None = None
-        self._document: dict[str, Any] | None = None
         self._sessions: Sessions | None = None
         self._not_serving = ""
         """Why api.json asks for the API and it is not served (a taken port), or ""."""
@@ -105,7 +104,6 @@ class ApiService:
             self._not_serving = ""
             if settings.port == 0:
                 api_settings.remember_port(self.home, settings, self._http.port)
-            self._document = None
             self.webhooks.configure(served=settings.webhooks)
             url, cap = self._http.url, self._http.cap
         view = self.view()
@@ -135,11 +133,13 @@ class ApiService:
         )
 
     def document(self) -> dict[str, Any]:
-        if self._document is None:
-            from shoal.api.openapi import document
+        """The OpenAPI document of the API as served (FastAPI's, from the route table)."""
+        http = self._http
+        if http is not None:
+            return http.openapi()
+        from shoal.api.app import document  # FastAPI: only in a serving orchestrator
 
-            self._document = document(self._http.url if self._http else None)
-        return self._document
+        return document(None)
 
     def stop(self) -> None:
         """Stop serving (``shoal serve`` ended); config.toml's webhooks go on."""
