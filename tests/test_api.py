@@ -74,7 +74,10 @@ def free_port() -> int:
 
 
 def serve(*args: str, env: dict[str, str] | None = None) -> str:
-    result = shoal("serve", "--detach", *args, env=env, timeout=90)
+    """``shoal serve --detach``: with SHOAL_API_TOKEN or --token given, with that token; else
+    with --no-token (the tests that use no token)."""
+    tokenless = "SHOAL_API_TOKEN" not in (env or {}) and "--token" not in args
+    result = shoal("serve", "--detach", *(["--no-token"] * tokenless), *args, env=env, timeout=90)
     assert result.returncode == 0, result.stderr
     found = re.search(r"^serving (http://\S+)$", result.stdout, re.M)
     assert found, result.stdout
@@ -260,10 +263,27 @@ def test_answers_leave_out_fields_they_do_not_know_and_requests_refuse_them() ->
     assert closed == sent & set(schemas) == {"TaskCreate", "SteerCreate"}
 
 
+def test_serve_makes_a_token_unless_told_not_to(home: Home) -> None:
+    both = shoal("serve", "--no-token", "--port", "0", env={"SHOAL_API_TOKEN": TOKEN})
+    assert both.returncode == 2 and "were both given" in both.stderr
+    outside = shoal("serve", "--no-token", "--host", "0.0.0.0", "--port", "0")
+    assert outside.returncode == 2 and "not a loopback address" in outside.stderr
+    result = shoal("serve", "--detach", "--port", "0", timeout=90)
+    assert result.returncode == 0, result.stderr
+    url = re.search(r"^serving (http://\S+)$", result.stdout, re.M).group(1)  # type: ignore[union-attr]
+    assert f"token: in {home.root / 'api.token'}" in result.stdout
+    made = (home.root / "api.token").read_text().strip()
+    assert len(made) >= 32 and (home.root / "api.token").stat().st_mode & 0o777 == 0o600
+    assert request("GET", f"{url}/tasks")[0] == 401
+    assert request("GET", f"{url}/tasks", token=made) == (200, {"tasks": []})
+    assert made not in (home.logs / "orchestrator.log").read_text()
+    assert shoal("serve", "--stop").returncode == 0
+
+
 def test_serve_in_the_foreground_stops_serving_on_ctrl_c(home: Home) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "serve", "--port", str(port)],
+        [sys.executable, "-m", "shoal", "serve", "--no-token", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

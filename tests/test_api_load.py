@@ -35,7 +35,9 @@ LIMITED = (
 
 def serve_limited(nofile: int | str | None, *args: str, env: dict[str, str] | None = None) -> int:
     """``shoal serve --port 0 --detach``, its orchestrator under ``nofile`` fds: the port."""
+    tokenless = "SHOAL_API_TOKEN" not in (env or {}) and "--token" not in args
     command = [sys.executable, "-m", "shoal", "serve", "--port", "0", "--detach", *args]
+    command += ["--no-token"] * tokenless
     if nofile is not None:  # as `ulimit -n N` before it: the orchestrator inherits the limit
         command = [sys.executable, "-c", LIMITED, str(nofile), *command]
     served = subprocess.run(
@@ -395,7 +397,7 @@ def test_a_port_picked_with_port_0_is_kept_across_a_kill_9_and_a_taken_one_is_re
     home: Home,
 ) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "serve", "--port", "0"],
+        [sys.executable, "-m", "shoal", "serve", "--no-token", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -409,7 +409,13 @@ class Endpoints:
         for actor in reply.actors:
             if "@" in actor.role:
                 teams.setdefault(actor.role.split("@", 1)[1], []).append(actor)
-        running = self._rows("tasks.recent", {"limit": 1000, "kind": "running"})
+        # The store is asked only while the scheduler holds a task: an idle orchestrator
+        # answers a dashboard's or a script's polling from memory (half of its CPU per call).
+        running = (
+            self._rows("tasks.recent", {"limit": 1000, "kind": "running"})
+            if reply.running_tasks
+            else []
+        )
         return StatusView(
             orchestrator=OrchestratorView(
                 pid=reply.pid,
@@ -461,6 +467,9 @@ class Endpoints:
             "member": found.name,
             "role": ROLE_PREFIX + found.role,  # work is sent to the role
             "limit": MESSAGES,
+            # This run's messages only: an earlier team of the same name is not this one,
+            # and the scan stays as short as the team's life, not the database's.
+            "since": info.started_at,
         }
         bodies = [r["body"] for r in self._rows("member.messages", params)]
         text, cut = transcript(found.name, bodies)

@@ -37,7 +37,13 @@ def serve(
         "--token",
         envvar="SHOAL_API_TOKEN",
         show_envvar=True,
-        help="Bearer token every endpoint but /health then needs (required off loopback).",
+        help="Bearer token every endpoint but /health needs (default: a new random one, "
+        "written to $SHOAL_HOME/api.token; required off loopback).",
+    ),
+    no_token: bool = typer.Option(
+        False,
+        "--no-token",
+        help="Serve without a token, on loopback only: anyone on this machine can then use it.",
     ),
     webhook: list[str] = typer.Option(
         [],
@@ -59,12 +65,7 @@ def serve(
         _stop_serving(home)
         sys.stdout.write("stopped serving the HTTP API\n")
         return
-    if not token and not api_settings.is_loopback(host):
-        fail(
-            f"--host {host} is not a loopback address: serving there needs a bearer token "
-            "(--token T, or SHOAL_API_TOKEN)",
-            code=2,
-        )
+    token = _token(host, token, no_token)
     settings = api_settings.ServeSettings(host=host, port=port, webhooks=_webhooks(webhook))
     api_settings.save(home, settings, token)
     serving = _start(home)
@@ -73,7 +74,7 @@ def serve(
     if serving.auth:
         out.write(f"token: in {api_settings.token_file(home)} (Authorization: Bearer <token>)\n")
     else:
-        out.write("no token: anyone on this machine can use it (--token T requires one)\n")
+        out.write("no token (--no-token): anyone on this machine can use it\n")
     if serving.webhooks:
         out.write(f"webhooks: {serving.webhooks}\n")
     if detach:
@@ -82,6 +83,26 @@ def serve(
     out.write("Ctrl-C stops it\n")
     out.flush()
     _foreground(home)
+
+
+def _token(host: str, token: str | None, no_token: bool) -> str | None:
+    """The token to serve with: the one given, else a new one (None with --no-token)."""
+    from shoal.api import settings as api_settings
+
+    loopback = api_settings.is_loopback(host)
+    if no_token and token:
+        fail("--no-token and a token (--token or SHOAL_API_TOKEN) were both given; drop one", 2)
+    if no_token and not loopback:
+        fail(f"--no-token: --host {host} is not a loopback address; serve it with a token", 2)
+    if not token and not loopback:
+        # Off loopback the token is for clients on other machines: the person serving
+        # chooses it and hands it on, rather than fish a made-up one out of api.token.
+        fail(
+            f"--host {host} is not a loopback address: serving there needs a bearer token "
+            "(--token T, or SHOAL_API_TOKEN)",
+            code=2,
+        )
+    return None if no_token else token or secrets.token_urlsafe(32)
 
 
 def _webhooks(urls: list[str]) -> list[WebhookConfig]:
