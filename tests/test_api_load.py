@@ -466,7 +466,7 @@ def _bound(sock: socket.socket, port: int) -> bool:
 
 
 def test_the_cli_starts_without_importing_the_http_server() -> None:
-    for args in (["--help"], ["serve", "--help"]):
+    for args in (["--help"], ["serve", "--help"], ["dashboard", "--help"]):
         done = subprocess.run(
             [sys.executable, "-X", "importtime", "-m", "shoal", *args],
             capture_output=True, text=True, timeout=60,
@@ -476,3 +476,5 @@ def test_the_cli_starts_without_importing_the_http_server() -> None:
         assert "shoal.cli.app" in imported  # the import log is there to look at
         assert not {m for m in imported if m.split(".")[0] in ("uvicorn", "h11")}
         assert "shoal.api.server" not in imported
+        web = ("fastapi", "starlette", "anyio", "opentelemetry")  # the orchestrator's only
+        assert not {m for m in imported if m.split(".")[0] in web}
