@@ -36,6 +36,8 @@ def test_each_restart_is_one_line_naming_the_signal_and_the_count(
         line = f"echo@zz-1 restarted after SIGKILL (restart {n}); nothing to take up again"
         shown = tmux.wait(pane, line)
         wait_for(lambda p=pid: team_status("zz")["members"][0]["pid"] not in (None, p))
+    # The third restart's own first line follows its restart line: take the screen then.
+    shown = tmux.wait(pane, "waiting for work", after=3)
     # The history is all there, in order: the first start's lines, then each restart.
     starts = [i for i, text in enumerate(shown.splitlines()) if "waiting for work" in text]
     restarts = [i for i, text in enumerate(shown.splitlines()) if "restarted after" in text]
