@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from shoal import __version__
+from shoal.api.coalesce import Coalesced
 from shoal.api.models import (
     ApiView,
     BatchDetail,
@@ -277,6 +278,7 @@ class Endpoints:
         self.client = client
         self._api_view = api_view
         self._document = document
+        self._status = Coalesced(self._ask_status)
 
     # --- helpers -------------------------------------------------------------
 
@@ -403,6 +405,9 @@ class Endpoints:
         return CancelAccepted(id=task["id"])
 
     def status(self) -> StatusView:
+        return self._status()
+
+    def _ask_status(self) -> StatusView:
         reply = self._ask(OrchestratorStatus())
         assert isinstance(reply, OrchestratorStatusResult)
         teams: dict[str, list[Any]] = {}
