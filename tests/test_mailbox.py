@@ -97,6 +97,22 @@ def test_an_actor_that_stops_heartbeating_is_restarted(orchestrator: Home) -> No
     wait_for(lambda: not os.path.exists(f"/proc/{frozen}"), what="frozen actor killed")
 
 
+def test_an_aside_handler_answers_while_the_actor_works(orchestrator: Home) -> None:
+    from tests.stall_roles import AsideRequest, AsideResult, SleepRequest
+
+    # As an executor's workspace.restore beside its next task: never behind that work.
+    spawn(orchestrator, "tests.stall_roles:AsideSleeperActor", name="sleeper")
+    with MailboxClient(orchestrator.mailbox_endpoint) as client:
+        assert client.request("sleeper", AsideRequest(), timeout=30).payload["sleeping"] is False
+        client.send("sleeper", SleepRequest(seconds=20))
+
+        def asleep() -> bool:  # answered within seconds, not after the 20 s of work
+            reply = client.request("sleeper", AsideRequest(), timeout=5)
+            return from_dict(AsideResult, reply.payload).sleeping
+
+        wait_for(asleep, timeout=10, what="an answer while the work runs")
+
+
 def test_handlers_are_idempotent_by_message_id(orchestrator: Home) -> None:
     spawn(orchestrator, "tests.roles:CounterActor", name="counter")
     with MailboxClient(orchestrator.mailbox_endpoint) as client:

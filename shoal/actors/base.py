@@ -46,6 +46,17 @@ def is_inline(handler: Callable[..., Any]) -> bool:
     return getattr(handler, "__shoal_inline__", False)
 
 
+def aside(handler: F) -> F:
+    """Run this handler on a thread of its own, beside the actor's work: short blocking
+    work that must not wait behind a long handler (it is not counted as the actor's work)."""
+    handler.__shoal_aside__ = True  # type: ignore[attr-defined]
+    return handler
+
+
+def is_aside(handler: Callable[..., Any]) -> bool:
+    return getattr(handler, "__shoal_aside__", False)
+
+
 class ActorContext:
     """What an actor may use of its process: its identity, home, and outgoing mail."""
 

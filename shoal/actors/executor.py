@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from shoal.actors.base import KEEP, Actor, inline
+from shoal.actors.base import KEEP, Actor, aside, inline
 from shoal.actors.children import ChildSubmitter, SubmitsChildren
 from shoal.actors.llm import clip, model_config, recalled_context
 from shoal.mailbox.envelope import Envelope
@@ -199,11 +199,17 @@ class ExecutorActor(SubmitsChildren, Actor):
                 task_id=payload.parent,
             )
 
+    @aside
     def on_workspace_restore(
         self, msg: Envelope, payload: WorkspaceRestore
     ) -> WorkspaceRestoreResult:
         """From the state the task left the files in (its last snapshot) to its best,
-        three-way: what someone else changed meanwhile stays theirs."""
+        three-way: what someone else changed meanwhile stays theirs.
+
+        Aside: by the time a task's judgement is in, the broker may have given this
+        executor its next work (it was free); the restore that ends the task must not
+        wait for that work to end (a team run waited a whole subtask for it, ~1 s).
+        Its work tree is the task's own: no other task runs in it until this one ends."""
         from shoal.workspace import changes, snapshots
 
         task_id = msg.task_id or msg.id

@@ -26,7 +26,7 @@ from typing import Any
 import zmq
 
 from shoal.actors import registry
-from shoal.actors.base import KEEP, Actor, ActorContext, is_inline
+from shoal.actors.base import KEEP, Actor, ActorContext, is_aside, is_inline
 from shoal.actors.spec import ActorSpec
 from shoal.mailbox import frames, sockets, wire
 from shoal.mailbox.envelope import Envelope, UnknownKind
@@ -95,6 +95,9 @@ class ActorRuntime:
         # Inline handlers and unhandled kinds: replies a running handler waits for,
         # cancels, steering. They never queue behind work waiting for a free thread.
         self._quick: deque[Envelope] = deque()
+        # @aside handlers: on a thread of their own, never behind the work waiting above.
+        self._asides: deque[Envelope] = deque()
+        self._aside_running = 0
         self._done: OrderedDict[str, bytes | None] = OrderedDict()
         self._acks: list[str] = []
         self._running = 0
@@ -107,6 +110,7 @@ class ActorRuntime:
         )
         self.actor = actor_cls(ctx)
         self._pool = ThreadPoolExecutor(max(1, actor_cls.concurrency), thread_name_prefix="handler")
+        self._aside_pool = ThreadPoolExecutor(1, thread_name_prefix="aside")
 
     # --- process lifetime --------------------------------------------------
 
@@ -127,6 +131,7 @@ class ActorRuntime:
             return 0
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
+            self._aside_pool.shutdown(wait=False, cancel_futures=True)
             try:
                 self.actor.teardown()
             finally:
@@ -161,7 +166,7 @@ class ActorRuntime:
         self._ack_released()
         self._dispatch()
         self._flush_acks()
-        if self._stopping and self._running == 0:
+        if self._stopping and self._running == 0 and self._aside_running == 0:
             self._loop.stop()
 
     def _on_beat(self, now: float) -> None:
@@ -194,7 +199,10 @@ class ActorRuntime:
         self._held[env.id] = env
         handler = self.actor.handler_for(env.kind)
         quick = handler is None or is_inline(handler)
-        (self._quick if quick else self._waiting).append(env)
+        if handler is not None and is_aside(handler):
+            self._asides.append(env)
+        else:
+            (self._quick if quick else self._waiting).append(env)
         if self.observer is not None:
             self.observer("in", env)
 
@@ -205,6 +213,12 @@ class ActorRuntime:
             self._handle_quick(self._quick.popleft())
         if self._quick and not self._stopping:
             self._loop.again()  # the rest in the next turn, after a look at the socket
+        while self._asides and not self._stopping:
+            env = self._asides.popleft()
+            payload = self._payload(env)
+            if payload is not None:
+                self._aside_running += 1
+                self._aside_pool.submit(self._call, self.actor.handler_for(env.kind), env, payload)
         while (
             self._waiting and not self._stopping and self._running < max(1, self.actor.concurrency)
         ):
@@ -258,9 +272,12 @@ class ActorRuntime:
     def _collect_results(self) -> None:
         while not self._results.empty():
             env, result, released = self._results.get_nowait()  # only this thread takes
-            self._running -= 1
-            if self._running == 0:
-                self._busy_since = None
+            if is_aside(self.actor.handler_for(env.kind)):
+                self._aside_running -= 1
+            else:
+                self._running -= 1
+                if self._running == 0:
+                    self._busy_since = None
             self._finish(env, result)
             if released:
                 # Right behind the reply, before anything else this turn: whoever has
