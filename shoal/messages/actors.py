@@ -62,7 +62,7 @@ class EchoReply(Payload, kw_only=True):
     handled_by: str
 
 
-@message("orchestrator.status")
+@message("orchestrator.status", polled=True)
 class OrchestratorStatus(Payload, kw_only=True):
     pass
 
@@ -88,7 +88,7 @@ class MessageCounters(Model, kw_only=True):
     """Polled reads (a client's status, query, team status) and their answers: routed only."""
 
 
-@message("orchestrator.status.result")
+@message("orchestrator.status.result", polled=True)
 class OrchestratorStatusResult(Payload, kw_only=True):
     pid: int
     home: str
@@ -217,14 +217,14 @@ class FlowSummary(Payload, kw_only=True):
     """Messages on edges left out (more distinct edges than a summary carries)."""
 
 
-@message("flow.recent")
+@message("flow.recent", polled=True)
 class FlowRecent(Payload, kw_only=True):
     """The flow of the last minutes, from the broker's counts (``GET /api/v1/flow``)."""
 
     minutes: Annotated[int, Meta(ge=1, le=10)] = 10
 
 
-@message("flow.recent.result")
+@message("flow.recent.result", polled=True)
 class FlowRecentResult(Payload, kw_only=True):
     since: float
     """Unix time the counts start at (at most ``minutes`` ago; later after a restart)."""

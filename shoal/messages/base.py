@@ -34,17 +34,35 @@ P = TypeVar("P", bound=Payload)
 S = TypeVar("S", bound=msgspec.Struct)
 
 
-def message(kind: str):
-    """Register a payload class as the payload of ``kind``."""
+_POLLED: set[str] = set()
+
+
+def message(kind: str, *, polled: bool = False):
+    """Register a payload class as the payload of ``kind``.
+
+    ``polled``: a read a dashboard, ``status --live`` or a script asks again and again (or
+    its answer). The broker routes those between a client and the orchestrator without
+    journaling or recording them: they start no work, nothing is resumed or redelivered
+    for them, and recorded they would grow the database for as long as someone polls.
+    """
 
     def register(cls: type[P]) -> type[P]:
         if kind in PAYLOADS:
             raise ValueError(f"message kind {kind!r} registered twice")
         cls.kind = kind
         PAYLOADS[kind] = cls
+        if polled:
+            _POLLED.add(kind)
         return cls
 
     return register
+
+
+def polled_kinds() -> frozenset[str]:
+    """Every kind registered with ``polled=True``."""
+    if not _all_registered:
+        _register_all()
+    return frozenset(_POLLED)
 
 
 def payload_type(kind: str) -> type[Payload] | None:

@@ -20,13 +20,13 @@ __all__ = [
 ]
 
 
-@message("store.query")
+@message("store.query", polled=True)
 class StoreQuery(Payload, kw_only=True):
     name: str
     params: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-@message("store.query.result")
+@message("store.query.result", polled=True)
 class StoreQueryResult(Payload, kw_only=True):
     columns: list[str]
     rows: list[list[Any]]

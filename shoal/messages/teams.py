@@ -168,7 +168,7 @@ class TeamDown(Payload, kw_only=True):
     grace: Annotated[float, Meta(ge=0, le=3600)] = 30.0
 
 
-@message("team.status")
+@message("team.status", polled=True)
 class TeamStatus(Payload, kw_only=True):
     name: Annotated[str, Meta(pattern=_TEAM_NAME)] | None = None
     """One team, or every team that is up."""
@@ -212,7 +212,7 @@ class TeamInfo(Model, kw_only=True):
     about this team since then is this run's (an earlier team of the same name is not)."""
 
 
-@message("team.status.result")
+@message("team.status.result", polled=True)
 class TeamStatusResult(Payload, kw_only=True):
     teams: list[TeamInfo]
 

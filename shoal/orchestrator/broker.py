@@ -25,20 +25,12 @@ import zmq
 from shoal.mailbox import frames, sockets, wire
 from shoal.mailbox.envelope import ORCHESTRATOR, PUBLISH, ROLE_PREFIX, Envelope
 from shoal.mailbox.loop import SocketLoop
-from shoal.messages.actors import (
-    ActorSpawn,
-    ErrorReply,
-    FlowRecent,
-    FlowRecentResult,
-    OrchestratorStatus,
-    OrchestratorStatusResult,
-)
-from shoal.messages.base import Payload
+from shoal.messages.actors import ActorSpawn, ErrorReply
+from shoal.messages.base import Payload, polled_kinds
 from shoal.messages.batch import BatchStart
 from shoal.messages.chat import SessionOpen
-from shoal.messages.store import StoreQuery, StoreQueryResult
 from shoal.messages.tasks import TaskSubmit
-from shoal.messages.teams import TeamStatus, TeamStatusResult, TeamUp
+from shoal.messages.teams import TeamUp
 from shoal.orchestrator.delivery import Deliveries, Traffic, Unacked, Waiting
 from shoal.orchestrator.recorder import MessageRow
 from shoal.store import journal as jr
@@ -60,25 +52,6 @@ _JOURNAL_MAX = 8 * 1024 * 1024
 _JOURNAL_RETRY = 1.0  # seconds between tries to write held journal records
 # Requests that start work, refused while the disk is full (what runs, runs on).
 _NEW_WORK = frozenset(p.kind for p in (TaskSubmit, BatchStart, TeamUp, ActorSpawn, SessionOpen))
-# What a dashboard, `status --live` or a script polls, and the answers: routed, never
-# journaled nor recorded between a client and the orchestrator (an actor's are, both ways:
-# they are part of its work and its transcript). They start no work, a restarted
-# orchestrator has nothing to resume or redeliver for them (the asker asks again), and
-# recording each one grew the messages table, and DuckDB's memory holding it, by ~1 KB
-# per `GET /status` without bound.
-_READS = frozenset(
-    p.kind
-    for p in (
-        OrchestratorStatus,
-        OrchestratorStatusResult,
-        StoreQuery,
-        StoreQueryResult,
-        TeamStatus,
-        TeamStatusResult,
-        FlowRecent,
-        FlowRecentResult,
-    )
-)
 
 
 def socket_loop() -> SocketLoop:
@@ -138,6 +111,9 @@ class Broker:
         """Where messages to ``orchestrator`` go (the services, by kind)."""
         self.outbox = outbox
         self.traffic = traffic
+        self._polled = polled_kinds()
+        """Kinds routed between a client and the orchestrator without a record (see
+        ``shoal.messages.base.message``); an actor's are recorded, part of its work."""
         self.ctx = zmq.Context()
         self.router = sockets.router(self.ctx, home.mailbox_endpoint, settings.max_frame_bytes)
         self.pub = sockets.publisher(self.ctx, home.events_endpoint)
@@ -308,7 +284,8 @@ class Broker:
 
     def _commit(self, turn: Turn) -> None:
         now = time.time()
-        kept = [m for m in turn.messages if m[3] or m[0].kind not in _READS or self._actor(m[0])]
+        polled = self._polled
+        kept = [m for m in turn.messages if m[3] or m[0].kind not in polled or self._actor(m[0])]
         self.traffic.unrecorded += len(turn.messages) - len(kept)
         if not (kept or turn.acks):
             return  # only polled reads: nothing to journal or record
