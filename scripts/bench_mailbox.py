@@ -444,10 +444,12 @@ def shoal_figures(one_way: int, raw: RawEcho, relay: RawRelay, valid: RawRelay) 
             if not isinstance(received, float):
                 raise RuntimeError(f"sink: {received}")
         # Every message routed before this status was submitted to the recorder first,
-        # in order; once ``recorded`` reaches this ``routed``, all N are in DuckDB.
-        routed = status(client).messages.routed
+        # in order, except the polled reads (these status calls among them), which are
+        # routed unrecorded; once ``recorded`` reaches the rest, all N are in DuckDB.
+        counts = status(client).messages
+        to_record = counts.routed - counts.unrecorded
         deadline = time.monotonic() + 120.0
-        while status(client).messages.recorded < routed:
+        while status(client).messages.recorded < to_record:
             if time.monotonic() > deadline:
                 raise RuntimeError("the orchestrator did not record every message in 120s")
             time.sleep(0.005)
