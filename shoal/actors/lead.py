@@ -287,11 +287,18 @@ class Run:
     def _start_ready(self) -> None:
         starting = self._ready()[: max(0, self.size - len(self.running))]
         self._prepare_at_once([s for s in starting if s.id not in self.prepared])
-        for subtask in starting:
-            path = self.prepared.pop(subtask.id, None) or self._add_worktree(
-                subtask.id, self._start_of(subtask)
-            )
-            child = self._submit(subtask, path)
+        paths = [
+            self.prepared.pop(s.id, None) or self._add_worktree(s.id, self._start_of(s))
+            for s in starting
+        ]
+        children = self.lead.children.submit_all(
+            [self._child(s, path) for s, path in zip(starting, paths, strict=True)], self.id
+        )
+        refused: RuntimeError | None = None
+        for subtask, child in zip(starting, children, strict=True):
+            if isinstance(child, RuntimeError):
+                refused = refused or child
+                continue
             self.running[child] = subtask
             self.update(
                 subtask.id,
@@ -299,6 +306,8 @@ class Run:
                 task_id=child,
                 branch=worktrees.branch_name(self.id, subtask.id),
             )
+        if refused is not None:  # the run ends with it, as it did when submitted alone
+            raise refused
 
     def _start_of(self, subtask: Subtask) -> str:
         """Where a subtask's branch starts: the base, or the merge of what it depends on.
@@ -329,7 +338,7 @@ class Run:
                 detail=f"not started: depends on {', '.join(failed)}, which did not merge",
             )
 
-    def _submit(self, subtask: Subtask, path: Path) -> str:
+    def _child(self, subtask: Subtask, path: Path) -> TaskSubmit:
         options = replace(
             self.request.options,
             team_size=None,
@@ -342,16 +351,13 @@ class Run:
             f"{subtask.title} (subtask {subtask.id} of: {self.request.description}).{files}"
         )
         plan = Plan(steps=[Step(title=subtask.title, detail=detail)])
-        return self.lead.children.submit(
-            TaskSubmit(
-                description=description,
-                cwd=str(path),
-                options=options,
-                plan=plan,
-                parent=self.id,
-                subtask=subtask.id,
-            ),
-            self.id,
+        return TaskSubmit(
+            description=description,
+            cwd=str(path),
+            options=options,
+            plan=plan,
+            parent=self.id,
+            subtask=subtask.id,
         )
 
     def _finished(self, subtask: Subtask, child: TaskDone) -> None:

@@ -2,10 +2,13 @@
 
 The lead's scheduler hands each finished subtask to the merger and goes back to
 starting subtasks: a merge (commit, merge, maybe a resolver child task) never
-keeps a freed executor waiting. Merges happen one at a time, in the order the
-subtasks were handed over (their dependency order, as the scheduler starts a
-subtask only once what it depends on is merged). After each one the merger
-wakes the scheduler, whose waiting subtasks may have become ready.
+keeps a freed executor waiting. A subtask's own worktree is committed as soon
+as it is handed over, beside the others' (each in its own worktree: the end of
+a wave of four waited for four commits one after another). Merges happen one at
+a time, in the order the subtasks were handed over (their dependency order, as
+the scheduler starts a subtask only once what it depends on is merged). After
+each one the merger wakes the scheduler, whose waiting subtasks may have become
+ready.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from shoal.messages.base import replace
@@ -27,7 +31,8 @@ class Merger:
     def __init__(self, run: Run) -> None:
         self.run = run
         self.error: Exception | None = None  # the run ends with it (raised by the scheduler)
-        self._jobs: queue.Queue[Subtask | None] = queue.Queue()
+        self._jobs: queue.Queue[tuple[Subtask, Future[None]] | None] = queue.Queue()
+        self._commits = ThreadPoolExecutor(max(1, run.size), thread_name_prefix="commit")
         self._lock = threading.Lock()
         self._in_flight = 0
         # Children the scheduler did not start: a resolver's end is among them.
@@ -41,7 +46,7 @@ class Merger:
         """Commit the subtask's worktree and merge its branch (soon, on the merger's thread)."""
         with self._lock:
             self._in_flight += 1
-        self._jobs.put(subtask)
+        self._jobs.put((subtask, self._commits.submit(self._commit, subtask)))
 
     def busy(self) -> bool:
         """Merges handed over and not finished yet."""
@@ -57,27 +62,35 @@ class Merger:
         if self._thread.is_alive():
             self._jobs.put(None)
             self._thread.join()
+        self._commits.shutdown()
 
     def _loop(self) -> None:
-        while (subtask := self._jobs.get()) is not None:
+        while (job := self._jobs.get()) is not None:
+            subtask, committed = job
             try:
+                committed.result()
                 if self.error is None:  # after a failure the run ends: no more git work
-                    self._commit_and_merge(subtask)
+                    self._merge(subtask)
             except Exception as exc:  # the scheduler raises it; the thread takes the rest
-                self.error = exc
+                self.error = self.error or exc
             finally:
                 with self._lock:
                     self._in_flight -= 1
                 self.run.done.put(None)  # wake the scheduler: dependents may be ready
 
-    def _commit_and_merge(self, subtask: Subtask) -> None:
+    def _commit(self, subtask: Subtask) -> None:
         run = self.run
+        if self.error is not None:  # the run ends: no more git work
+            return
         path = run.root / subtask.id
         worktrees.commit_all(path, f"{subtask.id}: {subtask.title}\n\nshoal team run {run.id}")
         if not run.request.options.keep_worktrees:
             # Its branch holds the work now; removed here, it is not left for the end
             # of the run, where the final evaluation waits for the cleanup.
             worktrees.remove(run.repo, path)
+
+    def _merge(self, subtask: Subtask) -> None:
+        run = self.run
         branch = worktrees.branch_name(run.id, subtask.id)
         merge = worktrees.merge(run.integration, branch, f"Merge subtask {subtask.id}")
         if merge.ok:

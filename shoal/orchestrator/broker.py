@@ -85,6 +85,9 @@ class Turn:
 
     messages: list[tuple[Envelope, bytes, str | None, bool]] = field(default_factory=list)
     acks: list[str] = field(default_factory=list)
+    # Role messages given to each actor in this turn: tracked (and counted as its load)
+    # only once the turn is routed, so without these a burst all went to the same one.
+    picked: dict[str, int] = field(default_factory=dict)
 
 
 class Broker:
@@ -259,14 +262,17 @@ class Broker:
         if recipient in (ORCHESTRATOR, PUBLISH):
             turn.messages.append((env, body, recipient, False))
         elif recipient.startswith(ROLE_PREFIX):
-            target = self._pick(recipient[len(ROLE_PREFIX) :])
+            target = self._pick(recipient[len(ROLE_PREFIX) :], turn.picked)
+            if target is not None:
+                turn.picked[target] = turn.picked.get(target, 0) + 1
             turn.messages.append((env, body, target, target is not None))
         else:
             durable = recipient in self.peers or self.supervisor.is_actor(recipient)
             turn.messages.append((env, body, recipient, durable))
 
-    def _pick(self, role: str) -> str | None:
-        """The actor of ``role`` with the least unacked work; on a tie, a connected one.
+    def _pick(self, role: str, picked: dict[str, int]) -> str | None:
+        """The actor of ``role`` with the least unacked work (``picked``: what this turn
+        gave each, not tracked yet); on a tie, a connected one.
 
         An actor still starting counts too: work for it waits until it connects,
         which beats queueing behind a busy one (whose handler may be waiting for it).
@@ -278,7 +284,8 @@ class Broker:
         names = [*connected, *starting]
         if not names:
             return None
-        return min(names, key=lambda n: (self.deliveries.load(n), n not in connected, n))
+        load = self.deliveries.load
+        return min(names, key=lambda n: (load(n) + picked.get(n, 0), n not in connected, n))
 
     # --- journal, record, route -------------------------------------------------
 
