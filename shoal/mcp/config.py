@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -205,17 +204,12 @@ def user_file(home: Home) -> Path:
 
 def project_root(cwd: Path) -> Path:
     """The repository's top directory (or ``cwd`` itself outside git)."""
+    from shoal.workspace.git import WorkspaceError, toplevel
+
     try:
-        result = subprocess.run(
-            ["git", "-C", str(cwd), "rev-parse", "--show-toplevel"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        return toplevel(cwd).resolve()  # known after the first time: asked every iteration
+    except WorkspaceError:
         return cwd.resolve()
-    top = result.stdout.strip()
-    return Path(top).resolve() if result.returncode == 0 and top else cwd.resolve()
 
 
 def project_files(root: Path) -> list[Path]:

@@ -72,8 +72,18 @@ class TaskChanges:
 def record_dir(repo: str | Path) -> Path:
     """Where the change records of a work tree's tasks are kept (inside its git dir)."""
     root = toplevel(repo)
-    git_dir = Path(git(root, "rev-parse", "--absolute-git-dir").decode().strip())
+    git_dir = _git_dirs.get(root)
+    if git_dir is None or not git_dir.is_dir():
+        git_dir = Path(git(root, "rev-parse", "--absolute-git-dir").decode().strip())
+        if len(_git_dirs) >= _GIT_DIRS_KEPT:
+            _git_dirs.clear()
+        _git_dirs[root] = git_dir
     return git_dir / "shoal" / "changes"
+
+
+# Asked at an iteration's start and at its task's restore: a git process each time.
+_git_dirs: dict[Path, Path] = {}
+_GIT_DIRS_KEPT = 256
 
 
 def forget(repo: str | Path, task_id: str) -> None:

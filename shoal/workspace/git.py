@@ -68,6 +68,17 @@ def git(
 
     ``index`` sets ``GIT_INDEX_FILE``: the user's own index is never written through here.
     """
+    return git_status(repo, *args, index=index, input=input, ok=ok)[1]
+
+
+def git_status(
+    repo: Path,
+    *args: str,
+    index: Path | None = None,
+    input: bytes | None = None,
+    ok: Collection[int] = (0,),
+) -> tuple[int, bytes]:
+    """:func:`git`, with the exit code (one of ``ok``) beside the output."""
     env = without_redirects(os.environ)
     env.update(IDENTITY, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
     if index is not None:
@@ -88,7 +99,7 @@ def git(
         reason = lines[-1].strip() if lines else f"exit code {proc.returncode}"
         command = next((a for a in args if not a.startswith("-")), "")
         raise WorkspaceError(f"git {command} failed in {repo}: {reason}")
-    return proc.stdout
+    return proc.returncode, proc.stdout
 
 
 def without_redirects(env: Mapping[str, str]) -> dict[str, str]:
@@ -104,13 +115,15 @@ def toplevel(repo: str | Path) -> Path:
     known = _toplevels.get(path)
     if known is not None and _still_toplevel(path, known):
         return known
-    try:
-        out = git(path, "rev-parse", "--show-toplevel")
-    except WorkspaceError as exc:
-        if "not installed" in str(exc):
-            raise
-        raise WorkspaceError(f"{path} is not inside a git work tree") from None
-    root = Path(out.decode().strip())
+    root = _discovered(path)
+    if root is None:
+        try:
+            out = git(path, "rev-parse", "--show-toplevel")
+        except WorkspaceError as exc:
+            if "not installed" in str(exc):
+                raise
+            raise WorkspaceError(f"{path} is not inside a git work tree") from None
+        root = Path(out.decode().strip())
     if len(_toplevels) >= _TOPLEVELS_KEPT:
         _toplevels.clear()
     _toplevels[path] = root
@@ -121,6 +134,40 @@ def toplevel(repo: str | Path) -> Path:
 # asked git again (a process each, several per iteration).
 _toplevels: dict[Path, Path] = {}
 _TOPLEVELS_KEPT = 1024
+
+
+def _discovered(path: Path) -> Path | None:
+    """The work tree root found as git finds it, without a git process: the nearest
+    directory (symlinks resolved, as git reports it) holding a ``.git`` repository
+    directory or a ``gitdir:`` file naming one. None where that is not so plain (no
+    ``.git`` on the way up, ceiling directories set): git is asked then.
+
+    Every new worktree of a team run is asked about by the orchestrator (on its routing
+    thread), its executor and its evaluator: a git process each, at every wave's start.
+    """
+    if "GIT_CEILING_DIRECTORIES" in os.environ:
+        return None
+    d = path.resolve()
+    while True:
+        dotgit = d / ".git"
+        if dotgit.is_dir():
+            return d if (dotgit / "HEAD").is_file() else None
+        if dotgit.is_file():
+            return d if _names_a_git_dir(dotgit) else None
+        if d.parent == d:
+            return None
+        d = d.parent
+
+
+def _names_a_git_dir(dotgit: Path) -> bool:
+    """A worktree's ``.git`` file: ``gitdir: <path>`` of a directory that exists."""
+    try:
+        line = dotgit.read_text(errors="replace").splitlines()[0]
+    except (OSError, IndexError):
+        return False
+    if not line.startswith("gitdir: "):
+        return False
+    return (dotgit.parent / line[len("gitdir: ") :].strip()).is_dir()
 
 
 def _still_toplevel(path: Path, root: Path) -> bool:

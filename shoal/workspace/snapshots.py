@@ -144,6 +144,8 @@ def apply(repo: str | Path, old: str, new: str) -> Applied:
     merges cleanly, else left as it is and listed in ``kept`` (``new`` still holds the
     other version). Paths that do not differ are never touched, whatever their state.
     """
+    if old == new:  # a task restored to its last snapshot: nothing differs (no git calls)
+        return Applied()
     root = toplevel(repo)
     changes = [c for c in _diff_tree_ids(root, _tree(root, old), _tree(root, new)) if c.plain]
     if not changes:

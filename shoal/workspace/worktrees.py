@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shoal.workspace.git import WorkspaceError, git, split_z
+from shoal.workspace.git import WorkspaceError, git, git_status, split_z
 
 BRANCH_PREFIX = "shoal/team"
 CONFLICT_MARKERS = (b"<<<<<<< ", b"\n=======\n", b">>>>>>> ")
@@ -67,13 +67,29 @@ def _admin_lock(repo: Path) -> Iterator[None]:
     process is still adding fails ("failed to read .git/worktrees/s3/commondir"), and a
     team run's lead adds the next subtask's worktree while its merger prunes.
     """
-    common = Path(git(repo, "rev-parse", "--git-common-dir").decode().strip())
-    fd = os.open(repo / common / "shoal-worktrees.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(_common_dir(repo) / "shoal-worktrees.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _common_dir(repo: Path) -> Path:
+    """The repository's own git directory (shared by its worktrees), asked of git once."""
+    known = _common_dirs.get(repo)
+    if known is not None and known.is_dir():
+        return known
+    common = repo / git(repo, "rev-parse", "--git-common-dir").decode().strip()
+    if len(_common_dirs) >= _COMMON_DIRS_KEPT:
+        _common_dirs.clear()
+    _common_dirs[repo] = common
+    return common
+
+
+# Asked before every worktree add and prune: two git processes per subtask of a team run.
+_common_dirs: dict[Path, Path] = {}
+_COMMON_DIRS_KEPT = 256
 
 
 def delete_branches(repo: Path, branches: list[str]) -> None:
@@ -98,7 +114,9 @@ def head(path: Path) -> str:
 
 def merge(path: Path, branch: str, message: str) -> Merge:
     """Merge ``branch`` into the worktree's branch; on conflict leave the markers for a resolver."""
-    out = git(path, "merge", "--no-ff", "--no-edit", "-m", message, branch, ok=(0, 1))
+    code, out = git_status(path, "merge", "--no-ff", "--no-edit", "-m", message, branch, ok=(0, 1))
+    if code == 0:  # merged and committed: nothing can be left unmerged
+        return Merge(ok=True)
     if not unmerged(path):
         if b"CONFLICT" in out:  # e.g. a rename/delete git did not leave in the index
             raise WorkspaceError(f"merging {branch} failed: {out.decode(errors='replace')[:300]}")
