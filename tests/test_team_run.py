@@ -129,6 +129,14 @@ def test_three_executors_fix_three_files_in_parallel_and_all_branches_merge(
             "SELECT DISTINCT body->'payload'->>'subtask' FROM messages WHERE kind = 'exec.request'"
         ).fetchall()
     assert {row[0] for row in told} == set(ids.values())
+    # Sent together, the three went one to each executor (none queued behind another).
+    with duckdb.connect(str(home.root / "shoal.duckdb"), read_only=True) as con:
+        took = con.execute(
+            "SELECT DISTINCT sender FROM messages WHERE kind = 'exec.result' AND task_id IN "
+            "(SELECT id FROM tasks WHERE parent = ?)",
+            [out["task_id"]],
+        ).fetchall()
+    assert len(took) == 3, took
     # The three ran at once: their executions overlapped in time.
     started = [r[9] for r in children]
     finished = [r[10] for r in children]
