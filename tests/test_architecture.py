@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent / "shoal"
 # DESIGN.md §6: cli -> client -> (orchestrator | actors) -> agent -> tools / llm / mcp /
 # evaluation -> messages / mailbox / store.
 LAYERS: list[tuple[str, ...]] = [
-    ("ids", "paths", "process", "trust", "messages"),
+    ("ids", "paths", "process", "background", "trust", "messages"),
     ("mailbox", "settings", "approvals"),
     ("store", "workspace"),
     ("llm", "tools", "learning", "evaluation", "providers", "plugins", "cluster"),

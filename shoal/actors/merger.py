@@ -19,6 +19,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from shoal.background import lower_this_thread
 from shoal.messages.base import replace
 from shoal.messages.tasks import Plan, Step, Subtask, TaskDone, TaskSubmit, Usage
 from shoal.workspace import worktrees
@@ -32,7 +33,9 @@ class Merger:
         self.run = run
         self.error: Exception | None = None  # the run ends with it (raised by the scheduler)
         self._jobs: queue.Queue[tuple[Subtask, Future[None]] | None] = queue.Queue()
-        self._commits = ThreadPoolExecutor(max(1, run.size), thread_name_prefix="commit")
+        self._commits = ThreadPoolExecutor(
+            max(1, run.size), thread_name_prefix="commit", initializer=lower_this_thread
+        )
         self._lock = threading.Lock()
         self._in_flight = 0
         # Children the scheduler did not start: a resolver's end is among them.
@@ -65,6 +68,9 @@ class Merger:
         self._commits.shutdown()
 
     def _loop(self) -> None:
+        # Merging waits for nobody's next step (until the last one): the executors
+        # starting the next subtasks go first when both want the CPU.
+        lower_this_thread()
         while (job := self._jobs.get()) is not None:
             subtask, committed = job
             try:
@@ -83,11 +89,14 @@ class Merger:
         if self.error is not None:  # the run ends: no more git work
             return
         path = run.root / subtask.id
-        worktrees.commit_all(path, f"{subtask.id}: {subtask.title}\n\nshoal team run {run.id}")
+        worktrees.commit_everything(
+            path, f"{subtask.id}: {subtask.title}\n\nshoal team run {run.id}"
+        )
         if not run.request.options.keep_worktrees:
-            # Its branch holds the work now; removed here, it is not left for the end
-            # of the run, where the final evaluation waits for the cleanup.
-            worktrees.remove(run.repo, path)
+            # Its branch holds the work now; deleted here, it is not left for the end
+            # of the run, where the final evaluation waits for the cleanup (whose one
+            # prune makes git forget them all).
+            worktrees.discard(path)
 
     def _merge(self, subtask: Subtask) -> None:
         run = self.run
