@@ -137,6 +137,10 @@ def test_three_executors_fix_three_files_in_parallel_and_all_branches_merge(
             [out["task_id"]],
         ).fetchall()
     assert len(took) == 3, took
+    # Each fresh worktree's first snapshot is the run's base itself, not a re-read copy.
+    base = git(repo, "rev-parse", f"refs/shoal/{out['task_id']}/0").strip()
+    firsts = {git(repo, "rev-parse", f"refs/shoal/{row[0]}/0").strip() for row in children}
+    assert firsts == {base}
     # The three ran at once: their executions overlapped in time.
     started = [r[9] for r in children]
     finished = [r[10] for r in children]

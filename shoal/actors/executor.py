@@ -149,7 +149,7 @@ class ExecutorActor(SubmitsChildren, Actor):
             payload.team,
         )
         taken = snapshots.list_snapshots(payload.cwd, task_id)
-        base = taken.get(0) or snapshots.base_snapshot(payload.cwd, task_id)
+        base = taken.get(0) or _first_snapshot(payload, task_id)
         # This iteration's snapshot is the one before it plus what its own calls changed.
         earlier = [n for n in taken if n < payload.iteration]
         prior = taken[max(earlier)] if earlier else base
@@ -221,6 +221,17 @@ class ExecutorActor(SubmitsChildren, Actor):
             files_changed=snapshots.changed_files(payload.cwd, payload.base, payload.snapshot),
             kept=applied.kept,
         )
+
+
+def _first_snapshot(request: ExecRequest, task_id: str) -> str:
+    """The task's snapshot before its first iteration: the commit its fresh worktree was
+    checked out at, recorded as it is, or the work tree read into a commit."""
+    from shoal.workspace import snapshots
+
+    if request.fresh_at is not None:
+        snapshots.keep(request.cwd, task_id, 0, request.fresh_at)
+        return request.fresh_at
+    return snapshots.base_snapshot(request.cwd, task_id)
 
 
 def opening(request: ExecRequest, context: ContextResult) -> list[dict[str, Any]]:

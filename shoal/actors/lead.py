@@ -178,7 +178,8 @@ class Run:
         self.worktrees: list[Path] = []
         self.branches: list[str] = []
         self.failing_before: list[str] = []
-        self.prepared: dict[str, Path] = {}  # worktrees made ahead for waiting subtasks
+        # Worktrees made ahead for waiting subtasks, and the commit each was checked out at.
+        self.prepared: dict[str, tuple[Path, str]] = {}
         self._lock = threading.Lock()  # outcomes and usage: the merger updates them too
         self.merger = Merger(self)
 
@@ -287,12 +288,9 @@ class Run:
     def _start_ready(self) -> None:
         starting = self._ready()[: max(0, self.size - len(self.running))]
         self._prepare_at_once([s for s in starting if s.id not in self.prepared])
-        paths = [
-            self.prepared.pop(s.id, None) or self._add_worktree(s.id, self._start_of(s))
-            for s in starting
-        ]
+        made = [self.prepared.pop(s.id, None) or self._made_for(s) for s in starting]
         children = self.lead.children.submit_all(
-            [self._child(s, path) for s, path in zip(starting, paths, strict=True)], self.id
+            [self._child(s, *at) for s, at in zip(starting, made, strict=True)], self.id
         )
         refused: RuntimeError | None = None
         for subtask, child in zip(starting, children, strict=True):
@@ -325,7 +323,10 @@ class Run:
             if not s.depends_on and s.id not in self.prepared and self.running
         ]
         if waiting:
-            self.prepared[waiting[0].id] = self._add_worktree(waiting[0].id, self.base)
+            self.prepared[waiting[0].id] = (
+                self._add_worktree(waiting[0].id, self.base),
+                self.base,
+            )
         return len(waiting) > 1
 
     def _block_the_rest(self) -> None:
@@ -338,7 +339,7 @@ class Run:
                 detail=f"not started: depends on {', '.join(failed)}, which did not merge",
             )
 
-    def _child(self, subtask: Subtask, path: Path) -> TaskSubmit:
+    def _child(self, subtask: Subtask, path: Path, start: str) -> TaskSubmit:
         options = replace(
             self.request.options,
             team_size=None,
@@ -358,6 +359,7 @@ class Run:
             plan=plan,
             parent=self.id,
             subtask=subtask.id,
+            fresh_at=start,  # nothing touched the new worktree: its first snapshot
         )
 
     def _finished(self, subtask: Subtask, child: TaskDone) -> None:
@@ -382,6 +384,11 @@ class Run:
         self._track(path, branch)
         return path
 
+    def _made_for(self, subtask: Subtask) -> tuple[Path, str]:
+        """A worktree for ``subtask`` made now, and the commit it starts at."""
+        start = self._start_of(subtask)
+        return self._add_worktree(subtask.id, start), start
+
     def _prepare_at_once(self, subtasks: list[Subtask]) -> None:
         """The worktrees of a wave, made at the same time: one by one, the last executor
         of a wave of four started ~60 ms after the first."""
@@ -391,14 +398,15 @@ class Run:
             futures = [(s, pool.submit(self._worktree_for, s)) for s in subtasks]
         for subtask, future in futures:
             if future.exception() is None:  # the others' failure must not orphan it
-                path, branch = future.result()
+                path, branch, start = future.result()
                 self._track(path, branch)
-                self.prepared[subtask.id] = path
+                self.prepared[subtask.id] = (path, start)
         for _, future in futures:
             future.result()  # a WorkspaceError ends the run, as one made alone would
 
-    def _worktree_for(self, subtask: Subtask) -> tuple[Path, str]:
-        return self._new_worktree(subtask.id, self._start_of(subtask))
+    def _worktree_for(self, subtask: Subtask) -> tuple[Path, str, str]:
+        start = self._start_of(subtask)
+        return (*self._new_worktree(subtask.id, start), start)
 
     def _new_worktree(self, name: str, start: str) -> tuple[Path, str]:
         branch = worktrees.branch_name(self.id, name)

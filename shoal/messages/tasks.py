@@ -212,6 +212,10 @@ class TaskSubmit(Payload, kw_only=True):
     """The task that started this one (a team run's subtask, a delegated subagent)."""
     subtask: str | None = None
     """The id of the team run's subtask this task carries out."""
+    fresh_at: str | None = None
+    """The commit ``cwd`` is a fresh checkout of, untouched since (a team run's new
+    worktree): the task's first snapshot is that commit, taken without reading the files
+    (six git processes at each subtask's start, while the others start too)."""
 
 
 @message("task.submit.result")
@@ -315,6 +319,9 @@ class ExecRequest(Payload, kw_only=True):
     """The team run's subtask id (shown by ``shoal team status``)."""
     agent: AgentSpec | None = None
     """The agent definition to act as: its prompt, and only its tools."""
+    fresh_at: str | None = None
+    """Iteration 1 of a task whose work tree is a fresh checkout of this commit
+    (``TaskSubmit.fresh_at``): its snapshot before the first iteration."""
 
 
 @message("exec.event")

@@ -458,6 +458,7 @@ class Scheduler:
                 subagent=not task.submit.options.evaluate,
                 subtask=task.submit.subtask,
                 agent=task.submit.options.agent,
+                fresh_at=task.submit.fresh_at if task.iteration == 1 else None,
             ),
         )
         self._save_task(task, status="running")  # a resumed task knows its iteration
