@@ -14,7 +14,7 @@ import typer
 from shoal import __version__
 from shoal.cli.groups import RunByDefault
 
-app = typer.Typer(
+_app = typer.Typer(
     name="shoal",
     cls=RunByDefault,
     help="shoal: a local-first AI coding agent for the terminal, built as a team of actors.",
@@ -33,7 +33,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@_app.callback()
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
@@ -45,45 +45,83 @@ def _root(
     """
 
 
-def _register() -> None:
-    from shoal.cli import (
-        batch,
-        chat,
-        config,
-        demo,
-        doctor,
-        learn,
-        mcp,
-        memory,
-        messages,
-        orchestrator,
-        replay,
-        run,
-        runtime_demo,
-        serve,
-        skills,
-        sql,
-        stats,
-        tasks,
-        team,
-        team_run,
-    )
+# Every command, in the order help lists them: name -> (module, attribute, a group?).
+# Only the command being run is imported and built (typer makes a click command of
+# each registered one on every call: all of them cost ~25 ms of every start).
+_ENTRIES: dict[str, tuple[str, str, bool]] = {
+    "run": ("shoal.cli.run", "run", False),
+    "tasks": ("shoal.cli.tasks", "tasks", False),
+    "show": ("shoal.cli.tasks", "show", False),
+    "status": ("shoal.cli.tasks", "status", False),
+    "sql": ("shoal.cli.sql", "sql", False),
+    "stats": ("shoal.cli.stats", "stats", False),
+    "replay": ("shoal.cli.replay", "replay", False),
+    "review": ("shoal.cli.review", "review", False),
+    "commit-check": ("shoal.cli.review", "commit_check", False),
+    "release-notes": ("shoal.cli.review", "release_notes", False),
+    "rewind": ("shoal.cli.rewind", "rewind", False),
+    "undo": ("shoal.cli.rewind", "undo", False),
+    "agents": ("shoal.cli.agents", "app", True),
+    "orchestrator": ("shoal.cli.app", "_orchestrator_app", True),
+    "memory": ("shoal.cli.memory", "app", True),
+    "learn": ("shoal.cli.learn", "app", True),
+    "mcp": ("shoal.cli.mcp", "app", True),
+    "config": ("shoal.cli.config", "app", True),
+    "team": ("shoal.cli.app", "_team_app", True),
+    "skills": ("shoal.cli.app", "_skills_app", True),
+    "messages": ("shoal.cli.messages", "messages", False),
+    "doctor": ("shoal.cli.doctor", "doctor", False),
+    "batch": ("shoal.cli.batch", "app", True),
+    "demo": ("shoal.cli.demo", "demo", False),
+    "serve": ("shoal.cli.serve", "serve", False),
+    "dashboard": ("shoal.cli.serve", "dashboard", False),
+    "webhooks": ("shoal.cli.serve", "webhooks", False),
+    "chat": ("shoal.cli.chat", "chat", False),
+    "sessions": ("shoal.cli.chat", "sessions_app", True),
+    "models": ("shoal.cli.models", "models", False),
+    "plugin": ("shoal.cli.plugin", "app", True),
+    "export": ("shoal.cli.export", "export", False),
+    "import": ("shoal.cli.export", "import_", False),
+}
+_registered: set[str] = set()
 
-    app.command("run")(run.run)
-    app.command("tasks")(tasks.tasks)
-    app.command("show")(tasks.show)
-    app.command("status")(tasks.status)
-    app.command("sql")(sql.sql)
-    app.command("stats")(stats.stats)
-    app.command("replay")(replay.replay)
-    _register_workflows()
+
+def register(*names: str) -> typer.Typer:
+    """Add these commands (all of them when none is named) to the app, once each."""
+    import importlib
+
+    for name in names or tuple(_ENTRIES):
+        if name in _registered:
+            continue
+        _registered.add(name)
+        module, attr, group = _ENTRIES[name]
+        target = getattr(importlib.import_module(module), attr)
+        if module == __name__:
+            target = target()  # a group put together here
+        if group:
+            _app.add_typer(target, name=name)
+        else:
+            _app.command(name)(target)
+    return _app
+
+
+def _orchestrator_app() -> typer.Typer:
+    from shoal.cli import orchestrator, runtime_demo
+
     orchestrator.app.command("demo")(runtime_demo.runtime_demo)
-    app.add_typer(orchestrator.app, name="orchestrator")
-    app.add_typer(memory.app, name="memory")
-    app.add_typer(learn.app, name="learn")
-    app.add_typer(mcp.app, name="mcp")
-    app.add_typer(config.app, name="config")
-    app.add_typer(team.app, name="team")
+    return orchestrator.app
+
+
+def _team_app() -> typer.Typer:
+    from shoal.cli import team, team_run
+
+    team.app.command("run")(team_run.team_run)
+    return team.app
+
+
+def _skills_app() -> typer.Typer:
+    from shoal.cli import skills
+
     skills_app = typer.Typer(
         help="Skills shoal can use: bundled, yours, the project's.",
         no_args_is_help=True,
@@ -91,43 +129,24 @@ def _register() -> None:
     )
     skills_app.command("list")(skills.skills_list)
     skills_app.command("show")(skills.skills_show)
-    app.add_typer(skills_app, name="skills")
-    team.app.command("run")(team_run.team_run)
-    app.command("messages")(messages.messages)
-    app.command("doctor")(doctor.doctor)
-    app.add_typer(batch.app, name="batch")
-    app.command("demo")(demo.demo)
-    app.command("serve")(serve.serve)
-    app.command("dashboard")(serve.dashboard)
-    app.command("webhooks")(serve.webhooks)
-    app.command("chat")(chat.chat)
-    app.add_typer(chat.sessions_app, name="sessions")
+    return skills_app
 
 
-def _register_workflows() -> None:
-    """Reviews of a diff, agent definitions, rewinds."""
-    from shoal.cli import agents, review, rewind
-
-    app.command("review")(review.review)
-    app.command("commit-check")(review.commit_check)
-    app.command("release-notes")(review.release_notes)
-    app.command("rewind")(rewind.rewind)
-    app.command("undo")(rewind.undo)
-    app.add_typer(agents.app, name="agents")
+def invoked(args: list[str]) -> str | None:
+    """The command ``args`` run (``run`` for a bare task), None when it needs them all
+    (help, the version, no command)."""
+    if not args or args[0] in ("-h", "--help", "--version"):
+        return None
+    if args[0].startswith("-") or args[0] not in _ENTRIES:
+        return "run"  # `shoal -C repo "fix it"`, `shoal "fix it"`: the run command's
+    return args[0]
 
 
-def _register_more() -> None:
-    """Models, plugins, export and import (kept apart: _register stays readable)."""
-    from shoal.cli import export, models, plugin
-
-    app.command("models")(models.models)
-    app.add_typer(plugin.app, name="plugin")
-    app.command("export")(export.export)
-    app.command("import")(export.import_)
-
-
-_register()
-_register_more()
+def __getattr__(name: str) -> typer.Typer:
+    """``shoal.cli.app.app``: the whole command line (tests, documentation)."""
+    if name == "app":
+        return register()
+    raise AttributeError(name)
 
 
 def main() -> None:
@@ -135,8 +154,9 @@ def main() -> None:
 
     if len(sys.argv) == 1 and sys.stdin.isatty() and sys.stdout.isatty():
         sys.argv.append("chat")  # bare `shoal` in a terminal chats; elsewhere it prints help
+    command = invoked(sys.argv[1:])
     try:
-        app()
+        register(*(() if command is None else (command,)))()
     except SystemExit as exc:
         _exit_now(exc.code)
     except known_errors() as exc:
