@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from shoal.workspace.git import git, toplevel
+from shoal.workspace.git import Remembered, git, still_a_directory, toplevel
 from shoal.workspace.snapshots import ChangeProbe
 
 
@@ -72,18 +72,15 @@ class TaskChanges:
 def record_dir(repo: str | Path) -> Path:
     """Where the change records of a work tree's tasks are kept (inside its git dir)."""
     root = toplevel(repo)
-    git_dir = _git_dirs.get(root)
-    if git_dir is None or not git_dir.is_dir():
-        git_dir = Path(git(root, "rev-parse", "--absolute-git-dir").decode().strip())
-        if len(_git_dirs) >= _GIT_DIRS_KEPT:
-            _git_dirs.clear()
-        _git_dirs[root] = git_dir
-    return git_dir / "shoal" / "changes"
+    return _git_dirs.get(root, lambda: _git_dir(root)) / "shoal" / "changes"
+
+
+def _git_dir(root: Path) -> Path:
+    return Path(git(root, "rev-parse", "--absolute-git-dir").decode().strip())
 
 
 # Asked at an iteration's start and at its task's restore: a git process each time.
-_git_dirs: dict[Path, Path] = {}
-_GIT_DIRS_KEPT = 256
+_git_dirs = Remembered(still_a_directory)
 
 
 def forget(repo: str | Path, task_id: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 
@@ -112,28 +112,42 @@ def toplevel(repo: str | Path) -> Path:
     path = Path(repo).expanduser().absolute()
     if not path.is_dir():
         raise WorkspaceError(f"{path} is not a directory")
-    known = _toplevels.get(path)
-    if known is not None and _still_toplevel(path, known):
-        return known
-    root = _discovered(path)
-    if root is None:
-        try:
-            out = git(path, "rev-parse", "--show-toplevel")
-        except WorkspaceError as exc:
-            if "not installed" in str(exc):
-                raise
-            raise WorkspaceError(f"{path} is not inside a git work tree") from None
-        root = Path(out.decode().strip())
-    if len(_toplevels) >= _TOPLEVELS_KEPT:
-        _toplevels.clear()
-    _toplevels[path] = root
-    return root
+    return _toplevels.get(path, lambda: _discovered(path) or _asked_toplevel(path))
 
 
-# Work tree roots found before, by directory: a snapshot, a restore and a diff each
-# asked git again (a process each, several per iteration).
-_toplevels: dict[Path, Path] = {}
-_TOPLEVELS_KEPT = 1024
+def _asked_toplevel(path: Path) -> Path:
+    try:
+        out = git(path, "rev-parse", "--show-toplevel")
+    except WorkspaceError as exc:
+        if "not installed" in str(exc):
+            raise
+        raise WorkspaceError(f"{path} is not inside a git work tree") from None
+    return Path(out.decode().strip())
+
+
+class Remembered:
+    """What git said about directories, each answer kept while ``still(key, answer)``
+    holds: a snapshot, a restore, a diff and a worktree add each asked again (a git
+    process each time, several per iteration). Bounded: emptied when full."""
+
+    def __init__(self, still: Callable[[Path, Path], bool], limit: int = 256) -> None:
+        self._answers: dict[Path, Path] = {}
+        self._still = still
+        self._limit = limit
+
+    def get(self, key: Path, ask: Callable[[], Path]) -> Path:
+        known = self._answers.get(key)
+        if known is not None and self._still(key, known):
+            return known
+        answer = ask()
+        if len(self._answers) >= self._limit:
+            self._answers.clear()
+        self._answers[key] = answer
+        return answer
+
+
+def still_a_directory(key: Path, answer: Path) -> bool:
+    return answer.is_dir()
 
 
 def _discovered(path: Path) -> Path | None:
@@ -181,6 +195,10 @@ def _still_toplevel(path: Path, root: Path) -> bool:
             return False
         d = d.parent
     return True
+
+
+# Work tree roots found before, by directory.
+_toplevels = Remembered(_still_toplevel, limit=1024)
 
 
 def head(root: Path) -> str | None:

@@ -18,7 +18,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shoal.workspace.git import WorkspaceError, git, git_status, split_z
+from shoal.workspace.git import (
+    Remembered,
+    WorkspaceError,
+    git,
+    git_status,
+    split_z,
+    still_a_directory,
+)
 
 BRANCH_PREFIX = "shoal/team"
 CONFLICT_MARKERS = (b"<<<<<<< ", b"\n=======\n", b">>>>>>> ")
@@ -76,20 +83,14 @@ def _admin_lock(repo: Path) -> Iterator[None]:
 
 
 def _common_dir(repo: Path) -> Path:
-    """The repository's own git directory (shared by its worktrees), asked of git once."""
-    known = _common_dirs.get(repo)
-    if known is not None and known.is_dir():
-        return known
-    common = repo / git(repo, "rev-parse", "--git-common-dir").decode().strip()
-    if len(_common_dirs) >= _COMMON_DIRS_KEPT:
-        _common_dirs.clear()
-    _common_dirs[repo] = common
-    return common
+    """The repository's own git directory (shared by its worktrees), asked of git once:
+    it was asked before every worktree add and prune, two processes per subtask."""
+    return _common_dirs.get(
+        repo, lambda: repo / git(repo, "rev-parse", "--git-common-dir").decode().strip()
+    )
 
 
-# Asked before every worktree add and prune: two git processes per subtask of a team run.
-_common_dirs: dict[Path, Path] = {}
-_COMMON_DIRS_KEPT = 256
+_common_dirs = Remembered(still_a_directory)
 
 
 def delete_branches(repo: Path, branches: list[str]) -> None:
