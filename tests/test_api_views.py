@@ -6,9 +6,6 @@ gpt-4o by litellm's own table), a real local batch pool, over real HTTP."""
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -200,19 +197,14 @@ def _streamed(stream: EventReader, kind: str) -> int:
 def test_a_batchs_units_run_and_end_in_the_list_and_on_the_stream(
     home: Home, tmp_path: Path
 ) -> None:
-    from tests.test_batch import INSTRUCTION, env_for, make_repo, script
+    from tests.test_batch import make_repo, script, start_local_batch
 
     repo, names = make_repo(tmp_path, 3)
     with ScriptedModelServer(script(names, delays={"m00.py": 4.0})) as server:
         url = serve("--port", "0", env={"SHOAL_API_TOKEN": TOKEN})
         stream = EventReader(f"{url}/events")
         wait_for(lambda: "connected" in stream.comments, 10, what="the stream to open")
-        batch = subprocess.Popen(
-            [sys.executable, "-m", "shoal", "batch", INSTRUCTION, "--files", "m*.py", "-C",
-             str(repo), "--backend", "local", "--workers", "3", "--json"],
-            env={**os.environ, **env_for(server)}, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        batch = start_local_batch(repo, server)
         try:
             listed = wait_for(lambda: request("GET", f"{url}/batches", token=TOKEN)[1]["batches"],
                               60, what="the batch to be recorded")  # fmt: skip

@@ -109,6 +109,16 @@ def env_for(server: ScriptedModelServer, judge: bool = False) -> dict[str, str]:
     return env
 
 
+def start_local_batch(repo: Path, server: ScriptedModelServer) -> subprocess.Popen[str]:
+    """``shoal batch`` over ``repo``'s m*.py on three local workers, left running."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "shoal", "batch", INSTRUCTION, "--files", "m*.py", "-C",
+         str(repo), "--backend", "local", "--workers", "3", "--json"],
+        env={**os.environ, **env_for(server)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
 def units_of(home: Home, batch_id: str) -> dict[str, dict[str, Any]]:
     reply = read(home, "batch.units", {"batch_id": batch_id})
     return {r[1]: dict(zip(reply.columns, r, strict=True)) for r in reply.rows}

@@ -4,9 +4,6 @@ Screenshots of each view go to the test's ``screenshots/`` folder."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from shoal.batch.units import unit_id
@@ -102,19 +99,14 @@ def test_a_batchs_units_show_running_then_done_on_the_page(
     tmp_path: Path,
     browser,  # noqa: F811
 ) -> None:  # type: ignore[no-untyped-def]
-    from tests.test_batch import INSTRUCTION, env_for, make_repo, script
+    from tests.test_batch import make_repo, script, start_local_batch
 
     repo, names = make_repo(tmp_path, 3)
     shots = screenshots(tmp_path)
     with ScriptedModelServer(script(names, delays={"m00.py": 4.0})) as server:
         _base, page, errors = open_dashboard(browser, {"SHOAL_API_TOKEN": TOKEN})
         assert page.is_visible("#no-batches") and not page.is_visible("#batch-detail")
-        batch = subprocess.Popen(
-            [sys.executable, "-m", "shoal", "batch", INSTRUCTION, "--files", "m*.py", "-C",
-             str(repo), "--backend", "local", "--workers", "3", "--json"],
-            env={**os.environ, **env_for(server)}, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        batch = start_local_batch(repo, server)
         try:
             slow = f"#unit-{unit_id('m00.py')}"
             # m00's model call waits 4 s: running on the page while the others end.
